@@ -1,0 +1,3 @@
+from karuku.cli.app import main
+
+main()

@@ -1,0 +1,19 @@
+"""Typed data settings, shared by the Python API, the CLI and recipes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DataConfig(BaseModel):
+    """Which dataset, how validation is carved from train, and optional augmentation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("mnist", description="dataset name (see `karuku data list`)")
+    val_size: int = Field(5000, ge=0, description="training examples held out for validation (fixed seed)")
+    split_seed: int = Field(0, description="seed of the validation split")
+    augment_shift: int = Field(0, ge=0, le=8, description="random translation of training images, up to ±N pixels")
+    path: str | None = Field(None, description="folder of the raw files (default: the cache, $KARUKU_DATA)")
+    train_limit: int | None = Field(None, gt=0, description="use only the first N training examples")
+    test_limit: int | None = Field(None, gt=0, description="use only the first N test examples")

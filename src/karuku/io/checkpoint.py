@@ -1,0 +1,153 @@
+"""Checkpoints: one `.safetensors` file, tensors plus a JSON spec (see docs/FORMAT.md).
+
+Tensors are grouped in sections by a prefix: `model.<state-dict key>` for the weights;
+later techniques add their own sections (e.g. `mask.`). The JSON document holds the model
+spec, training settings, metrics, and an ordered list of `transforms` (structural edits
+such as removed channels) that rebuilding replays before the weights are loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from karuku import __version__
+from karuku.errors import KarukuError
+from karuku.io import safefile
+from karuku.models.spec import ModelSpec
+
+FORMAT = "karuku.checkpoint"
+FORMAT_VERSION = 1
+
+# name -> function(model, params) -> model; replayed in order when a checkpoint is rebuilt
+TRANSFORMS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}
+
+
+def register_transform(name: str):
+    """Register a structural edit that `Checkpoint.build_model` can replay."""
+
+    def deco(fn):
+        TRANSFORMS[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model spec, its weights, other tensor sections and metadata."""
+
+    spec: ModelSpec
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    path: Path | None = None
+
+    def build_model(self) -> nn.Module:
+        """Rebuild the architecture from the spec, replay the transforms, load the weights."""
+        model = self.spec.build()
+        for step in self.meta.get("transforms", []):
+            fn = TRANSFORMS.get(step.get("name"))
+            if fn is None:
+                raise KarukuError(f"{self.path}: unknown transform '{step.get('name')}'",
+                                  "it was written by a newer karuku; upgrade")
+            model = fn(model, step.get("params", {}))
+        load_state(model, self.state, f"{self.path or 'checkpoint'}", self.spec.name)
+        return model
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, arch: str = "") -> None:
+    """load_state_dict(strict) with one clear line when the architecture does not match."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in own if k in state
+             and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}" + ("…" if len(missing) > 3 else ""))
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}" + ("…" if len(unexpected) > 3 else ""))
+        if wrong:
+            parts.append(f"shape {', '.join(wrong[:3])}" + ("…" if len(wrong) > 3 else ""))
+        target = f"model '{arch}'" if arch else "the model"
+        raise KarukuError(f"{source} does not fit {target}: {'; '.join(parts)}",
+                          "it was saved for another architecture")
+    model.load_state_dict(state, strict=True)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, spec: ModelSpec,
+                    meta: dict[str, Any] | None = None,
+                    sections: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """Write `model`'s weights, its spec and metadata (atomically)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for section, items in (sections or {}).items():
+        if "." in section or section == "model":
+            raise ValueError(f"bad section name {section!r}")
+        tensors.update({f"{section}.{k}": v for k, v in items.items()})
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "karuku_version": __version__,
+           "model": spec.model_dump(mode="json"), **(meta or {})}
+    return safefile.write(path, tensors, doc)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`; never unpickles."""
+    tensors, doc = safefile.read(path)
+    if doc.get("format") != FORMAT:
+        raise KarukuError(f"{path} is not a karuku checkpoint (format {doc.get('format')!r})")
+    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
+        raise KarukuError(f"{path} has format version {doc['format_version']}, newer than this karuku reads",
+                          "upgrade karuku")
+    try:
+        spec = ModelSpec.model_validate(doc["model"])
+    except Exception as exc:  # pydantic.ValidationError or KeyError
+        raise KarukuError(f"{path}: invalid model spec ({str(exc).splitlines()[0]})") from None
+    sections: dict[str, dict[str, torch.Tensor]] = {}
+    for name, t in tensors.items():
+        section, _, key = name.partition(".")
+        sections.setdefault(section, {})[key] = t
+    state = sections.pop("model", {})
+    meta = {k: v for k, v in doc.items() if k not in ("model", "tensors_sha256")}
+    return Checkpoint(spec, state, meta, sections, Path(path))
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, Checkpoint]:
+    """Rebuild the model stored in a checkpoint, in eval mode."""
+    ckpt = load_checkpoint(path)
+    model = ckpt.build_model()
+    model.eval()
+    return model, ckpt
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A user's weights: a state dict in `.pt`/`.pth` (read with weights_only=True) or `.safetensors`."""
+    path = Path(path)
+    if not path.is_file():
+        raise KarukuError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as exc:
+            raise KarukuError(f"{path} is not a readable safetensors file ({exc})") from None
+        if any(k.startswith("model.") for k in state) and all("." in k for k in state):
+            return load_checkpoint(path).state
+        return state
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise KarukuError(f"cannot read {path} as a state dict ({str(exc).splitlines()[0][:200]})",
+                          "only plain state dicts load; pickled models are refused on purpose") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise KarukuError(f"{path} does not hold a state dict of tensors")
+    return obj

@@ -1,0 +1,44 @@
+"""Activation memory at batch 1, read off a forward pass.
+
+Estimate: the largest (inputs + output) of any leaf module, plus tensors that stay live
+across it (a residual branch's input) approximated by the largest module input seen
+before it in an enclosing block. It is what a static arena must hold for a sequential
+net and a close upper bound for residual ones; the C generator sizes its real arena.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _nbytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (tuple, list)):
+        return sum(_nbytes(o) for o in obj)
+    return 0
+
+
+@torch.no_grad()
+def activation_bytes(model: nn.Module, input_shape: tuple[int, ...], bytes_per_value: int = 4) -> dict[str, int]:
+    """{"peak": bytes, "total": bytes written by all leaf modules} for one sample."""
+    peak, total = 0, 0
+    scale = bytes_per_value / 4
+
+    def hook(_module, inputs, output):
+        nonlocal peak, total
+        size = _nbytes(inputs) + _nbytes(output)
+        peak = max(peak, size)
+        total += _nbytes(output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return {"peak": int(peak * scale), "total": int(total * scale)}

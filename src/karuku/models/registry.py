@@ -1,0 +1,68 @@
+"""The flat model zoo, and users' own factories by import path (`package.module:factory`)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+
+from torch import nn
+
+from karuku.errors import KarukuError, closest
+from karuku.models import convnets, lenet, mlp, mobilenet, resnet
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lenet300": mlp.lenet300,
+    "lenet5": lenet.LeNet5,
+    "lenet5-lecun": lenet.LeNet5LeCun,
+    "conv2": convnets.conv2,
+    "conv4": convnets.conv4,
+    "conv6": convnets.conv6,
+    "resnet-s": resnet.ResNetS,
+    "mobilenetv2-s": mobilenet.MobileNetV2S,
+    "mlp-teacher": mlp.mlp_teacher,
+    "mlp-student": mlp.mlp_student,
+    "mnist1d-mlp": mlp.mnist1d_mlp,
+    "mnist1d-cnn": convnets.CNN1D,
+}
+
+
+def resolve_factory(name: str) -> Callable[..., nn.Module]:
+    """A zoo name, or `package.module:factory` for a user's own model."""
+    if name in MODELS:
+        return MODELS[name]
+    if ":" not in name:
+        known = sorted(MODELS)
+        raise KarukuError(f"unknown model '{name}'{closest(name, known)}",
+                          f"known: {', '.join(known)}; or give package.module:factory")
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise KarukuError(f"cannot import '{module_name}' for model '{name}': {exc}",
+                          "check the import path and that the package is installed or on PYTHONPATH") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise KarukuError(f"'{module_name}' has no callable '{attr}'", "give package.module:factory")
+    return factory
+
+
+def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
+    """Build a model; `input_shape` and `num_classes` are passed when the factory takes them."""
+    factory = resolve_factory(name)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    args = dict(kwargs)
+    for key, value in (("input_shape", tuple(input_shape)), ("num_classes", num_classes)):
+        if key in params or takes_any:
+            args.setdefault(key, value)
+    try:
+        model = factory(**args)
+    except TypeError as exc:
+        raise KarukuError(f"cannot build model '{name}' with {sorted(args)}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise KarukuError(f"factory '{name}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -1,0 +1,43 @@
+"""Typed training settings, shared by the Python API, the CLI and recipes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainConfig(BaseModel):
+    """How to train: optimiser, learning-rate schedule, length, batch, seed, evaluation cadence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, gt=0, description="passes over the training set (ignored when iterations is set)")
+    iterations: int | None = Field(None, gt=0, description="train for exactly this many iterations instead")
+    batch_size: int = Field(64, gt=0, description="global batch size (split across processes)")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="optimiser")
+    lr: float = Field(0.01, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum (SGD)")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    schedule: Literal["constant", "cosine", "step"] = Field(
+        "cosine", description="learning-rate schedule over the run (step: ×0.1 at 50 % and 75 %)")
+    warmup_iterations: int = Field(0, ge=0, description="linear learning-rate warm-up")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    seed: int = Field(0, description="seed of data order, dropout and augmentation")
+    eval_every: int = Field(0, ge=0, description="evaluate on validation every N iterations (0: every epoch)")
+    eval_batch_size: int = Field(1000, gt=0)
+    threads: int | None = Field(None, gt=0, description="torch threads (default: torch's choice)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.optimizer != "sgd" and self.nesterov:
+            raise ValueError("nesterov applies to the sgd optimizer only")
+        return self
+
+    def digest(self) -> str:
+        """A short hash of the settings (resume files and run folders are keyed by it)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,189 @@
+"""The one training loop, for any nn.Module; techniques join it through hooks.
+
+Learning rates are a pure function of the iteration, data order a pure function of
+(seed, epoch), and the RNG state is saved with the weights at each epoch end: so a run
+resumed from its state file reaches the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import TensorDataset
+
+from karuku.data.loaders import make_loader
+from karuku.data.splits import DataSplits
+from karuku.training import resume
+from karuku.training.config import TrainConfig
+from karuku.training.distributed import World, barrier, world_from_env
+from karuku.training.evaluate import score
+from karuku.training.hooks import Hook
+from karuku.training.progress import Progress
+
+
+@dataclass
+class TrainState:
+    """What hooks see: the model (unwrapped), optimiser, counters and the evaluation history."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    total_iterations: int
+    world: World
+    iteration: int = 0
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The evaluation with the lowest validation loss (its iteration is the early-stopping point)."""
+        return min(self.history, key=lambda h: h["val_loss"]) if self.history else None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    iterations: int
+    epochs: int
+    seconds: float
+    history: list[dict[str, Any]]
+    best_val_loss: float | None
+    best_iteration: int | None
+    final_val: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"iterations": self.iterations, "epochs": self.epochs, "seconds": round(self.seconds, 2),
+                "best_val_loss": self.best_val_loss, "best_iteration": self.best_iteration,
+                "final_val": self.final_val}
+
+
+def lr_factor(cfg: TrainConfig, it: int, total: int) -> float:
+    """Multiplier of the base learning rate at iteration `it` (0-based)."""
+    if it < cfg.warmup_iterations:
+        return (it + 1) / cfg.warmup_iterations
+    t = (it - cfg.warmup_iterations) / max(1, total - cfg.warmup_iterations)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "step":
+        return 0.1 ** ((t >= 0.5) + (t >= 0.75))
+    return 1.0
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, hooks: list[Hook] | None = None,
+          state_path: str | os.PathLike | None = None, verbose: bool = True) -> TrainResult:
+    """Train `model` in place on `data.train`, evaluating on `data.val`.
+
+    `state_path`: where the per-epoch resume state lives; an existing one from the same
+    settings is resumed, and it is removed when training completes.
+    """
+    cfg, hooks = cfg or TrainConfig(), list(hooks or [])
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    world = world_from_env()
+    loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                         augment_shift=data.config.augment_shift, rank=world.rank, world=world.size)
+    per_epoch = len(loader)
+    total = cfg.iterations or cfg.epochs * per_epoch
+    epochs = math.ceil(total / per_epoch)
+    params = [p for p in model.parameters() if p.requires_grad] + [p for h in hooks for p in h.parameters()]
+    opt = make_optimizer(cfg, params)
+    state = TrainState(model, opt, cfg, total, world)
+    torch.manual_seed(cfg.seed)
+    config_hash = cfg.digest()
+    if state_path and Path(state_path).exists():
+        hook_tensors, doc = resume.load_state(state_path, model, opt, config_hash)
+        for i, h in enumerate(hooks):
+            h.load_state_dict({k.split(".", 1)[1]: v for k, v in hook_tensors.items() if k.startswith(f"{i}.")})
+        state.iteration, state.epoch, state.history = doc["iteration"], doc["epoch"], doc["history"]
+    net = DistributedDataParallel(model) if world.size > 1 else model
+    eval_every = cfg.eval_every or per_epoch
+    progress = Progress(total, enabled=verbose and world.is_main)
+    if world.is_main and state.iteration and verbose:
+        progress.line(f"resumed at epoch {state.epoch}, iteration {state.iteration}")
+    for h in hooks:
+        h.on_start(state)
+    start = time.perf_counter()
+    try:
+        while state.iteration < total:
+            loader.set_epoch(state.epoch)
+            running, seen = 0.0, 0
+            for x, y in loader:
+                loss = _step(net, state, hooks, x, y, lr_factor(cfg, state.iteration, total))
+                running, seen = running + loss * len(y), seen + len(y)
+                if state.iteration % eval_every == 0 or state.iteration == total:
+                    _evaluate(state, data.val)
+                progress.advance(state.iteration, f"loss {running / max(seen, 1):.4f}")
+                if state.iteration >= total:
+                    break
+            state.epoch += 1
+            for h in hooks:
+                h.on_epoch_end(state)
+            last = state.history[-1] if state.history else {}
+            progress.line(f"epoch {state.epoch}/{epochs}  iter {state.iteration}  loss {running / max(seen, 1):.4f}"
+                          + (f"  val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%"
+                             if last else ""))
+            if state_path and world.is_main and state.iteration < total:
+                _save(state_path, state, hooks, config_hash)
+            barrier(world)
+    finally:
+        progress.close()
+    if state_path and world.is_main and Path(state_path).exists():
+        Path(state_path).unlink()
+    best = state.best
+    return TrainResult(state.iteration, state.epoch, time.perf_counter() - start, state.history,
+                       best["val_loss"] if best else None, best["iteration"] if best else None,
+                       state.history[-1] if state.history else None)
+
+
+def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: float) -> float:
+    for g in state.optimizer.param_groups:
+        g["lr"] = state.config.lr * factor
+    net.train()
+    out = net(x)
+    loss = None
+    for h in hooks:
+        loss = h.loss(state, x, y, out)
+        if loss is not None:
+            break
+    if loss is None:
+        loss = F.cross_entropy(out, y, label_smoothing=state.config.label_smoothing)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for h in hooks:
+        h.after_backward(state)
+    state.optimizer.step()
+    state.iteration += 1
+    for h in hooks:
+        h.after_step(state)
+    return float(loss.detach())
+
+
+def _evaluate(state: TrainState, val: TensorDataset | None) -> None:
+    if val is None:
+        return
+    s = score(state.model, val, state.config.eval_batch_size)
+    state.history.append({"iteration": state.iteration, "epoch": state.epoch, "val_loss": s.loss,
+                          "val_acc": s.accuracy})
+
+
+def _save(path, state: TrainState, hooks: list[Hook], config_hash: str) -> None:
+    hook_tensors = {f"{i}.{k}": v for i, h in enumerate(hooks) for k, v in h.state_dict().items()}
+    resume.save_state(path, state.model, state.optimizer, hook_tensors,
+                      {"config_hash": config_hash, "iteration": state.iteration, "epoch": state.epoch,
+                       "history": state.history})

@@ -1,0 +1,89 @@
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from karuku.measure import activation_bytes, energy, evaluate, export_bytes, layer_counts, session, time_call, totals
+from karuku.measure.energy import PJ
+from karuku.models import build
+
+
+def test_lenet300_macs_and_counts_are_exact():
+    model = build("lenet300", (1, 28, 28), 10)
+    t = totals(model, (1, 28, 28))
+    assert (t.params, t.macs) == (266_610, 784 * 300 + 300 * 100 + 100 * 10)
+    rows = {r.name: r for r in layer_counts(model, (1, 28, 28))}
+    assert rows["fc1"].macs == 235_200 and rows["fc1"].params == 235_500
+
+
+def test_conv_macs_follow_the_formula():
+    model = build("lenet5", (1, 28, 28), 10)
+    rows = {r.name: r for r in layer_counts(model, (1, 28, 28))}
+    assert rows["conv1"].macs == 24 * 24 * 20 * 25
+    assert rows["conv2"].macs == 8 * 8 * 50 * 20 * 25
+
+
+def test_depthwise_macs_count_groups():
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1, groups=8))
+    assert totals(model, (8, 10, 10)).macs == 10 * 10 * 8 * 9
+
+
+def test_zeroed_weights_lower_effective_macs_and_nonzeros():
+    model = build("lenet300", (1, 28, 28), 10)
+    with torch.no_grad():
+        model.fc1.weight[:, : 784 // 2] = 0
+    t = totals(model, (1, 28, 28))
+    assert t.nonzeros == 266_610 - 300 * 392
+    assert t.effective_macs == 235_200 // 2 + 30_000 + 1_000
+
+
+def test_energy_table_and_on_chip_rule():
+    e = energy.estimate(macs=1000, weight_bytes=4000, activation_bytes=400, on_chip_bytes=4000)
+    assert e.weights_in == "SRAM"
+    assert e.compute_uj == pytest.approx(1000 * (PJ["float_mult"] + PJ["float_add"]) / 1e6)
+    assert e.weights_uj == pytest.approx(1000 * 5.0 / 1e6)
+    assert e.activations_uj == pytest.approx(2 * 100 * 5.0 / 1e6)
+    big = energy.estimate(macs=1000, weight_bytes=4004, activation_bytes=400, on_chip_bytes=4000)
+    assert big.weights_in == "DRAM" and big.weights_uj == pytest.approx(1001 * 640 / 1e6)
+    integer = energy.estimate(macs=1000, weight_bytes=1000, activation_bytes=0, integer=True)
+    assert integer.compute_uj == pytest.approx(1000 * 3.2 / 1e6)
+    assert "DRAM" in big.assumptions and "Horowitz" in big.assumptions
+
+
+def test_activation_memory_of_a_chain():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 300), torch.nn.ReLU(),
+                                torch.nn.Linear(300, 10))
+    acts = activation_bytes(model, (1, 28, 28))
+    assert acts["peak"] == 4 * (784 + 784)  # the flatten: input and output both live
+    assert acts["total"] == 4 * (784 + 300 + 300 + 10)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "mobilenetv2-s", "resnet-s"])
+def test_onnx_export_is_one_checked_file_matching_torch(name):
+    model = build(name, (1, 28, 28), 10).eval()
+    raw = export_bytes(model, (1, 28, 28))
+    proto = onnx.load_from_string(raw)
+    assert all(init.data_location != onnx.TensorProto.EXTERNAL for init in proto.graph.initializer)
+    x = torch.randn(5, 1, 28, 28)
+    out = session(raw, threads=1).run(None, {"input": x.numpy()})[0]
+    assert np.abs(out - model(x).detach().numpy()).max() <= 1e-4
+
+
+def test_time_call_reports_median_and_p90():
+    t = time_call(lambda: sum(range(1000)), warmup=1, runs=11)
+    assert t.runs == 11 and 0 < t.median_ms <= t.p90_ms
+    assert t.throughput(64) == pytest.approx(64 / (t.median_ms / 1000))
+
+
+def test_evaluate_gathers_everything(idx_dir):
+    from karuku.data import DataConfig, load_splits
+
+    splits = load_splits(DataConfig(name="idx", path=str(idx_dir), val_size=0))
+    model = build("lenet5-lecun", (1, 28, 28), 10)
+    ev = evaluate(model, splits, runs=3)
+    assert ev.params == 61_706 and ev.macs == 416_520 and ev.test_total == 200
+    assert set(ev.latency) == {"torch", "onnxruntime"}
+    assert ev.latency["onnxruntime"]["b64_per_s"] > 0
+    assert ev.size_fp32_bytes > 4 * 61_706
+    labels = [k for k, _ in ev.rows()]
+    assert "test accuracy" in labels and "energy assumptions" in labels

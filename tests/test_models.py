@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from karuku.errors import KarukuError
+from karuku.models import MODELS, ModelSpec, build
+
+
+@pytest.mark.parametrize("name, params", [("lenet300", 266_610), ("lenet5", 431_080), ("lenet5-lecun", 61_706),
+                                          ("mlp-teacher", 2_395_210), ("mlp-student", 1_276_810),
+                                          ("mnist1d-mlp", 276_010)])
+def test_parameter_counts_match_the_papers(name, params):
+    shape = (1, 40) if name.startswith("mnist1d") else (1, 28, 28)
+    assert sum(p.numel() for p in build(name, shape, 10).parameters()) == params
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_zoo_model_runs_on_its_inputs(name):
+    shape = (1, 40) if name.startswith("mnist1d") else (1, 28, 28)
+    model = build(name, shape, 7)
+    assert model(torch.randn(3, *shape)).shape == (3, 7)
+
+
+@pytest.mark.parametrize("name", ["resnet-s", "mobilenetv2-s", "conv2", "lenet5"])
+def test_conv_models_take_other_input_shapes(name):
+    assert build(name, (3, 32, 32), 10)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_widths_are_configurable():
+    small = build("resnet-s", (1, 28, 28), 10, widths=(8, 16, 32))
+    assert small.stem[0].out_channels == 8 and small.fc.in_features == 32
+
+
+def test_user_model_by_import_path():
+    model = ModelSpec(name="helpers.usermodels:tiny", input_shape=(1, 28, 28), num_classes=10,
+                      kwargs={"width": 5}).build()
+    assert model.net[1].out_features == 5
+
+
+@pytest.mark.parametrize("name, needle", [
+    ("resnet", "unknown model 'resnet'.*known:"),
+    ("helpers.nowhere:tiny", "cannot import 'helpers.nowhere'"),
+    ("helpers.usermodels:missing", "has no callable 'missing'"),
+    ("helpers.usermodels:not_a_model", "returned int, not a torch.nn.Module"),
+])
+def test_bad_model_names(name, needle):
+    with pytest.raises(KarukuError, match=needle):
+        build(name, (1, 28, 28), 10)
+
+
+def test_spec_round_trips_through_json():
+    spec = ModelSpec(name="resnet-s", input_shape=(1, 28, 28), num_classes=10, kwargs={"widths": [8, 16, 32]})
+    again = ModelSpec.model_validate_json(spec.model_dump_json())
+    assert again == spec and again.build().stem[0].out_channels == 8
