@@ -1,3 +1,8 @@
-"""Command modules; importing them registers their commands on the app."""
+"""Command modules: every module in this package registers its commands on import."""
 
-from karuku.cli.commands import data, demo, evaluate, models, train  # noqa: F401
+import importlib
+import pkgutil
+
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name != "common":
+        importlib.import_module(f"{__name__}.{_mod.name}")
