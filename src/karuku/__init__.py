@@ -22,6 +22,15 @@ _LAZY = {
     "load_checkpoint": "karuku.io.checkpoint",
     "load_model": "karuku.io.checkpoint",
     "KarukuError": "karuku.errors",
+    # one verb and one config per technique; each lives in its own package
+    "prune": "karuku.pruning",
+    "PruneConfig": "karuku.pruning",
+    "quantize": "karuku.quant",
+    "QuantConfig": "karuku.quant",
+    "distill": "karuku.distillation",
+    "DistillConfig": "karuku.distillation",
+    "cluster": "karuku.codec",
+    "ClusterConfig": "karuku.codec",
 }
 _ALIASES = {"build_model": "build"}
 
