@@ -1,6 +1,7 @@
 """torchrun with two processes against one process: same weights (up to float summation order)."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -19,9 +20,17 @@ def _train(args, out, idx_dir, nproc=None):
     else:
         cmd = [sys.executable, "-m", "karuku", *base]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+    # own session: on a timeout the whole process group (torchrun and its workers) is killed
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-2000:]
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.mark.slow
