@@ -1,0 +1,1 @@
+"""Quantization (filled in below)."""
