@@ -1,0 +1,60 @@
+"""`karuku compress RECIPE` and `karuku recipe validate FILE`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from karuku.cli.app import app, guard
+from karuku.cli.commands.common import console
+
+recipe_app = typer.Typer(no_args_is_help=True, help="recipes: check them before running")
+app.add_typer(recipe_app, name="recipe")
+
+
+@app.command("compress")
+@guard
+def compress_cmd(
+    recipe: Path = typer.Argument(..., help="recipe YAML (see recipes/)"),
+    out: Path = typer.Option(None, help="run folder (default runs/<name>-<hash of the recipe>)"),
+    strict: bool = typer.Option(False, help="exit non-zero when the budget is not met"),
+    lang: str = typer.Option("en", help="report language: en or ja"),
+    quiet: bool = typer.Option(False, help="no training progress"),
+) -> None:
+    """Run a recipe: baseline → compress → evaluate → recover → report. Re-running resumes."""
+    from karuku.pipeline import compress, load_recipe
+    from karuku.report.i18n import text
+
+    text(lang)  # an unknown language fails before any work
+    outcome = compress(load_recipe(recipe), out, verbose=not quiet, lang=lang)
+    _print_summary(outcome)
+    if strict and not outcome.ok:
+        raise typer.Exit(2)
+
+
+def _print_summary(outcome) -> None:
+    from rich.table import Table
+
+    table = Table("limit", "allowed", "measured", "verdict", title=f"run {outcome.run_dir}", title_justify="left")
+    for c in outcome.checks:
+        table.add_row(c["limit"], f"{c['allowed']} {c['unit']}".strip(), f"{c['value']} {c['unit']}".strip(),
+                      "pass" if c["ok"] else "[bold red]FAIL[/]")
+    console.print(table)
+    m = outcome.final["measure"]
+    console.print(f"result: {100 * m['accuracy']:.2f} % test accuracy, {m['deploy_bytes'] / 1000:,.1f} KB "
+                  f"({m['deploy_kind']}), {m['latency_ms']:.3f} ms batch-1 latency", soft_wrap=True)
+    console.print(f"report: {outcome.report}", soft_wrap=True)
+    if not outcome.ok:
+        console.print("[bold red]budget not met[/] (the best candidate was still written: final.safetensors)")
+
+
+@recipe_app.command("validate")
+@guard
+def validate_cmd(path: Path = typer.Argument(..., help="recipe YAML")) -> None:
+    """Report every problem of a recipe with its YAML path and the allowed values."""
+    from karuku.pipeline import load_recipe
+
+    recipe = load_recipe(path)
+    console.print(f"{path}: valid (version {recipe.version}, {len(recipe.stages)} stage(s): "
+                  f"{', '.join(s.kind for s in recipe.stages) or 'none'})")

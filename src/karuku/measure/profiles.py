@@ -1,0 +1,68 @@
+"""Edge device profiles (data) and the check of whether a model fits one.
+
+Figures are from the vendors' datasheets for a representative part of each class; they are
+what a deployment must respect, not a promise about every board of that class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from karuku.errors import KarukuError, closest
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    flash_bytes: int  # where weights live (microcontrollers: internal flash; others: storage)
+    ram_bytes: int  # working memory for activations (and, off microcontrollers, the weights too)
+    on_chip_bytes: int  # SRAM / last-level cache: weights that fit avoid DRAM in the energy estimate
+    weights_in_ram: bool  # application processors load weights into RAM; MCUs execute from flash
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("mcu-m4", "Cortex-M4F microcontroller, STM32F407-class: 168 MHz, 1 MB flash, 192 KB SRAM",
+                1024 * 1024, 192 * 1024, 192 * 1024, False),
+        Profile("mcu-m7", "Cortex-M7 microcontroller, STM32H743-class: 480 MHz, 2 MB flash, 1 MB SRAM",
+                2 * 1024 * 1024, 1024 * 1024, 1024 * 1024, False),
+        Profile("rpi4", "Raspberry Pi 4 class board: 4× Cortex-A72 1.5 GHz, 1 MB L2, 4 GB RAM",
+                16 * 1024**3, 4 * 1024**3, 1024 * 1024, True),
+        Profile("phone", "Phone-class SoC: 8 big/little Arm cores, ~8 MB system cache, 8 GB RAM",
+                64 * 1024**3, 8 * 1024**3, 8 * 1024 * 1024, True),
+    )
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = sorted(PROFILES)
+        raise KarukuError(f"unknown device profile '{name}'{closest(name, known)}",
+                          f"known: {', '.join(known)}") from None
+
+
+@dataclass(frozen=True)
+class Fit:
+    profile: str
+    fits: bool
+    reasons: tuple[str, ...]
+
+
+def check_fit(profile: Profile, weight_bytes: int, activation_bytes: int) -> Fit:
+    """Does a model with these stored weights and peak activations fit the device? Reasons carry the numbers."""
+    reasons = []
+    ok_flash = weight_bytes <= profile.flash_bytes
+    reasons.append(f"weights {_kb(weight_bytes)} {'≤' if ok_flash else '>'} flash {_kb(profile.flash_bytes)}")
+    ram_need = activation_bytes + (weight_bytes if profile.weights_in_ram else 0)
+    ok_ram = ram_need <= profile.ram_bytes
+    what = "weights + peak activations" if profile.weights_in_ram else "peak activations"
+    reasons.append(f"{what} {_kb(ram_need)} {'≤' if ok_ram else '>'} RAM {_kb(profile.ram_bytes)}")
+    return Fit(profile.name, ok_flash and ok_ram, tuple(reasons))
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.1f} MiB"

@@ -1,0 +1,154 @@
+"""The compression loop: recipe validation with YAML paths, a real run, resume after kill -9, the report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from karuku.cli import commands  # noqa: F401  (registers the commands)
+from karuku.cli.app import app
+from karuku.errors import KarukuError
+from karuku.io.checkpoint import load_checkpoint
+from karuku.pipeline import compress, load_recipe, parse_recipe
+
+runner = CliRunner()
+
+RECIPE = {
+    "version": 1, "name": "digits-test", "seed": 1,
+    "data": {"name": "digits", "val_size": 200},
+    "model": {"name": "lenet300", "train": {"epochs": 2, "lr": 0.05, "batch_size": 32}},
+    "budget": {"max_accuracy_drop": 5.0, "max_size_kb": 1000, "profile": "mcu-m4"},
+    "recovery": {"finetune_epochs": 1, "max_rounds": 1},
+    "stages": [{"finetune": {"epochs": 1, "lr": 0.01}}, {"export": {"format": "onnx"}}],
+}
+
+
+def write(tmp_path, doc, name="r.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc) if isinstance(doc, dict) else doc)
+    return path
+
+
+@pytest.mark.parametrize("change, needles", [
+    (lambda d: d.update(colour="red"), ["colour: Extra inputs are not permitted"]),
+    (lambda d: d.update(version=2), ["version: Input should be 1"]),
+    (lambda d: d["model"]["train"].update(epochs="ten"), ["model.train.epochs: Input should be a valid integer"]),
+    (lambda d: d["budget"].update(profile="arduino"), ["budget.profile: unknown profile 'arduino'; allowed:"]),
+    (lambda d: d["stages"].append({"shrink": {}}), ["stages[2].shrink: unknown stage 'shrink'", "allowed:"]),
+    (lambda d: d["stages"][0]["finetune"].update(epochz=3), ["stages[0].finetune.epochz: Extra inputs"]),
+    (lambda d: d["stages"][1]["export"].update(format="tflite"), ["stages[1].export.format: Input should be 'onnx'"]),
+    (lambda d: d["model"].pop("name"), ["model: give a model name"]),
+])
+def test_every_problem_has_its_yaml_path(change, needles):
+    doc = json.loads(json.dumps(RECIPE))
+    change(doc)
+    recipe, problems = parse_recipe(doc)
+    assert recipe is None
+    text = "; ".join(problems)
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_several_problems_are_reported_together(tmp_path):
+    doc = json.loads(json.dumps(RECIPE))
+    doc["colour"] = 1
+    doc["budget"]["max_accuracy_drop"] = -1
+    res = runner.invoke(app, ["recipe", "validate", str(write(tmp_path, doc))])
+    assert res.exit_code == 1
+    assert "2 problem(s)" in res.output and "colour" in res.output and "budget.max_accuracy_drop" in res.output
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "version: 1\nmodel: {name: lenet300\nstages: []\n")
+    with pytest.raises(KarukuError, match="broken YAML at line"):
+        load_recipe(path)
+
+
+def test_valid_recipe(tmp_path):
+    res = runner.invoke(app, ["recipe", "validate", str(write(tmp_path, RECIPE))])
+    assert res.exit_code == 0 and "valid" in res.output and "finetune, export" in res.output
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    recipe = load_recipe(write(tmp, RECIPE))
+    outcome = compress(recipe, tmp / "run", verbose=False)
+    return recipe, outcome
+
+
+def test_a_run_writes_everything(finished_run):
+    _, outcome = finished_run
+    root = outcome.run_dir
+    for name in ("final.safetensors", "summary.json", "report.html", "report.md", "run.log", "pareto.png"):
+        assert (root / name).is_file(), name
+    summary = json.loads((root / "summary.json").read_text())
+    assert [a["kind"] for a in summary["attempts"]] == ["baseline", "finetune", "export"]
+    assert summary["baseline"]["measure"]["accuracy"] > 0.8
+    assert {c["limit"] for c in summary["checks"]} == {"max_accuracy_drop", "max_size_kb", "profile"}
+    assert summary["ok"] == all(c["ok"] for c in summary["checks"])
+    html = (root / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http" not in html.replace("https://", "")  # self-contained
+    assert "1. Background" in html and "4. Edge" in html
+    export = summary["attempts"][-1]
+    assert os.path.isfile(export["artifacts"]["onnx"])
+
+
+def test_rerun_skips_every_finished_step(finished_run):
+    recipe, outcome = finished_run
+    again = compress(recipe, outcome.run_dir, verbose=False)
+    log = (outcome.run_dir / "run.log").read_text()
+    assert log.count("done before, skipped") == 3
+    assert again.final["measure"]["accuracy"] == outcome.final["measure"]["accuracy"]
+
+
+def test_japanese_report(finished_run):
+    recipe, outcome = finished_run
+    compress(recipe, outcome.run_dir, verbose=False, lang="ja")
+    text = (outcome.run_dir / "report.ja.html").read_text()
+    assert 'lang="ja"' in text and "背景" in text and "エッジ" in text
+
+
+def test_strict_fails_when_the_budget_is_not_met(tmp_path, finished_run):
+    _, outcome = finished_run
+    doc = json.loads(json.dumps(RECIPE))
+    doc["budget"]["max_size_kb"] = 1  # impossible; every step is reused from the finished run
+    res = runner.invoke(app, ["compress", str(write(tmp_path, doc)), "--out", str(outcome.run_dir), "--strict",
+                              "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert "budget not met" in res.output and "FAIL" in res.output
+
+
+def _run_cli(recipe_path, run_dir):
+    return subprocess.Popen([sys.executable, "-m", "karuku", "compress", str(recipe_path), "--out", str(run_dir),
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_reaches_the_same_result(tmp_path, finished_run):
+    _, reference = finished_run
+    path = write(tmp_path, RECIPE)
+    run_dir = tmp_path / "killed"
+    proc = _run_cli(path, run_dir)
+    log = run_dir / "run.log"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.is_file() and "stage 1 finetune: running" in log.read_text()):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert "stage 1 finetune: running" in log.read_text() and not (run_dir / "summary.json").exists()
+    proc = _run_cli(path, run_dir)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    a = load_checkpoint(run_dir / "final.safetensors")
+    b = load_checkpoint(reference.run_dir / "final.safetensors")
+    assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+    assert "baseline: done before, skipped" in log.read_text()
