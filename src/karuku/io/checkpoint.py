@@ -8,6 +8,8 @@ such as removed channels) that rebuilding replays before the weights are loaded.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +56,11 @@ class Checkpoint:
         model = self.spec.build()
         for step in self.meta.get("transforms", []):
             fn = TRANSFORMS.get(step.get("name"))
+            if fn is None and str(step.get("module", "")).startswith("karuku."):
+                # a technique registers its transforms when imported; only karuku's own modules load
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(step["module"])
+                fn = TRANSFORMS.get(step.get("name"))
             if fn is None:
                 raise KarukuError(f"{self.path}: unknown transform '{step.get('name')}'",
                                   "it was written by a newer karuku; upgrade")
