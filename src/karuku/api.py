@@ -68,3 +68,23 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_p
                               f"{tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
     engines = ("torch", "onnxruntime") if latency else ()
     return evaluate(model, splits, ckpt.spec.input_shape, threads=threads, engines=engines, runs=runs)
+
+
+def apply_profile(ev: Evaluation, profile: str) -> Evaluation:
+    """Add whether the model fits a device profile (with the numbers) and its energy with that profile's on-chip memory.
+
+    The stored weights are the smallest representation measured (fp32, or int8 / packed when present).
+    """
+    from karuku.measure import energy
+    from karuku.measure.profiles import check_fit, get_profile
+
+    p = get_profile(profile)
+    sizes = [ev.size_fp32_bytes] + [v for k, v in ev.extra.items() if k.endswith("_bytes") and isinstance(v, int)]
+    weight_bytes = min(sizes)
+    integer = weight_bytes < ev.size_fp32_bytes
+    scale = 4 if integer else 1  # int8 activations take a quarter of fp32's
+    fit = check_fit(p, weight_bytes, ev.peak_activation_bytes // scale)
+    ev.extra[f"fits {p.name}"] = ("yes" if fit.fits else "NO") + ": " + "; ".join(fit.reasons)
+    ev.energy = energy.estimate(ev.effective_macs, weight_bytes, ev.activation_traffic_bytes // scale, integer=integer,
+                                on_chip_bytes=p.on_chip_bytes).as_dict()
+    return ev

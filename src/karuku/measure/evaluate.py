@@ -26,6 +26,7 @@ class Evaluation:
     effective_macs: int
     size_fp32_bytes: int
     peak_activation_bytes: int
+    activation_traffic_bytes: int  # all leaf-module outputs of one inference (the energy model's activations)
     energy: dict[str, Any]
     threads: int
     accuracy: float | None = None
@@ -111,7 +112,8 @@ def evaluate(model: nn.Module, data: DataSplits | None = None, input_shape: tupl
     acts = memory.activation_bytes(model, input_shape)
     size = fp32_size(model)
     en = energy.estimate(tot.macs, 4 * tot.params, acts["total"], integer=False, on_chip_bytes=on_chip_bytes)
-    ev = Evaluation(tot.params, tot.nonzeros, tot.macs, tot.effective_macs, size, acts["peak"], en.as_dict(),
+    ev = Evaluation(tot.params, tot.nonzeros, tot.macs, tot.effective_macs, size, acts["peak"], acts["total"],
+                    en.as_dict(),
                     threads, layers=[asdict(r) for r in counts.layer_counts(model, input_shape)])
     if data is not None:
         s = score(model, data.test)

@@ -65,4 +65,4 @@ def check_fit(profile: Profile, weight_bytes: int, activation_bytes: int) -> Fit
 
 
 def _kb(n: int) -> str:
-    return f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.1f} MiB"
+    return f"{n / 1024:,.1f} KiB" if n < 10 * 1024**2 else f"{n / 1024**2:,.1f} MiB"

@@ -1,0 +1,1 @@
+"""Deployment: ONNX export with parity checks, ONNX Runtime benchmarks, microcontroller C."""

@@ -1,0 +1,43 @@
+"""ONNX Runtime latency and throughput of an ONNX file, input shape read from the graph."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from karuku.errors import KarukuError
+from karuku.measure.onnx_runtime import session
+from karuku.measure.timing import time_call
+
+_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+
+
+def bench_onnx(path: str | os.PathLike, threads: int = 2, batches: tuple[int, ...] = (1, 64),
+               runs: int = 50) -> list[dict]:
+    """One row per batch size: median / p90 latency (ms) and samples per second."""
+    path = Path(path)
+    if not path.is_file():
+        raise KarukuError(f"ONNX file {path} not found")
+    try:
+        sess = session(path, threads)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise KarukuError(f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    inp = sess.get_inputs()[0]
+    dims = inp.shape[1:]
+    if any(not isinstance(d, int) for d in dims):
+        raise KarukuError(f"{path}: input '{inp.name}' has symbolic dimensions {inp.shape} beyond the batch")
+    dtype = _DTYPES.get(inp.type)
+    if dtype is None:
+        raise KarukuError(f"{path}: unsupported input type {inp.type}")
+    rng = np.random.default_rng(0)
+    rows = []
+    for b in batches:
+        if isinstance(inp.shape[0], int) and inp.shape[0] != b:
+            continue  # a fixed batch dimension: only that batch size runs
+        x = rng.standard_normal((b, *dims)).astype(np.float32).astype(dtype)
+        t = time_call(lambda x=x: sess.run(None, {inp.name: x}), warmup=5, runs=runs)
+        rows.append({"batch": b, "median_ms": t.median_ms, "p90_ms": t.p90_ms, "per_s": t.throughput(b),
+                     "runs": t.runs, "threads": threads})
+    return rows
