@@ -1,0 +1,49 @@
+"""Typed settings of weight sharing and packing, shared by the Python API and the CLI."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ClusterConfig(BaseModel):
+    """Weight sharing: k = 2^bits centroids per layer, found by k-means over the surviving weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bits: int = Field(5, ge=1, le=8, description="bits per shared weight (2^bits centroids) for layers "
+                                                  "no pattern in layer_bits matches")
+    layer_bits: dict[str, int] = Field(default_factory=dict, description="bits per layer by fnmatch pattern on "
+                                       "the module name, first match wins (e.g. {'conv*': 8, 'fc*': 5})")
+    init: Literal["linear", "density", "random"] = Field(
+        "linear", description="centroid initialisation: evenly spaced over [min, max] (the paper's best), "
+                              "quantiles of the weights, or random weights")
+    max_iter: int = Field(300, gt=0, description="k-means iterations at most")
+    seed: int = Field(0, description="seed of the random initialisation")
+
+    @field_validator("layer_bits")
+    @classmethod
+    def _bits_in_range(cls, v: dict[str, int]) -> dict[str, int]:
+        for pattern, b in v.items():
+            if not 1 <= b <= 8:
+                raise ValueError(f"bits for '{pattern}' must be 1..8, got {b}")
+        return v
+
+    def bits_for(self, module_name: str) -> int:
+        """Bits of the layer `module_name` (e.g. 'conv1')."""
+        for pattern, b in self.layer_bits.items():
+            if fnmatch.fnmatchcase(module_name, pattern):
+                return b
+        return self.bits
+
+
+class PackConfig(BaseModel):
+    """How `pack` codes the positions and streams."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index_bits: int | None = Field(None, ge=1, le=8, description="bits per relative index (default: the "
+                                                                  "smallest file per layer, trying 1..8)")
+    huffman: bool = Field(True, description="Huffman-code the streams where that is smaller")
