@@ -1,0 +1,78 @@
+"""PruneConfig: the one typed description of a pruning job (Python API, CLI and recipes)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_SCHEDULE = re.compile(r"^(oneshot|one-shot|iterative(:\d+)?|agp(:\d+)?)$")
+
+
+class PruneConfig(BaseModel):
+    """What to prune, how much, how to choose, and on what schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sparsity: float = Field(0.9, ge=0, lt=1, description=(
+        "fraction to remove: of the prunable weights (unstructured), of each group's channels "
+        "(structured, target=channels) or of the MACs (structured, target=macs)"))
+    scope: Literal["layer", "global"] = Field("layer", description=(
+        "layer: the same rate in every layer (overrides by pattern); global: one threshold across layers"))
+    method: str = Field("magnitude", description=(
+        "scoring: magnitude or random (unstructured); l1, l2, bn (BatchNorm γ) or random (structured; "
+        "magnitude means l1)"))
+    structured: bool = Field(False, description="remove whole channels / neurons and shrink the modules")
+    target: Literal["channels", "macs"] = Field("channels", description=(
+        "structured only: whether sparsity counts removed channels or removed MACs"))
+    schedule: str = Field("oneshot", description=(
+        "oneshot, iterative:N (N rounds of prune then fine-tune) or agp[:K] (gradual, every K steps)"))
+    overrides: dict[str, float] = Field(default_factory=dict, description=(
+        "layer scope: rate per layer-name pattern (fnmatch), first match wins, e.g. {'fc3': 0.45}"))
+    exclude: list[str] = Field(default_factory=list, description="layer-name patterns (fnmatch) never pruned")
+    agp_end: float = Field(0.75, gt=0, le=1, description="agp: fraction of fine-tuning by which the target is reached")
+    on_unsupported: Literal["error", "skip"] = Field("error", description=(
+        "structured: an op it cannot rewrite is an error, or (skip) its channels are left untouched with a warning"))
+    seed: int = Field(0, description="seed of random scores")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        if not _SCHEDULE.match(v):
+            raise ValueError(f"'{v}' is not a schedule; use oneshot, iterative:N or agp[:K]")
+        return "oneshot" if v == "one-shot" else v
+
+    @field_validator("overrides")
+    @classmethod
+    def _rates(cls, v: dict[str, float]) -> dict[str, float]:
+        for pattern, rate in v.items():
+            if not 0 <= rate < 1:
+                raise ValueError(f"override {pattern}={rate} is outside [0, 1)")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.structured and self.kind == "agp":
+            raise ValueError("agp is for unstructured pruning; use iterative:N with structured")
+        if self.overrides and self.scope == "global":
+            raise ValueError("overrides apply to scope=layer; use exclude with scope=global")
+        if self.target == "macs" and not self.structured:
+            raise ValueError("target=macs needs structured pruning (unstructured sparsity removes no dense MACs)")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """oneshot, iterative or agp."""
+        return self.schedule.split(":")[0]
+
+    @property
+    def rounds(self) -> int:
+        """Prune-and-fine-tune rounds (iterative:N), 1 otherwise."""
+        return int(self.schedule.split(":")[1]) if self.kind == "iterative" and ":" in self.schedule else (
+            5 if self.kind == "iterative" else 1)
+
+    @property
+    def every(self) -> int:
+        """AGP: steps between mask updates."""
+        return int(self.schedule.split(":")[1]) if self.kind == "agp" and ":" in self.schedule else 100

@@ -1,0 +1,102 @@
+"""`prune(model, PruneConfig(...))`: the one verb. Score → select → apply → (fine-tune), per schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from karuku.data.splits import DataSplits
+from karuku.errors import KarukuError
+from karuku.pruning.config import PruneConfig
+from karuku.pruning.mask import Mask
+from karuku.pruning.masked import MaskedTraining, bake
+from karuku.pruning.schedules import AGP, iterative_sparsity
+from karuku.pruning.unstructured import compute_mask
+from karuku.training.config import TrainConfig
+from karuku.training.evaluate import score
+from karuku.training.loop import train
+
+
+@dataclass
+class PruneResult:
+    """The pruned model (changed in place), its mask (unstructured) and structural edits (structured)."""
+
+    model: nn.Module
+    config: PruneConfig
+    mask: Mask | None = None
+    transforms: list[dict[str, Any]] = field(default_factory=list)  # to append to a checkpoint's transforms
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # per round: sparsity, MACs, validation
+
+
+def _check(cfg: PruneConfig, data: DataSplits | None, finetune: TrainConfig | None) -> None:
+    if cfg.kind != "oneshot" and (data is None or finetune is None):
+        raise KarukuError(f"schedule '{cfg.schedule}' fine-tunes between steps but no data or fine-tuning was given",
+                          "pass data= and finetune=TrainConfig(...) (CLI: --finetune EPOCHS)")
+    if finetune is not None and data is None:
+        raise KarukuError("fine-tuning needs data", "pass data=load_splits(...)")
+
+
+def _val(model: nn.Module, data: DataSplits | None) -> float | None:
+    split = data.val if data is not None and data.val is not None else (data.test if data else None)
+    return score(model, split).accuracy if split is not None else None
+
+
+def prune(model: nn.Module, config: PruneConfig | None = None, data: DataSplits | None = None,
+          finetune: TrainConfig | None = None, mask: Mask | None = None,
+          input_shape: tuple[int, ...] | None = None, verbose: bool = False) -> PruneResult:
+    """Prune `model` in place as `config` says and return what was done.
+
+    `data` and `finetune` enable fine-tuning (required by iterative and agp schedules);
+    `mask` is an existing mask (from an earlier pruning) that is only ever tightened;
+    `input_shape` (or `data`) is needed for structured pruning.
+    """
+    cfg = config or PruneConfig()
+    _check(cfg, data, finetune)
+    if cfg.structured:
+        return _structured(model, cfg, data, finetune, mask, input_shape or (data.input_shape if data else None),
+                           verbose)
+    result = PruneResult(model, cfg)
+    if mask is not None:
+        mask.check(model, "the given mask")
+    if cfg.kind == "agp":
+        hook = AGP(cfg, mask)
+        train(model, data, finetune, hooks=[hook], verbose=verbose)
+        mask = hook.mask
+        result.rounds.append({"round": 1, "sparsity": mask.sparsity, "val_acc": _val(model, data)})
+    else:
+        for k in range(1, cfg.rounds + 1):
+            mask = compute_mask(model, cfg, current=mask,
+                                at=lambda r, k=k: iterative_sparsity(r, k, cfg.rounds))
+            mask.apply(model)
+            if finetune is not None:
+                train(model, data, finetune, hooks=[MaskedTraining(mask)], verbose=verbose)
+            result.rounds.append({"round": k, "sparsity": mask.sparsity, "val_acc": _val(model, data)})
+    bake(model, mask)
+    result.mask = mask
+    return result
+
+
+def _structured(model, cfg, data, finetune, mask, input_shape, verbose) -> PruneResult:
+    from karuku.pruning.structured import TRANSFORM, prune_channels
+
+    if input_shape is None:
+        raise KarukuError("structured pruning needs the input shape", "pass input_shape= or data=")
+    method = "l1" if cfg.method == "magnitude" else cfg.method
+    result = PruneResult(model, cfg)
+    step = 1 - (1 - cfg.sparsity) ** (1 / cfg.rounds)  # each round removes the same share of what is left
+    for k in range(1, cfg.rounds + 1):
+        plan = prune_channels(model, tuple(input_shape), step, scope=cfg.scope, method=method, target=cfg.target,
+                              exclude=cfg.exclude, on_unsupported=cfg.on_unsupported, seed=cfg.seed)
+        result.transforms.append({"name": TRANSFORM, "module": "karuku.pruning.structured.rewrite",
+                                  "params": {"edits": plan.edits}})
+        if mask is not None:  # an earlier unstructured mask: keep its zeros in the shrunk layers
+            mask = Mask.from_model(model, [n for n in mask if n in dict(model.named_parameters())])
+        if finetune is not None:
+            train(model, data, finetune, hooks=[MaskedTraining(mask)] if mask else [], verbose=verbose)
+        result.rounds.append({"round": k, "channels": [plan.channels_before, plan.channels_after],
+                              "macs": [plan.macs_before, plan.macs_after], "skipped": plan.skipped,
+                              "val_acc": _val(model, data)})
+    result.mask = mask
+    return result

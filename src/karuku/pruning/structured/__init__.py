@@ -1,0 +1,33 @@
+"""Structured pruning: remove whole channels / neurons and physically shrink the model.
+
+>>> plan = prune_channels(model, (1, 28, 28), 0.5, target="macs")
+>>> plan.macs_after / plan.macs_before
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from karuku.pruning.structured.graph import ChannelGraph, trace
+from karuku.pruning.structured.plan import METHODS, Plan, make_plan
+from karuku.pruning.structured.rewrite import TRANSFORM, apply_edits, zero_channels
+
+
+def plan_channels(model: nn.Module, input_shape: tuple[int, ...], amount: float, scope: str = "layer",
+                  method: str = "l1", target: str = "channels", exclude: list[str] = (),
+                  on_unsupported: str = "error", seed: int = 0) -> Plan:
+    """Decide which channels to remove (the model is not changed)."""
+    graph = trace(model, torch.zeros(2, *input_shape), on_unsupported)
+    return make_plan(model, graph, tuple(input_shape), amount, scope, method, target, list(exclude), seed)
+
+
+def prune_channels(model: nn.Module, input_shape: tuple[int, ...], amount: float, **options) -> Plan:
+    """Plan, then shrink `model` in place; the plan's `edits` are what a checkpoint records."""
+    plan = plan_channels(model, input_shape, amount, **options)
+    apply_edits(model, plan.edits)
+    return plan
+
+
+__all__ = ["METHODS", "TRANSFORM", "ChannelGraph", "Plan", "apply_edits", "plan_channels", "prune_channels",
+           "trace", "zero_channels"]
