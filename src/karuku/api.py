@@ -54,8 +54,15 @@ def fit(model: str, data: DataConfig, cfg: TrainConfig, out: str | os.PathLike,
 def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_path: str | None = None,
                         test_limit: int | None = None, threads: int = 2, latency: bool = True,
                         runs: int = 30) -> Evaluation:
-    """Load a checkpoint and measure it on its dataset (or `data`)."""
-    model, ckpt = load_model(path)
+    """Load a checkpoint (or a packed `.krk` model) and measure it on its dataset (or `data`)."""
+    from karuku.codec.krk import is_packed, load_packed
+
+    packed = None
+    if is_packed(path):  # a .krk file: same spec and metadata, plus its packed sizes
+        model, packed = load_packed(path)
+        ckpt = packed
+    else:
+        model, ckpt = load_model(path)
     stored = ckpt.meta.get("data") or {}
     name = data or stored.get("name")
     splits = None
@@ -67,7 +74,10 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_p
             raise KarukuError(f"dataset '{name}' has inputs {splits.input_shape} but {path} expects "
                               f"{tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
     engines = ("torch", "onnxruntime") if latency else ()
-    return evaluate(model, splits, ckpt.spec.input_shape, threads=threads, engines=engines, runs=runs)
+    ev = evaluate(model, splits, ckpt.spec.input_shape, threads=threads, engines=engines, runs=runs)
+    if packed is not None:
+        ev.extra.update(packed.extra())
+    return ev
 
 
 def apply_profile(ev: Evaluation, profile: str) -> Evaluation:

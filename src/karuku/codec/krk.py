@@ -44,6 +44,12 @@ class Packed:
                   for n, t in self.tensors.items()]
         return SizeReport(layers, len(self.data))
 
+    def extra(self) -> dict[str, Any]:
+        """Figures for `Evaluation.extra`: real file bytes, the paper's count, the ratio to dense fp32."""
+        d = self.sizes().as_dict()
+        return {"packed_file_bytes": d["packed_file_bytes"], "packed_paper_bytes": d["paper_huffman_bytes"],
+                "packed_ratio": f"{d['ratio_file']}× file, {d['ratio_huffman']}× paper count, vs dense fp32"}
+
     def build_model(self, source: str = "packed model") -> nn.Module:
         """The model, rebuilt from the spec with the transforms replayed, in eval mode."""
         self._check_fits(source)
