@@ -1,1 +1,80 @@
-"""Quantization (filled in below)."""
+"""Quantization: one verb, one config.
+
+>>> from karuku.quant import quantize, QuantConfig
+>>> qm = quantize(model, QuantConfig(bits=8, observer="mse"), calibration_inputs)
+>>> im = to_integer(qm)                       # the integer-only reference engine
+>>> onnx_bytes = export_qdq(im)               # int8 QDQ ONNX that ONNX Runtime fuses
+
+Modes: `ptq` (static, calibrated), `dynamic` (int8 Linear weights, activations quantized at run time),
+`qat` (quantization-aware training; needs `splits` and a `TrainConfig`). docs/QUANTIZATION.md has the
+details and the integer engine's specification.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from karuku.errors import KarukuError
+from karuku.quant.config import QuantConfig
+from karuku.quant.engine import IntegerModel, to_integer
+from karuku.quant.model import QuantModel
+from karuku.quant.ptq import calibration_tensor, check_shape, prepare, quantize_static
+from karuku.quant.store import QParams, load_quantized, save_quantized
+
+__all__ = ["IntegerModel", "QParams", "QuantConfig", "QuantModel", "export_qdq", "load_quantized", "quantize",
+           "save_quantized", "to_integer"]
+
+
+def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=None, *, splits=None,
+             train_config=None, input_shape: tuple[int, ...] | None = None, verbose: bool = False) -> QuantModel:
+    """Quantize `model` (left unchanged) as `cfg` says; returns the fake-quantized QuantModel.
+
+    `calibration_data`: inputs (tensor, TensorDataset or DataLoader); for `qat` and for mixed precision's
+    auto mode (`cfg.max_drop`), `splits` (karuku.data.DataSplits) too — QAT trains on them with
+    `train_config` (karuku.training.TrainConfig), auto mode scores on their validation split.
+    """
+    cfg = cfg or QuantConfig()
+    if not isinstance(model, nn.Module):
+        raise KarukuError(f"quantize needs a torch.nn.Module, got {type(model).__name__}")
+    if calibration_data is None and splits is not None:
+        calibration_data = splits.calibration(cfg.calibration)
+    if calibration_data is None:
+        raise KarukuError("no calibration data", "pass calibration inputs (e.g. splits.calibration(512))")
+    x = calibration_tensor(calibration_data, cfg.calibration)
+    check_shape(x, input_shape or (tuple(splits.input_shape) if splits is not None else None))
+    if cfg.mode == "dynamic":
+        return prepare(model, cfg, x[:1]).eval()
+    if cfg.mode == "qat":
+        if splits is None or train_config is None:
+            raise KarukuError("QAT needs training data and settings",
+                              "pass splits=... and train_config=TrainConfig(...)")
+        from karuku.quant.qat import train_qat
+
+        return train_qat(model, splits, cfg, train_config, x, verbose=verbose)
+    if cfg.max_drop is not None:
+        return _auto_mixed(model, cfg, x, splits)
+    return quantize_static(model, cfg, x)
+
+
+def _auto_mixed(model: nn.Module, cfg: QuantConfig, x: torch.Tensor, splits) -> QuantModel:
+    from karuku.quant.mixed import auto_layer_bits
+    from karuku.training.evaluate import score
+
+    data = splits.val if splits is not None and splits.val is not None else None
+    if data is None:
+        raise KarukuError("mixed precision auto mode needs validation data", "pass splits with a validation split")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = quantize_static(model, cfg.model_copy(update={"bias_correction": False}), x)
+    bits, _ = auto_layer_bits(probe, data, score(model, data).accuracy, cfg.max_drop, cfg.low_bits)
+    return quantize_static(model, cfg.model_copy(update={"layer_bits": {**bits, **cfg.layer_bits}}), x)
+
+
+def export_qdq(model: QuantModel | IntegerModel) -> bytes:
+    """Self-contained int8 QDQ ONNX (uint8 activations × int8 per-channel weights)."""
+    from karuku.quant.onnx_export import export_qdq as _export
+
+    return _export(model if isinstance(model, IntegerModel) else to_integer(model))

@@ -1,0 +1,68 @@
+"""QuantConfig: every quantization setting, typed; the single source for the API and the CLI."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from karuku.errors import KarukuError
+
+
+class QuantConfig(BaseModel):
+    """How to quantize: mode, bit widths, ranges, calibration, QAT schedule, mixed precision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["ptq", "qat", "dynamic"] = Field(
+        "ptq", description="ptq: static post-training; qat: quantization-aware training; dynamic: int8 "
+                           "weights, activations quantized at run time (Linear layers only)")
+    bits: int = Field(8, description="weight bits, 2 to 8 (per-channel symmetric, narrow range)")
+    act_bits: int = Field(8, description="activation bits, 2 to 8")
+    act_dtype: Literal["uint8", "int8"] = Field(
+        "uint8", description="activation integers; uint8 × int8 weights is what x86 runs fast")
+    per_channel: bool = Field(True, description="one weight scale per output channel (else per tensor)")
+    observer: Literal["minmax", "moving_average", "percentile", "mse", "kl"] = Field(
+        "mse", description="how activation ranges are chosen from calibration data")
+    weight_observer: Literal["minmax", "mse"] = Field(
+        "minmax", description="weight ranges: full range, or the MSE-optimal clip (helps at 4-6 bits)")
+    calibration: int = Field(512, gt=0, description="calibration samples")
+    calibration_batch: int = Field(64, gt=0, description="calibration batch size")
+    bias_correction: bool = Field(True, description="correct each bias for the mean shift its weight rounding causes")
+    layer_bits: dict[str, int | Literal["float"]] = Field(
+        default_factory=dict, description="per-layer weight bits (8, 6, 4) or 'float', by layer-name pattern "
+                                          "(fnmatch; the last match wins)")
+    strict: bool = Field(False, description="fail on a layer that cannot be quantized instead of keeping it float")
+    qat_delay: int = Field(200, ge=0, description="QAT: iterations before activations are quantized")
+    qat_freeze_bn: int | None = Field(None, ge=0, description="QAT: iteration from which BatchNorm statistics "
+                                                              "are frozen (default: 3/4 of the run)")
+    qat_freeze_observers: int | None = Field(None, ge=0, description="QAT: iteration from which activation "
+                                                                     "ranges are frozen (default: 7/8 of the run)")
+    qat_momentum: float = Field(0.01, gt=0, le=1, description="QAT: moving-average momentum of activation ranges")
+    max_drop: float | None = Field(None, gt=0, description="mixed precision auto mode: largest accuracy drop "
+                                                           "(fraction, e.g. 0.005) allowed at low bits")
+    low_bits: int = Field(4, description="mixed precision auto mode: the low bit width tried per layer")
+
+    def __init__(self, **data):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "QuantConfig"
+            raise KarukuError(f"invalid quantization setting '{where}': {err['msg']}",
+                              "see `karuku quantize --help`") from None
+
+    @field_validator("bits", "act_bits", "low_bits")
+    @classmethod
+    def _bits(cls, v: int) -> int:
+        if not 2 <= v <= 8:
+            raise ValueError(f"bits must be from 2 to 8, got {v}")
+        return v
+
+    @field_validator("layer_bits")
+    @classmethod
+    def _layer_bits(cls, v: dict) -> dict:
+        for pattern, bits in v.items():
+            if bits != "float" and not 2 <= int(bits) <= 8:
+                raise ValueError(f"bits for '{pattern}' must be from 2 to 8 or 'float', got {bits}")
+        return v

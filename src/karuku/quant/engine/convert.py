@@ -1,0 +1,114 @@
+"""Lower a calibrated QuantModel to an IntegerModel: integer weights, biases and multipliers."""
+
+from __future__ import annotations
+
+import torch
+
+from karuku.errors import KarukuError
+from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
+from karuku.quant.model import QuantModel, key
+from karuku.quant.primitives import INT32_MAX, INT32_MIN, qrange, quantize_multiplier
+
+ADD_LEFT_SHIFT = 20  # TFLite's: (x − z) · 2^20 keeps 8-bit inputs well inside int32 with headroom
+
+
+def _value(qm: QuantModel, name: str, shape) -> Value:
+    act = qm.act(name)
+    if not bool(act.enabled):
+        raise KarukuError(f"value '{name}' has no quantization range", "calibrate the model first")
+    if act.bits != 8:
+        raise KarukuError(f"the integer engine stores 8-bit activations; '{name}' has {act.bits}",
+                          "use act_bits 8")
+    scale, zp = act.qparams()
+    return Value(list(shape), "int8" if act.signed else "uint8", int(zp), float(scale))
+
+
+def _clamp(act: str | None, out: Value) -> tuple[int, int]:
+    qmin, qmax = DTYPES[out.dtype]
+    if act is None:
+        return qmin, qmax
+    lo = max(qmin, out.zero_point)
+    if act == "relu6":
+        return lo, min(qmax, out.zero_point + round(6.0 / out.scale))
+    return lo, qmax
+
+
+def _multipliers(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [quantize_multiplier(float(v)) for v in m.double()]
+    return (torch.tensor([p[0] for p in pairs], dtype=torch.int32),
+            torch.tensor([p[1] for p in pairs], dtype=torch.int32))
+
+
+@torch.no_grad()
+def to_integer(qm: QuantModel) -> IntegerModel:
+    """The integer model computing what `qm` computes (to within rounding of the requantization)."""
+    if qm.cfg.mode == "dynamic":
+        raise KarukuError("a dynamically quantized model has no integer-only form (its activation ranges are "
+                          "chosen at run time)", "quantize with mode ptq or qat")
+    if qm.float_layers:
+        raise KarukuError(f"layers kept in float: {', '.join(qm.float_layers[:4])}",
+                          "the integer engine runs only fully quantized models; quantize every layer")
+    values: dict[str, Value] = {}
+    ops_: list[Op] = []
+    arrays: dict[str, torch.Tensor] = {}
+    inp = out = None
+    for n in qm.nodes:
+        v = _value(qm, n.name, n.shape)
+        values[n.name] = v
+        if n.attrs.get("is_output"):
+            out = n.name
+        if n.op == "input":
+            inp = n.name
+            continue
+        vin = values[n.inputs[0]]
+        if n.op in ("conv", "linear"):
+            layer = qm.layers[key(n.name)]
+            w = layer.weight
+            s_w = layer.weight_scale(w).double()
+            qmin, qmax = qrange(layer.bits, True, narrow=True)
+            shape = (-1, *[1] * (w.dim() - 1))
+            w_int = torch.clamp(torch.round(w / s_w.float().reshape(shape)), qmin, qmax).to(torch.int8)
+            s_b = (layer.weight_scale(w) * torch.tensor(vin.scale, dtype=torch.float32))
+            b_int = torch.round(layer.bias / s_b).double()
+            if (b_int.abs() > INT32_MAX).any():
+                raise KarukuError(f"layer '{n.name}': bias does not fit int32", "recalibrate with a wider range")
+            m0, shift = _multipliers(vin.scale * s_w / v.scale)
+            k = key(n.name)
+            arrays.update({f"{k}.weight": w_int, f"{k}.bias": b_int.clamp(INT32_MIN, INT32_MAX).to(torch.int32),
+                           f"{k}.m0": m0, f"{k}.shift": shift})
+            lo, hi = _clamp(n.attrs.get("act"), v)
+            attrs = {"lo": lo, "hi": hi}
+            if n.op == "conv":
+                attrs.update(stride=n.attrs["stride"], padding=n.attrs["padding"], groups=n.attrs["groups"])
+            kind = "conv2d" if n.op == "conv" else "linear"
+            ops_.append(Op(kind, [n.inputs[0]], n.name, n.name, attrs,
+                           {r: f"{k}.{r}" for r in ("weight", "bias", "m0", "shift")}))
+        elif n.op == "add":
+            vb = values[n.inputs[1]]
+            twice = 2 * max(vin.scale, vb.scale)
+            a_m0, a_shift = quantize_multiplier(vin.scale / twice)
+            b_m0, b_shift = quantize_multiplier(vb.scale / twice)
+            m0, shift = quantize_multiplier(twice / ((1 << ADD_LEFT_SHIFT) * v.scale))
+            lo, hi = _clamp(n.attrs.get("act"), v)
+            ops_.append(Op("add", list(n.inputs), n.name, n.name,
+                           {"left_shift": ADD_LEFT_SHIFT, "a_m0": a_m0, "a_shift": a_shift, "b_m0": b_m0,
+                            "b_shift": b_shift, "m0": m0, "shift": shift, "lo": lo, "hi": hi}))
+        elif n.op == "maxpool":
+            ops_.append(Op("maxpool2d", [n.inputs[0]], n.name, n.name, {k: n.attrs[k] for k in
+                                                                         ("kernel", "stride", "padding")}))
+        elif n.op == "avgpool":
+            kernel = vin.shape[1:] if n.attrs["global"] else n.attrs["kernel"]
+            stride = kernel if n.attrs["global"] else n.attrs["stride"]
+            m0, shift = quantize_multiplier(vin.scale / (v.scale * kernel[0] * kernel[1]))
+            lo, hi = DTYPES[v.dtype]
+            ops_.append(Op("avgpool2d", [n.inputs[0]], n.name, n.name,
+                           {"kernel": list(kernel), "stride": list(stride), "m0": m0, "shift": shift,
+                            "lo": lo, "hi": hi}))
+        elif n.op == "flatten":
+            ops_.append(Op("flatten", [n.inputs[0]], n.name, n.name))
+        elif n.op in ("relu", "relu6"):
+            lo, hi = _clamp(n.op, v)
+            ops_.append(Op("clamp", [n.inputs[0]], n.name, n.name, {"lo": lo, "hi": hi}))
+        else:
+            raise KarukuError(f"layer '{n.name}' ({n.op}) has no integer op", "keep the model to supported layers")
+    return IntegerModel(inp, out, values, ops_, arrays)

@@ -1,0 +1,157 @@
+"""IntegerModel: the integer-only model as a value object (ops, tensors, arrays), its file and executor.
+
+The file is one safetensors: the int8 weights and int32 biases / multipliers / shifts as tensors,
+and a JSON document (format `karuku.int-engine`) with the ordered ops, each value's shape, integer
+type, zero point and scale. docs/QUANTIZATION.md specifies every op; the C generator reproduces
+`run_int` bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from karuku.errors import KarukuError
+from karuku.io import safefile
+from karuku.quant.engine import ops
+from karuku.quant.primitives import quantize
+
+FORMAT = "karuku.int-engine"
+FORMAT_VERSION = 1
+KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp")
+DTYPES = {"uint8": (0, 255), "int8": (-128, 127)}
+
+
+@dataclass
+class Value:
+    """One tensor between ops: shape without batch, integer type, zero point, and its real scale."""
+
+    shape: list[int]
+    dtype: str
+    zero_point: int
+    scale: float
+
+    @property
+    def qmin(self) -> int:
+        return DTYPES[self.dtype][0]
+
+
+@dataclass
+class Op:
+    """One integer op: `kind` on `inputs` into `output`; `attrs` are ints / int lists, `arrays` name tensors."""
+
+    kind: str
+    inputs: list[str]
+    output: str
+    name: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, str] = field(default_factory=dict)  # role (weight, bias, m0, shift) -> array key
+
+
+@dataclass
+class IntegerModel:
+    """An integer-only model: run it with `run` (float in/out) or `run_int` (integers in/out)."""
+
+    input: str
+    output: str
+    values: dict[str, Value]
+    ops: list[Op]
+    arrays: dict[str, torch.Tensor]
+
+    # ---- execution -------------------------------------------------------------------------
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The one float step before the integers: q = clamp(round_half_even(x / s) + z)."""
+        v = self.values[self.input]
+        return quantize(x, v.scale, v.zero_point, *DTYPES[v.dtype])
+
+    def dequantize_output(self, q: torch.Tensor) -> torch.Tensor:
+        v = self.values[self.output]
+        return (q.to(torch.int32) - v.zero_point).to(torch.float32) * v.scale
+
+    @torch.no_grad()
+    def run_int(self, q: torch.Tensor, fast: bool = False) -> torch.Tensor:
+        """Integers in, integers out; every op exactly as specified.
+
+        `fast` evaluates the conv / linear sums with float64 BLAS, exactly (see `ops.conv2d`); the
+        result is bit-identical, and tests check that it is.
+        """
+        env = {self.input: q.to(torch.int32)}
+        for op in self.ops:
+            env[op.output] = self._run_op(op, env, fast)
+        return env[self.output]
+
+    def run(self, x: torch.Tensor, batch_size: int = 256, fast: bool = False) -> torch.Tensor:
+        """Float inputs to float logits through the integer model (in batches)."""
+        outs = [self.dequantize_output(self.run_int(self.quantize_input(x[i : i + batch_size]), fast))
+                for i in range(0, len(x), batch_size)]
+        return torch.cat(outs)
+
+    def _run_op(self, op: Op, env: dict[str, torch.Tensor], fast: bool = False) -> torch.Tensor:
+        a = op.attrs
+        arr = {role: self.arrays[k] for role, k in op.arrays.items()}
+        x = env[op.inputs[0]]
+        vin, vout = self.values[op.inputs[0]], self.values[op.output]
+        if op.kind == "conv2d":
+            return ops.conv2d(x, vin.zero_point, arr["weight"], arr["bias"], arr["m0"], arr["shift"],
+                              vout.zero_point, a["lo"], a["hi"], a["stride"], a["padding"], a["groups"], fast)
+        if op.kind == "linear":
+            return ops.linear(x, vin.zero_point, arr["weight"], arr["bias"], arr["m0"], arr["shift"],
+                              vout.zero_point, a["lo"], a["hi"], fast)
+        if op.kind == "maxpool2d":
+            return ops.maxpool2d(x, a["kernel"], a["stride"], a["padding"], vin.qmin)
+        if op.kind == "avgpool2d":
+            return ops.avgpool2d(x, vin.zero_point, a["kernel"], a["stride"], a["m0"], a["shift"],
+                                 vout.zero_point, a["lo"], a["hi"])
+        if op.kind == "add":
+            vb = self.values[op.inputs[1]]
+            return ops.add(x, vin.zero_point, env[op.inputs[1]], vb.zero_point, a["left_shift"], a["a_m0"],
+                           a["a_shift"], a["b_m0"], a["b_shift"], a["m0"], a["shift"], vout.zero_point,
+                           a["lo"], a["hi"])
+        if op.kind == "flatten":
+            return ops.flatten(x)
+        if op.kind == "clamp":
+            return ops.clamp(x, a["lo"], a["hi"])
+        raise KarukuError(f"unknown integer op '{op.kind}'", f"known: {', '.join(KINDS)}")
+
+    # ---- file ------------------------------------------------------------------------------
+    def document(self) -> dict[str, Any]:
+        """The JSON part: everything but the arrays."""
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "input": self.input, "output": self.output,
+                "values": {k: asdict(v) for k, v in self.values.items()}, "ops": [asdict(o) for o in self.ops]}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """One safetensors file (atomic write); no pickle."""
+        return safefile.write(path, self.arrays, self.document())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> IntegerModel:
+        tensors, doc = safefile.read(path, "integer model")
+        return cls.from_parts(tensors, doc, str(path))
+
+    @classmethod
+    def from_parts(cls, tensors: dict[str, torch.Tensor], doc: dict[str, Any], source: str = "") -> IntegerModel:
+        """Rebuild from arrays and the JSON document, checking kinds and array references."""
+        if doc.get("format") != FORMAT:
+            raise KarukuError(f"{source} is not a karuku integer model (format {doc.get('format')!r})")
+        if int(doc.get("format_version", 0)) > FORMAT_VERSION:
+            raise KarukuError(f"{source}: integer-model version {doc['format_version']} is newer than this karuku",
+                              "upgrade karuku")
+        try:
+            values = {k: Value(**v) for k, v in doc["values"].items()}
+            op_list = [Op(**o) for o in doc["ops"]]
+        except (KeyError, TypeError) as exc:
+            raise KarukuError(f"{source}: malformed integer-model document ({exc})") from None
+        for o in op_list:
+            missing = [k for k in o.arrays.values() if k not in tensors]
+            if o.kind not in KINDS or missing or any(i not in values for i in [*o.inputs, o.output]):
+                raise KarukuError(f"{source}: op '{o.name}' ({o.kind}) is malformed or refers to missing data")
+        return cls(doc["input"], doc["output"], values, op_list, dict(tensors))
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and bytes, for reports."""
+        weight_bytes = sum(t.numel() * t.element_size() for t in self.arrays.values())
+        return {"ops": len(self.ops), "kinds": sorted({o.kind for o in self.ops}), "array_bytes": weight_bytes}

@@ -1,0 +1,127 @@
+"""Quantized checkpoints: QParams (the quantization parameters as a value object) and the rebuild transform.
+
+A quantized checkpoint is a normal karuku checkpoint whose `transforms` end with `quantize`: loading
+rebuilds the float model from its spec, traces and wraps it again (same structure), then loads the
+fake-quant weights and ranges strictly. The parameters themselves are also written out plainly: per
+tensor scale / zero point / type under `meta["quant"]`, per-channel weight scales in section `qparams`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from karuku.errors import KarukuError
+from karuku.io.checkpoint import register_transform, save_checkpoint
+from karuku.models.spec import ModelSpec
+from karuku.quant.config import QuantConfig
+from karuku.quant.fuse import WEIGHTED, trace
+from karuku.quant.model import QuantModel, key
+
+TRANSFORM = "quantize"
+
+
+@dataclass
+class QParams:
+    """Scales and zero points of every activation, per-channel weight scales and bits of every layer."""
+
+    activations: dict[str, dict[str, Any]]
+    weight_scales: dict[str, torch.Tensor]
+    weight_bits: dict[str, int | None]
+
+    @classmethod
+    def from_model(cls, qm: QuantModel) -> QParams:
+        acts = {}
+        for n in qm.nodes:
+            a = qm.act(n.name)
+            if bool(a.enabled):
+                s, z = a.qparams()
+                acts[n.name] = {"scale": float(s), "zero_point": int(z), "bits": a.bits,
+                                "dtype": ("int" if a.signed else "uint") + str(a.bits)}
+        scales, bits = {}, {}
+        for n in qm.nodes:
+            if n.op in WEIGHTED:
+                layer = qm.layers[key(n.name)]
+                bits[n.name] = layer.bits
+                if layer.bits is not None:
+                    scales[n.name] = layer.weight_scale().detach().clone()
+        return cls(acts, scales, bits)
+
+    def meta(self) -> dict[str, Any]:
+        return {"activations": self.activations, "weight_bits": self.weight_bits}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{k}.weight_scale": v for k, v in self.weight_scales.items()}
+
+    def weight_bytes(self, qm: QuantModel) -> int:
+        """Bytes of the weights as stored integers (bits rounded up to whole bytes) plus int32 biases."""
+        total = 0
+        for n in qm.nodes:
+            if n.op in WEIGHTED:
+                layer = qm.layers[key(n.name)]
+                per = 4 if layer.bits is None else 1
+                total += layer.weight.numel() * per + layer.bias.numel() * 4
+        return total
+
+
+def transform_params(qm: QuantModel, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"config": qm.cfg.model_dump(mode="json"), "input_shape": list(input_shape), "nodes": qm.describe()}
+
+
+@register_transform(TRANSFORM)
+def rebuild(model: nn.Module, params: dict[str, Any]) -> QuantModel:
+    """Wrap a freshly built float model in the same fake-quant structure as the checkpoint's."""
+    cfg = QuantConfig(**params["config"])
+    shape = tuple(params["input_shape"])
+    try:
+        nodes = trace(model, torch.zeros(1, *shape))
+    except KarukuError as exc:
+        raise KarukuError(f"fake-quant checkpoint does not fit {type(model).__name__}: {exc.message}",
+                          "load it into the architecture it was quantized from") from None
+    want, got = params["nodes"], [n.describe() for n in nodes]
+    if want != got:
+        diff = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+        a = want[diff]["name"] + f" ({want[diff]['op']})" if diff < len(want) else "nothing"
+        b = got[diff]["name"] + f" ({got[diff]['op']})" if diff < len(got) else "nothing"
+        raise KarukuError(f"fake-quant checkpoint does not match {type(model).__name__}: layer {diff} is {a} "
+                          f"in the checkpoint but {b} in the model",
+                          "load it into the architecture it was quantized from")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the warning about float layers was given when quantizing
+        return QuantModel(nodes, cfg)  # ranges and their `enabled` flags come with the weights
+
+
+def save_quantized(path: str | os.PathLike, qm: QuantModel, spec: ModelSpec, meta: dict[str, Any] | None = None,
+                   transforms: list[dict[str, Any]] | None = None) -> Path:
+    """Write a quantized checkpoint (atomically); `transforms` are the float model's own, replayed first."""
+    qp = QParams.from_model(qm)
+    meta = dict(meta or {})
+    meta["transforms"] = list(transforms or []) + [{"name": TRANSFORM,
+                                                    "params": transform_params(qm, spec.input_shape)}]
+    meta["quant"] = {**qp.meta(), "mode": qm.cfg.mode, "float_layers": qm.float_layers,
+                     "int_weight_bytes": qp.weight_bytes(qm)}
+    return save_checkpoint(path, qm, spec, meta, sections={"qparams": qp.tensors()})
+
+
+def load_quantized(path: str | os.PathLike, model: nn.Module | None = None) -> QuantModel:
+    """A quantized checkpoint's QuantModel; with `model`, rebuilt on that model (checked to match)."""
+    from karuku.io.checkpoint import load_checkpoint, load_state
+
+    ckpt = load_checkpoint(path)
+    steps = ckpt.meta.get("transforms", [])
+    if not steps or steps[-1].get("name") != TRANSFORM:
+        raise KarukuError(f"{path} is not a quantized checkpoint", "quantize it first: karuku quantize CKPT")
+    if model is None:
+        qm = ckpt.build_model()
+    else:
+        qm = rebuild(model, steps[-1]["params"])
+        load_state(qm, ckpt.state, str(path), ckpt.spec.name)
+    qm.eval()
+    return qm
