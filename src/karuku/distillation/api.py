@@ -1,0 +1,38 @@
+"""`distill(teacher, student, data, DistillConfig(...))`: train a student on karuku's loop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from torch import nn
+
+from karuku.data.config import DataConfig
+from karuku.data.splits import DataSplits, load_splits
+from karuku.distillation.config import DistillConfig
+from karuku.distillation.hook import DistillHook
+from karuku.training.hooks import Hook
+from karuku.training.loop import TrainResult, train
+
+
+def make_hook(teacher: nn.Module, student: nn.Module, data: DataSplits, cfg: DistillConfig) -> DistillHook:
+    """The distillation hook for `data`: teacher logits cached only when the inputs are not augmented."""
+    return DistillHook(teacher, student, data.train.tensors[0], cfg.temperature, cfg.alpha, cfg.hints,
+                       cfg.hint_weight, cache=cfg.cache_teacher and not data.config.augment_shift)
+
+
+def distill(teacher: nn.Module, student: nn.Module, data: DataSplits | DataConfig,
+            cfg: DistillConfig | None = None, hooks: Sequence[Hook] = (),
+            state_path: str | os.PathLike | None = None, verbose: bool = True) -> TrainResult:
+    """Train `student` in place to match `teacher` (frozen) on `data`'s training set.
+
+    `hooks` join the same loop after the distillation hook (e.g. a pruning mask or fake
+    quantization), so its loss is the one used. Works under `torchrun` like `train`.
+    """
+    cfg = cfg or DistillConfig()
+    splits = data if isinstance(data, DataSplits) else load_splits(data)
+    hook = make_hook(teacher, student, splits, cfg)
+    try:
+        return train(student, splits, cfg.train, hooks=[hook, *hooks], state_path=state_path, verbose=verbose)
+    finally:
+        hook.close()

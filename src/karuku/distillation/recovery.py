@@ -1,0 +1,38 @@
+"""Self-distillation as recovery: the uncompressed model teaches its own compressed version.
+
+After pruning or quantization, fine-tuning against the original model's soft targets
+recovers accuracy better than the labels alone (the teacher knows which mistakes are near
+misses). The caller's hooks keep the compression in place while training: a mask hook
+re-zeroes pruned weights, a fake-quant hook keeps weights on the quantization grid.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from torch import nn
+
+from karuku.data.config import DataConfig
+from karuku.data.splits import DataSplits
+from karuku.distillation.api import distill
+from karuku.distillation.config import DistillConfig
+from karuku.training.config import TrainConfig
+from karuku.training.hooks import Hook
+from karuku.training.loop import TrainResult
+
+# fine-tuning defaults: a short low-learning-rate run, mostly soft targets at a moderate T
+RECOVERY = DistillConfig(temperature=4.0, alpha=0.9,
+                         train=TrainConfig(epochs=3, lr=0.01, schedule="cosine", batch_size=64))
+
+
+def recover(compressed: nn.Module, uncompressed: nn.Module, data: DataSplits | DataConfig,
+            cfg: DistillConfig | None = None, hooks: Sequence[Hook] = (),
+            state_path: str | os.PathLike | None = None, verbose: bool = True) -> TrainResult:
+    """Fine-tune `compressed` in place with `uncompressed` (a separate copy, frozen) as teacher.
+
+    `hooks`: whatever keeps the compression during training (pruning masks, fake
+    quantization); they run after the distillation hook, which supplies the loss.
+    """
+    return distill(uncompressed, compressed, data, cfg or RECOVERY, hooks=hooks, state_path=state_path,
+                   verbose=verbose)
