@@ -1,0 +1,50 @@
+"""Typed settings of a lottery-ticket experiment (Frankle & Carbin), shared by API, CLI and folder hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from karuku.data.config import DataConfig
+from karuku.training.config import TrainConfig
+
+CONTROLS = ("reinit", "random-mask")
+
+
+def paper_training() -> TrainConfig:
+    """LeNet-300-100 in the paper: Adam 1.2e-3, batch 60, 50K iterations, validation every 100."""
+    return TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, iterations=50_000, schedule="constant",
+                       eval_every=100, momentum=0.0)
+
+
+class LotteryConfig(BaseModel):
+    """Iterative magnitude pruning with rewinding, and its controls."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field("lenet300", description="zoo name or package.module:factory")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    data: DataConfig = Field(default_factory=DataConfig)
+    levels: int = Field(20, ge=1, le=60, description="pruning rounds after the dense run")
+    rate: float = Field(0.2, gt=0, lt=1, description="fraction of the surviving weights pruned per round")
+    output_rate: float | None = Field(0.1, gt=0, lt=1, description="rate of the output layer (None: same rate)")
+    scope: Literal["layer", "global"] = Field("layer", description="per-layer rates or one global threshold")
+    rewind: int = Field(0, ge=0, description="reset survivors to their values at this iteration (0: init)")
+    controls: list[str] = Field(default_factory=lambda: list(CONTROLS), description="reinit, random-mask")
+    trials: int = Field(1, ge=1, le=20, description="independent seeds")
+    seed: int = Field(0, description="seed of the first trial")
+    train: TrainConfig = Field(default_factory=paper_training)
+
+    @field_validator("controls")
+    @classmethod
+    def _controls(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in CONTROLS]
+        if bad:
+            raise ValueError(f"unknown control {bad[0]!r}; allowed: {', '.join(CONTROLS)}")
+        return list(dict.fromkeys(v))
+
+    def digest(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
