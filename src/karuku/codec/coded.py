@@ -7,6 +7,7 @@ than fixed width (the length table counts against Huffman).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,11 @@ class Stream:
     def alphabet(self) -> int:
         return 1 << self.width
 
+    @functools.cached_property
+    def counts(self) -> np.ndarray:
+        """How often each symbol occurs (sizes come from this, not from the codes)."""
+        return np.bincount(self.codes, minlength=self.alphabet)
+
     def payload(self) -> bytes:
         if self.lengths is None:
             return pack_bits(self.codes, self.width)
@@ -38,21 +44,19 @@ class Stream:
         if self.lengths is None:
             return 4 + fixed_len(self.codes.size, self.width)
         table = (self.alphabet + 1) // 2
-        return table + 4 + (huffman.encoded_bits(self.codes, self.lengths) + 7) // 8
+        return table + 4 + (self.huffman_bits() + 7) // 8
 
     def fixed_bits(self) -> int:
         return self.codes.size * self.width
 
     def huffman_bits(self) -> int:
-        lengths = self.lengths if self.lengths is not None else _lengths(self.codes, self.alphabet)
-        return huffman.encoded_bits(self.codes, lengths)
+        lengths = self.lengths if self.lengths is not None else huffman.code_lengths(self.counts)
+        return int((self.counts * lengths).sum())
 
     def entropy_bits(self) -> float:
-        return huffman.entropy_bits(self.codes, self.alphabet)
-
-
-def _lengths(codes: np.ndarray, alphabet: int) -> np.ndarray:
-    return huffman.code_lengths(np.bincount(codes, minlength=alphabet))
+        n = self.codes.size
+        p = self.counts[self.counts > 0] / max(n, 1)
+        return float(-(p * np.log2(p)).sum() * n)
 
 
 def make_stream(codes: np.ndarray, width: int, use_huffman: bool) -> Stream:
@@ -60,7 +64,7 @@ def make_stream(codes: np.ndarray, width: int, use_huffman: bool) -> Stream:
     plain = Stream(codes.astype(np.int64), width)
     if not use_huffman or codes.size == 0:
         return plain
-    coded = Stream(plain.codes, width, _lengths(plain.codes, 1 << width))
+    coded = Stream(plain.codes, width, huffman.code_lengths(plain.counts))
     return coded if coded.stored_bytes() < plain.stored_bytes() else plain
 
 

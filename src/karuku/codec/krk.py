@@ -100,7 +100,8 @@ def pack_state(state: dict[str, torch.Tensor], spec: ModelSpec, meta: dict[str, 
     doc = {"format": "karuku.krk", "karuku_version": __version__, "model": spec.model_dump(mode="json"),
            "meta": kept}
     data = container.write_bytes(doc, tensors)
-    dense = {n: torch.from_numpy(coded[n].dense()) if n in coded else t for n, t in tensors.items()}
+    # the coded tensors rebuild these exactly (tested), so the originals stand for them
+    dense = {n: t.detach().cpu() for n, t in state.items()}
     return Packed(data, spec, kept, dense, coded)
 
 
