@@ -55,8 +55,8 @@ def test_student_from_a_checkpoint_with_a_hint(teacher, idx_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--temperature", 0], "invalid --temperature: Input should be greater than 0"),
-    (["--alpha", 1.5], "invalid --alpha: Input should be less than or equal to 1"),
+    (["--temperature", 0], "invalid distillation setting 'temperature': Input should be greater than 0"),
+    (["--alpha", 1.5], "invalid distillation setting 'alpha': Input should be less than or equal to 1"),
     (["--hint", "fc2"], "bad --hint 'fc2'"),
     (["--hint", "fc7=fc2"], "the student has no layer 'fc7'"),
     (["--student", "lenet3000"], "unknown model 'lenet3000'"),

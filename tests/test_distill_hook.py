@@ -125,7 +125,7 @@ def test_recovery_keeps_pruned_weights_at_zero(splits, trained_teacher):
     pruned = copy.deepcopy(dense)
     mask_hook = ZeroMask(pruned)
     kept_before = pruned.fc1.weight[mask_hook.mask.bool()].clone()
-    result = recover(pruned, dense, splits, DistillConfig(train=QUICK), hooks=[mask_hook], verbose=False)
+    result = recover(dense, pruned, splits, QUICK, hooks=[mask_hook], verbose=False)  # as the compression loop calls it
     zeros = pruned.fc1.weight[~mask_hook.mask.bool()]
     assert result.iterations > 0 and torch.count_nonzero(zeros) == 0 and zeros.numel() >= 0.89 * 300 * 64
     assert not torch.equal(kept_before, pruned.fc1.weight[mask_hook.mask.bool()])  # the survivors trained

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from karuku.errors import KarukuError
 from karuku.training.config import TrainConfig
 
 
@@ -21,6 +22,16 @@ class DistillConfig(BaseModel):
     cache_teacher: bool = Field(
         True, description="compute the teacher's logits once when the training data is not augmented")
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training settings")
+
+    def __init__(self, **data):
+        # one line naming the setting, as for every other karuku input, instead of pydantic's report
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "DistillConfig"
+            raise KarukuError(f"invalid distillation setting '{where}': {err['msg']}",
+                              "temperature > 0, alpha in [0, 1]; see `karuku distill --help`") from None
 
     @field_validator("hints")
     @classmethod

@@ -26,13 +26,17 @@ RECOVERY = DistillConfig(temperature=4.0, alpha=0.9,
                          train=TrainConfig(epochs=3, lr=0.01, schedule="cosine", batch_size=64))
 
 
-def recover(compressed: nn.Module, uncompressed: nn.Module, data: DataSplits | DataConfig,
-            cfg: DistillConfig | None = None, hooks: Sequence[Hook] = (),
+def recover(uncompressed: nn.Module, compressed: nn.Module, data: DataSplits | DataConfig,
+            cfg: DistillConfig | TrainConfig | None = None, hooks: Sequence[Hook] = (),
             state_path: str | os.PathLike | None = None, verbose: bool = True) -> TrainResult:
-    """Fine-tune `compressed` in place with `uncompressed` (a separate copy, frozen) as teacher.
+    """Fine-tune `compressed` in place with `uncompressed` (a separate copy, frozen) as its teacher.
 
-    `hooks`: whatever keeps the compression during training (pruning masks, fake
-    quantization); they run after the distillation hook, which supplies the loss.
+    The argument order is distill's: teacher first. `cfg`: a DistillConfig, or just the
+    fine-tuning TrainConfig (then T = 4, α = 0.9). `hooks`: whatever keeps the compression
+    during training (pruning masks, fake quantization); they run after the distillation
+    hook, which supplies the loss.
     """
+    if isinstance(cfg, TrainConfig):
+        cfg = RECOVERY.model_copy(update={"train": cfg})
     return distill(uncompressed, compressed, data, cfg or RECOVERY, hooks=hooks, state_path=state_path,
                    verbose=verbose)
