@@ -75,14 +75,16 @@ def to_integer(qm: QuantModel) -> IntegerModel:
             m0, shift = _multipliers(vin.scale * s_w / v.scale)
             k = key(n.name)
             arrays.update({f"{k}.weight": w_int, f"{k}.bias": b_int.clamp(INT32_MIN, INT32_MAX).to(torch.int32),
-                           f"{k}.m0": m0, f"{k}.shift": shift})
+                           f"{k}.m0": m0, f"{k}.shift": shift,
+                           # float metadata for exporters (QDQ ONNX); the executor never reads it
+                           f"{k}.weight_scale": s_w.float()})
             lo, hi = _clamp(n.attrs.get("act"), v)
             attrs = {"lo": lo, "hi": hi}
             if n.op == "conv":
                 attrs.update(stride=n.attrs["stride"], padding=n.attrs["padding"], groups=n.attrs["groups"])
             kind = "conv2d" if n.op == "conv" else "linear"
             ops_.append(Op(kind, [n.inputs[0]], n.name, n.name, attrs,
-                           {r: f"{k}.{r}" for r in ("weight", "bias", "m0", "shift")}))
+                           {r: f"{k}.{r}" for r in ("weight", "bias", "m0", "shift", "weight_scale")}))
         elif n.op == "add":
             vb = values[n.inputs[1]]
             twice = 2 * max(vin.scale, vb.scale)
