@@ -32,6 +32,8 @@ class PruneConfig(BaseModel):
         "layer scope: rate per layer-name pattern (fnmatch), first match wins, e.g. {'fc3': 0.45}"))
     exclude: list[str] = Field(default_factory=list, description="layer-name patterns (fnmatch) never pruned")
     agp_end: float = Field(0.75, gt=0, le=1, description="agp: fraction of fine-tuning by which the target is reached")
+    round_to: int = Field(1, ge=1, description=(
+        "structured: keep a multiple of this many channels per layer (8 or 16 suit CPU kernels)"))
     on_unsupported: Literal["error", "skip"] = Field("error", description=(
         "structured: an op it cannot rewrite is an error, or (skip) its channels are left untouched with a warning"))
     seed: int = Field(0, description="seed of random scores")

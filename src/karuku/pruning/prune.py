@@ -88,7 +88,8 @@ def _structured(model, cfg, data, finetune, mask, input_shape, verbose) -> Prune
     step = 1 - (1 - cfg.sparsity) ** (1 / cfg.rounds)  # each round removes the same share of what is left
     for k in range(1, cfg.rounds + 1):
         plan = prune_channels(model, tuple(input_shape), step, scope=cfg.scope, method=method, target=cfg.target,
-                              exclude=cfg.exclude, on_unsupported=cfg.on_unsupported, seed=cfg.seed)
+                              exclude=cfg.exclude, on_unsupported=cfg.on_unsupported, seed=cfg.seed,
+                              round_to=cfg.round_to)
         result.transforms.append({"name": TRANSFORM, "module": "karuku.pruning.structured.rewrite",
                                   "params": {"edits": plan.edits}})
         if mask is not None:  # an earlier unstructured mask: keep its zeros in the shrunk layers

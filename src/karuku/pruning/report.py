@@ -46,9 +46,10 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], threads: int = 2, ru
 def verdict(before: dict[str, Any], after: dict[str, Any], structured: bool) -> str:
     """One plain sentence on what the pruning buys on this machine."""
     if not structured:
-        return ("unstructured sparsity: the layers keep their dense shapes, so dense MACs, the fp32 file and "
-                "measured latency do not improve (effective MACs only count for sparse kernels); the packed "
-                "file of the Deep Compression codec is where the size gain shows")
+        return ("no speed-up and no smaller fp32 file: unstructured sparsity keeps every layer's dense shape, so "
+                "dense kernels do the same work (latency differences above are measurement noise) and effective "
+                "MACs only count for sparse kernels; the packed file of the Deep Compression codec is where the "
+                "size gain shows")
     speed = ""
     lat_b, lat_a = before.get("latency", {}), after.get("latency", {})
     if "onnxruntime" in lat_b and "onnxruntime" in lat_a:

@@ -44,7 +44,7 @@ class ChannelGraph:
     producers: dict[str, int] = field(default_factory=dict)  # conv/linear name -> its output space
     consumers: dict[str, list[Seg]] = field(default_factory=dict)  # conv/linear name -> input layout
     norms: dict[str, list[Seg]] = field(default_factory=dict)  # batchnorm name -> its channels
-    depthwise: dict[str, int] = field(default_factory=dict)  # depthwise conv name -> its space
+    depthwise: dict[str, list[Seg]] = field(default_factory=dict)  # depthwise conv name -> its channels
     skipped: list[str] = field(default_factory=list)  # ops left untouched (on_unsupported="skip")
 
     def new(self, n: int, frozen: bool = False) -> int:
@@ -159,9 +159,6 @@ class _Walker:
             return self.module(node, self.gm.get_submodule(node.target))
         return self.function(node)
 
-    def single(self, layout: list[Seg]) -> int | None:
-        return layout[0].space if len(layout) == 1 and layout[0].rep == 1 else None
-
     def module(self, node: fx.Node, mod: nn.Module) -> list[Seg] | None:
         name = str(node.target)
         ins = self.inputs(node)
@@ -181,9 +178,8 @@ class _Walker:
                 out = self.g.new(mod.out_channels)
                 self.g.producers[name] = out
                 return [Seg(out, mod.out_channels)]
-            space = self.single(src)
-            if mod.groups == mod.in_channels == mod.out_channels and space is not None:
-                self.g.depthwise[name] = space
+            if mod.groups == mod.in_channels == mod.out_channels and all(s.rep == 1 for s in src):
+                self.g.depthwise[name] = src
                 return src
             return self.unsupported(node, f"grouped convolution '{name}' (groups={mod.groups}, "
                                           f"{mod.in_channels}→{mod.out_channels})")
