@@ -53,13 +53,15 @@ def main() -> None:
     ap.add_argument("--model", choices=["lenet300", "lenet5"], required=True)
     ap.add_argument("--preset", choices=["paper", "push"], default="paper")
     ap.add_argument("--prune-epochs", type=int, default=4, help="masked fine-tuning epochs per pruning round")
+    ap.add_argument("--rounds", type=int, help="pruning rounds (default: the preset's)")
     ap.add_argument("--tune-epochs", type=int, default=3, help="centroid fine-tuning epochs")
     ap.add_argument("--tune-lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/dc"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    p = PRESETS[(args.model, args.preset)]
+    p = dict(PRESETS[(args.model, args.preset)])
+    p["rounds"] = args.rounds or p["rounds"]
     run = args.out / f"{args.model}-{args.preset}"
     run.mkdir(parents=True, exist_ok=True)
     splits = load_splits(DATA)

@@ -146,8 +146,7 @@ def read_bytes(data: bytes, source: str = "packed model", max_elements: int = MA
     tensors, coded = {}, {}
     for name, t in pending.items():
         if isinstance(t, _Pending):
-            coded[name] = _decode(name, t, source)
-            tensors[name] = torch.from_numpy(coded[name].dense())
+            coded[name], tensors[name] = _decode(name, t, source)
         else:
             tensors[name] = t
     return doc, tensors, coded
@@ -205,11 +204,11 @@ def _record(r: _Reader, i: int, source: str) -> tuple[str, torch.Tensor | _Pendi
     return name, _Pending(tuple(shape), codebook, streams)
 
 
-def _decode(name: str, t: _Pending, source: str) -> CodedTensor:
+def _decode(name: str, t: _Pending, source: str) -> tuple[CodedTensor, torch.Tensor]:
     try:
         weights, gaps = (decode_stream(*s) for s in t.streams)
         coded = CodedTensor(t.shape, t.codebook, weights, gaps)
-        coded.positions()  # refuses gap streams that do not fit the tensor
+        dense = coded.dense()  # refuses gap streams that do not fit the tensor
     except KarukuError as exc:
         raise KarukuError(f"{source}: tensor {name}: {exc.message}", CORRUPT) from None
-    return coded
+    return coded, torch.from_numpy(dense)
