@@ -108,11 +108,12 @@ def _cli(args, nproc=None):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(teacher, idx_dir, tmp_path):
-    # each rank looks up the cached teacher logits of its own half of every batch: if it
-    # took another rank's examples the two runs would drift apart
+@pytest.mark.parametrize("extra", [[], ["--hint", "fc2=fc2"]], ids=["cached-logits", "hint-adapter"])
+def test_two_processes_match_one(teacher, idx_dir, tmp_path, extra):
+    # cached logits: each rank must look up its own half of every batch; hints: the adapter's
+    # gradients must be averaged across ranks. Either mistake makes the two runs drift apart.
     args = ["distill", "--teacher", teacher, "--student", "lenet300", *_data(idx_dir), "--iterations", 12,
-            "--batch-size", 32, "--lr", 0.05, "--quiet"]
+            "--batch-size", 32, "--lr", 0.05, "--quiet", *extra]
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     _cli([*args, "--out", one])
     assert _cli([*args, "--out", two], nproc=2).count("student test accuracy") == 1
