@@ -35,12 +35,12 @@ from karuku.pruning import PruneConfig, prune, save_pruned
 from karuku.training import TrainConfig, score, train
 
 SETTINGS = {  # small training budgets: 2 shared cores; see docs/bench/pruning.md
-    "resnet-s": {"kwargs": {}, "data": DataConfig(name="mnist", val_size=1000, train_limit=13000),
-                 "train": TrainConfig(epochs=1, batch_size=64, lr=0.05, weight_decay=5e-4, threads=1),
+    "resnet-s": {"kwargs": {}, "data": DataConfig(name="mnist", val_size=1000, train_limit=16000),
+                 "train": TrainConfig(epochs=2, batch_size=64, lr=0.05, weight_decay=5e-4, threads=1),
                  "finetune": TrainConfig(epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4, threads=1)},
-    "mobilenetv2-s": {"kwargs": {}, "data": DataConfig(name="mnist", val_size=1000, train_limit=6000),
+    "mobilenetv2-s": {"kwargs": {}, "data": DataConfig(name="mnist", val_size=1000, train_limit=16000),
                       "train": TrainConfig(epochs=2, batch_size=64, lr=0.05, weight_decay=1e-4, threads=1),
-                      "finetune": TrainConfig(epochs=2, batch_size=64, lr=0.01, weight_decay=1e-4, threads=1)},
+                      "finetune": TrainConfig(epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4, threads=1)},
 }
 ROUND_TO = 16  # both tools keep multiples of 16 channels: ONNX Runtime's blocked conv kernels want it
 
