@@ -62,6 +62,8 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_p
         model, packed = load_packed(path)
         ckpt = packed
     else:
+        import karuku.quant.store  # noqa: F401  (registers the `quantize` transform of quantized checkpoints)
+
         model, ckpt = load_model(path)
     stored = ckpt.meta.get("data") or {}
     name = data or stored.get("name")
@@ -74,9 +76,18 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_p
             raise KarukuError(f"dataset '{name}' has inputs {splits.input_shape} but {path} expects "
                               f"{tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
     engines = ("torch", "onnxruntime") if latency else ()
+    quantized = None
+    if packed is None:  # a quantized checkpoint: fp32 figures of its float form, int8 figures beside them
+        from karuku.quant.report import split_for_evaluation
+
+        model, quantized = split_for_evaluation(model, ckpt.meta)
     ev = evaluate(model, splits, ckpt.spec.input_shape, threads=threads, engines=engines, runs=runs)
     if packed is not None:
         ev.extra.update(packed.extra())
+    if quantized is not None:
+        from karuku.quant.report import int8_figures
+
+        ev.extra.update(int8_figures(quantized, ckpt.meta["quant"], splits, threads, bool(engines), runs))
     return ev
 
 

@@ -1,0 +1,202 @@
+"""quantize() and `karuku quantize / evaluate`: modes, checkpoints, QAT on the training loop, bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from karuku.cli.app import app
+from karuku.data import DataConfig, load_splits
+from karuku.errors import KarukuError
+from karuku.models import build
+from karuku.quant import IntegerModel, QuantConfig, load_quantized, quantize, to_integer
+from karuku.quant.mixed import auto_layer_bits, sensitivity
+from karuku.training import TrainConfig, score, train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def splits(idx_dir):
+    return load_splits(DataConfig(name="idx", path=str(idx_dir), val_size=100))
+
+
+@pytest.fixture(scope="module")
+def trained(splits, tmp_path_factory):
+    """A lenet300 checkpoint trained on the tiny IDX data (path, model)."""
+    from karuku.io.checkpoint import save_checkpoint
+    from karuku.models import ModelSpec
+
+    torch.manual_seed(0)
+    spec = ModelSpec(name="lenet300", input_shape=splits.input_shape, num_classes=10)
+    net = spec.build()
+    train(net, splits, TrainConfig(epochs=4, lr=0.05, batch_size=32), verbose=False)
+    out = tmp_path_factory.mktemp("ckpt") / "lenet300.safetensors"
+    save_checkpoint(out, net, spec, {"data": splits.config.model_dump(mode="json")})
+    return out, net.eval()
+
+
+def test_cli_quantize_then_evaluate(trained, tmp_path):
+    import karuku.cli.commands  # noqa: F401
+
+    trained = trained[0]
+    out, eng, onx = tmp_path / "q.safetensors", tmp_path / "q.int.safetensors", tmp_path / "q.onnx"
+    res = runner.invoke(app, ["quantize", str(trained), "--mode", "ptq", "--bits", "8", "--per-channel",
+                              "--observer", "mse", "--calibration", "256", "--out", str(out),
+                              "--engine-out", str(eng), "--onnx-out", str(onx)])
+    assert res.exit_code == 0, res.output
+    assert "fp32 test accuracy" in res.output and out.is_file() and onx.stat().st_size > 1000
+    qm = load_quantized(out)
+    im = IntegerModel.load(eng)
+    res = runner.invoke(app, ["evaluate", str(out), "--runs", "3"])
+    assert res.exit_code == 0, res.output
+    for row in ("int8 test accuracy (integer engine)", "onnxruntime int8 throughput b64", "int8 weights+biases",
+                "onnxruntime throughput b64", "test accuracy"):
+        assert row in res.output, row
+    assert len(im.ops) == 4 and isinstance(qm, nn.Module)
+
+
+def test_checkpoint_round_trip_and_mismatch(splits, tmp_path):
+    from karuku.models import ModelSpec
+    from karuku.quant.store import save_quantized
+
+    torch.manual_seed(0)
+    spec = ModelSpec(name="lenet5-lecun", input_shape=splits.input_shape, num_classes=10)
+    net = spec.build().eval()
+    qm = quantize(net, QuantConfig(layer_bits={"fc3": 6}), splits.calibration(64))
+    path = save_quantized(tmp_path / "q.safetensors", qm, spec)
+    again = load_quantized(path)
+    x = splits.test.tensors[0][:20]
+    assert torch.equal(qm(x), again(x))
+    assert torch.equal(to_integer(qm).run_int(to_integer(qm).quantize_input(x)),
+                       to_integer(again).run_int(to_integer(again).quantize_input(x)))
+    assert again.layers["fc3"].bits == 6
+    with pytest.raises(KarukuError, match="does not match LeNet5") as err:
+        load_quantized(path, build("lenet5", splits.input_shape, 10))
+    assert "\n" not in str(err.value)
+    with pytest.raises(KarukuError, match="not a quantized checkpoint"):
+        from karuku.io.checkpoint import save_checkpoint
+
+        load_quantized(save_checkpoint(tmp_path / "f.safetensors", net, spec))
+
+
+def test_bad_inputs_are_one_line_errors(splits):
+    net = build("lenet300", splits.input_shape, 10)
+    cases = [
+        (lambda: quantize(net, QuantConfig(), torch.randn(8, 3, 32, 32)), r"calibration inputs of shape \(3, 32, 32\)"),
+        (lambda: quantize(net, QuantConfig(), torch.randn(0, 1, 28, 28)), "calibration data is empty"),
+        (lambda: quantize(net, QuantConfig(), []), "calibration data is empty"),
+        (lambda: QuantConfig(bits=9), "bits must be from 2 to 8"),
+        (lambda: QuantConfig(bits=1), "bits must be from 2 to 8"),
+        (lambda: QuantConfig(layer_bits={"fc1": 12}), "bits for 'fc1'"),
+        (lambda: QuantConfig(observer="median"), "observer"),
+        (lambda: QuantConfig(colour="red"), "colour"),
+        (lambda: quantize(net, QuantConfig(mode="qat"), splits.calibration(8)), "QAT needs training data"),
+    ]
+    for fn, text in cases:
+        with pytest.raises(KarukuError, match=text) as err:
+            fn()
+        assert "\n" not in str(err.value)
+    res = runner.invoke(app, ["quantize", "nowhere.safetensors", "--bits", "9", "--out", "x.safetensors"])
+    assert res.exit_code == 1 and "bits must be from 2 to 8" in res.output
+
+
+class WithSigmoid(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(784, 32), nn.Sigmoid(), nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x.flatten(1))))
+
+
+def test_unquantizable_layer_warns_or_fails_in_strict_mode(splits):
+    x = splits.calibration(32)
+    with pytest.warns(UserWarning, match=r"cannot quantize act \(Sigmoid\); kept in float"):
+        qm = quantize(WithSigmoid(), QuantConfig(), x)
+    assert qm(x).shape == (32, 10)
+    with pytest.raises(KarukuError, match="layers kept in float"):
+        to_integer(qm)
+    with pytest.raises(KarukuError, match=r"cannot quantize act \(Sigmoid\)"):
+        quantize(WithSigmoid(), QuantConfig(strict=True), x)
+
+
+def test_dynamic_mode_quantizes_linear_layers(splits):
+    torch.manual_seed(0)
+    net = build("lenet5", splits.input_shape, 10).eval()
+    qm = quantize(net, QuantConfig(mode="dynamic"), splits.calibration(8))
+    assert qm.layers["conv1"].bits is None and qm.layers["fc1"].bits == 8
+    x = splits.test.tensors[0][:50]
+    ref, got = net(x), qm(x)
+    assert (ref.argmax(1) == got.argmax(1)).float().mean() >= 0.9 and not torch.equal(ref, got)
+    with pytest.raises(KarukuError, match="no integer-only form"):
+        to_integer(qm)
+
+
+def test_qat_with_the_training_hook_and_4bit_weights(splits, trained):
+    net = trained[1]
+    base = score(net, splits.test).accuracy
+    cfg = QuantConfig(mode="qat", bits=4, weight_observer="mse", qat_delay=10)
+    ptq = quantize(net, cfg.model_copy(update={"mode": "ptq"}), splits.calibration(128))
+    qat = quantize(net, cfg, splits=splits, train_config=TrainConfig(epochs=1, lr=0.01, batch_size=32))
+    acc = score(qat, splits.test).accuracy
+    assert acc >= base - 0.05 and acc >= score(ptq, splits.test).accuracy - 0.02
+    assert all(bool(a.enabled) for a in qat.acts.values())
+    im = to_integer(qat)
+    assert int(im.arrays["fc1.weight"].abs().max()) <= 7  # 4-bit narrow range
+    x = splits.test.tensors[0]
+    assert (im.run(x).argmax(1) == qat(x).argmax(1)).float().mean() >= 0.99
+
+
+def test_qat_folds_batchnorm_during_training(splits):
+    torch.manual_seed(0)
+    net = build("resnet-s", splits.input_shape, 10, widths=(8, 8, 8))
+    cfg = QuantConfig(mode="qat", qat_delay=2, calibration=64)
+    qm = quantize(net, cfg, splits=splits, train_config=TrainConfig(iterations=8, lr=0.01, batch_size=32))
+    assert all(layer.bn is None for layer in qm.layers.values())  # folded for good at the end
+    x = splits.test.tensors[0][:16]
+    assert torch.isfinite(qm(x)).all() and to_integer(qm).run(x).shape == (16, 10)
+
+
+def test_mixed_precision_ranking_and_auto(splits, trained):
+    net = trained[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = quantize(net, QuantConfig(bias_correction=False), splits.calibration(128))
+    ranking = sensitivity(qm, splits.val, low_bits=2)
+    assert sorted(r.layer for r in ranking) == ["fc1", "fc2", "fc3"]
+    assert ranking[0].drop >= ranking[-1].drop
+    base = score(net, splits.val).accuracy
+    bits, _ = auto_layer_bits(qm, splits.val, base, max_drop=1.0, low_bits=2)
+    assert set(bits.values()) == {2}  # everything may go low when any drop is allowed
+    bits, _ = auto_layer_bits(qm, splits.val, base, max_drop=0.0, low_bits=2)
+    assert list(bits.values()).count(8) >= 1
+    auto = quantize(net, QuantConfig(max_drop=0.02, low_bits=4), splits=splits)
+    assert score(auto, splits.val).accuracy >= base - 0.05
+
+
+@pytest.mark.slow
+def test_qat_two_processes(trained, tmp_path):
+    """`karuku quantize --mode qat` under torchrun: rank 0 writes one checkpoint."""
+    out = tmp_path / "ddp" / "qat.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "karuku",
+           "quantize", str(trained[0]), "--mode", "qat", "--bits", "4", "--qat-delay", "5", "--train-epochs", "1",
+           "--train-lr", "0.01", "--train-batch-size", "32", "--calibration", "64", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-2000:]
+    assert stdout.count("fp32 test accuracy") == 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["qat.safetensors"]
+    assert load_quantized(out).layers["fc1"].bits == 4
