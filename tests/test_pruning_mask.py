@@ -154,8 +154,9 @@ def test_agp_formula_and_hook(digits):
     ({"structured": True, "schedule": "agp"}, "agp"), ({"bogus": 1}, "bogus"),
 ])
 def test_bad_configs(kwargs, msg):
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(KarukuError, match=msg) as info:
         PruneConfig(**kwargs)
+    assert "\n" not in str(info.value) and str(info.value).startswith("invalid PruneConfig ")
 
 
 def test_bad_inputs_are_one_line_errors(digits):

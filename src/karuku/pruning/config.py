@@ -5,15 +5,36 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from karuku.errors import KarukuError
 
 _SCHEDULE = re.compile(r"^(oneshot|one-shot|iterative(:\d+)?|agp(:\d+)?)$")
+
+
+class PruneConfigError(KarukuError, ValueError):
+    """A PruneConfig field with a bad value: one line naming the field (`.field`) and why (`.reason`)."""
+
+    def __init__(self, field: str, reason: str, hint: str | None = None):
+        self.field, self.reason = field, reason
+        super().__init__(f"invalid PruneConfig {field}: {reason}", hint)
 
 
 class PruneConfig(BaseModel):
     """What to prune, how much, how to choose, and on what schedule."""
 
     model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, **data):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # pydantic's report spans lines; users get one
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            info = type(self).model_fields.get(field)
+            hint = (f"{field}: {info.description.split(';')[0]}" if info and info.description else
+                    f"known fields: {', '.join(type(self).model_fields)}" if err["type"] == "extra_forbidden" else None)
+            raise PruneConfigError(field, err["msg"].removeprefix("Value error, "), hint) from None
 
     sparsity: float = Field(0.9, ge=0, lt=1, description=(
         "fraction to remove: of the prunable weights (unstructured), of each group's channels "

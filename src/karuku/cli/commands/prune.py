@@ -78,10 +78,15 @@ def prune_cmd(
     from karuku.io.atomic import ensure_writable_dir
     from karuku.io.checkpoint import load_model
     from karuku.pruning import load_mask, prune, save_pruned
+    from karuku.pruning.config import PruneConfigError
     from karuku.pruning.report import layer_rows, summary, verdict
     from karuku.training.evaluate import score
 
-    cfg = build_config(PruneConfig, options, overrides=_parse_overrides(override), exclude=list(exclude or []))
+    try:
+        cfg = build_config(PruneConfig, options, overrides=_parse_overrides(override), exclude=list(exclude or []))
+    except PruneConfigError as exc:
+        flag = "--" + exc.field.split(".")[0].replace("_", "-")
+        raise KarukuError(f"invalid {flag}: {exc.reason}") from None
     if finetune < 0:
         raise KarukuError(f"invalid --finetune {finetune}", "give a number of epochs ≥ 0")
     if cfg.kind != "oneshot" and not finetune:
