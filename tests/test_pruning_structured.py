@@ -148,3 +148,19 @@ def test_checkpoint_round_trip_rebuilds_the_shrunk_architecture(tmp_path):
     assert len(ck2.meta["transforms"]) == 2
     with torch.no_grad():
         assert torch.equal(twice(x), loaded.eval()(x))
+
+
+def test_loading_registers_the_transform_on_demand(tmp_path, monkeypatch):
+    """A process that never imported karuku.pruning (e.g. `karuku evaluate`) still rebuilds the model."""
+    import sys
+
+    from karuku.io import checkpoint
+
+    model = build("lenet300", (1, 28, 28), 10)
+    result = prune(model, PruneConfig(structured=True, sparsity=0.5), input_shape=(1, 28, 28))
+    spec = ModelSpec(name="lenet300", input_shape=(1, 28, 28), num_classes=10)
+    path = save_pruned(tmp_path / "s.safetensors", model, spec, transforms=result.transforms)
+    monkeypatch.delitem(checkpoint.TRANSFORMS, "prune_channels")
+    monkeypatch.delitem(sys.modules, "karuku.pruning.structured.rewrite")
+    loaded, _ = load_model(path)
+    assert loaded.fc1.out_features == 150 and "prune_channels" in checkpoint.TRANSFORMS
