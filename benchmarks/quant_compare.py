@@ -1,0 +1,113 @@
+"""Our int8 QDQ ONNX beside onnxruntime.quantization.quantize_static (default and best settings) and NNCF PTQ.
+
+Run in a separate environment (these tools are never karuku dependencies):
+
+    python3 -m venv /tmp/q-venv && /tmp/q-venv/bin/pip install torch==2.13.0 nncf onnx onnxruntime numpy
+    .venv/bin/python benchmarks/quant_compare_prep.py --out /tmp/qcmp --mnist runs/*.safetensors
+    /tmp/q-venv/bin/python benchmarks/quant_compare.py /tmp/qcmp --out /tmp/qcmp/results.json
+
+Speed: batch-64 throughput with 2 threads, all sessions timed round-robin in one process (the machine
+is shared and noisy: compare ratios within one run). Accuracy: top-1 on the MNIST test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, x: np.ndarray, batch: int = 64):
+        self.batches = iter([{"input": x[i:i + batch]} for i in range(0, len(x), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def variants(folder: Path) -> dict[str, Path]:
+    """fp32, ours, quantize_static default / best, NNCF: paths of the ONNX files."""
+    calib = np.load(folder / "calib.npy").astype(np.float32)
+    fp32 = folder / "fp32.onnx"
+    out = {"fp32": fp32, "karuku int8": folder / "karuku_int8.onnx"}
+    quantize_static(str(fp32), str(folder / "qs_default.onnx"), Reader(calib))
+    out["quantize_static default"] = folder / "qs_default.onnx"
+    quant_pre_process(str(fp32), str(folder / "fp32_pre.onnx"))
+    quantize_static(str(folder / "fp32_pre.onnx"), str(folder / "qs_best.onnx"), Reader(calib),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    out["quantize_static best (pre-processed, per-channel, uint8 act)"] = folder / "qs_best.onnx"
+    try:
+        import nncf
+        import onnx
+
+        model = onnx.load(str(fp32))
+        q = nncf.quantize(model, nncf.Dataset([calib[i:i + 1] for i in range(len(calib))],
+                                              lambda x: {"input": x}), subset_size=len(calib))
+        onnx.save(q, str(folder / "nncf.onnx"))
+        out["NNCF PTQ"] = folder / "nncf.onnx"
+    except Exception as exc:  # reported, not hidden
+        print(f"NNCF failed on {folder.name}: {exc}")
+    return out
+
+
+def session(path: Path, threads: int = 2):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def throughput(paths: dict[str, Path], shape, rounds: int = 5, runs: int = 10) -> dict[str, float]:
+    x = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
+    sessions = {k: session(p) for k, p in paths.items()}
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for s in sessions.values():
+        s.run(None, {"input": x})
+    for _ in range(rounds):  # round-robin so that load changes hit every variant alike
+        for k, s in sessions.items():
+            for _ in range(runs):
+                t = time.perf_counter()
+                s.run(None, {"input": x})
+                times[k].append(time.perf_counter() - t)
+    return {k: 64 / float(np.median(v)) for k, v in times.items()}
+
+
+def accuracy(paths: dict[str, Path], folder: Path) -> dict[str, float]:
+    x, y = np.load(folder / "test_x.npy").astype(np.float32), np.load(folder / "test_y.npy")
+    out = {}
+    for k, p in paths.items():
+        s = session(p)
+        logits = np.concatenate([s.run(None, {"input": x[i:i + 1000]})[0] for i in range(0, len(x), 1000)])
+        out[k] = float((logits.argmax(1) == y).mean())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    index = json.loads((args.folder / "index.json").read_text())
+    results = {"onnxruntime": ort.__version__, "speed": {}, "accuracy": {}}
+    for name, info in index["speed"].items():
+        paths = variants(Path(info["folder"]))
+        results["speed"][name] = throughput(paths, info["input_shape"])
+        print(name, json.dumps(results["speed"][name]), flush=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    for name, info in index["accuracy"].items():
+        paths = variants(Path(info["folder"]))
+        results["accuracy"][name] = accuracy(paths, Path(info["folder"]))
+        print(name, json.dumps(results["accuracy"][name]), flush=True)
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
