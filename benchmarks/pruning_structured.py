@@ -19,18 +19,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from pruning_speed import side_by_side  # a sibling script (benchmarks/ is on the path when run)
 
 from karuku.api import fit
 from karuku.data import DataConfig, load_splits
 from karuku.io.checkpoint import load_model
-from karuku.measure import export_bytes, session, totals
-from karuku.measure.onnx_runtime import run
+from karuku.measure import totals
 from karuku.pruning import PruneConfig, prune, save_pruned
 from karuku.training import TrainConfig, score, train
 
@@ -69,23 +67,6 @@ def tp_prune(model: torch.nn.Module, shape, goal_macs: int) -> tuple[torch.nn.Mo
     return attempt(hi), hi
 
 
-def throughput(models: dict[str, torch.nn.Module], shape, rounds: int = 7, runs: int = 15) -> dict[str, float]:
-    """Batch-64 samples/s per model: interleaved rounds (noise hits all alike), median of all runs."""
-    x = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
-    sessions = {k: session(export_bytes(m, shape), threads=2) for k, m in models.items()}
-    for s in sessions.values():
-        for _ in range(5):
-            run(s, x)
-    samples: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                run(s, x)
-                samples[k].append(time.perf_counter() - t0)
-    return {k: 64 / statistics.median(v) for k, v in samples.items()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(SETTINGS), required=True)
@@ -117,7 +98,7 @@ def main() -> None:
     with torch.no_grad():
         rebuild_diff = float((rebuilt(x) - ours.eval()(x)).abs().max())
     models = {"dense": dense.eval(), "ours": ours.eval(), "tp": theirs.eval()}
-    thr = throughput(models, shape)
+    thr = side_by_side(models, shape)
     fig = {k: {"test_acc_pct": round(100 * score(m, splits.test).accuracy, 2), "params": totals(m, shape).params,
                "macs": totals(m, shape).macs, "ort_b64_per_s": round(thr[k])} for k, m in models.items()}
     for k in ("ours", "tp"):
