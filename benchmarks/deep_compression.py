@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--model", choices=["lenet300", "lenet5"], required=True)
     ap.add_argument("--preset", choices=["paper", "push"], default="paper")
     ap.add_argument("--prune-epochs", type=int, default=4, help="masked fine-tuning epochs per pruning round")
+    ap.add_argument("--start", type=Path, help="prune from this checkpoint (e.g. the paper preset's pruned "
+                    "model) instead of the dense one")
     ap.add_argument("--rounds", type=int, help="pruning rounds (default: the preset's)")
     ap.add_argument("--tune-epochs", type=int, default=3, help="centroid fine-tuning epochs")
     ap.add_argument("--tune-lr", type=float, default=1e-3)
@@ -74,7 +76,7 @@ def main() -> None:
     spec = load_model(dense_path)[1].spec
 
     def do_prune(out: Path) -> None:
-        model, _ = load_model(dense_path)
+        model, _ = load_model(args.start or dense_path)
         cfg = PruneConfig(scope="layer", overrides=p["prune"], schedule=f"iterative:{p['rounds']}")
         tune = TrainConfig(epochs=args.prune_epochs, lr=0.01, weight_decay=5e-4, threads=args.threads)
         res = prune(model, cfg, data=splits, finetune=tune)
