@@ -62,3 +62,19 @@ def test_mobilenet_and_lenet_qdq(idx_dir, tmp_path):
         ort_out = _session(data).run(None, {"input": x.numpy()})[0]
         eng = im.run(x, fast=True).numpy()
         assert (ort_out.argmax(1) == eng.argmax(1)).mean() >= 0.98, name
+
+
+def test_dynamic_onnx_fuses_into_dynamic_quantize_matmul(idx_dir, tmp_path):
+    from karuku.quant import export_onnx
+
+    splits = load_splits(DataConfig(name="idx", path=str(idx_dir), val_size=0))
+    torch.manual_seed(0)
+    net = build("lenet300", splits.input_shape, 10).eval()
+    qm = quantize(net, QuantConfig(mode="dynamic"), splits.calibration(4))
+    data = export_onnx(qm)
+    ops = _optimised_ops(data, tmp_path)
+    assert ops["DynamicQuantizeMatMul"] == 3 and "MatMul" not in ops and "Gemm" not in ops
+    x = splits.test.tensors[0]
+    out = _session(data).run(None, {"input": x.numpy()})[0]
+    ref = qm(x).detach().numpy()
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.98

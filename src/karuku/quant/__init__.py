@@ -24,8 +24,8 @@ from karuku.quant.model import QuantModel
 from karuku.quant.ptq import calibration_tensor, check_shape, prepare, quantize_static
 from karuku.quant.store import QParams, load_quantized, save_quantized
 
-__all__ = ["IntegerModel", "QParams", "QuantConfig", "QuantModel", "export_qdq", "load_quantized", "quantize",
-           "save_quantized", "to_integer"]
+__all__ = ["IntegerModel", "QParams", "QuantConfig", "QuantModel", "export_onnx", "export_qdq", "load_quantized",
+           "quantize", "save_quantized", "to_integer"]
 
 
 def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=None, *, splits=None,
@@ -78,3 +78,12 @@ def export_qdq(model: QuantModel | IntegerModel) -> bytes:
     from karuku.quant.onnx_export import export_qdq as _export
 
     return _export(model if isinstance(model, IntegerModel) else to_integer(model))
+
+
+def export_onnx(qm: QuantModel) -> bytes:
+    """The int8 ONNX of any QuantModel: QDQ for static (ptq / qat), DynamicQuantizeMatMul for dynamic."""
+    if qm.cfg.mode == "dynamic":
+        from karuku.quant.onnx_dynamic import export_dynamic
+
+        return export_dynamic(qm)
+    return export_qdq(qm)

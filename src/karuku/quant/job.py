@@ -10,7 +10,7 @@ from karuku.data.config import DataConfig
 from karuku.data.splits import load_splits
 from karuku.io.atomic import ensure_writable_dir, write_bytes
 from karuku.io.checkpoint import load_checkpoint
-from karuku.quant import QuantConfig, export_qdq, quantize, to_integer
+from karuku.quant import QuantConfig, export_onnx, quantize, to_integer
 from karuku.quant.store import save_quantized
 
 
@@ -52,12 +52,10 @@ def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os
     if train_config is not None:
         meta["training"] = train_config.model_dump(mode="json")
     save_quantized(out, qm, ckpt.spec, meta, transforms=ckpt.meta.get("transforms", []))
-    if engine_out or onnx_out:
-        im = to_integer(qm)
-        if engine_out:
-            im.save(engine_out)
-        if onnx_out:
-            write_bytes(onnx_out, export_qdq(im))
+    if engine_out:
+        to_integer(qm).save(engine_out)
+    if onnx_out:
+        write_bytes(onnx_out, export_onnx(qm))
     return meta
 
 

@@ -33,25 +33,31 @@ def int8_figures(qm: QuantModel, meta: dict[str, Any], splits, threads: int = 2,
     out["int8 weights+biases bytes"] = int(meta.get("int_weight_bytes", 0))
     if splits is not None:
         out["fake-quant test accuracy"] = f"{100 * score(qm, splits.test).accuracy:.2f} %"
-    if qm.cfg.mode == "dynamic" or qm.float_layers:
-        out["integer engine"] = "not available (dynamic or partly float model)"
+    if qm.float_layers:
+        out["integer engine"] = "not available (layers kept in float)"
         return out
-    from karuku.quant.engine import to_integer
-    from karuku.quant.onnx_export import export_qdq
+    if qm.cfg.mode == "dynamic":
+        from karuku.quant.onnx_dynamic import export_dynamic
 
-    im = to_integer(qm)
-    if splits is not None:
-        x, y = splits.test.tensors
-        acc = float((im.run(x, fast=True).argmax(1) == y).float().mean())
-        out["int8 test accuracy (integer engine)"] = f"{100 * acc:.2f} %"
-    onnx_bytes = export_qdq(im)
+        onnx_bytes = export_dynamic(qm)
+        shape = next(n.shape for n in qm.nodes if n.op == "input")
+    else:
+        from karuku.quant.engine import to_integer
+        from karuku.quant.onnx_export import export_qdq
+
+        im = to_integer(qm)
+        if splits is not None:
+            x, y = splits.test.tensors
+            acc = float((im.run(x, fast=True).argmax(1) == y).float().mean())
+            out["int8 test accuracy (integer engine)"] = f"{100 * acc:.2f} %"
+        onnx_bytes = export_qdq(im)
+        shape = im.values[im.input].shape
     out["int8 ONNX bytes"] = len(onnx_bytes)
     if latency:
         from karuku.measure import onnx_runtime
         from karuku.measure.timing import time_call
 
         sess = onnx_runtime.session(onnx_bytes, threads)
-        shape = im.values[im.input].shape
         x1, x64 = np.random.randn(1, *shape).astype(np.float32), np.random.randn(64, *shape).astype(np.float32)
         b1 = time_call(lambda: onnx_runtime.run(sess, x1), runs=runs)
         b64 = time_call(lambda: onnx_runtime.run(sess, x64), runs=max(5, runs // 3))

@@ -1,0 +1,103 @@
+"""ONNX for dynamically quantized models: int8 Linear weights, activations quantized per batch at run time.
+
+Each quantized Linear becomes DynamicQuantizeLinear → MatMulInteger (uint8 × int8 per-column weights) →
+Cast → Mul(s_x · s_w) → Add(bias), which ONNX Runtime fuses into DynamicQuantizeMatMul. Every other node
+(convolutions included, as in torch's dynamic quantization) stays float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from karuku.errors import KarukuError
+from karuku.quant.model import QuantModel, key
+from karuku.quant.primitives import qrange
+
+OPSET = 17
+
+
+def export_dynamic(qm: QuantModel, opset: int = OPSET) -> bytes:
+    """The ONNX bytes of a `mode="dynamic"` QuantModel (input `input`, output `logits`, batch dynamic)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+
+    def init(name: str, arr: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.array(arr, order="C"), name))
+        return name
+
+    def node(op: str, inputs: list[str], output: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [output], name=f"{op}_{len(nodes)}", **attrs))
+        return output
+
+    def act(y: str, kind: str | None) -> str:
+        if kind == "relu":
+            return node("Relu", [y], f"{y}:relu")
+        if kind == "relu6":
+            return node("Clip", [y, init(f"{y}:0", np.array(0, np.float32)), init(f"{y}:6", np.array(6, np.float32))],
+                        f"{y}:relu6")
+        return y
+
+    env: dict[str, str] = {}
+    out_name = None
+    for n in qm.nodes:
+        ins = [env[i] for i in n.inputs]
+        y = f"v:{n.name}"
+        if n.op == "input":
+            env[n.name] = "input"
+            continue
+        if n.op in ("conv", "linear"):
+            layer = qm.layers[key(n.name)]
+            w, b = layer.weight.detach(), layer.bias.detach()
+            k = key(n.name)
+            if n.op == "conv":
+                ph, pw = n.attrs["padding"]
+                node("Conv", [ins[0], init(f"{k}.w", w.numpy()), init(f"{k}.b", b.numpy())], y,
+                     strides=n.attrs["stride"], pads=[ph, pw, ph, pw], group=n.attrs["groups"])
+            elif layer.bits is None:
+                node("Gemm", [ins[0], init(f"{k}.w", w.numpy()), init(f"{k}.b", b.numpy())], y, transB=1)
+            else:
+                s_w = layer.weight_scale(w)
+                qmin, qmax = qrange(layer.bits, True, narrow=True)
+                w_int = torch.clamp(torch.round(w / s_w[:, None]), qmin, qmax).to(torch.int8)
+                xq, xs, xz = f"{y}:xq", f"{y}:xs", f"{y}:xz"
+                nodes.append(helper.make_node("DynamicQuantizeLinear", [ins[0]], [xq, xs, xz], name=f"dql_{k}"))
+                acc = node("MatMulInteger", [xq, init(f"{k}.w_int8", w_int.t().contiguous().numpy()), xz,
+                                             init(f"{k}.w_zero_point", np.zeros(w.shape[0], np.int8))], f"{y}:acc")
+                accf = node("Cast", [acc], f"{y}:accf", to=TensorProto.FLOAT)
+                scale = node("Mul", [xs, init(f"{k}.w_scale", s_w.numpy().astype(np.float32))], f"{y}:scale")
+                node("Add", [node("Mul", [accf, scale], f"{y}:mul"), init(f"{k}.b", b.numpy())], y)
+            y = act(y, n.attrs.get("act"))
+        elif n.op == "add":
+            y = act(node("Add", ins, y), n.attrs.get("act"))
+        elif n.op == "maxpool":
+            ph, pw = n.attrs["padding"]
+            node("MaxPool", ins, y, kernel_shape=n.attrs["kernel"], strides=n.attrs["stride"], pads=[ph, pw, ph, pw])
+        elif n.op == "avgpool":
+            if n.attrs["global"]:
+                node("GlobalAveragePool", ins, y)
+            else:
+                node("AveragePool", ins, y, kernel_shape=n.attrs["kernel"], strides=n.attrs["stride"])
+        elif n.op == "flatten":
+            node("Flatten", ins, y, axis=1)
+        elif n.op in ("relu", "relu6"):
+            y = act(ins[0], n.op)
+        else:
+            raise KarukuError(f"layer '{n.name}' ({n.attrs.get('kind', n.op)}) has no ONNX form here",
+                              "keep the model to supported layers")
+        env[n.name] = y
+        if n.attrs.get("is_output"):
+            out_name = y
+    nodes.append(helper.make_node("Identity", [out_name], ["logits"], name="output"))
+    in_shape = next(n.shape for n in qm.nodes if n.op == "input")
+    out_shape = next(n.shape for n in qm.nodes if n.attrs.get("is_output"))
+    graph = helper.make_graph(nodes, "karuku_dynamic_int8",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *in_shape])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", *out_shape])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="karuku")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
