@@ -21,8 +21,9 @@ def save_pruned(path: str | os.PathLike, model: nn.Module, spec: ModelSpec, mask
                 transforms: list[dict[str, Any]] = (), meta: dict[str, Any] | None = None,
                 base: Checkpoint | None = None) -> Path:
     """Write a pruned model; `base` (the checkpoint it came from) contributes its metadata and transforms."""
+    # the base's test metrics describe the unpruned model, so they are not carried over
     doc = {k: v for k, v in (base.meta if base else {}).items()
-           if k not in ("format", "format_version", "karuku_version")}
+           if k not in ("format", "format_version", "karuku_version", "metrics")}
     doc["transforms"] = list(doc.get("transforms", [])) + list(transforms)
     doc.update(meta or {})
     sections = {k: v for k, v in (base.sections if base else {}).items() if k != SECTION}
