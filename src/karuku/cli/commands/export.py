@@ -16,12 +16,13 @@ def export_cmd(
     checkpoint: Path = typer.Argument(..., help="a karuku checkpoint"),
     format: str = typer.Option("onnx", "--format", help="onnx or c"),
     int8: bool = typer.Option(False, "--int8", help="int8 QDQ ONNX from a quantized checkpoint"),
-    out: Path = typer.Option(None, help="output file (default: next to the checkpoint)"),
+    out: Path = typer.Option(None, help="output file, or folder for C (default: next to the checkpoint)"),
+    profile: str = typer.Option(None, help="C only: fail unless the model fits this device profile (mcu-m4, ...)"),
 ) -> None:
     """Export a deployable file, checked for parity on export."""
     from karuku.deploy.export import export_checkpoint
 
-    result = export_checkpoint(checkpoint, format, int8, out)
+    result = export_checkpoint(checkpoint, format, int8, out, profile)
     console.print(result, soft_wrap=True)
 
 

@@ -1,0 +1,1 @@
+"""Microcontroller C from the integer-only model: generation, host and Cortex-M4 (QEMU) checks."""

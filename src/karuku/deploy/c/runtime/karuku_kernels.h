@@ -1,0 +1,44 @@
+/* karuku integer kernels: int8/uint8 data, int32 accumulators, fixed-point requantization.
+ * The C form of the integer engine specified in docs/QUANTIZATION.md; outputs are bit-identical
+ * to karuku.quant.engine. Activations are stored as bytes: an int8 value v is stored as its
+ * two's-complement byte, a uint8 value as itself; `_s8` / `_u8` kernels read signed / unsigned inputs.
+ * Portable C99; assumes arithmetic right shift of negative integers (gcc, clang, armcc). */
+#ifndef KARUKU_KERNELS_H
+#define KARUKU_KERNELS_H
+#include <stdint.h>
+
+int32_t kk_requantize(int32_t acc, int32_t m0, int32_t shift, int32_t zp, int32_t lo, int32_t hi);
+int32_t kk_mbqm(int32_t acc, int32_t m0, int32_t shift);
+
+/* Convolutions and linear layers gather (x - zx) as int16 into `scratch` (one window, or the input vector)
+ * and take each output's weights as one row of K int8 values stored in groups of four as w0, w2, w1, w3
+ * (the generator reorders them): on Armv7E-M two SMLAD instructions then do four MACs against the int8
+ * weights unpacked by SXTB16; elsewhere a plain loop computes the same sums. */
+#define KK_CONV_ARGS const uint8_t *x, int32_t zx, int C, int H, int W, const int8_t *w, const int32_t *bias, \
+    const int32_t *m0, const int32_t *shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y, int OC, int OH, \
+    int OW, int KH, int KW, int SH, int SW, int PH, int PW, int G, int16_t *scratch
+void kk_conv2d_s8(KK_CONV_ARGS);
+void kk_conv2d_u8(KK_CONV_ARGS);
+
+#define KK_LINEAR_ARGS const uint8_t *x, int32_t zx, int IN, const int8_t *w, const int32_t *bias, \
+    const int32_t *m0, const int32_t *shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y, int OUT, \
+    int16_t *scratch
+void kk_linear_s8(KK_LINEAR_ARGS);
+void kk_linear_u8(KK_LINEAR_ARGS);
+
+#define KK_MAXPOOL_ARGS const uint8_t *x, int C, int H, int W, uint8_t *y, int OH, int OW, int KH, int KW, \
+    int SH, int SW, int PH, int PW, int32_t qmin
+void kk_maxpool2d_s8(KK_MAXPOOL_ARGS);
+void kk_maxpool2d_u8(KK_MAXPOOL_ARGS);
+
+#define KK_AVGPOOL_ARGS const uint8_t *x, int32_t zx, int C, int H, int W, uint8_t *y, int OH, int OW, int KH, \
+    int KW, int SH, int SW, int32_t m0, int32_t shift, int32_t zy, int32_t lo, int32_t hi
+void kk_avgpool2d_s8(KK_AVGPOOL_ARGS);
+void kk_avgpool2d_u8(KK_AVGPOOL_ARGS);
+
+/* a and b may have different signedness: 2 bits select the variant (a signed, b signed) */
+void kk_add(const uint8_t *a, int a_signed, int32_t za, const uint8_t *b, int b_signed, int32_t zb, int n,
+            int32_t left_shift, int32_t a_m0, int32_t a_shift, int32_t b_m0, int32_t b_shift, int32_t m0,
+            int32_t shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y);
+void kk_clamp(const uint8_t *x, int x_signed, int n, int32_t lo, int32_t hi, uint8_t *y);
+#endif

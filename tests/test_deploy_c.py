@@ -1,0 +1,88 @@
+"""Generated C: byte-identical to the integer engine on the host (gcc -Werror) and on an emulated Cortex-M4."""
+
+import numpy as np
+import pytest
+import torch
+
+from karuku.deploy.c import toolchain
+from karuku.deploy.c.arena import plan
+from karuku.deploy.c.codegen import generate, kernel_order
+from karuku.deploy.c.project import check_profile, to_bytes
+from karuku.errors import KarukuError
+from karuku.models import build
+from karuku.quant import QuantConfig, quantize, to_integer
+from karuku.quant.engine.graph import Op
+
+
+def _integer(name, shape=(1, 28, 28), **kw):
+    torch.manual_seed(0)
+    model = build(name, shape, 10, **kw).eval()
+    x = torch.randn(64, *shape)
+    return to_integer(quantize(model, QuantConfig(), x)), x
+
+
+@pytest.mark.parametrize("name, kw", [("lenet5-lecun", {}), ("resnet-s", {"widths": (8, 16, 16)}),
+                                      ("mobilenetv2-s", {"width": 0.25})])
+def test_host_build_is_byte_identical(tmp_path, name, kw):
+    im, x = _integer(name, **kw)
+    proj = generate(im, name)
+    kinds = {op.kind for op in im.ops}
+    build_ = toolchain.build_host(proj, tmp_path)  # -std=c99 -Wall -Wextra -Werror
+    q = im.quantize_input(x[:16])
+    out, _ = toolchain.run(build_, to_bytes(q))
+    assert np.array_equal(out, to_bytes(im.run_int(q)))
+    if name == "resnet-s":
+        assert "add" in kinds and "avgpool2d" in kinds
+    if name == "mobilenetv2-s":
+        assert any(op.kind == "conv2d" and op.attrs["groups"] > 1 for op in im.ops)  # depthwise
+
+
+def test_cortex_m4_under_qemu_is_byte_identical_and_int8_needs_fewer_instructions(tmp_path):
+    im, x = _integer("lenet300")
+    proj = generate(im, "lenet300")
+    q = im.quantize_input(x[:8])
+    int8 = toolchain.build_mcu(proj, tmp_path)
+    out, ticks = toolchain.run(int8, to_bytes(q))
+    assert np.array_equal(out, to_bytes(im.run_int(q)))
+    flt = toolchain.build_mcu(proj, tmp_path, float_build=True)
+    fout, fticks = toolchain.run(flt, x[:8].numpy())
+    assert (fout.argmax(1) == im.run(x[:8]).argmax(1).numpy()).mean() >= 0.75
+    assert 0 < ticks < fticks  # the int8 build executes fewer instructions (QEMU icount)
+    mem = toolchain.memory_from_map(int8.map_file, ("m4_lenet300.o", "m4_karuku_kernels.o"))
+    assert mem["flash_bytes"] >= proj.weight_bytes and mem["ram_bytes"] >= proj.arena_bytes
+
+
+def test_arena_never_overlaps_live_values():
+    order = ["in", "a", "b", "c", "out"]
+    sizes = {"in": 100, "a": 50, "b": 70, "c": 30, "out": 10}
+    reads = {"in": [0, 3], "a": [1], "b": [2], "c": [3]}  # "in" is read again by op 3 (a residual)
+    offsets, total = plan(order, sizes, reads)
+    first = {v: i - 1 for i, v in enumerate(order)}
+    last = {v: max(reads.get(v, [first[v]])) for v in order}
+    last["out"] = len(order)
+    for u in order:
+        for v in order:
+            if u < v and not (last[u] < first[v] or last[v] < first[u]):
+                assert offsets[u] + sizes[u] <= offsets[v] or offsets[v] + sizes[v] <= offsets[u], (u, v)
+    assert total < sum(sizes.values()) + 20  # reuse happened or nothing overlapped
+    assert total >= 100 + 50  # "in" and "a" are alive together
+
+
+def test_kernel_order_groups_of_four():
+    w = torch.arange(2 * 10).reshape(2, 10).to(torch.int8)
+    assert kernel_order(w)[0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7, 8, 9]
+
+
+def test_unsupported_op_is_named(tmp_path):
+    im, _ = _integer("lenet5-lecun")
+    im.ops.append(Op("softmax", [im.output], im.output, "head.softmax"))
+    with pytest.raises(KarukuError, match="no kernel for op 'softmax' \\(layer 'head.softmax'\\)"):
+        generate(im, "x")
+
+
+def test_a_model_too_big_for_the_profile_says_the_sizes():
+    im, _ = _integer("mlp-teacher")  # 2.4 M int8 weights: more than the 1 MiB of flash of an M4
+    proj = generate(im, "teacher")
+    with pytest.raises(KarukuError, match=r"does not fit mcu-m4: weights 2,\d{3},\d{3} B vs flash 1,048,576 B"):
+        check_profile(proj, "mcu-m4")
+    check_profile(proj, "rpi4")  # fits a board with more memory
