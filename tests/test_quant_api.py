@@ -1,5 +1,6 @@
 """quantize() and `karuku quantize / evaluate`: modes, checkpoints, QAT on the training loop, bad input."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+import karuku.cli.commands  # noqa: F401  (registers the commands on `app`)
 from karuku.cli.app import app
 from karuku.data import DataConfig, load_splits
 from karuku.errors import KarukuError
@@ -43,8 +45,6 @@ def trained(splits, tmp_path_factory):
 
 
 def test_cli_quantize_then_evaluate(trained, tmp_path):
-    import karuku.cli.commands  # noqa: F401
-
     trained = trained[0]
     out, eng, onx = tmp_path / "q.safetensors", tmp_path / "q.int.safetensors", tmp_path / "q.onnx"
     res = runner.invoke(app, ["quantize", str(trained), "--mode", "ptq", "--bits", "8", "--per-channel",
@@ -84,6 +84,11 @@ def test_checkpoint_round_trip_and_mismatch(splits, tmp_path):
         from karuku.io.checkpoint import save_checkpoint
 
         load_quantized(save_checkpoint(tmp_path / "f.safetensors", net, spec))
+
+
+def test_config_round_trips_through_json():
+    cfg = QuantConfig(mode="qat", bits=4, layer_bits={"fc*": 8, "fc3": "float"}, observer="kl", max_drop=0.01)
+    assert QuantConfig(**json.loads(cfg.model_dump_json())) == cfg
 
 
 def test_bad_inputs_are_one_line_errors(splits):

@@ -116,7 +116,9 @@ class Percentile(Histogram):
         q = self.percentile / 100
         top = float(c[int(torch.searchsorted(cdf, torch.tensor(q, dtype=torch.float64)).clamp(max=BINS - 1))])
         bottom = float(c[int(torch.searchsorted(cdf, torch.tensor(1 - q, dtype=torch.float64)).clamp(max=BINS - 1))])
-        return (lo if lo >= 0 else min(bottom, 0.0)), max(min(top, hi), 0.0) if hi > 0 else hi
+        low = lo if lo >= 0 else min(bottom, 0.0)  # a one-sided (e.g. post-ReLU) tensor keeps its exact 0
+        high = max(min(top, hi), 0.0) if hi > 0 else hi
+        return low, high
 
 
 class MSE(Histogram):
