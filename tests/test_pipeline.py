@@ -152,3 +152,39 @@ def test_kill_9_then_rerun_reaches_the_same_result(tmp_path, finished_run):
     b = load_checkpoint(reference.run_dir / "final.safetensors")
     assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
     assert "baseline: done before, skipped" in log.read_text()
+
+
+def _run_recipe(tmp_path, doc):
+    return compress(load_recipe(write(tmp_path, doc)), tmp_path / "run", verbose=False)
+
+
+def test_prune_quantize_export_chain(tmp_path):
+    doc = json.loads(json.dumps(RECIPE))
+    doc["budget"] = {"max_accuracy_drop": 10.0, "profile": "mcu-m4"}
+    doc["stages"] = [{"prune": {"sparsity": 0.5}}, {"quantize": {"mode": "ptq", "calibration": 128}},
+                     {"export": {"format": "c", "profile": "mcu-m4"}}]
+    outcome = _run_recipe(tmp_path, doc)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    stages = [a for a in summary["attempts"] if a["kind"] != "baseline"]
+    assert [a["kind"] for a in stages] == ["prune", "quantize", "export"]
+    final = summary["final"]["measure"]
+    assert final["deploy_kind"] == "int8" and final["sizes"]["int8"] < final["sizes"]["fp32"] / 3
+    assert final["nonzeros"] <= 0.6 * final["params"]  # the mask survived quantization
+    c_dir = stages[-1]["artifacts"]["c"]
+    assert os.path.isfile(os.path.join(c_dir, "lenet300.c")) and os.path.isfile(stages[1]["artifacts"]["onnx_int8"])
+    ckpt = load_checkpoint(outcome.run_dir / "final.safetensors")
+    assert [t["name"] for t in ckpt.meta["transforms"]] == ["quantize"] and "mask" in ckpt.sections
+
+
+def test_deep_compression_chain_and_backoff(tmp_path):
+    doc = json.loads(json.dumps(RECIPE))
+    doc["budget"] = {"max_accuracy_drop": 0.0}  # nothing lossy can pass: every back-off round is tried
+    doc["recovery"] = {"finetune_epochs": 0, "max_rounds": 1}
+    doc["stages"] = [{"prune": {"sparsity": 0.9}}, {"cluster": {"bits": 4, "tune_epochs": 0}}, {"pack": {}}]
+    outcome = _run_recipe(tmp_path, doc)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    prunes = [a for a in summary["attempts"] if a["kind"] == "prune"]
+    assert [a["settings"]["sparsity"] for a in prunes] == [0.9, 0.85] or prunes[0]["within_accuracy"]
+    final = summary["final"]["measure"]
+    assert final["deploy_kind"] == "packed" and final["sizes"]["packed"] < final["sizes"]["fp32"] / 5
+    assert os.path.isfile(summary["final"]["artifacts"]["krk"])

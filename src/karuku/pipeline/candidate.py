@@ -23,7 +23,8 @@ def measure(model: nn.Module, splits: DataSplits, sizes: dict[str, int], integer
     all_sizes = {"fp32": fp32_size(model), **sizes}
     deploy_kind = min(all_sizes, key=all_sizes.get)
     weight_bytes = all_sizes[deploy_kind]
-    lat = latency(model, splits.input_shape, threads, engines=("onnxruntime",), runs=runs, onnx_bytes=onnx_bytes)
+    lat = latency(model, splits.input_shape, threads, engines=("onnxruntime",), runs=runs,
+                  onnx_bytes=onnx_bytes or deploy_onnx(model))
     en = energy.estimate(tot.effective_macs, weight_bytes, acts["total"], integer=integer)
     layers = [{"name": r.name, "kind": r.kind, "params": r.params, "nonzeros": r.nonzeros, "macs": r.macs}
               for r in counts.layer_counts(model, splits.input_shape) if r.params]
@@ -35,6 +36,15 @@ def measure(model: nn.Module, splits: DataSplits, sizes: dict[str, int], integer
         "throughput_b64": lat["onnxruntime"]["b64_per_s"], "energy_uj": en.total_uj,
         "energy_assumptions": en.assumptions, "layers": layers,
     }
+
+
+def deploy_onnx(model: nn.Module) -> bytes | None:
+    """The ONNX that would be deployed: int8 QDQ for a statically quantized model, else None (fp32 export)."""
+    from karuku.quant import QuantModel, export_qdq
+
+    if isinstance(model, QuantModel) and model.cfg.mode != "dynamic" and not model.float_layers:
+        return export_qdq(model)
+    return None
 
 
 def judge(m: dict[str, Any], baseline: dict[str, Any], budget) -> list[dict[str, Any]]:

@@ -94,8 +94,9 @@ class Context:
             self.current_ckpt, self._step_dir = ckpt, step_dir
             mod = stages.adapter(stage.kind)
             out = mod.apply(model, settings, self)
-            sizes = {**ckpt.meta.get("sizes", {}), **out.sizes}
-            kinds = [*ckpt.meta.get("stages", []), stage.kind]
+            fresh = out.spec is not None  # a new architecture (a distilled student) starts a fresh chain
+            sizes = dict(out.sizes) if fresh else {**ckpt.meta.get("sizes", {}), **out.sizes}
+            kinds = [stage.kind] if fresh else [*ckpt.meta.get("stages", []), stage.kind]
             integer = "quantize" in kinds
             m = candidate.measure(out.model, self.splits, sizes, integer=integer)
             before, recovered = None, False
@@ -106,10 +107,14 @@ class Context:
                               self.active_hooks(out.model) + out.hooks)
                 m, recovered = candidate.measure(out.model, self.splits, sizes, integer=integer), True
             path = step_dir / "model.safetensors"
-            sections = {**ckpt.sections, **out.sections}
-            meta = {"stages": kinds, "transforms": [*ckpt.meta.get("transforms", []), *out.transforms],
-                    "sizes": sizes, "stage_meta": {**ckpt.meta.get("stage_meta", {}), stage.kind: out.meta}}
-            save_checkpoint(path, out.model, ckpt.spec, meta, sections)
+            if fresh:
+                spec, sections, transforms = out.spec, dict(out.sections), list(out.transforms)
+            else:
+                spec, sections = ckpt.spec, {**ckpt.sections, **out.sections}
+                transforms = [*ckpt.meta.get("transforms", []), *out.transforms]
+            meta = {"stages": kinds, "transforms": transforms, "sizes": sizes,
+                    "stage_meta": {**ckpt.meta.get("stage_meta", {}), stage.kind: out.meta}}
+            save_checkpoint(path, out.model, spec, meta, sections)
             drop = 100 * (self.baseline["measure"]["accuracy"] - m["accuracy"])
             return {"kind": stage.kind, "index": index, "round": rnd, "settings": settings.model_dump(mode="json"),
                     "checkpoint": str(path), "measure": m, "before_recovery": before, "recovered": recovered,

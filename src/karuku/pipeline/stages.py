@@ -3,7 +3,7 @@
 An adapter module (karuku/pipeline/adapters/<kind>.py) defines
 - `Settings`: a pydantic config class (extra keys forbidden) — the stage's YAML settings;
 - `apply(model, settings, ctx) -> StageOutput`: compress `model` (already a copy);
-- `backoff(settings, round) -> Settings | None`: less aggressive settings for back-off round ≥ 1;
+- `backoff(settings, attempt) -> Settings | None`: less aggressive settings for back-off round ≥ 1;
 - optionally `restore_hooks(model, ckpt) -> list[Hook]`: hooks that keep this stage's compression
   (masks, fake quantization) while later stages fine-tune, rebuilt from a saved checkpoint.
 Adapters import their technique lazily, so a recipe naming a technique that is not in this
@@ -46,6 +46,7 @@ class StageOutput:
     hooks: list = field(default_factory=list)  # keep the compression during recovery fine-tuning
     artifacts: dict[str, str] = field(default_factory=dict)  # files written (ONNX, .krk, C)
     recover: bool = True  # False for stages that change nothing trainable (export, pack)
+    spec: Any = None  # a new ModelSpec when the stage replaces the architecture (distillation into a student)
 
 
 def adapter(kind: str) -> ModuleType:
@@ -69,6 +70,9 @@ def validate_stage(stage) -> list[str]:
     except ValidationError as exc:
         return ["." + ".".join(map(str, e["loc"])) + f": {e['msg'].removeprefix('Value error, ')}"
                 if e["loc"] else f": {e['msg']}" for e in exc.errors()]
+    except KarukuError as exc:  # configs that report their own one-line errors (e.g. PruneConfig)
+        field_ = getattr(exc, "field", "")
+        return [f".{field_}: {getattr(exc, 'reason', exc.message)}" if field_ else f": {exc}"]
     return []
 
 

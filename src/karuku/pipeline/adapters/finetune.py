@@ -18,5 +18,5 @@ def apply(model, settings: Settings, ctx) -> StageOutput:
     return StageOutput(model, meta={"epochs": settings.epochs}, recover=False)
 
 
-def backoff(settings: Settings, round: int) -> Settings | None:
+def backoff(settings: Settings, attempt: int) -> Settings | None:
     return None  # nothing to back off: fine-tuning does not lose accuracy by design

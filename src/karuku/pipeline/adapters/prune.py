@@ -1,0 +1,54 @@
+"""`prune`: karuku.pruning with its own PruneConfig as the stage settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from karuku.pipeline.stages import StageOutput
+from karuku.pruning import MaskedTraining, PruneConfig, load_mask, prune
+from karuku.pruning.mask import Mask
+from karuku.training.config import TrainConfig
+
+
+class Settings(PruneConfig):
+    finetune_epochs: int = Field(0, ge=0, description="fine-tuning inside the schedule (iterative and agp need it)")
+
+
+def apply(model, s: Settings, ctx) -> StageOutput:
+    cfg = PruneConfig(**s.model_dump(exclude={"finetune_epochs"}))
+    epochs = s.finetune_epochs or (1 if cfg.kind != "oneshot" else 0)
+    finetune = TrainConfig(epochs=epochs, lr=ctx.recipe.recovery.lr, seed=ctx.recipe.seed) if epochs else None
+    previous = load_mask(ctx.current_ckpt, model) if ctx.current_ckpt is not None else None
+    res = prune(model, cfg, data=ctx.splits, finetune=finetune, mask=previous, input_shape=ctx.input_shape,
+                verbose=ctx.verbose)
+    meta = {"rounds": res.rounds, "structured": cfg.structured}
+    if res.mask is not None:
+        meta["sparsity"] = res.mask.sparsity
+    return StageOutput(res.model, transforms=list(res.transforms),
+                       sections={"mask": res.mask.section()} if res.mask is not None else {}, meta=meta,
+                       hooks=[MaskedTraining(res.mask)] if res.mask is not None else [])
+
+
+def backoff(s: Settings, attempt: int) -> Settings:
+    """Each round keeps 1.5× as many weights (channels) as the last."""
+    return s.model_copy(update={"sparsity": round(max(0.0, 1 - (1 - s.sparsity) * 1.5), 4)})
+
+
+def restore_hooks(model, ckpt) -> list:
+    """The saved mask keeps pruned weights at zero; mapped onto a quantized model's layer names when needed."""
+    mask = _mask_for(model, ckpt)
+    return [MaskedTraining(mask)] if mask is not None else []
+
+
+def _mask_for(model, ckpt) -> Mask | None:
+    tensors = ckpt.sections.get("mask")
+    if not tensors:
+        return None
+    params = dict(model.named_parameters())
+    if all(n in params for n in tensors):
+        return load_mask(ckpt, model)
+    # a QuantModel holds layer `a.b` as `layers.a__b`
+    mapped = {f"layers.{n.rsplit('.', 1)[0].replace('.', '__')}.{n.rsplit('.', 1)[1]}": t for n, t in tensors.items()}
+    if all(n in params and params[n].shape == t.shape for n, t in mapped.items()):
+        return Mask(mapped)
+    return None
