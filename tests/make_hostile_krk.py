@@ -66,7 +66,8 @@ def build() -> dict[str, bytes]:
     """Every file of the folder, by name."""
     packed = pack_state(valid_state(), SPEC, {"data": {"name": "mnist1d"}})
     good = packed.data
-    rec = first_record(good)
+    first = first_record(good)
+    rec = good.index(struct.pack("<H", 10) + b"fc1.weight")  # the first shared record
     name_len = struct.unpack_from("<H", good, rec)[0]
     kind_at = rec + 2 + name_len  # kind, ndim, dims...
     ndim = good[kind_at + 1]
@@ -76,7 +77,7 @@ def build() -> dict[str, bytes]:
     table_at = coding_at + 12 + (4 << bits)
     stream_len_at = table_at + ((1 << bits) + 1) // 2
     doc_at = container.HEADER.size
-    doc_len = rec - doc_at
+    doc_len = first - doc_at
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x10
 
@@ -119,7 +120,7 @@ def build() -> dict[str, bytes]:
         "bad_json.krk": patch(good, doc_at, "<B", ord("[")),
         "bad_utf8_doc.krk": patch(good, doc_at + 1, "<B", 0xFF),
         "bad_utf8_name.krk": patch(good, rec + 2, "<B", 0xFF),
-        "not_karuku_doc.krk": reseal(good[:doc_at] + b'{"format":"zip"}' + b" " * (doc_len - 16) + good[rec:]),
+        "not_karuku_doc.krk": reseal(good[:doc_at] + b'{"format":"zip"}' + b" " * (doc_len - 16) + good[first:]),
         "trailing_bytes.krk": reseal(good[:-container.DIGEST] + b"\x00" * 7 + good[-container.DIGEST:]),
         "duplicate_tensor.krk": with_tensors(_Pairs([("fc1.weight", w0), *coded.items()])),
         "gaps_past_end.krk": with_tensors({"x.weight": past_end}),

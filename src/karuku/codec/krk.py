@@ -90,7 +90,7 @@ def pack_state(state: dict[str, torch.Tensor], spec: ModelSpec, meta: dict[str, 
     kept = {k: meta[k] for k in KEEP_META if k in meta}
     tensors: dict[str, torch.Tensor | CodedTensor] = {}
     coded: dict[str, CodedTensor] = {}
-    for name, t in state.items():
+    for name, t in sorted(state.items()):  # name order: the same state gives the same bytes
         t = t.detach().cpu()
         if _shareable(name, t, meta_bits):
             coded[name] = code_tensor(name, t.float().numpy(), meta_bits.get(name), cfg.index_bits, cfg.huffman)
