@@ -1,8 +1,8 @@
 """Self-distillation as recovery: the uncompressed model teaches its own compressed version.
 
-After pruning or quantization, fine-tuning against the original model's soft targets
-recovers accuracy better than the labels alone (the teacher knows which mistakes are near
-misses). The caller's hooks keep the compression in place while training: a mask hook
+After pruning or quantization, fine-tuning against the original model's soft targets can
+recover more than the labels alone: the teacher also says which mistakes are near misses
+(measured in docs/bench/distill.md). The caller's hooks keep the compression in place while training: a mask hook
 re-zeroes pruned weights, a fake-quant hook keeps weights on the quantization grid.
 """
 
