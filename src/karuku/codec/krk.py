@@ -101,7 +101,7 @@ def pack_state(state: dict[str, torch.Tensor], spec: ModelSpec, meta: dict[str, 
            "meta": kept}
     data = container.write_bytes(doc, tensors)
     # the coded tensors rebuild these exactly (tested), so the originals stand for them
-    dense = {n: t.detach().cpu() for n, t in state.items()}
+    dense = {n: state[n].detach().cpu() for n in tensors}
     return Packed(data, spec, kept, dense, coded)
 
 
