@@ -188,3 +188,17 @@ def test_deep_compression_chain_and_backoff(tmp_path):
     final = summary["final"]["measure"]
     assert final["deploy_kind"] == "packed" and final["sizes"]["packed"] < final["sizes"]["fp32"] / 5
     assert os.path.isfile(summary["final"]["artifacts"]["krk"])
+
+
+def test_every_shipped_recipe_is_valid_and_headed_by_its_command():
+    from karuku.recipes import DEFAULT, shipped
+
+    recipes = shipped()
+    assert DEFAULT in recipes and len(recipes) >= 5
+    for name, path in recipes.items():
+        recipe = load_recipe(path)
+        assert recipe.name == name
+        head = path.read_text().splitlines()
+        assert head[0] == f"# karuku compress recipes/{path.name}" or head[0].startswith(
+            f"# karuku compress recipes/{path.name} "), head[0]
+        assert head[1].startswith("# Result:")

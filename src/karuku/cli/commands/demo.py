@@ -1,29 +1,35 @@
-"""`karuku demo`: the main job on real MNIST, end to end."""
+"""`karuku demo`: the main job — the default recipe on real MNIST, end to end."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
 
 from karuku.cli.app import app, guard
-from karuku.cli.commands.common import console, print_table
+from karuku.cli.commands.common import console
 
 
 @app.command("demo")
 @guard
 def demo_cmd(
-    out: Path = typer.Option(Path("runs/demo"), help="folder for the demo's outputs"),
-    epochs: int = typer.Option(2, help="training epochs"),
+    recipe: str = typer.Option(None, help="a shipped recipe name (default: mnist-lenet300-int8)"),
+    out: Path = typer.Option(None, help="run folder (default runs/<recipe>-<hash>)"),
+    lang: str = typer.Option("en", help="report language: en or ja"),
 ) -> None:
-    """Train LeNet-5 on real MNIST (fetched when needed) and print its evaluation."""
-    from karuku.api import evaluate_checkpoint, fit
-    from karuku.data import DataConfig
-    from karuku.training import TrainConfig
+    """Compress LeNet-300-100 on real MNIST (fetched when needed): train, prune, int8, ONNX and C; print the summary."""
+    from karuku.cli.commands.compress import _print_summary
+    from karuku.errors import KarukuError, closest
+    from karuku.pipeline import compress, load_recipe
+    from karuku.recipes import DEFAULT, shipped
 
-    ckpt = out / "lenet5.safetensors"
-    console.print(f"[bold]karuku demo[/bold]: training lenet5 on MNIST for {epochs} epochs → {ckpt}")
-    fit("lenet5", DataConfig(name="mnist"), TrainConfig(epochs=epochs, lr=0.05, batch_size=64), ckpt)
-    ev = evaluate_checkpoint(ckpt, runs=20)
-    print_table("lenet5 on MNIST", ev.rows())
-    console.print(f"checkpoint: {ckpt}")
+    recipes = shipped()
+    name = recipe or DEFAULT
+    if name not in recipes:
+        raise KarukuError(f"no shipped recipe '{name}'{closest(name, list(recipes))}", f"known: {', '.join(recipes)}")
+    console.print(f"[bold]karuku demo[/bold]: recipe {name} ({recipes[name]})", soft_wrap=True)
+    start = time.perf_counter()
+    outcome = compress(load_recipe(recipes[name]), out, lang=lang)
+    _print_summary(outcome)
+    console.print(f"done in {(time.perf_counter() - start) / 60:.1f} min")
