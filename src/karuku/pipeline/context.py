@@ -117,6 +117,7 @@ class Context:
             save_checkpoint(path, out.model, spec, meta, sections)
             drop = 100 * (self.baseline["measure"]["accuracy"] - m["accuracy"])
             return {"kind": stage.kind, "index": index, "round": rnd, "settings": settings.model_dump(mode="json"),
+                    "settings_changed": settings.model_dump(mode="json", exclude_defaults=True),
                     "checkpoint": str(path), "measure": m, "before_recovery": before, "recovered": recovered,
                     "accuracy_drop": drop, "within_accuracy": drop <= r.budget.max_accuracy_drop + 1e-9,
                     "stage_meta": out.meta, "artifacts": out.artifacts}
