@@ -40,10 +40,10 @@ SETTINGS = {  # small training budgets: 2 shared cores; see docs/bench/pruning.m
                       "train": TrainConfig(epochs=2, batch_size=64, lr=0.05, weight_decay=1e-4, threads=1),
                       "finetune": TrainConfig(epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4, threads=1)},
 }
-ROUND_TO = 16  # both tools keep multiples of 16 channels: ONNX Runtime's blocked conv kernels want it
+ROUND_TO = 16  # default: both tools keep multiples of 16 channels (ONNX Runtime's blocked conv kernels want it)
 
 
-def tp_prune(model: torch.nn.Module, shape, goal_macs: int) -> tuple[torch.nn.Module, float]:
+def tp_prune(model: torch.nn.Module, shape, goal_macs: int, round_to: int = ROUND_TO) -> tuple[torch.nn.Module, float]:
     """Torch-Pruning at the uniform ratio whose MACs come closest to `goal_macs` from below."""
     import torch_pruning as tp
 
@@ -53,7 +53,7 @@ def tp_prune(model: torch.nn.Module, shape, goal_macs: int) -> tuple[torch.nn.Mo
         net = copy.deepcopy(model)
         last_net = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
         pruner = tp.pruner.MagnitudePruner(net, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                           pruning_ratio=ratio, ignored_layers=[last_net], round_to=ROUND_TO)
+                                           pruning_ratio=ratio, ignored_layers=[last_net], round_to=round_to)
         pruner.step()
         return net
 
@@ -71,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(SETTINGS), required=True)
     ap.add_argument("--out", type=Path, default=Path("runs/pruning"))
+    ap.add_argument("--round-to", type=int, default=ROUND_TO, help="channel multiple for both tools")
     args = ap.parse_args()
     s = SETTINGS[args.model]
     base = args.out / f"{args.model}.safetensors"
@@ -80,10 +81,10 @@ def main() -> None:
     splits = load_splits(DataConfig(**ckpt.meta["data"]))
     shape = tuple(ckpt.spec.input_shape)
     ours = copy.deepcopy(dense)
-    cfg = PruneConfig(structured=True, sparsity=0.5, target="macs", method="l1", round_to=ROUND_TO)
+    cfg = PruneConfig(structured=True, sparsity=0.5, target="macs", method="l1", round_to=args.round_to)
     result = prune(ours, cfg, input_shape=shape)
     ours_macs = totals(ours, shape).macs
-    theirs, ratio = tp_prune(dense, shape, ours_macs)
+    theirs, ratio = tp_prune(dense, shape, ours_macs, args.round_to)
     before = {"ours": score(ours, splits.test).accuracy, "tp": score(theirs, splits.test).accuracy}
     timing = {}
     for name, net in (("ours", ours), ("tp", theirs)):
@@ -91,7 +92,7 @@ def main() -> None:
         t0 = time.perf_counter()
         train(net, splits, s["finetune"], verbose=False)
         timing[name] = round(time.perf_counter() - t0, 1)
-    out = args.out / f"{args.model}-structured50.safetensors"
+    out = args.out / f"{args.model}-structured50-r{args.round_to}.safetensors"
     save_pruned(out, ours, ckpt.spec, transforms=result.transforms, base=ckpt)
     rebuilt, _ = load_model(out)
     x = splits.test.tensors[0][:64]
@@ -108,7 +109,8 @@ def main() -> None:
         fig[k]["finetune_seconds"] = timing[k]
     print(json.dumps({"model": args.model, "kwargs": s["kwargs"], "data": ckpt.meta["data"],
                       "baseline_training": ckpt.meta.get("training"), "finetune": s["finetune"].model_dump(),
-                      "prune_config": cfg.model_dump(), "tp_ratio": round(ratio, 4), "rebuild_max_diff": rebuild_diff,
+                      "prune_config": cfg.model_dump(), "round_to": args.round_to, "tp_ratio": round(ratio, 4),
+                      "rebuild_max_diff": rebuild_diff,
                       "figures": fig}))
 
 
