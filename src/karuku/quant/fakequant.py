@@ -106,6 +106,12 @@ class QLayer(nn.Module):
         """Per-output-channel scale of the symmetric narrow-range weights (one value repeated if per tensor)."""
         w = self._folded()[0] if w is None else w
         amax = weight_range(w, self.bits, self.weight_method)
+        # a channel whose weights are all zero (pruned away) would get scale 0 and an int32 bias scale of 0;
+        # any scale represents its zeros exactly, so borrow the largest channel's (or 1) to keep its bias finite
+        zero = (w.detach().reshape(w.shape[0], -1) == 0).all(1)
+        if bool(zero.any()):
+            fallback = amax[~zero].max() if bool((~zero).any()) else torch.ones((), dtype=amax.dtype)
+            amax = torch.where(zero, fallback, amax)
         if not self.per_channel:
             amax = amax.max().expand_as(amax)
         return amax / qrange(self.bits, True, narrow=True)[1]
