@@ -31,8 +31,12 @@ class Reader(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def variants(folder: Path) -> dict[str, Path]:
-    """fp32, ours, quantize_static default / best, NNCF: paths of the ONNX files."""
+def variants(folder: Path, reuse: bool = False) -> dict[str, Path]:
+    """fp32, ours, quantize_static default / best, NNCF: paths of the ONNX files (`reuse`: those already made)."""
+    if reuse and (folder / "qs_best.onnx").is_file():
+        names = {"fp32": "fp32", "karuku int8": "karuku_int8", "quantize_static default": "qs_default",
+                 "quantize_static best (pre-processed, per-channel, uint8 act)": "qs_best", "NNCF PTQ": "nncf"}
+        return {k: folder / f"{v}.onnx" for k, v in names.items() if (folder / f"{v}.onnx").is_file()}
     calib = np.load(folder / "calib.npy").astype(np.float32)
     fp32 = folder / "fp32.onnx"
     out = {"fp32": fp32, "karuku int8": folder / "karuku_int8.onnx"}
@@ -94,16 +98,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("folder", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--reuse", action="store_true", help="time the ONNX files made by an earlier run")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--skip", nargs="*", default=[], help="speed / accuracy")
     args = ap.parse_args()
     index = json.loads((args.folder / "index.json").read_text())
     results = {"onnxruntime": ort.__version__, "speed": {}, "accuracy": {}}
-    for name, info in index["speed"].items():
-        paths = variants(Path(info["folder"]))
-        results["speed"][name] = throughput(paths, info["input_shape"])
+    for name, info in ({} if "speed" in args.skip else index["speed"]).items():
+        paths = variants(Path(info["folder"]), args.reuse)
+        results["speed"][name] = throughput(paths, info["input_shape"], args.rounds)
         print(name, json.dumps(results["speed"][name]), flush=True)
         args.out.write_text(json.dumps(results, indent=2))
-    for name, info in index["accuracy"].items():
-        paths = variants(Path(info["folder"]))
+    for name, info in ({} if "accuracy" in args.skip else index["accuracy"]).items():
+        paths = variants(Path(info["folder"]), args.reuse)
         results["accuracy"][name] = accuracy(paths, Path(info["folder"]))
         print(name, json.dumps(results["accuracy"][name]), flush=True)
         args.out.write_text(json.dumps(results, indent=2))

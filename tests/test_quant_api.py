@@ -147,9 +147,9 @@ def test_dynamic_mode_quantizes_linear_layers(splits):
 def test_qat_with_the_training_hook_and_4bit_weights(splits, trained):
     net = trained[1]
     base = score(net, splits.test).accuracy
-    cfg = QuantConfig(mode="qat", bits=4, weight_observer="mse", qat_delay=10)
+    cfg = QuantConfig(mode="qat", bits=4, weight_observer="mse", qat_delay=4, calibration=128)
     ptq = quantize(net, cfg.model_copy(update={"mode": "ptq"}), splits.calibration(128))
-    qat = quantize(net, cfg, splits=splits, train_config=TrainConfig(epochs=1, lr=0.01, batch_size=32))
+    qat = quantize(net, cfg, splits=splits, train_config=TrainConfig(iterations=12, lr=0.01, batch_size=32))
     acc = score(qat, splits.test).accuracy
     assert acc >= base - 0.05 and acc >= score(ptq, splits.test).accuracy - 0.02
     assert all(bool(a.enabled) for a in qat.acts.values())

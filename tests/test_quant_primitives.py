@@ -81,7 +81,7 @@ def test_rounding_shift_known_values():
     assert rounding_shift_right(torch.tensor([INT32_MAX, INT32_MIN]), 31).tolist() == [1, -1]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(int32s, int32s)
 def test_srdhm_matches_rationals(a, b):
     expected = INT32_MAX if a == b == INT32_MIN else floor(Fraction(a * b, 1 << 31) + Fraction(1, 2))
@@ -92,13 +92,13 @@ def _round_half_away(f: Fraction) -> int:
     return floor(f + Fraction(1, 2)) if f >= 0 else -floor(-f + Fraction(1, 2))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(int32s, st.integers(0, 31))
 def test_rounding_shift_matches_rationals(x, e):
     assert rounding_shift_right(torch.tensor([x]), e).item() == _round_half_away(Fraction(x, 1 << e))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(-(1 << 24), 1 << 24), st.floats(1e-6, 0.999, allow_nan=False))
 def test_requantization_close_to_exact(acc, m):
     m0, shift = quantize_multiplier(m)
