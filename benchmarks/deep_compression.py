@@ -38,6 +38,8 @@ PRESETS = {
                               bits={"conv*": 8, "fc*": 5}, rounds=3),
     ("lenet5", "push"): dict(prune={"conv1": 0.50, "conv2": 0.93, "fc1": 0.975, "fc2": 0.85},
                              bits={"conv*": 5, "fc*": 4}, rounds=4),
+    ("lenet5", "extreme"): dict(prune={"conv1": 0.50, "conv2": 0.95, "fc1": 0.985, "fc2": 0.88},
+                                bits={"conv*": 5, "fc*": 4}, rounds=2),
 }
 
 
