@@ -32,7 +32,7 @@ def apply(model, settings: Settings, ctx) -> StageOutput:
         from karuku.deploy.export import export_int8_onnx
 
         path = ctx.artifact_path("model.int8.onnx")
-        export_int8_onnx(to_integer(model), ctx.input_shape, path)
+        export_int8_onnx(to_integer(model), ctx.input_shape, path, inputs=ctx.splits.test.tensors[0][:2000])
         return StageOutput(model, artifacts={"onnx_int8": str(path)}, recover=False)
     from karuku.deploy.onnx_fp32 import export_fp32
 
