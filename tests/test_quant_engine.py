@@ -142,3 +142,17 @@ def test_save_load_round_trip_and_hostile_files(lenet, digits, tmp_path):
     (tmp_path / "plain.safetensors").write_bytes(st_save({"a": torch.zeros(1)}))
     with pytest.raises(KarukuError):
         IntegerModel.load(tmp_path / "plain.safetensors")
+
+
+def test_int8_activations_and_per_tensor_weights(lenet, digits):
+    qm = quantize(lenet, QuantConfig(act_dtype="int8", per_channel=False, observer="percentile"),
+                  digits.calibration(128))
+    im = to_integer(qm)
+    assert {v.dtype for v in im.values.values()} == {"int8"}
+    assert all(o.attrs["lo"] == im.values[o.output].zero_point for o in im.ops if o.kind == "conv2d")  # fused ReLU
+    scales = im.arrays["conv1.weight_scale"]
+    assert torch.equal(scales, scales[:1].expand_as(scales))
+    x = digits.test.tensors[0]
+    fq, ints = predict(qm, x), im.run(x)
+    assert (fq.argmax(1) == ints.argmax(1)).float().mean() >= 0.99
+    assert (fq - ints).abs().max() <= im.values[im.output].scale * 1.0001
