@@ -201,4 +201,4 @@ def test_every_shipped_recipe_is_valid_and_headed_by_its_command():
         head = path.read_text().splitlines()
         assert head[0] == f"# karuku compress recipes/{path.name}" or head[0].startswith(
             f"# karuku compress recipes/{path.name} "), head[0]
-        assert head[1].startswith("# Result:")
+        assert head[1].startswith("# Result")
