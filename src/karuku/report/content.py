@@ -50,7 +50,8 @@ def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     rows = []
     for a in summary["attempts"][1:]:
         m = a["measure"]
-        rows.append([a["label"], str(a["round"]), _settings(a.get("settings_changed", a.get("settings"))), t["yes"] if a["recovered"] else t["no"],
+        shown = _settings(a.get("settings_changed", a.get("settings")))
+        rows.append([a["label"], str(a["round"]), shown, t["yes"] if a["recovered"] else t["no"],
                      _pct(m["accuracy"]), f"{a['accuracy_drop']:+.2f}", _kb(m["deploy_bytes"]),
                      f"{m['nonzeros']:,}", "★" if a["key"] == summary["final"]["key"] else ""])
     blocks.append(("table", [t["stage"], t["round"], t["settings"], t["recovered"], t["accuracy"], t["drop"],
