@@ -34,9 +34,14 @@ def _trained(name: str, splits, epochs: int):
     if ckpt.exists():
         model, _ = load_model(ckpt)
         return model, f"runs/bench/{name}.safetensors"
+    from karuku.io.checkpoint import save_checkpoint
+    from karuku.models import ModelSpec
+
     torch.manual_seed(0)
-    model = build(name, splits.input_shape, 10)
+    spec = ModelSpec(name=name, input_shape=splits.input_shape, num_classes=10)
+    model = spec.build()
     train(model, splits, TrainConfig(epochs=epochs, lr=0.05, threads=1), verbose=False)
+    save_checkpoint(ckpt, model, spec, {"data": {"name": "mnist"}})
     return model.eval(), f"trained here, {epochs} epochs SGD lr 0.05"
 
 
