@@ -8,6 +8,7 @@ so its outputs equal the shared-weight model's bit for bit.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from karuku import __version__
 from karuku.codec import container
@@ -23,7 +25,7 @@ from karuku.codec.config import PackConfig
 from karuku.codec.sizes import SizeReport, coded_size, dense_size
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_bytes
-from karuku.io.checkpoint import Checkpoint, load_checkpoint, load_state
+from karuku.io.checkpoint import Checkpoint, load_checkpoint
 from karuku.models.spec import ModelSpec
 
 KEEP_META = ("transforms", "data", "metrics", "cluster")  # checkpoint metadata worth its bytes
@@ -52,26 +54,43 @@ class Packed:
 
     def build_model(self, source: str = "packed model") -> nn.Module:
         """The model, rebuilt from the spec with the transforms replayed, in eval mode."""
-        self._check_fits(source)
-        model = Checkpoint(self.spec, self.tensors, self.meta, {}, Path(source)).build_model()
+        # the spec comes from the file: cap what building it may allocate by what the file holds
+        elements = sum(t.numel() for t in self.tensors.values())
+        with AllocationBudget(2 * elements + (1 << 22), source):
+            model = Checkpoint(self.spec, self.tensors, self.meta, {}, Path(source)).build_model()
         return model.eval()
 
 
-    def _check_fits(self, source: str) -> None:
-        """Build the spec on the meta device first: a spec that declares a far bigger model than the
-        file's tensors is refused before anything is allocated."""
-        if self.meta.get("transforms"):
-            return  # transforms change shapes; the real build checks them
-        try:
-            with torch.device("meta"):
-                skeleton = self.spec.build()
-        except KarukuError:
-            raise
-        except Exception:  # noqa: BLE001 — a factory that cannot run on meta: the real build decides
-            return
-        own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-        if own != {k: tuple(v.shape) for k, v in self.tensors.items()}:
-            load_state(skeleton, self.tensors, source, self.spec.name)  # raises the detailed message
+class AllocationBudget(TorchFunctionMode):
+    """Refuse tensor factory calls (torch.empty, zeros, ...) beyond a budget of elements.
+
+    A hostile spec (say a hidden width of 2^30) would otherwise allocate before its weights are
+    compared with the file's; a meta-device build would catch it too, but costs seconds of lazy
+    imports on first use while this runs at normal speed.
+    """
+
+    FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn,
+                           torch.empty_strided})
+
+    def __init__(self, budget: int, source: str):
+        super().__init__()
+        self.left, self.source = budget, source
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.FACTORIES:
+            size = kwargs.get("size", args[0] if args and not isinstance(args[0], int) else args)
+            if func is torch.full and args:
+                size = args[0]
+            try:
+                numel = math.prod(int(d) for d in size)
+            except (TypeError, ValueError):
+                numel = 0
+            self.left -= numel
+            if self.left < 0:
+                raise KarukuError(f"{self.source}: building its model spec allocates far more than the file holds",
+                                  "the spec does not match the packed weights; re-pack the model")
+        return func(*args, **kwargs)
 
 
 def _shareable(name: str, t: torch.Tensor, meta_bits: dict[str, int]) -> bool:
