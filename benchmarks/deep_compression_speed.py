@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,6 +74,10 @@ def main() -> None:
     load = median_s(lambda: load_packed(path), args.runs)
     model, _ = load_packed(path)
     assert isinstance(model, nn.Module)
+    # first load in a fresh process (imports done before the clock starts)
+    code = ("import time; from karuku.codec import load_packed; t = time.perf_counter(); "
+            f"load_packed({str(path)!r}); print(time.perf_counter() - t)")
+    cold = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     print(f"source: {source}; {len(data):,} B packed; shared weights {dense_mb:.3f} MB dense fp32; "
           f"threads {args.threads}; median of {args.runs}")
     print("| step | wall (median) | CPU (median) | MB/s of dense fp32, by wall / by CPU |")
@@ -79,6 +85,7 @@ def main() -> None:
     for label, (wall, cpu) in (("encode (pack_state)", encode), ("decode (parse, check, dense tensors)", decode),
                                ("load packed model (read, decode, build, load weights)", load)):
         print(f"| {label} | {wall * 1e3:.1f} ms | {cpu * 1e3:.1f} ms | {dense_mb / wall:.1f} / {dense_mb / cpu:.1f} |")
+    print(f"| first load in a fresh process (after imports) | {cold * 1e3:.1f} ms | | |")
 
 
 if __name__ == "__main__":
