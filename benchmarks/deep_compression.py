@@ -34,12 +34,15 @@ PRESETS = {
     ("lenet300", "paper"): dict(prune={"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, bits={"fc*": 6}, rounds=3),
     ("lenet300", "push"): dict(prune={"fc1": 0.96, "fc2": 0.94, "fc3": 0.80}, bits={"fc*": 4}, rounds=4),
     ("lenet300", "extreme"): dict(prune={"fc1": 0.98, "fc2": 0.96, "fc3": 0.85}, bits={"fc*": 4}, rounds=2),
+    ("lenet300", "extreme-3bit"): dict(prune={"fc1": 0.98, "fc2": 0.96, "fc3": 0.85}, bits={"fc*": 3}, rounds=2),
     ("lenet5", "paper"): dict(prune={"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "fc2": 0.81},
                               bits={"conv*": 8, "fc*": 5}, rounds=3),
     ("lenet5", "push"): dict(prune={"conv1": 0.50, "conv2": 0.93, "fc1": 0.975, "fc2": 0.85},
                              bits={"conv*": 5, "fc*": 4}, rounds=4),
     ("lenet5", "extreme"): dict(prune={"conv1": 0.50, "conv2": 0.95, "fc1": 0.985, "fc2": 0.88},
                                 bits={"conv*": 5, "fc*": 4}, rounds=2),
+    ("lenet5", "extreme-3bit"): dict(prune={"conv1": 0.50, "conv2": 0.95, "fc1": 0.985, "fc2": 0.88},
+                                     bits={"conv*": 4, "fc*": 3}, rounds=2),
 }
 
 
@@ -54,10 +57,10 @@ def stage(path: Path, make) -> tuple[torch.nn.Module, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["lenet300", "lenet5"], required=True)
-    ap.add_argument("--preset", choices=["paper", "push", "extreme"], default="paper")
+    ap.add_argument("--preset", choices=sorted({k[1] for k in PRESETS}), default="paper")
     ap.add_argument("--prune-epochs", type=int, default=4, help="masked fine-tuning epochs per pruning round")
     ap.add_argument("--start", type=Path, help="prune from this checkpoint (e.g. the paper preset's pruned "
-                    "model) instead of the dense one")
+                    "model) instead of the dense one; or copy a pruned.safetensors into the run folder to reuse it")
     ap.add_argument("--rounds", type=int, help="pruning rounds (default: the preset's)")
     ap.add_argument("--tune-epochs", type=int, default=3, help="centroid fine-tuning epochs")
     ap.add_argument("--tune-lr", type=float, default=1e-3)
