@@ -59,7 +59,7 @@ invocation (resumed units not counted).
 def mnist1d() -> None:
     cfg = LotteryConfig(model="mnist1d-mlp", data=DataConfig(name="mnist1d", val_size=500), levels=11, rate=0.2,
                         output_rate=0.1, train=TrainConfig(optimizer="adam", lr=1e-3, batch_size=100,
-                                                           iterations=6000, eval_every=100, schedule="constant",
+                                                           iterations=3000, eval_every=100, schedule="constant",
                                                            momentum=0.0, threads=1))
     start = time.perf_counter()
     folder = run(cfg, OUT, log=print)
@@ -69,7 +69,7 @@ def mnist1d() -> None:
     r = _closest(table, "random-mask", 0.09)
     d = _row(table, "dense", 0)
     print(f"""
-mnist1d-mlp (40-500-500-10), Adam 1e-3, batch 100, 6,000 iterations, 500 validation examples held out of 4,000;
+mnist1d-mlp (40-500-500-10), Adam 1e-3, batch 100, 3,000 iterations, 500 validation examples held out of 4,000;
 folder {folder}; {(time.perf_counter() - start) / 60:.1f} min.
 
 | variant | weights remaining | test accuracy |
@@ -84,6 +84,6 @@ ticket beats the random mask at ~91 % sparsity: {'met' if t['test_acc'] > r['tes
 
 if __name__ == "__main__":
     if sys.argv[1] == "lenet300":
-        lenet300(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000)
+        lenet300(int(sys.argv[2]) if len(sys.argv) > 2 else 3_000)
     else:
         mnist1d()
