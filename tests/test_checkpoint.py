@@ -114,3 +114,20 @@ def test_pickled_objects_are_refused(tmp_path):
         pickle.dump({"weight": Evil()}, fh)
     with pytest.raises(KarukuError, match="pickled models are refused"):
         read_weights(path)
+
+
+def test_import_paths_in_files_need_trust(tmp_path, monkeypatch):
+    from karuku.io import checkpoint
+
+    spec = ModelSpec(name="helpers.usermodels:tiny", input_shape=(1, 28, 28), num_classes=10, kwargs={"width": 3})
+    path = save_checkpoint(tmp_path / "u.safetensors", spec.build(), spec)
+    monkeypatch.setattr(checkpoint, "_TRUSTED", set())
+    monkeypatch.delenv("KARUKU_TRUSTED_IMPORTS", raising=False)
+    with pytest.raises(KarukuError, match="importing 'helpers.usermodels:tiny'.*KARUKU_TRUSTED_IMPORTS=helpers"):
+        load_model(path)
+    monkeypatch.setenv("KARUKU_TRUSTED_IMPORTS", "helpers")
+    model, _ = load_model(path)
+    assert model.net[1].out_features == 3
+    monkeypatch.setenv("KARUKU_TRUSTED_IMPORTS", "")
+    checkpoint.trust_import("helpers.usermodels:tiny")  # named directly in this process
+    assert load_model(path)[0].net[1].out_features == 3

@@ -12,7 +12,7 @@ from karuku.data.config import DataConfig
 from karuku.data.splits import load_splits
 from karuku.errors import KarukuError
 from karuku.io.atomic import ensure_writable_dir
-from karuku.io.checkpoint import load_model, load_state, read_weights, save_checkpoint
+from karuku.io.checkpoint import load_model, load_state, read_weights, save_checkpoint, trust_import
 from karuku.measure.evaluate import Evaluation, evaluate
 from karuku.models.registry import resolve_factory
 from karuku.models.spec import ModelSpec
@@ -30,6 +30,7 @@ def fit(model: str, data: DataConfig, cfg: TrainConfig, out: str | os.PathLike,
     Returns the checkpoint's metadata (None on non-zero ranks of a multi-process run).
     """
     resolve_factory(model)  # an unknown model fails before any data is loaded
+    trust_import(model)  # named by the user: its own checkpoints may load it back
     out = ensure_writable_dir(out)
     splits = load_splits(data)
     spec = ModelSpec(name=model, input_shape=splits.input_shape, num_classes=splits.num_classes,

@@ -53,6 +53,7 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """Rebuild the architecture from the spec, replay the transforms, load the weights."""
+        check_trusted(self.spec, str(self.path or "checkpoint"))
         model = self.spec.build()
         for step in self.meta.get("transforms", []):
             fn = TRANSFORMS.get(step.get("name"))
@@ -67,6 +68,33 @@ class Checkpoint:
             model = fn(model, step.get("params", {}))
         load_state(model, self.state, f"{self.path or 'checkpoint'}", self.spec.name)
         return model
+
+
+_TRUSTED: set[str] = set()  # modules whose factories this process was asked to use directly
+
+
+def trust_import(name: str) -> None:
+    """Trust the module of a `package.module:factory` a user named directly (CLI, recipe, API call)."""
+    if ":" in name:
+        _TRUSTED.add(name.partition(":")[0])
+
+
+def check_trusted(spec: ModelSpec, source: str) -> None:
+    """A file whose spec names an import path would run that code when loaded: only trusted modules load.
+
+    Trusted: modules named directly in this process (`trust_import`) and those listed in
+    $KARUKU_TRUSTED_IMPORTS (comma-separated module prefixes; `*` trusts every module).
+    """
+    from karuku.models.registry import MODELS
+
+    if spec.name in MODELS or ":" not in spec.name:
+        return
+    module = spec.name.partition(":")[0]
+    listed = [p.strip() for p in os.environ.get("KARUKU_TRUSTED_IMPORTS", "").split(",") if p.strip()]
+    if "*" in listed or any(module == p or module.startswith(p + ".") for p in [*listed, *_TRUSTED]):
+        return
+    raise KarukuError(f"{source} builds its model by importing '{spec.name}', which would run that code",
+                      f"if you trust it, set KARUKU_TRUSTED_IMPORTS={module}")
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, arch: str = "") -> None:

@@ -21,7 +21,7 @@ from torch import nn
 from karuku.data.splits import DataSplits, load_splits
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_text
-from karuku.io.checkpoint import load_checkpoint, save_checkpoint
+from karuku.io.checkpoint import load_checkpoint, save_checkpoint, trust_import
 from karuku.lottery import imp
 from karuku.lottery.config import LotteryConfig
 from karuku.models.spec import ModelSpec
@@ -80,6 +80,7 @@ def run(cfg: LotteryConfig, out: str | Path, log: Log = print) -> Path:
         raise KarukuError(f"rewind iteration {cfg.rewind} is beyond the training length ({total} iterations)",
                           "rewind to an iteration within training, e.g. 0")
     folder = experiment_dir(out, cfg)
+    trust_import(cfg.model)  # named by the user; the experiment reloads its own tickets
     spec = ModelSpec(name=cfg.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
                      kwargs=cfg.model_kwargs)
     for t in range(cfg.trials):

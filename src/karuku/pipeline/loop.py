@@ -26,6 +26,10 @@ class Outcome:
 
 def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True, lang: str = "en") -> Outcome:
     """Run a recipe; every step is cached in the run folder, so re-running resumes."""
+    from karuku.io.checkpoint import trust_import
+
+    if recipe.model.name:
+        trust_import(recipe.model.name)  # the recipe's author named it
     ctx = Context(recipe, RunFolder(run_dir or Path("runs") / f"{recipe.name}-{recipe.digest()}"),
                   load_splits(recipe.data.model_copy(update={"split_seed": recipe.seed})), verbose)
     attempts = [current := ctx.baseline_step()]
