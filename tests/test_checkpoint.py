@@ -131,3 +131,18 @@ def test_import_paths_in_files_need_trust(tmp_path, monkeypatch):
     monkeypatch.setenv("KARUKU_TRUSTED_IMPORTS", "")
     checkpoint.trust_import("helpers.usermodels:tiny")  # named directly in this process
     assert load_model(path)[0].net[1].out_features == 3
+
+
+def test_a_fresh_process_loads_a_quantized_checkpoint_without_importing_quant_first(tmp_path):
+    import subprocess
+    import sys
+
+    from karuku.quant import QuantConfig, quantize, save_quantized
+
+    spec = ModelSpec(name="lenet5-lecun", input_shape=(1, 28, 28), num_classes=10)
+    path = save_quantized(tmp_path / "q.safetensors", quantize(spec.build().eval(), QuantConfig(),
+                                                                torch.randn(32, 1, 28, 28)), spec)
+    code = f"from karuku.io.checkpoint import load_model; print(type(load_model({str(path)!r})[0]).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "QuantModel"

@@ -27,6 +27,9 @@ from karuku.models.spec import ModelSpec
 FORMAT = "karuku.checkpoint"
 FORMAT_VERSION = 1
 
+# karuku packages that register transforms, imported on demand when a checkpoint needs one
+TRANSFORM_PROVIDERS = ("karuku.pruning", "karuku.quant", "karuku.codec")
+
 # name -> function(model, params) -> model; replayed in order when a checkpoint is rebuilt
 TRANSFORMS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}
 
@@ -57,11 +60,14 @@ class Checkpoint:
         model = self.spec.build()
         for step in self.meta.get("transforms", []):
             fn = TRANSFORMS.get(step.get("name"))
-            if fn is None and str(step.get("module", "")).startswith("karuku."):
-                # a technique registers its transforms when imported; only karuku's own modules load
+            # a technique registers its transforms when imported; only karuku's own modules load
+            named = [step["module"]] if str(step.get("module", "")).startswith("karuku.") else []
+            for module in [*named, *TRANSFORM_PROVIDERS] if fn is None else []:
                 with contextlib.suppress(ImportError):
-                    importlib.import_module(step["module"])
+                    importlib.import_module(module)
                 fn = TRANSFORMS.get(step.get("name"))
+                if fn is not None:
+                    break
             if fn is None:
                 raise KarukuError(f"{self.path}: unknown transform '{step.get('name')}'",
                                   "it was written by a newer karuku; upgrade")
