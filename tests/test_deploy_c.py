@@ -64,7 +64,7 @@ def test_arena_never_overlaps_live_values():
         for v in order:
             if u < v and not (last[u] < first[v] or last[v] < first[u]):
                 assert offsets[u] + sizes[u] <= offsets[v] or offsets[v] + sizes[v] <= offsets[u], (u, v)
-    assert total < sum(sizes.values()) + 20  # reuse happened or nothing overlapped
+    assert total < sum(sizes.values())  # values with disjoint lifetimes shared bytes
     assert total >= 100 + 50  # "in" and "a" are alive together
 
 

@@ -13,6 +13,7 @@ from karuku.lottery import LotteryConfig, imp, results, run, write_report
 from karuku.lottery.experiment import Snapshot
 from karuku.models import build
 from karuku.pruning.mask import SECTION, Mask
+from karuku.pruning.targets import prunable
 from karuku.training import TrainConfig, train
 
 
@@ -26,7 +27,7 @@ def test_level_rates_compound_on_the_survivors():
 def test_ticket_masks_only_shrink_and_prune_the_smallest():
     torch.manual_seed(0)
     model = build("lenet300", (1, 28, 28), 10)
-    names = imp.prunable_names(model)
+    names = prunable(model)
     prev = None
     for level in (1, 2, 3):
         rates = imp.level_rates(names, 0.2, 0.1, level)
@@ -42,7 +43,7 @@ def test_ticket_masks_only_shrink_and_prune_the_smallest():
 
 def test_random_mask_keeps_the_per_layer_counts():
     model = build("lenet300", (1, 28, 28), 10)
-    names = imp.prunable_names(model)
+    names = prunable(model)
     ticket = imp.ticket_mask(model, None, names, imp.level_rates(names, 0.5, 0.1, 1), "layer")
     rnd = imp.random_mask(model, ticket, seed=3)
     for n in names:

@@ -27,6 +27,7 @@ from karuku.lottery.config import LotteryConfig
 from karuku.models.spec import ModelSpec
 from karuku.pruning.mask import SECTION, Mask
 from karuku.pruning.masked import MaskedTraining
+from karuku.pruning.targets import prunable
 from karuku.training.evaluate import score
 from karuku.training.hooks import Hook
 from karuku.training.loop import train
@@ -112,7 +113,7 @@ def _fit(model: nn.Module, mask: Mask | None, cfg: LotteryConfig, splits: DataSp
     tcfg = cfg.train.model_copy(update={"seed": seed})
     res = train(model, splits, tcfg, hooks=hooks, state_path=unit / "train.state", verbose=False)
     best = min(res.history, key=lambda h: h["val_loss"]) if res.history else None
-    names = imp.prunable_names(model)
+    names = prunable(model)
     params = dict(model.named_parameters())
     kept = sum(int((params[n] != 0).sum()) for n in names) if mask is None else mask.kept()
     return {"test_acc": score(model, splits.test).accuracy, "best_val_acc": max(h["val_acc"] for h in res.history),
@@ -137,7 +138,7 @@ def _trial(cfg: LotteryConfig, spec: ModelSpec, splits: DataSplits, folder: Path
     for level in range(1, cfg.levels + 1):
         prev = load_checkpoint(folder / f"level-{level - 1:02d}" / "ticket" / "model.safetensors")
         trained = prev.build_model()
-        names = imp.prunable_names(trained)
+        names = prunable(trained)
         previous = Mask(prev.sections[SECTION]) if SECTION in prev.sections else None
         rates = imp.level_rates(names, cfg.rate, cfg.output_rate, level)
         mask = imp.ticket_mask(trained, previous, names, rates, cfg.scope)

@@ -13,7 +13,6 @@ from torch import nn
 from karuku.pruning import select
 from karuku.pruning.mask import Mask
 from karuku.pruning.scores import get_score
-from karuku.pruning.targets import prunable
 
 
 def level_rates(names: list[str], rate: float, output_rate: float | None, level: int) -> dict[str, float]:
@@ -48,6 +47,3 @@ def random_mask(model: nn.Module, like: Mask, seed: int) -> Mask:
         out[n] = select.bottom_k(scores, pruned)
     return Mask(out)
 
-
-def prunable_names(model: nn.Module) -> list[str]:
-    return prunable(model)

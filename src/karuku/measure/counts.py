@@ -76,9 +76,9 @@ class Totals:
         return 1 - self.nonzeros / self.params if self.params else 0.0
 
 
-def totals(model: nn.Module, input_shape: tuple[int, ...]) -> Totals:
-    """Whole-model parameters, nonzeros and MACs per sample (batch 1)."""
-    rows = layer_counts(model, input_shape)
+def totals(model: nn.Module, input_shape: tuple[int, ...], rows: list[LayerCount] | None = None) -> Totals:
+    """Whole-model parameters, nonzeros and MACs per sample (batch 1); `rows`: `layer_counts` already taken."""
+    rows = layer_counts(model, input_shape) if rows is None else rows
     params = sum(p.numel() for p in model.parameters())
     nonzeros = sum(int((p != 0).sum()) for p in model.parameters())
     return Totals(params, nonzeros, sum(r.macs for r in rows), sum(r.effective_macs for r in rows))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import save as st_save
 from torch import nn
@@ -108,13 +107,14 @@ def evaluate(model: nn.Module, data: DataSplits | None = None, input_shape: tupl
             raise ValueError("give data or input_shape")
         input_shape = data.input_shape
     model.eval()
-    tot = counts.totals(model, input_shape)
+    rows = counts.layer_counts(model, input_shape)
+    tot = counts.totals(model, input_shape, rows)
     acts = memory.activation_bytes(model, input_shape)
     size = fp32_size(model)
     en = energy.estimate(tot.macs, 4 * tot.params, acts["total"], integer=False, on_chip_bytes=on_chip_bytes)
     ev = Evaluation(tot.params, tot.nonzeros, tot.macs, tot.effective_macs, size, acts["peak"], acts["total"],
                     en.as_dict(),
-                    threads, layers=[asdict(r) for r in counts.layer_counts(model, input_shape)])
+                    threads, layers=[asdict(r) for r in rows])
     if data is not None:
         s = score(model, data.test)
         ev.accuracy, ev.errors, ev.test_total = s.accuracy, s.errors, s.total
@@ -122,7 +122,3 @@ def evaluate(model: nn.Module, data: DataSplits | None = None, input_shape: tupl
         ev.latency = latency(model, input_shape, threads, engines, runs)
     return ev
 
-
-def same_outputs(a: np.ndarray, b: np.ndarray) -> float:
-    """Max absolute difference (a helper for parity checks)."""
-    return float(np.abs(a - b).max())

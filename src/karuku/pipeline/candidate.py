@@ -18,7 +18,8 @@ def measure(model: nn.Module, splits: DataSplits, sizes: dict[str, int], integer
     """Accuracy, counts, sizes, batch-1 latency and energy of one candidate (JSON-able)."""
     model.eval()
     s = score(model, splits.test)
-    tot = counts.totals(model, splits.input_shape)
+    rows = counts.layer_counts(model, splits.input_shape)
+    tot = counts.totals(model, splits.input_shape, rows)
     acts = memory.activation_bytes(model, splits.input_shape, bytes_per_value=1 if integer else 4)
     all_sizes = {"fp32": fp32_size(model), **sizes}
     deploy_kind = min(all_sizes, key=all_sizes.get)
@@ -27,7 +28,7 @@ def measure(model: nn.Module, splits: DataSplits, sizes: dict[str, int], integer
                   onnx_bytes=onnx_bytes or deploy_onnx(model))
     en = energy.estimate(tot.effective_macs, weight_bytes, acts["total"], integer=integer)
     layers = [{"name": r.name, "kind": r.kind, "params": r.params, "nonzeros": r.nonzeros, "macs": r.macs}
-              for r in counts.layer_counts(model, splits.input_shape) if r.params]
+              for r in rows if r.params]
     return {
         "accuracy": s.accuracy, "errors": s.errors, "total": s.total,
         "params": tot.params, "nonzeros": tot.nonzeros, "macs": tot.macs, "effective_macs": tot.effective_macs,

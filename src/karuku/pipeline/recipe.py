@@ -143,7 +143,7 @@ def _problems(exc: ValidationError, raw: dict) -> list[str]:
     return problems
 
 
-def parse_recipe(raw: Any, source: str = "recipe") -> tuple[Recipe, list[str]]:
+def parse_recipe(raw: Any, source: str = "recipe") -> tuple[Recipe | None, list[str]]:
     """Validate a loaded YAML document; return the recipe (or None) and every problem found."""
     from karuku.pipeline.stages import validate_stage
 
