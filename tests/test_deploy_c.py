@@ -86,3 +86,22 @@ def test_a_model_too_big_for_the_profile_says_the_sizes():
     with pytest.raises(KarukuError, match=r"does not fit mcu-m4: weights 2,\d{3},\d{3} B vs flash 1,048,576 B"):
         check_profile(proj, "mcu-m4")
     check_profile(proj, "rpi4")  # fits a board with more memory
+
+
+def test_odd_shapes_take_every_kernel_path(tmp_path):
+    """One input channel, an odd pixel count (the last pixel alone), odd channel counts (the last channel
+    alone), a 2×2 pool over an odd output width, and an odd linear layer: host and Cortex-M4 byte-identical."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 5, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Conv2d(5, 3, 3, stride=2, padding=1), torch.nn.Flatten(),
+                                torch.nn.Linear(18, 7)).eval()
+    x = torch.randn(32, 1, 9, 11)
+    im = to_integer(quantize(model, QuantConfig(), x))
+    assert [op.kind for op in im.ops][:4] == ["conv2d", "maxpool2d", "conv2d", "flatten"]
+    proj = generate(im, "odd")
+    q = im.quantize_input(x)
+    ref = to_bytes(im.run_int(q))
+    out, _ = toolchain.run(toolchain.build_host(proj, tmp_path / "host"), to_bytes(q))
+    assert np.array_equal(out, ref)
+    m4, _ = toolchain.run(toolchain.build_mcu(proj, tmp_path / "m4"), to_bytes(q))
+    assert np.array_equal(m4, ref)

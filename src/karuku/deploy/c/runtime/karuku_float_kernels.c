@@ -9,53 +9,116 @@ static float kf_dot(const float *a, const float *b, int n, float acc) {
     return acc;
 }
 
-/* two output rows against one column, as the integer kernels do */
-static void kf_dot2(const float *a, const float *b0, const float *b1, int n, float *acc0, float *acc1) {
-    float s0 = *acc0, s1 = *acc1;
+/* two weight rows against one column, or one row against two columns, as the integer kernels do */
+static void kf_dot2(const float *a, const float *b0, const float *b1, int n, float *acc) {
+    float s0 = acc[0], s1 = acc[1];
     int i;
     for (i = 0; i < n; i++) {
         s0 += a[i] * b0[i];
         s1 += a[i] * b1[i];
     }
-    *acc0 = s0;
-    *acc1 = s1;
+    acc[0] = s0;
+    acc[1] = s1;
 }
 
+/* two columns (pixels) against two weight rows (channels): acc = {c0·w0, c0·w1, c1·w0, c1·w1} */
+static void kf_dot22(const float *c0, const float *c1, const float *w0, const float *w1, int n, float *acc) {
+    float s00 = acc[0], s01 = acc[1], s10 = acc[2], s11 = acc[3];
+    int i;
+    for (i = 0; i < n; i++) {
+        float x0 = c0[i], x1 = c1[i], v0 = w0[i], v1 = w1[i];
+        s00 += x0 * v0;
+        s01 += x0 * v1;
+        s10 += x1 * v0;
+        s11 += x1 * v1;
+    }
+    acc[0] = s00;
+    acc[1] = s01;
+    acc[2] = s10;
+    acc[3] = s11;
+}
+
+/* the window of output pixel p of group g; padding is 0 */
+static void kf_gather(const float *x, int H, int W, int CG, int g, int p, int OW, int KH, int KW, int SH, int SW,
+                      int PH, int PW, float *col) {
+    int oh = p / OW, ow = p - oh * OW, ic, kh, kw;
+    int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
+    int inside = ih0 >= 0 && iw0 >= 0 && ih0 + KH <= H && iw0 + KW <= W;
+    for (ic = 0; ic < CG; ic++) {
+        const float *xc = x + (long)(g * CG + ic) * H * W;
+        for (kh = 0; kh < KH; kh++) {
+            int ih = ih0 + kh;
+            if (inside) {
+                const float *row = xc + ih * W + iw0;
+                for (kw = 0; kw < KW; kw++) *col++ = row[kw];
+            } else if (ih < 0 || ih >= H) {
+                for (kw = 0; kw < KW; kw++) *col++ = 0.0f;
+            } else {
+                for (kw = 0; kw < KW; kw++) {
+                    int iw = iw0 + kw;
+                    *col++ = (iw < 0 || iw >= W) ? 0.0f : xc[ih * W + iw];
+                }
+            }
+        }
+    }
+}
+
+/* output pixels two at a time, each pair of channels in one pass, as the integer kernel does */
 void kf_conv2d(const float *x, int C, int H, int W, const float *w, const float *bias, float lo, float hi, float *y,
                int OC, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int G, float *scratch) {
-    int CG = C / G, OCG = OC / G, K = CG * KH * KW, g, oc, oh, ow, ic, kh, kw;
-    for (g = 0; g < G; g++)
-        for (oh = 0; oh < OH; oh++)
-            for (ow = 0; ow < OW; ow++) {
-                int j = 0;
-                for (ic = 0; ic < CG; ic++) {
-                    const float *xc = x + (long)(g * CG + ic) * H * W;
-                    for (kh = 0; kh < KH; kh++) {
-                        int ih = oh * SH - PH + kh;
-                        for (kw = 0; kw < KW; kw++, j++) {
-                            int iw = ow * SW - PW + kw;
-                            scratch[j] = (ih < 0 || ih >= H || iw < 0 || iw >= W) ? 0.0f : xc[ih * W + iw];
-                        }
-                    }
-                }
-                for (oc = g * OCG; oc + 1 < (g + 1) * OCG; oc += 2) {
-                    float a0 = bias[oc], a1 = bias[oc + 1];
-                    kf_dot2(scratch, w + (long)oc * K, w + (long)(oc + 1) * K, K, &a0, &a1);
-                    y[((long)oc * OH + oh) * OW + ow] = kf_clip(a0, lo, hi);
-                    y[((long)(oc + 1) * OH + oh) * OW + ow] = kf_clip(a1, lo, hi);
-                }
-                if (oc < (g + 1) * OCG)
-                    y[((long)oc * OH + oh) * OW + ow] = kf_clip(kf_dot(scratch, w + (long)oc * K, K, bias[oc]), lo, hi);
+    int CG = C / G, OCG = OC / G, K = CG * KH * KW, P = OH * OW, g, oc, p;
+    float *c0 = scratch, *c1 = scratch + K;
+    for (g = 0; g < G; g++) {
+        int oc1 = (g + 1) * OCG;
+        for (p = 0; p + 1 < P; p += 2) {
+            float *y0 = y + p, *y1 = y + p + 1;
+            kf_gather(x, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);
+            kf_gather(x, H, W, CG, g, p + 1, OW, KH, KW, SH, SW, PH, PW, c1);
+            for (oc = g * OCG; oc + 1 < oc1; oc += 2) {
+                float a[4];
+                a[0] = a[2] = bias[oc];
+                a[1] = a[3] = bias[oc + 1];
+                kf_dot22(c0, c1, w + (long)oc * K, w + (long)(oc + 1) * K, K, a);
+                y0[(long)oc * P] = kf_clip(a[0], lo, hi);
+                y0[(long)(oc + 1) * P] = kf_clip(a[1], lo, hi);
+                y1[(long)oc * P] = kf_clip(a[2], lo, hi);
+                y1[(long)(oc + 1) * P] = kf_clip(a[3], lo, hi);
             }
+            if (oc < oc1) {
+                float a[2];
+                a[0] = a[1] = bias[oc];
+                kf_dot2(w + (long)oc * K, c0, c1, K, a);
+                y0[(long)oc * P] = kf_clip(a[0], lo, hi);
+                y1[(long)oc * P] = kf_clip(a[1], lo, hi);
+            }
+        }
+        if (p < P) {
+            kf_gather(x, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);
+            for (oc = g * OCG; oc < oc1; oc += 2) {
+                if (oc + 1 < oc1) {
+                    float a[2];
+                    a[0] = bias[oc];
+                    a[1] = bias[oc + 1];
+                    kf_dot2(c0, w + (long)oc * K, w + (long)(oc + 1) * K, K, a);
+                    y[(long)oc * P + p] = kf_clip(a[0], lo, hi);
+                    y[(long)(oc + 1) * P + p] = kf_clip(a[1], lo, hi);
+                } else {
+                    y[(long)oc * P + p] = kf_clip(kf_dot(c0, w + (long)oc * K, K, bias[oc]), lo, hi);
+                }
+            }
+        }
+    }
 }
 
 void kf_linear(const float *x, int IN, const float *w, const float *bias, float lo, float hi, float *y, int OUT) {
     int o;
     for (o = 0; o + 1 < OUT; o += 2) {
-        float a0 = bias[o], a1 = bias[o + 1];
-        kf_dot2(x, w + (long)o * IN, w + (long)(o + 1) * IN, IN, &a0, &a1);
-        y[o] = kf_clip(a0, lo, hi);
-        y[o + 1] = kf_clip(a1, lo, hi);
+        float a[2];
+        a[0] = bias[o];
+        a[1] = bias[o + 1];
+        kf_dot2(x, w + (long)o * IN, w + (long)(o + 1) * IN, IN, a);
+        y[o] = kf_clip(a[0], lo, hi);
+        y[o + 1] = kf_clip(a[1], lo, hi);
     }
     if (o < OUT) y[o] = kf_clip(kf_dot(x, w + (long)o * IN, IN, bias[o]), lo, hi);
 }
@@ -63,6 +126,20 @@ void kf_linear(const float *x, int IN, const float *w, const float *bias, float 
 void kf_maxpool2d(const float *x, int C, int H, int W, float *y, int OH, int OW, int KH, int KW, int SH, int SW,
                   int PH, int PW) {
     int c, oh, ow, kh, kw, any;
+    if (KH == 2 && KW == 2 && SH == 2 && SW == 2 && PH == 0 && PW == 0 && 2 * OH <= H && 2 * OW <= W) {
+        for (c = 0; c < C; c++) /* the common 2×2, stride 2, unpadded window, as the integer kernel has */
+            for (oh = 0; oh < OH; oh++) {
+                const float *r0 = x + ((long)c * H + 2 * oh) * W, *r1 = r0 + W;
+                float *yr = y + ((long)c * OH + oh) * OW;
+                for (ow = 0; ow < OW; ow++) {
+                    float a = r0[2 * ow], b = r0[2 * ow + 1], d = r1[2 * ow], e = r1[2 * ow + 1];
+                    a = a > b ? a : b;
+                    d = d > e ? d : e;
+                    yr[ow] = a > d ? a : d;
+                }
+            }
+        return;
+    }
     for (c = 0; c < C; c++)
         for (oh = 0; oh < OH; oh++)
             for (ow = 0; ow < OW; ow++) {

@@ -42,9 +42,46 @@ int32_t kk_requantize(int32_t acc, int32_t m0, int32_t shift, int32_t zp, int32_
 
 #define KK_STORE(p, v) (*(p) = (uint8_t)((uint32_t)(v) & 0xFFu))
 
+/* One output channel's requantization, set up once per channel. For shift 1..31 and M0 >= 0 (every
+ * multiplier below 1/2 that quantize_multiplier makes) SRDHM and the rounding shift fold into one
+ * 64-bit multiply-add: SRDHM(a, M0) = floor((a*M0 + 2^30) / 2^31) and RoundingDivideByPOT(x, e) =
+ * floor((x + 2^(e-1) - [x < 0]) / 2^e), so MBQM(a) = floor((a*M0 + 2^30 + 2^(30+e) - [a < 0] 2^31) / 2^(31+e))
+ * ([x < 0] may be read as [a < 0]: they differ only where x = 0, which rounds to 0 either way), which is
+ * the high word of the sum shifted right by e - 1. Other multipliers take kk_requantize. */
+typedef struct {
+    uint32_t c_lo;
+    int32_t c_hi, m0, shift, e1; /* e1 = shift - 1, or -1: the general path */
+} kk_chan;
+
+static inline void kk_chan_init(kk_chan *q, int32_t m0, int32_t shift) {
+    q->m0 = m0;
+    q->shift = shift;
+    q->e1 = (shift >= 1 && shift <= 31 && m0 >= 0) ? shift - 1 : -1;
+    /* c = 2^30 + 2^(30 + shift) as its two words, without a 64-bit shift */
+    q->c_hi = shift >= 2 && q->e1 >= 0 ? (int32_t)1 << (shift - 2) : 0;
+    q->c_lo = shift == 1 ? 0xC0000000u : 0x40000000u;
+}
+
+static inline int32_t kk_rq(int32_t acc, const kk_chan *q, int32_t zy, int32_t lo, int32_t hi) {
+    if (q->e1 >= 0) {
+        int64_t t = (int64_t)acc * q->m0 + (int64_t)(((uint64_t)(uint32_t)q->c_hi << 32) | q->c_lo)
+                    - (acc < 0 ? ((int64_t)1 << 31) : 0);
+        int32_t y = ((int32_t)(t >> 32) >> q->e1) + zy; /* |y - zy| < 2^30: no overflow */
+        return y < lo ? lo : (y > hi ? hi : y);
+    }
+    return kk_requantize(acc, q->m0, q->shift, zy, lo, hi);
+}
+
 #if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
 #include <arm_acle.h>
 #define KK_SIMD 1
+/* (w0, w2) and (w1, w3) of four packed int8 values, sign-extended to int16 pairs */
+#define KK_SX02(v) ((int32_t)__sxtb16(v))
+static __inline__ int32_t kk_sx13(uint32_t v) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return (int32_t)r;
+}
 #endif
 #include <string.h>
 
@@ -60,8 +97,8 @@ static int32_t kk_dot(const int16_t *col, const int8_t *w, int K, int32_t acc) {
         memcpy(&w4, w + k, 4);
         memcpy(&c01, col + k, 4);
         memcpy(&c23, col + k + 2, 4);
-        acc = __smlad(c01, (int32_t)__sxtb16(w4), acc);
-        acc = __smlad(c23, (int32_t)__sxtb16((w4 >> 8) | (w4 << 24)), acc);
+        acc = __smlad(c01, KK_SX02(w4), acc);
+        acc = __smlad(c23, kk_sx13(w4), acc);
     }
 #else
     for (; k + 4 <= K; k += 4)
@@ -71,9 +108,10 @@ static int32_t kk_dot(const int16_t *col, const int8_t *w, int K, int32_t acc) {
     return acc;
 }
 
-/* two output rows against one column: each pair of column loads feeds four SMLADs */
-static void kk_dot2(const int16_t *col, const int8_t *w0, const int8_t *w1, int K, int32_t *acc0, int32_t *acc1) {
-    int32_t a0 = *acc0, a1 = *acc1;
+/* two weight rows against one column (a[0] row w0, a[1] row w1), or one row against two columns
+ * (a[0] column c0, a[1] column c1): each load feeds two SMLADs */
+static void kk_dot2(const int16_t *col, const int8_t *w0, const int8_t *w1, int K, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1];
     int k = 0;
 #ifdef KK_SIMD
     for (; k + 4 <= K; k += 4) {
@@ -83,10 +121,10 @@ static void kk_dot2(const int16_t *col, const int8_t *w0, const int8_t *w1, int 
         memcpy(&y4, w1 + k, 4);
         memcpy(&c01, col + k, 4);
         memcpy(&c23, col + k + 2, 4);
-        a0 = __smlad(c01, (int32_t)__sxtb16(x4), a0);
-        a0 = __smlad(c23, (int32_t)__sxtb16((x4 >> 8) | (x4 << 24)), a0);
-        a1 = __smlad(c01, (int32_t)__sxtb16(y4), a1);
-        a1 = __smlad(c23, (int32_t)__sxtb16((y4 >> 8) | (y4 << 24)), a1);
+        a0 = __smlad(c01, KK_SX02(x4), a0);
+        a0 = __smlad(c23, kk_sx13(x4), a0);
+        a1 = __smlad(c01, KK_SX02(y4), a1);
+        a1 = __smlad(c23, kk_sx13(y4), a1);
     }
 #else
     for (; k + 4 <= K; k += 4) {
@@ -98,75 +136,241 @@ static void kk_dot2(const int16_t *col, const int8_t *w0, const int8_t *w1, int 
         a0 += col[k] * w0[k];
         a1 += col[k] * w1[k];
     }
-    *acc0 = a0;
-    *acc1 = a1;
+    a[0] = a0;
+    a[1] = a1;
 }
 
-#define KK_DEFINE_CONV(NAME, T)                                                                              \
+static void kk_dot2c(const int16_t *c0, const int16_t *c1, const int8_t *w, int K, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1];
+    int k = 0;
+#ifdef KK_SIMD
+    for (; k + 4 <= K; k += 4) {
+        uint32_t w4;
+        int32_t p01, p23, q01, q23, wa, wb;
+        memcpy(&w4, w + k, 4);
+        memcpy(&p01, c0 + k, 4);
+        memcpy(&p23, c0 + k + 2, 4);
+        memcpy(&q01, c1 + k, 4);
+        memcpy(&q23, c1 + k + 2, 4);
+        wa = KK_SX02(w4);
+        wb = kk_sx13(w4);
+        a0 = __smlad(p01, wa, a0);
+        a0 = __smlad(p23, wb, a0);
+        a1 = __smlad(q01, wa, a1);
+        a1 = __smlad(q23, wb, a1);
+    }
+#else
+    for (; k + 4 <= K; k += 4) {
+        a0 += c0[k] * w[k] + c0[k + 1] * w[k + 2] + c0[k + 2] * w[k + 1] + c0[k + 3] * w[k + 3];
+        a1 += c1[k] * w[k] + c1[k + 1] * w[k + 2] + c1[k + 2] * w[k + 1] + c1[k + 3] * w[k + 3];
+    }
+#endif
+    for (; k < K; k++) {
+        a0 += c0[k] * w[k];
+        a1 += c1[k] * w[k];
+    }
+    a[0] = a0;
+    a[1] = a1;
+}
+
+/* two columns (pixels, c1 = c0 + K) against two weight rows (channels, w1 = w0 + K):
+ * a = {c0·w0, c0·w1, c1·w0, c1·w1}; per four MACs of each pair, two weight loads unpacked by SXTB16 and four column loads feed eight SMLADs */
+static inline void kk_dot22(const int16_t *c0, const int8_t *w0, int K, int32_t *a) {
+    int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+    const int16_t *c1 = c0 + K;
+    const int8_t *w1 = w0 + K;
+    int k = 0;
+#ifdef KK_SIMD
+    if (K >= 4) { /* written out: the compiler's version spills (it keeps four pointers) */
+        const int16_t *c = c0;
+        const int8_t *w = w0;
+        int n = K >> 2, kc = 2 * K;
+        uint32_t t0, t1, t2, t3, t4;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[t0], [%[w], %[kw]]\n\t"
+                         "ldr %[t1], [%[w]], #4\n\t"
+                         "sxtb16 %[t2], %[t1]\n\t"
+                         "sxtb16 %[t1], %[t1], ror #8\n\t"
+                         "sxtb16 %[t3], %[t0]\n\t"
+                         "sxtb16 %[t0], %[t0], ror #8\n\t"
+                         "ldr %[t4], [%[c], %[kc]]\n\t"
+                         "smlad %[a10], %[t4], %[t2], %[a10]\n\t"
+                         "smlad %[a11], %[t4], %[t3], %[a11]\n\t"
+                         "ldr %[t4], [%[c]], #4\n\t"
+                         "smlad %[a00], %[t4], %[t2], %[a00]\n\t"
+                         "smlad %[a01], %[t4], %[t3], %[a01]\n\t"
+                         "ldr %[t4], [%[c], %[kc]]\n\t"
+                         "smlad %[a10], %[t4], %[t1], %[a10]\n\t"
+                         "smlad %[a11], %[t4], %[t0], %[a11]\n\t"
+                         "ldr %[t4], [%[c]], #4\n\t"
+                         "smlad %[a00], %[t4], %[t1], %[a00]\n\t"
+                         "smlad %[a01], %[t4], %[t0], %[a01]\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b"
+                         : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [w] "+r"(w),
+                           [c] "+r"(c), [n] "+r"(n), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+                           [t3] "=&r"(t3), [t4] "=&r"(t4)
+                         : [kw] "r"(K), [kc] "r"(kc)
+                         : "cc", "memory");
+        k = K & ~3;
+    }
+#else
+    for (; k + 4 <= K; k += 4) {
+        a00 += c0[k] * w0[k] + c0[k + 1] * w0[k + 2] + c0[k + 2] * w0[k + 1] + c0[k + 3] * w0[k + 3];
+        a01 += c0[k] * w1[k] + c0[k + 1] * w1[k + 2] + c0[k + 2] * w1[k + 1] + c0[k + 3] * w1[k + 3];
+        a10 += c1[k] * w0[k] + c1[k + 1] * w0[k + 2] + c1[k + 2] * w0[k + 1] + c1[k + 3] * w0[k + 3];
+        a11 += c1[k] * w1[k] + c1[k + 1] * w1[k + 2] + c1[k + 2] * w1[k + 1] + c1[k + 3] * w1[k + 3];
+    }
+#endif
+    for (; k < K; k++) {
+        a00 += c0[k] * w0[k];
+        a01 += c0[k] * w1[k];
+        a10 += c1[k] * w0[k];
+        a11 += c1[k] * w1[k];
+    }
+    a[0] = a00;
+    a[1] = a01;
+    a[2] = a10;
+    a[3] = a11;
+}
+
+/* the window of output pixel p of group g as int16 (x - zx); padding holds the zero point: x - zx = 0 */
+#define KK_DEFINE_GATHER(NAME, T)                                                                            \
+    static void NAME(const T *xs, int32_t zx, int H, int W, int CG, int g, int p, int OW, int KH, int KW,     \
+                     int SH, int SW, int PH, int PW, int16_t *col) {                                         \
+        int oh = p / OW, ow = p - oh * OW, ic, kh, kw;                                                       \
+        int ih0 = oh * SH - PH, iw0 = ow * SW - PW;                                                          \
+        int inside = ih0 >= 0 && iw0 >= 0 && ih0 + KH <= H && iw0 + KW <= W;                                 \
+        for (ic = 0; ic < CG; ic++) {                                                                        \
+            const T *xc = xs + (long)(g * CG + ic) * H * W;                                                  \
+            for (kh = 0; kh < KH; kh++) {                                                                    \
+                int ih = ih0 + kh;                                                                           \
+                if (inside) {                                                                                \
+                    const T *row = xc + ih * W + iw0;                                                        \
+                    for (kw = 0; kw < KW; kw++) *col++ = (int16_t)((int32_t)row[kw] - zx);                         \
+                } else if (ih < 0 || ih >= H) {                                                              \
+                    for (kw = 0; kw < KW; kw++) *col++ = 0;                                                  \
+                } else {                                                                                     \
+                    for (kw = 0; kw < KW; kw++) {                                                            \
+                        int iw = iw0 + kw;                                                                   \
+                        *col++ = (iw < 0 || iw >= W) ? 0 : (int16_t)((int32_t)xc[ih * W + iw] - zx);         \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+KK_DEFINE_GATHER(kk_gather_s8, int8_t)
+KK_DEFINE_GATHER(kk_gather_u8, uint8_t)
+
+/* Output pixels two at a time (CMSIS-NN's 2×2 kernel): both windows are gathered, then each pair of
+ * channels takes four dot products in one pass; an odd last pixel or channel takes the 2×1 / 1×2 kernels. */
+#define KK_DEFINE_CONV(NAME, T, GATHER)                                                                      \
     void NAME(KK_CONV_ARGS) {                                                                                \
         const T *xs = (const T *)(const void *)x;                                                            \
-        int CG = C / G, OCG = OC / G, K = CG * KH * KW, g, oc, oh, ow, ic, kh, kw;                           \
-        for (g = 0; g < G; g++)                                                                              \
-            for (oh = 0; oh < OH; oh++)                                                                      \
-                for (ow = 0; ow < OW; ow++) {                                                                \
-                    int16_t *col = scratch;                                                                  \
-                    int ih0 = oh * SH - PH, iw0 = ow * SW - PW;                                              \
-                    int inside = ih0 >= 0 && iw0 >= 0 && ih0 + KH <= H && iw0 + KW <= W;                     \
-                    for (ic = 0; ic < CG; ic++) {                                                            \
-                        const T *xc = xs + (long)(g * CG + ic) * H * W;                                      \
-                        for (kh = 0; kh < KH; kh++) {                                                        \
-                            int ih = ih0 + kh;                                                               \
-                            if (inside) {                                                                    \
-                                const T *row = xc + ih * W + iw0;                                            \
-                                for (kw = 0; kw < KW; kw++) *col++ = (int16_t)((int32_t)row[kw] - zx);       \
-                            } else {                                                                         \
-                                for (kw = 0; kw < KW; kw++) {                                                \
-                                    int iw = iw0 + kw; /* padding holds the zero point: x - zx = 0 */        \
-                                    *col++ = (ih < 0 || ih >= H || iw < 0 || iw >= W)                        \
-                                        ? 0 : (int16_t)((int32_t)xc[ih * W + iw] - zx);                      \
-                                }                                                                            \
-                            }                                                                                \
-                        }                                                                                    \
-                    }                                                                                        \
-                    for (oc = g * OCG; oc + 1 < (g + 1) * OCG; oc += 2) {                                    \
-                        int32_t a0 = bias[oc], a1 = bias[oc + 1];                                            \
-                        kk_dot2(scratch, w + (long)oc * K, w + (long)(oc + 1) * K, K, &a0, &a1);             \
-                        KK_STORE(y + ((long)oc * OH + oh) * OW + ow,                                         \
-                                 kk_requantize(a0, m0[oc], shift[oc], zy, lo, hi));                          \
-                        KK_STORE(y + ((long)(oc + 1) * OH + oh) * OW + ow,                                   \
-                                 kk_requantize(a1, m0[oc + 1], shift[oc + 1], zy, lo, hi));                  \
-                    }                                                                                        \
-                    if (oc < (g + 1) * OCG)                                                                  \
-                        KK_STORE(y + ((long)oc * OH + oh) * OW + ow,                                         \
-                                 kk_requantize(kk_dot(scratch, w + (long)oc * K, K, bias[oc]), m0[oc],       \
-                                               shift[oc], zy, lo, hi));                                      \
+        int CG = C / G, OCG = OC / G, K = CG * KH * KW, P = OH * OW, g, oc, p;                               \
+        int16_t *c0 = scratch, *c1 = scratch + K;                                                            \
+        for (g = 0; g < G; g++) {                                                                            \
+            int oc1 = (g + 1) * OCG;                                                                         \
+            for (p = 0; p + 1 < P; p += 2) {                                                                 \
+                uint8_t *y0 = y + p, *y1 = y + p + 1;                                                        \
+                GATHER(xs, zx, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);                              \
+                GATHER(xs, zx, H, W, CG, g, p + 1, OW, KH, KW, SH, SW, PH, PW, c1);                          \
+                for (oc = g * OCG; oc + 1 < oc1; oc += 2) {                                                  \
+                    int32_t a[4];                                                                            \
+                    kk_chan q0, q1;                                                                          \
+                    kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
+                    kk_chan_init(&q1, m0[oc + 1], shift[oc + 1]);                                            \
+                    a[0] = a[2] = bias[oc];                                                                  \
+                    a[1] = a[3] = bias[oc + 1];                                                              \
+                    kk_dot22(c0, w + (long)oc * K, K, a);                        \
+                    KK_STORE(y0 + (long)oc * P, kk_rq(a[0], &q0, zy, lo, hi));                               \
+                    KK_STORE(y0 + (long)(oc + 1) * P, kk_rq(a[1], &q1, zy, lo, hi));                         \
+                    KK_STORE(y1 + (long)oc * P, kk_rq(a[2], &q0, zy, lo, hi));                               \
+                    KK_STORE(y1 + (long)(oc + 1) * P, kk_rq(a[3], &q1, zy, lo, hi));                         \
                 }                                                                                            \
+                if (oc < oc1) {                                                                              \
+                    int32_t a[2];                                                                            \
+                    kk_chan q0;                                                                              \
+                    kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
+                    a[0] = a[1] = bias[oc];                                                                  \
+                    kk_dot2c(c0, c1, w + (long)oc * K, K, a);                                                \
+                    KK_STORE(y0 + (long)oc * P, kk_rq(a[0], &q0, zy, lo, hi));                               \
+                    KK_STORE(y1 + (long)oc * P, kk_rq(a[1], &q0, zy, lo, hi));                               \
+                }                                                                                            \
+            }                                                                                                \
+            if (p < P) {                                                                                     \
+                GATHER(xs, zx, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);                              \
+                for (oc = g * OCG; oc < oc1; oc += 2) {                                                      \
+                    int32_t a[2];                                                                            \
+                    kk_chan q0, q1;                                                                          \
+                    kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
+                    a[0] = bias[oc];                                                                         \
+                    if (oc + 1 < oc1) {                                                                      \
+                        kk_chan_init(&q1, m0[oc + 1], shift[oc + 1]);                                        \
+                        a[1] = bias[oc + 1];                                                                 \
+                        kk_dot2(c0, w + (long)oc * K, w + (long)(oc + 1) * K, K, a);                         \
+                        KK_STORE(y + (long)(oc + 1) * P + p, kk_rq(a[1], &q1, zy, lo, hi));                  \
+                    } else {                                                                                 \
+                        a[0] = kk_dot(c0, w + (long)oc * K, K, a[0]);                                        \
+                    }                                                                                        \
+                    KK_STORE(y + (long)oc * P + p, kk_rq(a[0], &q0, zy, lo, hi));                            \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
     }
-KK_DEFINE_CONV(kk_conv2d_s8, int8_t)
-KK_DEFINE_CONV(kk_conv2d_u8, uint8_t)
+KK_DEFINE_CONV(kk_conv2d_s8, int8_t, kk_gather_s8)
+KK_DEFINE_CONV(kk_conv2d_u8, uint8_t, kk_gather_u8)
 
 #define KK_DEFINE_LINEAR(NAME, T)                                                                            \
     void NAME(KK_LINEAR_ARGS) {                                                                              \
         const T *xs = (const T *)(const void *)x;                                                            \
         int o, i;                                                                                            \
         for (i = 0; i < IN; i++) scratch[i] = (int16_t)((int32_t)xs[i] - zx);                                \
-        for (o = 0; o + 1 < OUT; o += 2) {                                                                   \
-            int32_t a0 = bias[o], a1 = bias[o + 1];                                                          \
-            kk_dot2(scratch, w + (long)o * IN, w + (long)(o + 1) * IN, IN, &a0, &a1);                        \
-            KK_STORE(y + o, kk_requantize(a0, m0[o], shift[o], zy, lo, hi));                                 \
-            KK_STORE(y + o + 1, kk_requantize(a1, m0[o + 1], shift[o + 1], zy, lo, hi));                     \
+        for (o = 0; o < OUT; o += 2) {                                                                       \
+            int32_t a[2];                                                                                    \
+            kk_chan q0, q1;                                                                                  \
+            kk_chan_init(&q0, m0[o], shift[o]);                                                              \
+            a[0] = bias[o];                                                                                  \
+            if (o + 1 < OUT) {                                                                               \
+                kk_chan_init(&q1, m0[o + 1], shift[o + 1]);                                                  \
+                a[1] = bias[o + 1];                                                                          \
+                kk_dot2(scratch, w + (long)o * IN, w + (long)(o + 1) * IN, IN, a);                           \
+                KK_STORE(y + o + 1, kk_rq(a[1], &q1, zy, lo, hi));                                           \
+            } else {                                                                                         \
+                a[0] = kk_dot(scratch, w + (long)o * IN, IN, a[0]);                                          \
+            }                                                                                                \
+            KK_STORE(y + o, kk_rq(a[0], &q0, zy, lo, hi));                                                   \
         }                                                                                                    \
-        if (o < OUT)                                                                                         \
-            KK_STORE(y + o, kk_requantize(kk_dot(scratch, w + (long)o * IN, IN, bias[o]), m0[o], shift[o], zy, \
-                                          lo, hi));                                                          \
     }
 KK_DEFINE_LINEAR(kk_linear_s8, int8_t)
 KK_DEFINE_LINEAR(kk_linear_u8, uint8_t)
 
-#define KK_DEFINE_MAXPOOL(NAME, T)                                                                           \
+/* The common 2×2, stride 2, unpadded window has its own loop; on Armv7E-M it takes the maximum of four
+ * bytes at once: USUB8 / SSUB8 set the per-byte GE flags that SEL then uses to pick the larger bytes. */
+#ifdef KK_SIMD
+#define KK_MAX4_u8(a, b) (__usub8((a), (b)), __sel((a), (b)))
+#define KK_MAX4_s8(a, b) (__ssub8((a), (b)), __sel((a), (b)))
+#endif
+#define KK_DEFINE_MAXPOOL(NAME, T, SFX)                                                                      \
     void NAME(KK_MAXPOOL_ARGS) {                                                                             \
         const T *xs = (const T *)(const void *)x;                                                            \
         int c, oh, ow, kh, kw;                                                                               \
+        if (KH == 2 && KW == 2 && SH == 2 && SW == 2 && PH == 0 && PW == 0 && 2 * OH <= H && 2 * OW <= W) {  \
+            for (c = 0; c < C; c++)                                                                          \
+                for (oh = 0; oh < OH; oh++) {                                                                \
+                    const T *r0 = xs + ((long)c * H + 2 * oh) * W, *r1 = r0 + W;                             \
+                    uint8_t *yr = y + ((long)c * OH + oh) * OW;                                              \
+                    ow = 0;                                                                                  \
+                    KK_MAXPOOL_PAIRS_##SFX                                                                   \
+                    for (; ow < OW; ow++) {                                                                  \
+                        int32_t a = r0[2 * ow], b = r0[2 * ow + 1], d = r1[2 * ow], e = r1[2 * ow + 1];      \
+                        a = a > b ? a : b;                                                                   \
+                        d = d > e ? d : e;                                                                   \
+                        KK_STORE(yr + ow, a > d ? a : d);                                                    \
+                    }                                                                                        \
+                }                                                                                            \
+            return;                                                                                          \
+        }                                                                                                    \
         for (c = 0; c < C; c++)                                                                              \
             for (oh = 0; oh < OH; oh++)                                                                      \
                 for (ow = 0; ow < OW; ow++) {                                                                \
@@ -185,8 +389,26 @@ KK_DEFINE_LINEAR(kk_linear_u8, uint8_t)
                     KK_STORE(y + ((long)c * OH + oh) * OW + ow, m);                                          \
                 }                                                                                            \
     }
-KK_DEFINE_MAXPOOL(kk_maxpool2d_s8, int8_t)
-KK_DEFINE_MAXPOOL(kk_maxpool2d_u8, uint8_t)
+#ifdef KK_SIMD
+/* two outputs from four bytes of each row: the vertical maximum, then each byte against its right neighbour */
+#define KK_MAXPOOL_PAIRS(MAX4)                                                                               \
+    for (; ow + 1 < OW; ow += 2) {                                                                           \
+        uint32_t u, v;                                                                                       \
+        memcpy(&u, r0 + 2 * ow, 4);                                                                          \
+        memcpy(&v, r1 + 2 * ow, 4);                                                                          \
+        u = MAX4(u, v);                                                                                      \
+        u = MAX4(u, u >> 8);                                                                                 \
+        yr[ow] = (uint8_t)(u & 0xFFu);                                                                       \
+        yr[ow + 1] = (uint8_t)((u >> 16) & 0xFFu);                                                           \
+    }
+#define KK_MAXPOOL_PAIRS_s8 KK_MAXPOOL_PAIRS(KK_MAX4_s8)
+#define KK_MAXPOOL_PAIRS_u8 KK_MAXPOOL_PAIRS(KK_MAX4_u8)
+#else
+#define KK_MAXPOOL_PAIRS_s8
+#define KK_MAXPOOL_PAIRS_u8
+#endif
+KK_DEFINE_MAXPOOL(kk_maxpool2d_s8, int8_t, s8)
+KK_DEFINE_MAXPOOL(kk_maxpool2d_u8, uint8_t, u8)
 
 #define KK_DEFINE_AVGPOOL(NAME, T)                                                                           \
     void NAME(KK_AVGPOOL_ARGS) {                                                                             \
