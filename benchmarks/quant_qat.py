@@ -25,8 +25,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     model, ckpt = load_model(args.checkpoint)
     splits = load_splits(DataConfig(name="mnist"))
     x, y = splits.test.tensors
@@ -34,7 +35,7 @@ def main() -> None:
     ptq = quantize(model, cfg, splits.calibration(512))
     t = time.perf_counter()
     qat = quantize(model, cfg.model_copy(update={"mode": "qat"}), splits=splits,
-                   train_config=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=64, threads=2))
+                   train_config=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=64, threads=args.threads))
     seconds = time.perf_counter() - t
     engine = float((to_integer(qat).run(x, fast=True).argmax(1) == y).float().mean())
     r = {"model": ckpt.spec.name, "bits": args.bits, "epochs": args.epochs, "lr": args.lr,

@@ -128,3 +128,30 @@ def test_augmented_training_runs(splits):
     model = _model()
     train(model, aug, TrainConfig(epochs=2, lr=0.05, batch_size=32), verbose=False)
     assert score(model, aug.test).accuracy > 0.8
+
+
+def test_max_grad_norm_bounds_every_update(splits):
+    # plain SGD (no momentum): each update is lr × the clipped gradient, so its norm is at most lr × max norm
+    cfg = TrainConfig(iterations=5, lr=1.0, momentum=0.0, batch_size=32, schedule="constant", max_grad_norm=0.01)
+    model = _model()
+    steps = []
+
+    class Watch(Hook):
+        def after_step(self, state):
+            steps.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    train(model, splits, cfg, hooks=[Watch()], verbose=False)
+    updates = [float((b - a).norm()) for a, b in zip([before, *steps[:-1]], steps)]
+    assert len(updates) == 5 and all(0 < u <= 0.01 * (1 + 1e-4) for u in updates)
+    unclipped = _model()
+    train(unclipped, splits, cfg.model_copy(update={"max_grad_norm": None}, deep=True), verbose=False)
+    moved = torch.cat([p.detach().flatten() for p in unclipped.parameters()]) - before
+    assert float(moved.norm()) > 0.1  # the same run without clipping takes far larger steps
+
+
+def test_a_diverging_run_stops_with_a_clear_error(splits):
+    from karuku.errors import KarukuError
+
+    with pytest.raises(KarukuError, match="training diverged at iteration .*max_grad_norm"):
+        train(_model(), splits, TrainConfig(iterations=200, lr=1e6, batch_size=32), verbose=False)

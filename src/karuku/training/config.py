@@ -26,6 +26,8 @@ class TrainConfig(BaseModel):
         "cosine", description="learning-rate schedule over the run (step: ×0.1 at 50 % and 75 %)")
     warmup_iterations: int = Field(0, ge=0, description="linear learning-rate warm-up")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float | None = Field(
+        None, gt=0, description="clip the global gradient norm to this before each step (none: no clipping)")
     seed: int = Field(0, description="seed of data order, dropout and augmentation")
     eval_every: int = Field(0, ge=0, description="evaluate on validation every N iterations (0: every epoch)")
     eval_batch_size: int = Field(1000, gt=0)

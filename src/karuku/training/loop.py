@@ -22,6 +22,7 @@ from torch.utils.data import TensorDataset
 
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
+from karuku.errors import KarukuError
 from karuku.training import resume
 from karuku.training.config import TrainConfig
 from karuku.training.distributed import World, barrier, world_from_env
@@ -164,14 +165,23 @@ def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: fl
     if loss is None:
         loss = F.cross_entropy(out, y, label_smoothing=state.config.label_smoothing)
     state.optimizer.zero_grad(set_to_none=True)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        # a diverged run only writes garbage from here on; stop it while the last state is sound
+        raise KarukuError(f"training diverged at iteration {state.iteration + 1}: the loss is {value}",
+                          "lower lr, add warmup_iterations or set max_grad_norm")
     loss.backward()
     for h in hooks:
         h.after_backward(state)
+    if state.config.max_grad_norm is not None:
+        # after the hooks, so DDP-averaged and masked gradients are what gets clipped
+        params = [p for g in state.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, state.config.max_grad_norm)
     state.optimizer.step()
     state.iteration += 1
     for h in hooks:
         h.after_step(state)
-    return float(loss.detach())
+    return value
 
 
 def _evaluate(state: TrainState, val: TensorDataset | None) -> None:
