@@ -68,6 +68,7 @@ def test_iterative_then_structured_rebuilds(ckpt, tmp_path):
     (["--schedule", "sometimes"], "invalid --schedule"),
     (["--method", "largest"], "unknown pruning method 'largest'"),
     (["--structured", "--method", "l3"], "unknown structured method 'l3'"),
+    (["--structured", "--allocation", "budget"], "allocation=budget needs structured pruning with target=macs"),
 ])
 def test_bad_input_is_one_line(ckpt, tmp_path, args, msg):
     code, text = _run("prune", ckpt, "--no-latency", "--out", tmp_path / "x.safetensors", *args)

@@ -152,6 +152,7 @@ def test_agp_formula_and_hook(digits):
     ({"sparsity": 1.0}, "sparsity"), ({"sparsity": -0.1}, "sparsity"), ({"schedule": "weekly"}, "schedule"),
     ({"overrides": {"fc1": 1.5}}, "outside"), ({"target": "macs"}, "structured"),
     ({"structured": True, "schedule": "agp"}, "agp"), ({"bogus": 1}, "bogus"),
+    ({"structured": True, "allocation": "budget"}, "target=macs"), ({"allocation": "greedy"}, "allocation"),
 ])
 def test_bad_configs(kwargs, msg):
     with pytest.raises(KarukuError, match=msg) as info:

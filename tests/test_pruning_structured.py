@@ -10,6 +10,7 @@ from torch import nn
 
 from karuku.errors import KarukuError
 from karuku.io.checkpoint import load_model
+from karuku.measure.counts import layer_counts
 from karuku.models import ModelSpec, build
 from karuku.pruning import PruneConfig, prune, save_pruned
 from karuku.pruning.structured import apply_edits, plan_channels, zero_channels
@@ -43,13 +44,47 @@ def _check_equal(model: nn.Module, shape, **options):
 
 
 @pytest.mark.parametrize("name", ["resnet-s", "mobilenetv2-s", "lenet5", "lenet300"])
-@pytest.mark.parametrize("scope,method,target", [("layer", "l1", "channels"), ("global", "bn", "macs")])
+@pytest.mark.parametrize("scope,method,target", [("layer", "l1", "channels"), ("global", "bn", "macs"),
+                                                 ("layer", "group", "channels")])
 def test_zoo_shrunk_equals_zeroed(name, scope, method, target):
     torch.manual_seed(0)
     model = _randomise_bn(build(name, (1, 28, 28), 10))
     plan, _ = _check_equal(model, (1, 28, 28), scope=scope, method=method, target=target)
     if target == "macs":
         assert plan.macs_removed >= 0.5 and plan.macs_removed < 0.6
+
+
+def _widths(model: nn.Module) -> list[int]:
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.mark.parametrize("name", ["resnet-s", "mobilenetv2-s"])
+@pytest.mark.parametrize("method", ["l1", "group"])
+def test_budget_allocation_lands_on_the_mac_target_with_round_to(name, method):
+    """One uniform ratio in multiples of 16 overshoots half the MACs by far; the budget lands within 2 points."""
+    torch.manual_seed(0)
+    model = _randomise_bn(build(name, (1, 28, 28), 10))
+    uniform = plan_channels(model, (1, 28, 28), 0.5, method=method, target="macs", round_to=16)
+    plan, shrunk = _check_equal(model, (1, 28, 28), method=method, target="macs", round_to=16, allocation="budget")
+    assert 0.5 <= plan.macs_removed <= 0.52, plan.macs_removed
+    assert plan.macs_removed < uniform.macs_removed
+    if name == "resnet-s":
+        assert uniform.macs_removed > 0.6  # the coarse steps the budget allocation exists for
+    full = _widths(model)
+    assert all(w % 16 == 0 or w == f for w, f in zip(_widths(shrunk), full))  # depthwise follow their groups
+    assert plan.macs_after == sum(r.macs for r in layer_counts(shrunk, (1, 28, 28)))
+
+
+def test_budget_allocation_through_prune_and_errors():
+    torch.manual_seed(0)
+    spec = ModelSpec(name="resnet-s", input_shape=(1, 28, 28), num_classes=10, kwargs={"widths": [16, 32, 64]})
+    model = _randomise_bn(spec.build())
+    cfg = PruneConfig(structured=True, sparsity=0.4, target="macs", round_to=8, allocation="budget", method="group")
+    result = prune(model, cfg, input_shape=(1, 28, 28))
+    before, after = result.rounds[0]["macs"]
+    assert 0.4 <= 1 - after / before <= 0.42
+    with pytest.raises(KarukuError, match="allocation=budget needs target=macs"):
+        plan_channels(model, (1, 28, 28), 0.5, allocation="budget")
 
 
 class Gated(nn.Module):

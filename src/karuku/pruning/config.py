@@ -42,8 +42,8 @@ class PruneConfig(BaseModel):
     scope: Literal["layer", "global"] = Field("layer", description=(
         "layer: the same rate in every layer (overrides by pattern); global: one threshold across layers"))
     method: str = Field("magnitude", description=(
-        "scoring: magnitude or random (unstructured); l1, l2, bn (BatchNorm γ) or random (structured; "
-        "magnitude means l1)"))
+        "scoring: magnitude or random (unstructured); l1, l2, bn (BatchNorm γ), group (L2 over every coupled "
+        "weight) or random (structured; magnitude means l1)"))
     structured: bool = Field(False, description="remove whole channels / neurons and shrink the modules")
     target: Literal["channels", "macs"] = Field("channels", description=(
         "structured only: whether sparsity counts removed channels or removed MACs"))
@@ -55,6 +55,9 @@ class PruneConfig(BaseModel):
     agp_end: float = Field(0.75, gt=0, le=1, description="agp: fraction of fine-tuning by which the target is reached")
     round_to: int = Field(1, ge=1, description=(
         "structured: keep a multiple of this many channels per layer (8 or 16 suit CPU kernels)"))
+    allocation: Literal["uniform", "budget"] = Field("uniform", description=(
+        "structured, target=macs: uniform (one ratio for every group, bisected; with round_to it can overshoot) "
+        "or budget (each group's width chosen in round_to blocks by importance per MAC, landing near the target)"))
     on_unsupported: Literal["error", "skip"] = Field("error", description=(
         "structured: an op it cannot rewrite is an error, or (skip) its channels are left untouched with a warning"))
     seed: int = Field(0, description="seed of random scores")
@@ -82,6 +85,8 @@ class PruneConfig(BaseModel):
             raise ValueError("overrides apply to scope=layer; use exclude with scope=global")
         if self.target == "macs" and not self.structured:
             raise ValueError("target=macs needs structured pruning (unstructured sparsity removes no dense MACs)")
+        if self.allocation == "budget" and self.target != "macs":
+            raise ValueError("allocation=budget needs structured pruning with target=macs")
         return self
 
     @property

@@ -89,7 +89,7 @@ def _structured(model, cfg, data, finetune, mask, input_shape, verbose) -> Prune
     for k in range(1, cfg.rounds + 1):
         plan = prune_channels(model, tuple(input_shape), step, scope=cfg.scope, method=method, target=cfg.target,
                               exclude=cfg.exclude, on_unsupported=cfg.on_unsupported, seed=cfg.seed,
-                              round_to=cfg.round_to)
+                              round_to=cfg.round_to, allocation=cfg.allocation)
         result.transforms.append({"name": TRANSFORM, "module": "karuku.pruning.structured.rewrite",
                                   "params": {"edits": plan.edits}})
         if mask is not None:  # an earlier unstructured mask: keep its zeros in the shrunk layers

@@ -16,10 +16,12 @@ from karuku.pruning.structured.rewrite import TRANSFORM, apply_edits, zero_chann
 
 def plan_channels(model: nn.Module, input_shape: tuple[int, ...], amount: float, scope: str = "layer",
                   method: str = "l1", target: str = "channels", exclude: list[str] = (),
-                  on_unsupported: str = "error", seed: int = 0, round_to: int = 1) -> Plan:
+                  on_unsupported: str = "error", seed: int = 0, round_to: int = 1,
+                  allocation: str = "uniform") -> Plan:
     """Decide which channels to remove (the model is not changed)."""
     graph = trace(model, torch.zeros(2, *input_shape), on_unsupported)
-    return make_plan(model, graph, tuple(input_shape), amount, scope, method, target, list(exclude), seed, round_to)
+    return make_plan(model, graph, tuple(input_shape), amount, scope, method, target, list(exclude), seed, round_to,
+                     allocation)
 
 
 def prune_channels(model: nn.Module, input_shape: tuple[int, ...], amount: float, **options) -> Plan:

@@ -4,6 +4,13 @@ Layer scope removes the same fraction of every group; global scope ranks all cha
 by their score divided by their group's mean (so wide and narrow layers compare) and
 removes the lowest overall. Every group keeps at least one channel. With target="macs"
 the fraction is found by bisection until the removed MACs reach the requested share.
+
+allocation="budget" (target="macs") chooses each group's width on its own, in blocks of
+`round_to` channels: from the uniform allocation just short of the target, it removes the
+block that loses the least normalised importance per MAC saved until the target is reached,
+puts back blocks the target can spare, then moves blocks between groups while that brings
+the MACs closer to the target. With coarse blocks (round_to=16) it lands within a point or
+two of the target where one uniform ratio overshoots by ten.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from karuku.pruning.structured.graph import ChannelGraph, Seg
 from karuku.pruning.structured.rewrite import Edits
 from karuku.pruning.targets import check_patterns, matches
 
-METHODS = ("l1", "l2", "bn", "random")
+METHODS = ("l1", "l2", "bn", "group", "random")
 
 
 @dataclass
@@ -76,9 +83,26 @@ def _segment_sum(graph: ChannelGraph, layouts: dict[str, list[Seg]], root: int, 
     return s
 
 
+def _in_norm(w: torch.Tensor, segs: list[Seg]) -> torch.Tensor:
+    """Squared L2 norm of each input feature's weights (columns of a consumer), in the consumer's layout."""
+    w = w.detach().double()
+    cols = w.transpose(0, 1).flatten(1).pow(2).sum(1)  # one value per input feature
+    out, start = [], 0
+    for seg in segs:  # a channel repeated `rep` times (after Flatten) owns `rep` consecutive features
+        out.append(cols[start:start + seg.length * seg.rep].view(seg.length, seg.rep).sum(1))
+        start += seg.length * seg.rep
+    return torch.cat(out)
+
+
 def score(model: nn.Module, graph: ChannelGraph, prunable: dict[int, list[str]], method: str,
           seed: int = 0) -> dict[int, torch.Tensor]:
-    """Per-channel importance of each group: summed norms of its filters, or |γ| of its BatchNorms."""
+    """Per-channel importance of each group.
+
+    l1 / l2: summed norms of the filters that produce the channel (and depthwise filters on it);
+    bn: |γ| of its BatchNorms; group: squared L2 norm of every weight the channel touches — its
+    filters, depthwise filters, BatchNorm γ and the next layers' input weights (Torch-Pruning's
+    group magnitude importance).
+    """
     if method not in METHODS:
         raise KarukuError(f"unknown structured method '{method}'", f"structured methods: {', '.join(METHODS)}")
     gen = torch.Generator().manual_seed(seed)
@@ -90,6 +114,17 @@ def score(model: nn.Module, graph: ChannelGraph, prunable: dict[int, list[str]],
             out[root] = torch.rand(n, generator=gen, dtype=torch.double)
             continue
         s = torch.zeros(n, dtype=torch.double)
+        if method == "group":
+            sq = lambda name: _norm(mods[name].weight, 2).pow(2)  # noqa: E731
+            for name, space in graph.producers.items():
+                if graph.find(space) == root:
+                    s += sq(name)
+            s += _segment_sum(graph, graph.depthwise, root, n, sq)
+            s += _segment_sum(graph, graph.norms, root, n, lambda name: mods[name].weight.detach().double().pow(2))
+            s += _segment_sum(graph, graph.consumers, root, n,
+                              lambda name: _in_norm(mods[name].weight, graph.consumers[name]))
+            out[root] = s
+            continue
         if method == "bn":
             s += _segment_sum(graph, graph.norms, root, n, lambda name: mods[name].weight.detach().double().abs())
         if method != "bn" or not s.any():  # a group without BatchNorm falls back to L1
@@ -130,6 +165,79 @@ def choose(scores: dict[int, torch.Tensor], ratio: float, scope: str, round_to: 
             left[g] -= 1
             dropped.add((g, int(local[idx])))
     return {r: _top(scores[r], left[i], round_to) for i, r in enumerate(roots)}
+
+
+def _allocate(scores: dict[int, torch.Tensor], start: dict[int, int], macs_of, goal: float,
+              round_to: int) -> dict[int, int]:
+    """Kept channels per group, in blocks of `round_to`, so that the MACs fall to `goal` or just below.
+
+    Greedy on normalised importance lost per MAC saved, from `start`; then blocks the goal can
+    spare are put back (most importance per MAC first); then single moves of one block from one
+    group to another are taken while they bring the MACs closer to the goal from below.
+    """
+    ranked = {r: torch.sort(s / s.mean().clamp_min(1e-12)).values for r, s in scores.items()}
+    lost_prefix = {r: torch.cat([torch.zeros(1, dtype=torch.double), v.cumsum(0)]) for r, v in ranked.items()}
+    size = {r: len(s) for r, s in scores.items()}
+
+    def lost(r: int, k: int) -> float:
+        return float(lost_prefix[r][size[r] - k])
+
+    def down(r: int, k: int) -> int | None:
+        nk = (k - 1) // round_to * round_to
+        return nk if nk >= max(1, min(round_to, size[r])) else None
+
+    def up(r: int, k: int) -> int | None:
+        return None if k >= size[r] else min(size[r], (k // round_to + 1) * round_to)
+
+    kept = dict(start)
+    cur = macs_of(kept)
+    while cur > goal:  # remove the cheapest block (importance lost per MAC saved)
+        best = None
+        for r, k in kept.items():
+            k2 = down(r, k)
+            if k2 is None:
+                continue
+            m = macs_of({**kept, r: k2})
+            if m < cur:
+                cost = (lost(r, k2) - lost(r, k)) / (cur - m)
+                if best is None or cost < best[0]:
+                    best = (cost, r, k2, m)
+        if best is None:
+            break  # every group is at its minimum
+        _, r, kept[r], cur = best
+    while True:  # put back what the goal can spare, most importance regained per MAC first
+        best = None
+        for r, k in kept.items():
+            k2 = up(r, k)
+            if k2 is None:
+                continue
+            m = macs_of({**kept, r: k2})
+            if cur < m <= goal:
+                gain = (lost(r, k) - lost(r, k2)) / (m - cur)
+                if best is None or gain > best[0]:
+                    best = (gain, r, k2, m)
+        if best is None:
+            break
+        _, r, kept[r], cur = best
+    for _ in range(4 * len(kept)):  # move one block between groups while it lands closer to the goal
+        best = None
+        for a, ka in kept.items():
+            ka2 = up(a, ka)
+            if ka2 is None:
+                continue
+            for b, kb in kept.items():
+                kb2 = down(b, kb) if b != a else None
+                if kb2 is None:
+                    continue
+                m = macs_of({**kept, a: ka2, b: kb2})
+                if cur < m <= goal:
+                    loss = lost(a, ka2) + lost(b, kb2) - lost(a, ka) - lost(b, kb)
+                    if best is None or (m, -loss) > (best[0], -best[1]):
+                        best = (m, loss, a, ka2, b, kb2)
+        if best is None:
+            break
+        cur, _, a, kept[a], b, kept[b] = best
+    return kept
 
 
 def _assemble(graph: ChannelGraph, segs: list[Seg], keep: dict[int, torch.Tensor]) -> list[int] | None:
@@ -179,8 +287,13 @@ def macs_after(rows, e: Edits, model: nn.Module) -> int:
 
 
 def make_plan(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int, ...], amount: float, scope: str,
-              method: str, target: str, exclude: list[str], seed: int = 0, round_to: int = 1) -> Plan:
+              method: str, target: str, exclude: list[str], seed: int = 0, round_to: int = 1,
+              allocation: str = "uniform") -> Plan:
     """Choose the channels to remove so that `amount` of the channels (or of the MACs) goes."""
+    if allocation not in ("uniform", "budget"):
+        raise KarukuError(f"unknown allocation '{allocation}'", "use uniform or budget")
+    if allocation == "budget" and target != "macs":
+        raise KarukuError("allocation=budget needs target=macs", "pass target='macs' (CLI: --target macs)")
     prunable = groups(graph, exclude)
     if not prunable:
         raise KarukuError(f"{type(model).__name__} has no channels that structured pruning can remove",
@@ -207,4 +320,11 @@ def make_plan(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int, ...
             else:
                 hi = mid
         e, macs, kept = attempt(hi)
+        if allocation == "budget":
+            start = {r: len(k) for r, k in choose(scores, lo, scope, round_to).items()}
+            counts = _allocate(scores, start, lambda c: macs_after(rows, edits(graph, {
+                r: torch.arange(k) for r, k in c.items()}), model), goal, round_to)
+            keep = {r: _top(scores[r], counts[r], round_to) for r in scores}
+            e, kept = edits(graph, keep), sum(counts.values())
+            macs = macs_after(rows, e, model)
     return Plan(e, total, kept, before, macs, list(graph.skipped))
