@@ -48,8 +48,9 @@ def _trained(name: str, splits, epochs: int):
 def mcu(n_mcu: int = 1000) -> None:
     splits = load_splits(DataConfig(name="mnist", val_size=0))
     rows = ["| model | float acc. | int8 engine acc. | C host: identical bytes | Cortex-M4 (QEMU): identical bytes "
-            "| flash (model + kernels) | RAM (arena + scratch) | instructions / inference int8 | float C | ratio |",
-            "|" + "---|" * 10]
+            "| flash (model + kernels) | RAM (arena + scratch) | instructions / inference int8 | float C | ratio "
+            "| float C, -ffp-contract=fast | ratio |",
+            "|" + "---|" * 12]
     for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8)):
         model, origin = _trained(name, splits, epochs)
         qm = quantize(model, QuantConfig(observer="mse"), splits.calibration(512))
@@ -70,14 +71,19 @@ def mcu(n_mcu: int = 1000) -> None:
             m4_same = int((mout == ref[:n_mcu]).all(1).sum())
             flt = toolchain.build_mcu(proj, Path(tmp) / "m4f", float_build=True)
             fout, fticks = toolchain.run(flt, x[:200].numpy(), timeout=3600)
+            fma = toolchain.build_mcu(proj, Path(tmp) / "m4fma", float_build=True,
+                                      extra_flags=("-ffp-contract=fast",))
+            _, mticks = toolchain.run(fma, x[:200].numpy(), timeout=3600)
             mem = toolchain.memory_from_map(m4.map_file, (f"m4_{proj.name}.o", "m4_karuku_kernels.o"))
             fmem = toolchain.memory_from_map(flt.map_file, (f"m4_{proj.name}_float.o", "m4_karuku_float_kernels.o"))
         insn = ticks * toolchain.INSNS_PER_TICK / n_mcu
         finsn = fticks * toolchain.INSNS_PER_TICK / 200
+        minsn = mticks * toolchain.INSNS_PER_TICK / 200
         rows.append(f"| {name} ({origin}) | {100 * score(model, splits.test).accuracy:.2f} % | {100 * int_acc:.2f} % | "
                     f"{host_same:,} / {len(q):,} | {m4_same:,} / {n_mcu:,} ({qemu_s:.0f} s in QEMU) | "
                     f"{mem['flash_bytes']:,} B (float build {fmem['flash_bytes']:,} B) | {mem['ram_bytes']:,} B "
-                    f"(float {fmem['ram_bytes']:,} B) | {insn:,.0f} | {finsn:,.0f} | {finsn / insn:.2f}× |")
+                    f"(float {fmem['ram_bytes']:,} B) | {insn:,.0f} | {finsn:,.0f} | {finsn / insn:.2f}× | "
+                    f"{minsn:,.0f} | {minsn / insn:.2f}× |")
     print("\n".join(rows))
     print("\nInstructions: QEMU -icount shift=0 (1 instruction = 1 ns of virtual time), read through the mps2-an386 "
           "25 MHz timer around each inference (resolution 40 instructions). Flash and RAM: the model's and the "

@@ -105,3 +105,39 @@ def test_odd_shapes_take_every_kernel_path(tmp_path):
     assert np.array_equal(out, ref)
     m4, _ = toolchain.run(toolchain.build_mcu(proj, tmp_path / "m4"), to_bytes(q))
     assert np.array_equal(m4, ref)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_direct_and_im2col_convolutions_are_byte_identical(tmp_path, monkeypatch, direct):
+    """The direct kernel (one input channel with kernels 5 and 3 over odd widths: a last block of four pixels
+    that overlaps the one before, widths under four; stride 2; padding; several input channels; depthwise; an
+    odd channel count) and, with the direct kernel switched off, the im2col kernel: host and Cortex-M4
+    byte-identical, and the float build computes the same either way."""
+    from karuku.deploy.c import codegen
+
+    if not direct:
+        monkeypatch.setattr(codegen, "DIRECT_SCRATCH_BYTES", 0)
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 5, 5, padding=2), torch.nn.ReLU(),  # 1 channel, 5×5, W 11
+                                torch.nn.Conv2d(5, 6, 3, padding=1), torch.nn.ReLU(),  # 5 channels, 3×3
+                                torch.nn.Conv2d(6, 6, 3, groups=6, padding=1),  # depthwise
+                                torch.nn.Conv2d(6, 3, 3, stride=2, padding=1), torch.nn.ReLU(),  # stride 2
+                                torch.nn.Conv2d(3, 3, 5, padding=(1, 0)),  # output width 2 (< 4)
+                                torch.nn.Flatten(), torch.nn.Linear(18, 7)).eval()
+    x = torch.randn(32, 1, 9, 11)
+    im = to_integer(quantize(model, QuantConfig(), x))
+    proj = generate(im, "convs")
+    kernels = proj.files["convs.c"].count("kk_conv2d_direct_")
+    assert kernels == (5 if direct else 0)
+    assert proj.files["convs_float.c"].count("kf_conv2d_direct(") == kernels
+    q = im.quantize_input(x)
+    ref = to_bytes(im.run_int(q))
+    out, _ = toolchain.run(toolchain.build_host(proj, tmp_path / "host"), to_bytes(q))
+    assert np.array_equal(out, ref)
+    m4, _ = toolchain.run(toolchain.build_mcu(proj, tmp_path / "m4"), to_bytes(q[:8]))
+    assert np.array_equal(m4, ref[:8])
+    fout, _ = toolchain.run(toolchain.build_host(proj, tmp_path / "hostf", float_build=True), x.numpy())
+    monkeypatch.setattr(codegen, "DIRECT_SCRATCH_BYTES", 0)
+    fref, _ = toolchain.run(toolchain.build_host(generate(im, "convs"), tmp_path / "hostf2", float_build=True),
+                            x.numpy())
+    assert np.allclose(fout, fref, rtol=1e-4, atol=1e-4)

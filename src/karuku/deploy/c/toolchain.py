@@ -109,8 +109,9 @@ def build_host(proj: CProject, folder: Path, float_build: bool = False) -> Build
     return Build(out, None, float_build)
 
 
-def build_mcu(proj: CProject, folder: Path, float_build: bool = False) -> Build:
-    """arm-none-eabi-gcc for Cortex-M4F with newlib semihosting; the linker map is kept."""
+def build_mcu(proj: CProject, folder: Path, float_build: bool = False, extra_flags: tuple[str, ...] = ()) -> Build:
+    """arm-none-eabi-gcc for Cortex-M4F with newlib semihosting; the linker map is kept. `extra_flags` go to
+    every compile (e.g. "-ffp-contract=fast": fused multiply-add in the float build, which -std=c99 turns off)."""
     write_project(proj, folder, float_build)
     for f in ("mcu_startup.c", "mcu.ld"):
         (folder / f).write_text(resources.files("karuku.deploy.c").joinpath("runtime").joinpath(f).read_text())
@@ -119,7 +120,7 @@ def build_mcu(proj: CProject, folder: Path, float_build: bool = False) -> Build:
     objects = []
     for src in ["mcu_startup.c", *_sources(proj, float_build)]:  # named objects, so the map attributes sizes
         obj = f"m4_{Path(src).stem}.o"
-        _run(["arm-none-eabi-gcc", *HOST_FLAGS, *M4_FLAGS, "-DKARUKU_MCU", "-c", src, "-o", obj], folder,
+        _run(["arm-none-eabi-gcc", *HOST_FLAGS, *M4_FLAGS, *extra_flags, "-DKARUKU_MCU", "-c", src, "-o", obj], folder,
              "Cortex-M4 cross build")
         objects.append(obj)
     _run(["arm-none-eabi-gcc", *M4_FLAGS, "--specs=rdimon.specs", "-nostartfiles", "-T", "mcu.ld",

@@ -110,9 +110,160 @@ void kf_conv2d(const float *x, int C, int H, int W, const float *w, const float 
     }
 }
 
+/* Direct convolution (no im2col), as the integer kernel does: a padded input is copied once into `scratch`
+ * (an unpadded one is read in place), four neighbouring output pixels × two channels per pass, each window
+ * read straight from the input rows (for stride 1 the neighbours' overlapping values are loaded once). */
+#if defined(__GNUC__)
+#define KF_INLINE static __inline__ __attribute__((always_inline))
+#else
+#define KF_INLINE static
+#endif
+KF_INLINE void kf_block4(const float *xr, int Wp, int plane, const float *w0, const float *w1, int CG, int KH,
+                         int KW, int SW, float *a) {
+    float a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
+    int ic, kh, j;
+    for (ic = 0; ic < CG; ic++, xr += plane)
+        for (kh = 0; kh < KH; kh++, w0 += KW, w1 += KW) {
+            const float *r = xr + kh * Wp;
+            if (SW == 1 && (KW == 5 || KW == 3)) { /* written out: each input value loaded once per row */
+                float x0 = r[0], x1 = r[1], x2 = r[2], x3 = r[3], x4, x5, x6, x7, wa, wb;
+#define KF_D_STEP(J, X0, X1, X2, X3)                                                                         \
+    wa = w0[J];                                                                                              \
+    wb = w1[J];                                                                                              \
+    a0 += X0 * wa;                                                                                           \
+    a1 += X0 * wb;                                                                                           \
+    a2 += X1 * wa;                                                                                           \
+    a3 += X1 * wb;                                                                                           \
+    a4 += X2 * wa;                                                                                           \
+    a5 += X2 * wb;                                                                                           \
+    a6 += X3 * wa;                                                                                           \
+    a7 += X3 * wb;
+                KF_D_STEP(0, x0, x1, x2, x3)
+                x4 = r[4];
+                KF_D_STEP(1, x1, x2, x3, x4)
+                x5 = r[5];
+                KF_D_STEP(2, x2, x3, x4, x5)
+                if (KW == 5) {
+                    x6 = r[6];
+                    KF_D_STEP(3, x3, x4, x5, x6)
+                    x7 = r[7];
+                    KF_D_STEP(4, x4, x5, x6, x7)
+                }
+                continue;
+            }
+            for (j = 0; j < KW; j++) {
+                float wa = w0[j], wb = w1[j], x0 = r[j], x1 = r[SW + j], x2 = r[2 * SW + j], x3 = r[3 * SW + j];
+                a0 += x0 * wa;
+                a1 += x0 * wb;
+                a2 += x1 * wa;
+                a3 += x1 * wb;
+                a4 += x2 * wa;
+                a5 += x2 * wb;
+                a6 += x3 * wa;
+                a7 += x3 * wb;
+            }
+        }
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6; a[7] = a7;
+}
+
+static void kf_block1(const float *xr, int Wp, int plane, const float *w0, const float *w1, int CG, int KH, int KW,
+                      float *a) {
+    float a0 = a[0], a1 = a[1];
+    int ic, kh, j;
+    for (ic = 0; ic < CG; ic++, xr += plane)
+        for (kh = 0; kh < KH; kh++, w0 += KW, w1 += KW) {
+            const float *r = xr + kh * Wp;
+            for (j = 0; j < KW; j++) {
+                a0 += r[j] * w0[j];
+                a1 += r[j] * w1[j];
+            }
+        }
+    a[0] = a0;
+    a[1] = a1;
+}
+
+void kf_conv2d_direct(const float *x, int C, int H, int W, const float *w, const float *bias, float lo, float hi,
+                      float *y, int OC, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int G,
+                      float *scratch) {
+    int CG = C / G, OCG = OC / G, Hp = H + 2 * PH, Wp = W + 2 * PW, plane = Hp * Wp, KC = CG * KH * KW;
+    int P = OH * OW, padded = PH > 0 || PW > 0, g, oc, oh, ow, i, r;
+    for (g = 0; g < G; g++) {
+        int oc1 = (g + 1) * OCG;
+        const float *xg = x + (long)g * CG * H * W;
+        if (padded) {
+            for (i = 0; i < CG; i++) {
+                const float *xc = xg + (long)i * H * W;
+                float *d = scratch + (long)i * plane;
+                for (r = 0; r < Hp; r++, d += Wp) {
+                    int c = 0;
+                    if (r < PH || r >= PH + H) {
+                        for (; c < Wp; c++) d[c] = 0.0f;
+                        continue;
+                    }
+                    for (; c < PW; c++) d[c] = 0.0f;
+                    for (; c < PW + W; c++) d[c] = xc[(r - PH) * W + c - PW]; /* no conversion: a plain copy */
+                    for (; c < Wp; c++) d[c] = 0.0f;
+                }
+            }
+            xg = scratch;
+        }
+        for (oc = g * OCG; oc < oc1; oc += 2) {
+            int ob = oc + 1 < oc1 ? oc + 1 : oc;
+            const float *w0 = w + (long)oc * KC, *w1 = w + (long)ob * KC;
+            for (oh = 0; oh < OH; oh++) {
+                const float *xr = xg + (long)oh * SH * Wp;
+                float *y0 = y + (long)oc * P + oh * OW, *y1 = y + (long)ob * P + oh * OW;
+                for (ow = 0; ow + 4 <= OW; ow += 4) {
+                    float a[8];
+                    a[0] = a[2] = a[4] = a[6] = bias[oc];
+                    a[1] = a[3] = a[5] = a[7] = bias[ob];
+                    if (SW == 1 && KW == 5) /* constants for the written-out rows */
+                        kf_block4(xr + ow, Wp, plane, w0, w1, CG, KH, 5, 1, a);
+                    else if (SW == 1 && KW == 3)
+                        kf_block4(xr + ow, Wp, plane, w0, w1, CG, KH, 3, 1, a);
+                    else
+                        kf_block4(xr + ow * SW, Wp, plane, w0, w1, CG, KH, KW, SW, a);
+                    y0[ow] = kf_clip(a[0], lo, hi); /* written out, as the integer kernel does */
+                    y1[ow] = kf_clip(a[1], lo, hi);
+                    y0[ow + 1] = kf_clip(a[2], lo, hi);
+                    y1[ow + 1] = kf_clip(a[3], lo, hi);
+                    y0[ow + 2] = kf_clip(a[4], lo, hi);
+                    y1[ow + 2] = kf_clip(a[5], lo, hi);
+                    y0[ow + 3] = kf_clip(a[6], lo, hi);
+                    y1[ow + 3] = kf_clip(a[7], lo, hi);
+                }
+                for (; ow < OW; ow++) {
+                    float a[2];
+                    a[0] = bias[oc];
+                    a[1] = bias[ob];
+                    kf_block1(xr + ow * SW, Wp, plane, w0, w1, CG, KH, KW, a);
+                    y0[ow] = kf_clip(a[0], lo, hi);
+                    y1[ow] = kf_clip(a[1], lo, hi);
+                }
+            }
+        }
+    }
+}
+
 void kf_linear(const float *x, int IN, const float *w, const float *bias, float lo, float hi, float *y, int OUT) {
     int o;
-    for (o = 0; o + 1 < OUT; o += 2) {
+    for (o = 0; o + 4 <= OUT; o += 4) { /* four outputs per pass, then pairs, as the integer kernel does */
+        const float *w0 = w + (long)o * IN, *w1 = w0 + IN, *w2 = w1 + IN, *w3 = w2 + IN;
+        float s0 = bias[o], s1 = bias[o + 1], s2 = bias[o + 2], s3 = bias[o + 3];
+        int i;
+        for (i = 0; i < IN; i++) {
+            float v = x[i];
+            s0 += v * w0[i];
+            s1 += v * w1[i];
+            s2 += v * w2[i];
+            s3 += v * w3[i];
+        }
+        y[o] = kf_clip(s0, lo, hi);
+        y[o + 1] = kf_clip(s1, lo, hi);
+        y[o + 2] = kf_clip(s2, lo, hi);
+        y[o + 3] = kf_clip(s3, lo, hi);
+    }
+    for (; o + 1 < OUT; o += 2) {
         float a[2];
         a[0] = bias[o];
         a[1] = bias[o + 1];

@@ -72,6 +72,13 @@ static inline int32_t kk_rq(int32_t acc, const kk_chan *q, int32_t zy, int32_t l
     return kk_requantize(acc, q->m0, q->shift, zy, lo, hi);
 }
 
+/* kk_rq's usual path without the clamp (q->e1 >= 0 only) */
+static inline int32_t kk_rq_raw(int32_t acc, const kk_chan *q, int32_t zy) {
+    int64_t t = (int64_t)acc * q->m0 + (int64_t)(((uint64_t)(uint32_t)q->c_hi << 32) | q->c_lo)
+                - (acc < 0 ? ((int64_t)1 << 31) : 0);
+    return ((int32_t)(t >> 32) >> q->e1) + zy;
+}
+
 #if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
 #include <arm_acle.h>
 #define KK_SIMD 1
@@ -171,6 +178,71 @@ static void kk_dot2c(const int16_t *c0, const int16_t *c1, const int8_t *w, int 
     }
     a[0] = a0;
     a[1] = a1;
+}
+
+/* four weight rows (w0, w0 + K, w0 + 2K, w0 + 3K) against one column: a[r] += col · row r */
+static void kk_dot4(const int16_t *col, const int8_t *w0, int K, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const int8_t *w1 = w0 + K, *w2 = w0 + 2 * K, *w3 = w0 + 3 * K;
+    int k = 0;
+#ifdef KK_SIMD
+    if (K >= 4) { /* written out: each pair of column words feeds eight SMLADs; two such steps per iteration */
+        const int16_t *c = col;
+        const int8_t *wp = w0, *wq = w2;
+        int n = K >> 3;
+        uint32_t c01, c23, t, u;
+#define KK_DOT4_STEP                                                                                         \
+    "ldr %[c01], [%[c]], #4\n\t"                                                                             \
+    "ldr %[c23], [%[c]], #4\n\t"                                                                             \
+    "ldr %[t], [%[wp], %[kw]]\n\t"                                                                           \
+    "sxtb16 %[u], %[t]\n\t"                                                                                  \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                                          \
+    "smlad %[a1], %[c01], %[u], %[a1]\n\t"                                                                   \
+    "smlad %[a1], %[c23], %[t], %[a1]\n\t"                                                                   \
+    "ldr %[t], [%[wp]], #4\n\t"                                                                              \
+    "sxtb16 %[u], %[t]\n\t"                                                                                  \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                                          \
+    "smlad %[a0], %[c01], %[u], %[a0]\n\t"                                                                   \
+    "smlad %[a0], %[c23], %[t], %[a0]\n\t"                                                                   \
+    "ldr %[t], [%[wq], %[kw]]\n\t"                                                                           \
+    "sxtb16 %[u], %[t]\n\t"                                                                                  \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                                          \
+    "smlad %[a3], %[c01], %[u], %[a3]\n\t"                                                                   \
+    "smlad %[a3], %[c23], %[t], %[a3]\n\t"                                                                   \
+    "ldr %[t], [%[wq]], #4\n\t"                                                                              \
+    "sxtb16 %[u], %[t]\n\t"                                                                                  \
+    "sxtb16 %[t], %[t], ror #8\n\t"                                                                          \
+    "smlad %[a2], %[c01], %[u], %[a2]\n\t"                                                                   \
+    "smlad %[a2], %[c23], %[t], %[a2]\n\t"
+#define KK_DOT4_OPS                                                                                          \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wp), [wq] "+r"(wq), [c] "+r"(c), \
+      [n] "+r"(n), [c01] "=&r"(c01), [c23] "=&r"(c23), [t] "=&r"(t), [u] "=&r"(u)                            \
+    : [kw] "r"(K)                                                                                            \
+    : "cc", "memory"
+        if (n > 0)
+            __asm__ volatile("1:\n\t" KK_DOT4_STEP KK_DOT4_STEP "subs %[n], %[n], #1\n\t"
+                                                                "bne 1b" KK_DOT4_OPS);
+        if (K & 4) __asm__ volatile(KK_DOT4_STEP KK_DOT4_OPS);
+        k = K & ~3;
+    }
+#else
+    for (; k + 4 <= K; k += 4) {
+        a0 += col[k] * w0[k] + col[k + 1] * w0[k + 2] + col[k + 2] * w0[k + 1] + col[k + 3] * w0[k + 3];
+        a1 += col[k] * w1[k] + col[k + 1] * w1[k + 2] + col[k + 2] * w1[k + 1] + col[k + 3] * w1[k + 3];
+        a2 += col[k] * w2[k] + col[k + 1] * w2[k + 2] + col[k + 2] * w2[k + 1] + col[k + 3] * w2[k + 3];
+        a3 += col[k] * w3[k] + col[k + 1] * w3[k + 2] + col[k + 2] * w3[k + 1] + col[k + 3] * w3[k + 3];
+    }
+#endif
+    for (; k < K; k++) {
+        a0 += col[k] * w0[k];
+        a1 += col[k] * w1[k];
+        a2 += col[k] * w2[k];
+        a3 += col[k] * w3[k];
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
 }
 
 /* two columns (pixels, c1 = c0 + K) against two weight rows (channels, w1 = w0 + K):
@@ -321,12 +393,194 @@ KK_DEFINE_GATHER(kk_gather_u8, uint8_t)
 KK_DEFINE_CONV(kk_conv2d_s8, int8_t, kk_gather_s8)
 KK_DEFINE_CONV(kk_conv2d_u8, uint8_t, kk_gather_u8)
 
+/* Direct convolution (no im2col): the input group is copied once, as int16 x - zx with its zero padding
+ * and one spare column, into `scratch` (CG × (H + 2 PH) × (W + 2 PW + 1)); each output reads its window
+ * straight from those rows. Each kernel row is padded to an even width KWp with a zero weight (it meets
+ * the spare column) and stored as KWp / 2 words of two int16 weights (w[2j] low, w[2j + 1] high), the
+ * words of two output channels interleaved (channel pair, input channel, kernel row, word, channel; an
+ * odd last channel is paired with itself), so one SMLAD multiplies a weight word with the two input
+ * values at the same offset. Four neighbouring output pixels × two channels per pass. */
+#define KK_W_LO(v) ((int32_t)(int16_t)(uint16_t)((uint32_t)(v) & 0xFFFFu))
+#define KK_W_HI(v) ((int32_t)(v) >> 16)
+
+/* a[0..7] += pixels 0..3 (at xr, xr + SW, ...) × the channel pair (a[2p] first channel, a[2p + 1] second);
+ * the window's NR = KH × CG rows (kernel row, then input channel) lie Wp values apart */
+#if defined(__GNUC__)
+#define KK_INLINE static __inline__ __attribute__((always_inline))
+#else
+#define KK_INLINE static
+#endif
+KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int SW, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
+    int row, j;
+#ifdef KK_SIMD
+    if (SW == 1 && (KWp == 6 || KWp == 4)) {
+        /* one row per iteration: per weight word pair (LDRD), four input words (an unaligned LDR at odd
+         * pixels) feed eight SMLADs; the row stride and the end come from memory (no register is left) */
+        const int16_t *r = xr;
+        const int32_t *w = wp, *wend = wp + NR * KWp;
+        int32_t stride = 2 * Wp; /* bytes */
+        uint32_t wa, wb, x;
+#define KK_D_STEP(O)                                                                                         \
+    "ldrd %[wa], %[wb], [%[w]], #8\n\t"                                                                      \
+    "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
+    "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
+    "smlad %[a1], %[x], %[wb], %[a1]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+2]\n\t"                                                                        \
+    "smlad %[a2], %[x], %[wa], %[a2]\n\t"                                                                    \
+    "smlad %[a3], %[x], %[wb], %[a3]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+4]\n\t"                                                                        \
+    "smlad %[a4], %[x], %[wa], %[a4]\n\t"                                                                    \
+    "smlad %[a5], %[x], %[wb], %[a5]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+6]\n\t"                                                                        \
+    "smlad %[a6], %[x], %[wa], %[a6]\n\t"                                                                    \
+    "smlad %[a7], %[x], %[wb], %[a7]\n\t"
+#define KK_D_TAIL                                                                                            \
+    "ldr %[x], %[st]\n\t"                                                                                    \
+    "add %[r], %[r], %[x]\n\t"                                                                               \
+    "ldr %[x], %[we]\n\t"                                                                                    \
+    "cmp %[w], %[x]\n\t"                                                                                     \
+    "bne 1b"
+#define KK_D_OPS                                                                                             \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [a5] "+r"(a5),              \
+      [a6] "+r"(a6), [a7] "+r"(a7), [r] "+r"(r), [w] "+r"(w), [wa] "=&r"(wa), [wb] "=&r"(wb), [x] "=&r"(x)   \
+    : [st] "m"(stride), [we] "m"(wend)                                                                       \
+    : "cc", "memory"
+        if (KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D_STEP(0) KK_D_STEP(4) KK_D_STEP(8) KK_D_TAIL KK_D_OPS);
+        else
+            __asm__ volatile("1:\n\t" KK_D_STEP(0) KK_D_STEP(4) KK_D_TAIL KK_D_OPS);
+        NR = 0;
+    }
+#endif
+    for (row = 0; row < NR; row++, xr += Wp) {
+        const int16_t *s1 = xr + SW, *s2 = xr + 2 * SW, *s3 = xr + 3 * SW;
+        for (j = 0; j < KWp; j += 2, wp += 2) {
+            int32_t wa0 = KK_W_LO(wp[0]), wa1 = KK_W_HI(wp[0]), wb0 = KK_W_LO(wp[1]), wb1 = KK_W_HI(wp[1]);
+            a0 += xr[j] * wa0 + xr[j + 1] * wa1;
+            a1 += xr[j] * wb0 + xr[j + 1] * wb1;
+            a2 += s1[j] * wa0 + s1[j + 1] * wa1;
+            a3 += s1[j] * wb0 + s1[j + 1] * wb1;
+            a4 += s2[j] * wa0 + s2[j + 1] * wa1;
+            a5 += s2[j] * wb0 + s2[j + 1] * wb1;
+            a6 += s3[j] * wa0 + s3[j + 1] * wa1;
+            a7 += s3[j] * wb0 + s3[j + 1] * wb1;
+        }
+    }
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6; a[7] = a7;
+}
+
+/* one pixel × the channel pair */
+static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1];
+    int row, j;
+    for (row = 0; row < NR; row++, xr += Wp)
+        for (j = 0; j < KWp; j += 2, wp += 2) {
+            int32_t x0 = xr[j], x1 = xr[j + 1];
+            a0 += x0 * KK_W_LO(wp[0]) + x1 * KK_W_HI(wp[0]);
+            a1 += x0 * KK_W_LO(wp[1]) + x1 * KK_W_HI(wp[1]);
+        }
+    a[0] = a0;
+    a[1] = a1;
+}
+
+/* the four pixels' requantization; on Armv7E-M the clamp to the full uint8 / int8 range is USAT / SSAT */
+#define KK_D_STORE_LOOP(EXPR) /* written out: no loop counter */                                           \
+    KK_STORE(y0 + ow, EXPR(a[0], q0));                                                                       \
+    KK_STORE(y1 + ow, EXPR(a[1], q1));                                                                       \
+    KK_STORE(y0 + ow + 1, EXPR(a[2], q0));                                                                   \
+    KK_STORE(y1 + ow + 1, EXPR(a[3], q1));                                                                   \
+    KK_STORE(y0 + ow + 2, EXPR(a[4], q0));                                                                   \
+    KK_STORE(y1 + ow + 2, EXPR(a[5], q1));                                                                   \
+    KK_STORE(y0 + ow + 3, EXPR(a[6], q0));                                                                   \
+    KK_STORE(y1 + ow + 3, EXPR(a[7], q1));
+#define KK_D_CLAMPED(v, q) kk_rq(v, &q, zy, lo, hi)
+#ifdef KK_SIMD
+#define KK_D_USAT(v, q) __usat(kk_rq_raw(v, &q, zy), 8)
+#define KK_D_SSAT(v, q) __ssat(kk_rq_raw(v, &q, zy), 8)
+#define KK_D_STORE4                                                                                          \
+    if (sat == 1) {                                                                                          \
+        KK_D_STORE_LOOP(KK_D_USAT)                                                                           \
+    } else if (sat == 2) {                                                                                   \
+        KK_D_STORE_LOOP(KK_D_SSAT)                                                                           \
+    } else {                                                                                                 \
+        KK_D_STORE_LOOP(KK_D_CLAMPED)                                                                        \
+    }
+#else
+#define KK_D_STORE4 (void)sat; KK_D_STORE_LOOP(KK_D_CLAMPED)
+#endif
+
+/* the next block of four pixels; a last partial block overlaps the one before it (same values written twice) */
+#define KK_NEXT4(ow, OW) ((ow) + 8 <= (OW) || (ow) + 4 == (OW) ? (ow) + 4 : (OW) - 4)
+#define KK_DEFINE_CONVD(NAME, T)                                                                             \
+    void NAME(KK_CONVD_ARGS) {                                                                               \
+        const T *xs = (const T *)(const void *)x;                                                            \
+        int CG = C / G, OCG = OC / G, KWp = KW + (KW & 1), Hp = H + 2 * PH, Wp = W + 2 * PW + 1;             \
+        int KC = CG * KH * KWp, P = OH * OW, g, oc, oh, ow, i, r, sat; /* KC: words per channel pair */  \
+        for (g = 0; g < G; g++) {                                                                            \
+            int oc1 = (g + 1) * OCG;                                                                         \
+            for (r = 0; r < Hp; r++) /* padded row r of channel i at (r CG + i) Wp: a window's rows Wp apart */ \
+                for (i = 0; i < CG; i++) {                                                                   \
+                    const T *xc;                                                                             \
+                    int16_t *d = scratch + ((long)r * CG + i) * Wp;                                          \
+                    int c = 0;                                                                               \
+                    if (r < PH || r >= PH + H) {                                                             \
+                        for (; c < Wp; c++) d[c] = 0;                                                        \
+                        continue;                                                                            \
+                    }                                                                                        \
+                    xc = xs + ((long)(g * CG + i) * H + r - PH) * W;                                         \
+                    for (; c < PW; c++) d[c] = 0;                                                            \
+                    for (; c < PW + W; c++) d[c] = (int16_t)((int32_t)xc[c - PW] - zx);                      \
+                    for (; c < Wp; c++) d[c] = 0;                                                            \
+                }                                                                                            \
+            for (oc = g * OCG; oc < oc1; oc += 2) {                                                          \
+                int ob = oc + 1 < oc1 ? oc + 1 : oc; /* an odd last channel: computed twice, same bytes */   \
+                const int32_t *wp = w + (long)(oc - g * OCG) / 2 * KC + (long)g * ((OCG + 1) / 2) * KC;       \
+                kk_chan q0, q1;                                                                              \
+                kk_chan_init(&q0, m0[oc], shift[oc]);                                                        \
+                kk_chan_init(&q1, m0[ob], shift[ob]);                                                        \
+                sat = q0.e1 < 0 || q1.e1 < 0 ? 0 : lo == 0 && hi == 255 ? 1 : lo == -128 && hi == 127 ? 2 : 0;  \
+                for (oh = 0; oh < OH; oh++) {                                                                \
+                    const int16_t *xr = scratch + (long)oh * SH * CG * Wp;                                    \
+                    uint8_t *y0 = y + (long)oc * P + oh * OW, *y1 = y + (long)ob * P + oh * OW;              \
+                    for (ow = 0; ow + 4 <= OW; ow = KK_NEXT4(ow, OW)) {                                      \
+                        int32_t a[8];                                                                        \
+                        a[0] = a[2] = a[4] = a[6] = bias[oc];                                                \
+                        a[1] = a[3] = a[5] = a[7] = bias[ob];                                                \
+                        kk_block4(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                                   \
+                        KK_D_STORE4                                                                          \
+                    }                                                                                        \
+                    for (; ow < OW; ow++) {                                                                  \
+                        int32_t a[2];                                                                        \
+                        a[0] = bias[oc];                                                                     \
+                        a[1] = bias[ob];                                                                     \
+                        kk_block1(xr + ow * SW, Wp, wp, CG * KH, KWp, a);                                       \
+                        KK_STORE(y0 + ow, kk_rq(a[0], &q0, zy, lo, hi));                                     \
+                        KK_STORE(y1 + ow, kk_rq(a[1], &q1, zy, lo, hi));                                     \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+KK_DEFINE_CONVD(kk_conv2d_direct_s8, int8_t)
+KK_DEFINE_CONVD(kk_conv2d_direct_u8, uint8_t)
+
 #define KK_DEFINE_LINEAR(NAME, T)                                                                            \
     void NAME(KK_LINEAR_ARGS) {                                                                              \
         const T *xs = (const T *)(const void *)x;                                                            \
         int o, i;                                                                                            \
         for (i = 0; i < IN; i++) scratch[i] = (int16_t)((int32_t)xs[i] - zx);                                \
-        for (o = 0; o < OUT; o += 2) {                                                                       \
+        for (o = 0; o + 4 <= OUT; o += 4) { /* four outputs per pass, then pairs */                          \
+            int32_t a[4];                                                                                    \
+            for (i = 0; i < 4; i++) a[i] = bias[o + i];                                                      \
+            kk_dot4(scratch, w + (long)o * IN, IN, a);                                                       \
+            for (i = 0; i < 4; i++) {                                                                        \
+                kk_chan q;                                                                                   \
+                kk_chan_init(&q, m0[o + i], shift[o + i]);                                                   \
+                KK_STORE(y + o + i, kk_rq(a[i], &q, zy, lo, hi));                                            \
+            }                                                                                                \
+        }                                                                                                    \
+        for (; o < OUT; o += 2) {                                                                            \
             int32_t a[2];                                                                                    \
             kk_chan q0, q1;                                                                                  \
             kk_chan_init(&q0, m0[o], shift[o]);                                                              \

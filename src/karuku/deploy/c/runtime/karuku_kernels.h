@@ -20,6 +20,17 @@ int32_t kk_mbqm(int32_t acc, int32_t m0, int32_t shift);
 void kk_conv2d_s8(KK_CONV_ARGS);
 void kk_conv2d_u8(KK_CONV_ARGS);
 
+/* Direct convolutions (no im2col) copy the input group into `scratch` as int16 (x - zx) with its zero
+ * padding, CG × (H + 2 PH) × (W + 2 PW + 1) values, and take the weights of each pair of output channels
+ * interleaved: per input channel and kernel row, KWp / 2 words (KWp = KW rounded up to even, the row padded
+ * with a zero) of two int16 weights (w[2j] in the low half, w[2j + 1] in the high half), each word of the
+ * first channel followed by the same word of the second; a group's odd last channel is paired with itself. */
+#define KK_CONVD_ARGS const uint8_t *x, int32_t zx, int C, int H, int W, const int32_t *w, const int32_t *bias, \
+    const int32_t *m0, const int32_t *shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y, int OC, int OH, \
+    int OW, int KH, int KW, int SH, int SW, int PH, int PW, int G, int16_t *scratch
+void kk_conv2d_direct_s8(KK_CONVD_ARGS);
+void kk_conv2d_direct_u8(KK_CONVD_ARGS);
+
 #define KK_LINEAR_ARGS const uint8_t *x, int32_t zx, int IN, const int8_t *w, const int32_t *bias, \
     const int32_t *m0, const int32_t *shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y, int OUT, \
     int16_t *scratch
