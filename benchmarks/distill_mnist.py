@@ -25,10 +25,12 @@ from karuku.io.checkpoint import load_checkpoint, load_model, save_checkpoint
 from karuku.training import TrainConfig, score
 
 
-def train_cfg(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:
-    # the same optimiser for all three nets; the two students also get the same length
-    return TrainConfig(epochs=epochs or args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=0.9,
-                       schedule="cosine", weight_decay=args.weight_decay, seed=args.seed, threads=args.threads)
+def train_cfg(args: argparse.Namespace, teacher: bool = False) -> TrainConfig:
+    # the same optimiser for all three nets; the two students also get the same length and clipping
+    return TrainConfig(epochs=args.teacher_epochs or args.epochs if teacher else args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, momentum=0.9, schedule="cosine",
+                       weight_decay=args.weight_decay, seed=args.seed, threads=args.threads,
+                       max_grad_norm=None if teacher else args.student_max_grad_norm)
 
 
 def stage(path: Path, run) -> dict:
@@ -69,6 +71,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--student-max-grad-norm", type=float, default=None,
+                   help="clip both students' gradient norm (a long-trained teacher's logits can diverge T=20 SGD)")
     p.add_argument("--temperature", type=float, default=20.0)
     p.add_argument("--alpha", type=float, default=0.9)
     p.add_argument("--teacher-dropout", type=float, default=0.3)
@@ -86,7 +90,7 @@ def main() -> None:
     if "teacher" in stages:
         kwargs = {"dropout": args.teacher_dropout, "input_dropout": args.teacher_input_dropout}
         results["teacher"] = stage(teacher, lambda: fit("mlp-teacher", DataConfig(name="mnist", augment_shift=2),
-                                                        train_cfg(args, args.teacher_epochs), teacher,
+                                                        train_cfg(args, teacher=True), teacher,
                                                         model_kwargs=kwargs))
     if "plain" in stages:
         plain = args.out_dir / "student_plain.safetensors"

@@ -101,13 +101,19 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="time the ONNX files made by an earlier run")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--skip", nargs="*", default=[], help="speed / accuracy")
+    ap.add_argument("--peak-gops", type=float, help="int8 peak (benchmarks/ort_peak.py) for the fraction of peak")
     args = ap.parse_args()
     index = json.loads((args.folder / "index.json").read_text())
     results = {"onnxruntime": ort.__version__, "speed": {}, "accuracy": {}}
     for name, info in ({} if "speed" in args.skip else index["speed"]).items():
         paths = variants(Path(info["folder"]), args.reuse)
-        results["speed"][name] = throughput(paths, info["input_shape"], args.rounds)
-        print(name, json.dumps(results["speed"][name]), flush=True)
+        results["speed"][name] = speed = throughput(paths, info["input_shape"], args.rounds)
+        if "macs" in info:  # one multiply-add = 2 ops
+            results.setdefault("gops", {})[name] = {k: 2 * info["macs"] * v / 1e9 for k, v in speed.items()}
+            if args.peak_gops:
+                results.setdefault("fraction_of_peak", {})[name] = {
+                    k: g / args.peak_gops for k, g in results["gops"][name].items()}
+        print(name, json.dumps(speed), flush=True)
         args.out.write_text(json.dumps(results, indent=2))
     for name, info in ({} if "accuracy" in args.skip else index["accuracy"]).items():
         paths = variants(Path(info["folder"]), args.reuse)

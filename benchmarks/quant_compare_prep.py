@@ -18,6 +18,7 @@ import torch
 
 from karuku.data import DataConfig, load_splits
 from karuku.io.checkpoint import load_model
+from karuku.measure.counts import totals
 from karuku.measure.onnx_runtime import export_bytes
 from karuku.models import build
 from karuku.quant import QuantConfig, export_qdq, quantize, to_integer
@@ -32,7 +33,8 @@ def write(folder: Path, model, calib: torch.Tensor, shape, test=None, observer: 
     if test is not None:
         np.save(folder / "test_x.npy", test[0].numpy())
         np.save(folder / "test_y.npy", test[1].numpy())
-    return {"folder": str(folder), "input_shape": list(shape)}
+    # multiply-adds per sample, so the comparison can state ops/s against the machine's peak
+    return {"folder": str(folder), "input_shape": list(shape), "macs": totals(model, tuple(shape)).macs}
 
 
 def main() -> None:
