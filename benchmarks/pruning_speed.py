@@ -43,12 +43,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     args = ap.parse_args()
     models, shape = {}, None
     for path in args.checkpoints:
         model, ckpt = load_model(path)
         models[path], shape = model, tuple(ckpt.spec.input_shape)
-    thr = side_by_side(models, shape, rounds=args.rounds)
+    thr = side_by_side(models, shape, rounds=args.rounds, threads=args.threads)
     first = args.checkpoints[0]
     out = {}
     for path, model in models.items():
