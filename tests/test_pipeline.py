@@ -97,6 +97,10 @@ def test_a_run_writes_everything(finished_run):
     html = (root / "report.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html.replace("https://", "")  # self-contained
     assert "1. Background" in html and "4. Edge" in html
+    # the baseline-vs-result speed figures come from one side-by-side timing at the end, and say so
+    assert summary["side_by_side"] is True and "timed side by side" in html
+    for step in (summary["baseline"], summary["final"]):
+        assert step["measure"]["latency_ms"] > 0 and step["measure"]["throughput_b64"] > 0
     export = summary["attempts"][-1]
     assert os.path.isfile(export["artifacts"]["onnx"])
 
@@ -188,6 +192,15 @@ def test_deep_compression_chain_and_backoff(tmp_path):
     final = summary["final"]["measure"]
     assert final["deploy_kind"] == "packed" and final["sizes"]["packed"] < final["sizes"]["fp32"] / 5
     assert os.path.isfile(summary["final"]["artifacts"]["krk"])
+
+
+def test_prune_backoff_eases_every_layer_rate():
+    from karuku.pipeline.adapters.prune import Settings, backoff
+
+    s = Settings(sparsity=0.92, overrides={"conv1": 0.34, "fc1": 0.92})
+    eased = backoff(s, 1)
+    assert eased.sparsity == 0.88 and eased.overrides == {"conv1": 0.01, "fc1": 0.88}
+    assert backoff(eased, 2).overrides["conv1"] == 0.0  # never below zero
 
 
 def test_every_shipped_recipe_is_valid_and_headed_by_its_command():

@@ -45,14 +45,20 @@ def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = 
 
 
 def finish(ctx: Context, final: dict[str, Any], attempts: list[dict[str, Any]], lang: str) -> Outcome:
+    from karuku.io.checkpoint import load_model
     from karuku.report import write_report
 
-    checks = candidate.judge(final["measure"], ctx.baseline["measure"], ctx.recipe.budget)
+    # baseline and result timed together now: their step measurements may be hours and loads apart
+    timing = candidate.side_by_side({k: load_model(step["checkpoint"])[0] for k, step in
+                                     (("baseline", ctx.baseline), ("final", final))}, ctx.input_shape)
+    baseline = {**ctx.baseline, "measure": {**ctx.baseline["measure"], **timing["baseline"]}}
+    final = {**final, "measure": {**final["measure"], **timing["final"]}}
+    checks = candidate.judge(final["measure"], baseline["measure"], ctx.recipe.budget)
     run = ctx.run
     shutil.copyfile(final["checkpoint"], run.root / "final.safetensors")
-    summary = {"recipe": ctx.recipe.model_dump(mode="json"), "baseline": ctx.baseline, "final": final,
+    summary = {"recipe": ctx.recipe.model_dump(mode="json"), "baseline": baseline, "final": final,
                "attempts": attempts, "checks": checks, "ok": all(c["ok"] for c in checks),
-               "profiles": candidate.profile_fits(final["measure"])}
+               "profiles": candidate.profile_fits(final["measure"]), "side_by_side": True}
     run.write_json("summary.json", summary)
     report = write_report(run.root, summary, lang=lang)
     run.log(f"finished: {'within budget' if summary['ok'] else 'budget NOT met'}; report {report}")

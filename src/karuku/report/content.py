@@ -84,6 +84,8 @@ def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     blocks.append(("table", [t["metric"], t["baseline"], t["result"], t["change"]], eff))
     if final["nonzeros"] < final["params"] and final["macs"] == base["macs"]:
         blocks.append(("p", t["no_speed"]))
+    if summary.get("side_by_side"):
+        blocks.append(("p", t["timing_note"]))
     blocks.append(("p", f"{t['energy_note']}: {final['energy_assumptions']}"))
     blocks.append(("h2", t["layers"]))
     layers = [x for x in final["layers"] if x["kind"] in ("Linear", "Conv2d", "Conv1d")] or final["layers"]

@@ -24,6 +24,9 @@ TEXT = {
         "summary_fail": "The budget could not be met; the best candidate was still written. Failed limits: ",
         "yes": "yes", "no": "no", "sizes": "sizes", "chosen": "chosen",
         "energy_note": "Energy model",
+        "timing_note": ("Latency and throughput of the baseline and the result: ONNX Runtime, timed side by side "
+                        "in interleaved rounds at the end of the run (medians); the attempts' own figures were "
+                        "measured when each ran."),
         "no_speed": "Unstructured sparsity does not make dense kernels faster; its gain shows in the packed size.",
     },
     "ja": {
@@ -47,6 +50,8 @@ TEXT = {
         "summary_fail": "予算を満たせませんでしたが、最良の候補を書き出しました。満たせなかった制約：",
         "yes": "はい", "no": "いいえ", "sizes": "サイズ", "chosen": "採用",
         "energy_note": "エネルギーモデル",
+        "timing_note": ("ベースラインと結果のレイテンシとスループットは、実行の最後に ONNX Runtime で交互に並べて"
+                        "計測した中央値です。各試行の数値はその試行の実行時に計測したものです。"),
         "no_speed": "非構造化スパース性は密なカーネルを速くしません。その効果は圧縮ファイルのサイズに現れます。",
     },
 }

@@ -30,8 +30,16 @@ def apply(model, s: Settings, ctx) -> StageOutput:
 
 
 def backoff(s: Settings, attempt: int) -> Settings:
-    """Each round keeps 1.5× as many weights (channels) as the last."""
-    return s.model_copy(update={"sparsity": round(max(0.0, 1 - (1 - s.sparsity) * 1.5), 4)})
+    """Each round keeps 1.5× as many weights (channels) as the last, in every layer.
+
+    Per-layer overrides ease by the same factor: left alone, a recipe that sets every layer's rate
+    (Deep Compression's) would retry with the very same masks.
+    """
+    def ease(rate: float) -> float:
+        return round(max(0.0, 1 - (1 - rate) * 1.5), 4)
+
+    return s.model_copy(update={"sparsity": ease(s.sparsity),
+                                "overrides": {k: ease(v) for k, v in s.overrides.items()}})
 
 
 def restore_hooks(model, ckpt) -> list:
