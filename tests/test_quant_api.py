@@ -86,6 +86,19 @@ def test_checkpoint_round_trip_and_mismatch(splits, tmp_path):
         load_quantized(save_checkpoint(tmp_path / "f.safetensors", net, spec))
 
 
+def test_a_quantized_model_moves_like_any_module(splits):
+    # .to() / .double() go through nn.Module._apply, which a layer method once shadowed
+    import copy
+
+    torch.manual_seed(0)
+    qm = quantize(build("lenet5-lecun", splits.input_shape, 10).eval(), QuantConfig(), splits.calibration(64))
+    x = splits.test.tensors[0][:8]
+    wide = copy.deepcopy(qm).double()
+    assert all(p.dtype == torch.float64 for p in wide.parameters())
+    assert wide(x.double()).dtype == torch.float64
+    assert torch.equal(wide(x.double()).argmax(1), qm(x).argmax(1))
+
+
 def test_config_round_trips_through_json():
     cfg = QuantConfig(mode="qat", bits=4, layer_bits={"fc*": 8, "fc3": "float"}, observer="kl", max_drop=0.01)
     assert QuantConfig(**json.loads(cfg.model_dump_json())) == cfg

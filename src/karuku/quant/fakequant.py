@@ -129,7 +129,7 @@ class QLayer(nn.Module):
         s = self.weight_scale(w.detach()) * in_scale
         return _ste_round(b / s) * s
 
-    def _apply(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    def _conv_or_linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         if self.op == "conv":
             return F.conv2d(x, w, b, self.attrs["stride"], self.attrs["padding"], 1, self.attrs["groups"])
         return F.linear(x, w, b)
@@ -142,10 +142,10 @@ class QLayer(nn.Module):
         w, b, factor = self._folded()
         if self.bn is not None and self.training and not self.bn_frozen:
             # Train with batch statistics: undo the running-std scaling after the quantized conv, then BN.
-            y = self._apply(x, self.quant_weight(w), None) / factor.reshape(1, -1, *[1] * (x.dim() - 2))
+            y = self._conv_or_linear(x, self.quant_weight(w), None) / factor.reshape(1, -1, *[1] * (x.dim() - 2))
             y = self.bn(y + self.bias.reshape(1, -1, *[1] * (x.dim() - 2)))
         else:
-            y = self._apply(x, self.quant_weight(w), self.quant_bias(b, w, in_scale))
+            y = self._conv_or_linear(x, self.quant_weight(w), self.quant_bias(b, w, in_scale))
         act = self.attrs.get("act")
         if act == "relu":
             y = F.relu(y)
