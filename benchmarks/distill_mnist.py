@@ -27,7 +27,8 @@ from karuku.training import TrainConfig, score
 
 def train_cfg(args: argparse.Namespace, teacher: bool = False) -> TrainConfig:
     # the same optimiser for all three nets; the two students also get the same length and clipping
-    return TrainConfig(epochs=args.teacher_epochs or args.epochs if teacher else args.epochs,
+    epochs = (args.teacher_epochs or args.epochs) if teacher else args.epochs
+    return TrainConfig(epochs=epochs,
                        batch_size=args.batch_size, lr=args.lr, momentum=0.9, schedule="cosine",
                        weight_decay=args.weight_decay, seed=args.seed, threads=args.threads,
                        max_grad_norm=None if teacher else args.student_max_grad_norm)

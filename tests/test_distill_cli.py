@@ -1,14 +1,11 @@
 """`karuku distill` end to end on tiny data, under torchrun too; bad input is one line and exit code 1."""
 
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers.procs import karuku_cli
 from karuku.cli.app import app
 from karuku.cli.commands import distill  # noqa: F401  (registers the command)
 from karuku.io.checkpoint import load_checkpoint, load_model
@@ -91,18 +88,7 @@ def test_teacher_for_other_inputs_is_one_line(teacher, tmp_path):
 
 
 def _torchrun(args, nproc=2):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "karuku", *map(str, args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers together
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-2000:]
-    return out
+    return karuku_cli(args, nproc).stdout
 
 
 @pytest.mark.slow

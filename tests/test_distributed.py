@@ -1,36 +1,16 @@
 """torchrun with two processes against one process: same weights (up to float summation order)."""
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from helpers.procs import karuku_cli
 from karuku.io.checkpoint import load_checkpoint
 
 
-def _train(args, out, idx_dir, nproc=None):
+def _train(args, out, idx_dir, nproc=0):
     base = ["train", "--model", "lenet300", "--data", "idx", "--data-path", str(idx_dir), "--data-val-size", "100",
             "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--out", str(out), "--quiet", *args]
-    if nproc:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               "-m", "karuku", *base]
-    else:
-        cmd = [sys.executable, "-m", "karuku", *base]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    # own session: on a timeout the whole process group (torchrun and its workers) is killed
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-2000:]
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return karuku_cli(base, nproc)
 
 
 @pytest.mark.slow

@@ -1,10 +1,6 @@
 """quantize() and `karuku quantize / evaluate`: modes, checkpoints, QAT on the training loop, bad input."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -13,6 +9,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import karuku.cli.commands  # noqa: F401  (registers the commands on `app`)
+from helpers.procs import karuku_cli
 from karuku.cli.app import app
 from karuku.data import DataConfig, load_splits
 from karuku.errors import KarukuError
@@ -203,18 +200,9 @@ def test_mixed_precision_ranking_and_auto(splits, trained):
 def test_qat_two_processes(trained, tmp_path):
     """`karuku quantize --mode qat` under torchrun: rank 0 writes one checkpoint."""
     out = tmp_path / "ddp" / "qat.safetensors"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "karuku",
-           "quantize", str(trained[0]), "--mode", "qat", "--bits", "4", "--qat-delay", "5", "--train-epochs", "1",
-           "--train-lr", "0.01", "--train-batch-size", "32", "--calibration", "64", "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-2000:]
+    stdout = karuku_cli(["quantize", trained[0], "--mode", "qat", "--bits", "4", "--qat-delay", "5",
+                         "--train-epochs", "1", "--train-lr", "0.01", "--train-batch-size", "32", "--calibration",
+                         "64", "--out", out, "--quiet"], nproc=2, timeout=240).stdout
     assert stdout.count("fp32 test accuracy") == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["qat.safetensors"]
     assert load_quantized(out).layers["fc1"].bits == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,6 +74,26 @@ def fp32_size(model: nn.Module) -> int:
 def _figures(b1: Timing, b64: Timing) -> dict[str, float]:
     return {"b1_median_ms": b1.median_ms, "b1_p90_ms": b1.p90_ms, "b64_median_ms": b64.median_ms,
             "b64_per_s": b64.throughput(64)}
+
+
+def side_by_side(onnx_files: dict[str, bytes], input_shape: tuple[int, ...], threads: int = 2,
+                 rounds: int = 5, runs: int = 20) -> dict[str, dict[str, float]]:
+    """Batch-1 latency (ms) and batch-64 throughput (samples/s) of ONNX models timed in interleaved rounds.
+
+    Figures measured minutes or hours apart on a machine whose load changes are not comparable; timed
+    round-robin, load shifts hit every model alike. Medians over the rounds.
+    """
+    x1, x64 = torch.randn(1, *input_shape).numpy(), torch.randn(64, *input_shape).numpy()
+    sessions = {k: onnx_runtime.session(b, threads) for k, b in onnx_files.items()}
+    b1: dict[str, list[float]] = {k: [] for k in sessions}
+    b64: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for k, sess in sessions.items():
+            b1[k].append(time_call(lambda s=sess: onnx_runtime.run(s, x1), warmup=2, runs=runs).median_ms)
+            b64[k].append(time_call(lambda s=sess: onnx_runtime.run(s, x64), warmup=1,
+                                    runs=max(3, runs // 4)).median_ms)
+    return {k: {"latency_ms": statistics.median(b1[k]), "throughput_b64": 64_000 / statistics.median(b64[k])}
+            for k in sessions}
 
 
 def latency(model: nn.Module, input_shape: tuple[int, ...], threads: int = 2, engines=("torch", "onnxruntime"),

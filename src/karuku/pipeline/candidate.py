@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 from torch import nn
@@ -38,34 +37,6 @@ def measure(model: nn.Module, splits: DataSplits, sizes: dict[str, int], integer
         "throughput_b64": lat["onnxruntime"]["b64_per_s"], "energy_uj": en.total_uj,
         "energy_assumptions": en.assumptions, "layers": layers,
     }
-
-
-def side_by_side(models: dict[str, nn.Module], input_shape: tuple[int, ...], threads: int = 2,
-                 rounds: int = 5, runs: int = 20) -> dict[str, dict[str, float]]:
-    """Batch-1 latency and batch-64 throughput of each model's deployed ONNX, timed in interleaved rounds.
-
-    Steps are measured minutes or hours apart on a machine whose load changes; the baseline-vs-result
-    comparison is only fair when both are timed together, so load shifts hit them alike.
-    """
-    import numpy as np
-
-    from karuku.measure import onnx_runtime
-    from karuku.measure.timing import time_call
-
-    rng = np.random.default_rng(0)
-    x1 = rng.standard_normal((1, *input_shape)).astype(np.float32)
-    x64 = rng.standard_normal((64, *input_shape)).astype(np.float32)
-    sessions = {k: onnx_runtime.session(deploy_onnx(m) or onnx_runtime.export_bytes(m, input_shape), threads)
-                for k, m in models.items()}
-    b1: dict[str, list[float]] = {k: [] for k in sessions}
-    b64: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        for k, sess in sessions.items():
-            b1[k].append(time_call(lambda s=sess: onnx_runtime.run(s, x1), warmup=2, runs=runs).median_ms)
-            b64[k].append(time_call(lambda s=sess: onnx_runtime.run(s, x64), warmup=1,
-                                    runs=max(3, runs // 4)).median_ms)
-    med = statistics.median
-    return {k: {"latency_ms": med(b1[k]), "throughput_b64": 64_000 / med(b64[k])} for k in sessions}
 
 
 def deploy_onnx(model: nn.Module) -> bytes | None:

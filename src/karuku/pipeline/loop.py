@@ -46,11 +46,14 @@ def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = 
 
 def finish(ctx: Context, final: dict[str, Any], attempts: list[dict[str, Any]], lang: str) -> Outcome:
     from karuku.io.checkpoint import load_model
+    from karuku.measure.evaluate import side_by_side
+    from karuku.measure.onnx_runtime import export_bytes
     from karuku.report import write_report
 
     # baseline and result timed together now: their step measurements may be hours and loads apart
-    timing = candidate.side_by_side({k: load_model(step["checkpoint"])[0] for k, step in
-                                     (("baseline", ctx.baseline), ("final", final))}, ctx.input_shape)
+    models = {k: load_model(step["checkpoint"])[0] for k, step in (("baseline", ctx.baseline), ("final", final))}
+    timing = side_by_side({k: candidate.deploy_onnx(m) or export_bytes(m, ctx.input_shape)
+                           for k, m in models.items()}, ctx.input_shape)
     baseline = {**ctx.baseline, "measure": {**ctx.baseline["measure"], **timing["baseline"]}}
     final = {**final, "measure": {**final["measure"], **timing["final"]}}
     checks = candidate.judge(final["measure"], baseline["measure"], ctx.recipe.budget)
