@@ -1,5 +1,8 @@
 """Generated C: byte-identical to the integer engine on the host (gcc -Werror) and on an emulated Cortex-M4."""
 
+import subprocess
+from importlib import resources
+
 import numpy as np
 import pytest
 import torch
@@ -12,13 +15,61 @@ from karuku.errors import KarukuError
 from karuku.models import build
 from karuku.quant import QuantConfig, quantize, to_integer
 from karuku.quant.engine.graph import Op
+from karuku.quant.primitives import requantize, rescale
 
 
-def _integer(name, shape=(1, 28, 28), **kw):
+def _integer(name, shape=(1, 28, 28), rounding="single", **kw):
     torch.manual_seed(0)
     model = build(name, shape, 10, **kw).eval()
     x = torch.randn(64, *shape)
-    return to_integer(quantize(model, QuantConfig(), x)), x
+    return to_integer(quantize(model, QuantConfig(rounding=rounding), x)), x
+
+
+REQUANT_MAIN = r"""#include <stdio.h>
+#include "karuku_kernels.h"
+int main(void) {
+    int32_t t[3];
+    while (fread(t, sizeof t[0], 3, stdin) == 3) {
+        int32_t r[2] = {kk_mbqm(t[0], t[1], t[2]), kk_requantize(t[0], t[1], t[2], -5, -128, 127)};
+        fwrite(r, sizeof r[0], 2, stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("rounding", ["single", "double"])
+def test_c_requantization_matches_the_python_primitive(tmp_path, rounding):
+    runtime = resources.files("karuku.deploy.c").joinpath("runtime")
+    define = "#define KK_DOUBLE_ROUNDING 1\n" if rounding == "double" else ""
+    (tmp_path / "karuku_kernels.c").write_text(define + runtime.joinpath("karuku_kernels.c").read_text())
+    (tmp_path / "karuku_kernels.h").write_text(runtime.joinpath("karuku_kernels.h").read_text())
+    (tmp_path / "main.c").write_text(REQUANT_MAIN)
+    subprocess.run(["gcc", *toolchain.HOST_FLAGS, "-o", "rq", "main.c", "karuku_kernels.c"], cwd=tmp_path, check=True)
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    scale = 2 ** torch.randint(0, 32, (n,), generator=g)  # accumulators of every magnitude
+    acc = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * scale
+    acc = torch.cat([acc.round().clamp(-(1 << 31), (1 << 31) - 1).to(torch.int64),
+                     torch.tensor([-(1 << 31), (1 << 31) - 1, 0, 1, -1, 2, -2])])
+    m0 = torch.randint(1 << 30, 1 << 31, (len(acc),), generator=g)
+    shift = torch.randint(-31, 32, (len(acc),), generator=g)
+    triples = torch.stack([acc, m0, shift], 1).to(torch.int32).numpy()
+    out = subprocess.run(["./rq"], cwd=tmp_path, input=triples.tobytes(), capture_output=True, check=True).stdout
+    got = np.frombuffer(out, dtype=np.int32).reshape(-1, 2)
+    a, m, s_ = (torch.from_numpy(triples[:, i].copy()) for i in range(3))
+    assert np.array_equal(got[:, 0], rescale(a, m, s_, rounding).numpy())
+    assert np.array_equal(got[:, 1], requantize(a, m, s_, -5, -128, 127, rounding).numpy())
+
+
+def test_double_rounding_projects_are_byte_identical_too(tmp_path):
+    im, x = _integer("resnet-s", rounding="double", widths=(8, 16, 16))
+    proj = generate(im, "resnet_double")
+    assert proj.files["karuku_kernels.c"].startswith("#define KK_DOUBLE_ROUNDING 1")
+    build_ = toolchain.build_host(proj, tmp_path)
+    q = im.quantize_input(x[:16])
+    out, _ = toolchain.run(build_, to_bytes(q))
+    assert np.array_equal(out, to_bytes(im.run_int(q)))
 
 
 @pytest.mark.parametrize("name, kw", [("lenet5-lecun", {}), ("resnet-s", {"widths": (8, 16, 16)}),

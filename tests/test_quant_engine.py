@@ -144,6 +144,25 @@ def test_save_load_round_trip_and_hostile_files(lenet, digits, tmp_path):
         IntegerModel.load(tmp_path / "plain.safetensors")
 
 
+def test_rounding_rule_is_saved_and_version_1_files_read_as_double(lenet, digits, tmp_path):
+    qm = quantize(lenet, QuantConfig(rounding="double"), digits.calibration(64))
+    im = to_integer(qm)
+    single = to_integer(quantize(lenet, QuantConfig(), digits.calibration(64)))
+    assert im.rounding == "double" and single.rounding == "single"
+    assert IntegerModel.load(im.save(tmp_path / "d.safetensors")).rounding == "double"
+    doc = im.document()
+    del doc["rounding"]
+    doc["format_version"] = 1  # files written before the field existed were made with two roundings
+    assert IntegerModel.from_parts(im.arrays, doc).rounding == "double"
+    doc["rounding"] = "stochastic"
+    with pytest.raises(KarukuError, match="unknown requantization rounding 'stochastic'"):
+        IntegerModel.from_parts(im.arrays, doc)
+    x = digits.test.tensors[0][:100]
+    # the same model under both rules: outputs a step or two apart at most (the rules differ near halves)
+    d = (im.run_int(im.quantize_input(x)) - single.run_int(single.quantize_input(x))).abs()
+    assert d.max() <= 2
+
+
 def test_int8_activations_and_per_tensor_weights(lenet, digits):
     qm = quantize(lenet, QuantConfig(act_dtype="int8", per_channel=False, observer="percentile"),
                   digits.calibration(128))

@@ -17,10 +17,12 @@ from karuku.quant.primitives import (
     dequantize,
     fake_quantize,
     multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_single,
     qrange,
     quantize,
     quantize_multiplier,
     requantize,
+    rescale,
     rounding_shift_right,
     srdhm,
 )
@@ -124,10 +126,41 @@ def test_large_multipliers_shift_left(acc, m):
     assert got == floor(Fraction(exact * m0, 1 << 31) + Fraction(1, 2))
 
 
+@settings(max_examples=300, deadline=None)
+@given(int32s, st.integers(1 << 30, (1 << 31) - 1), st.integers(-31, 31))
+def test_single_rounding_matches_rationals(acc, m0, shift):
+    exact = Fraction(acc * m0, 1 << 31) / Fraction(2) ** shift
+    want = max(INT32_MIN, min(INT32_MAX, _round_half_away(exact)))
+    assert multiply_by_quantized_multiplier_single(torch.tensor([acc]), m0, shift).item() == want
+
+
+def test_single_rounding_ties_and_per_channel():
+    # M = 2^-31 · 2^30 · 2^-2 = 1/8: ±4/8 and ±12/8 are ties, rounded away from zero
+    acc = torch.tensor([[4, -4, 12, -12, 3, -3, 0]])
+    assert multiply_by_quantized_multiplier_single(acc, 1 << 30, 2).tolist() == [[1, -1, 2, -2, 0, 0, 0]]
+    # per-channel multipliers broadcast along dim 1, shift 0 and a left shift included
+    acc = torch.tensor([[1000, 1000, 1000]])
+    m0 = torch.tensor([1 << 30, 1 << 30, 1 << 30])
+    got = multiply_by_quantized_multiplier_single(acc, m0.reshape(1, -1), torch.tensor([[3, 0, -2]]))
+    assert got.tolist() == [[63, 500, 2000]]  # 62.5 → 63, 500, 2000
+
+
+def test_single_and_double_rounding_differ_where_the_first_rounding_crosses_a_half():
+    # acc·M just below 0.5 at the final scale: one rounding gives 0, the high multiply rounds up to
+    # exactly 1/2 and the shift then rounds that tie away from zero
+    m0, shift, acc = (1 << 31) - 1, 1, 1
+    assert Fraction(acc * m0, 1 << 32) == Fraction(1, 2) - Fraction(1, 1 << 32)
+    assert rescale(torch.tensor([acc]), m0, shift).item() == 0
+    assert rescale(torch.tensor([acc]), m0, shift, "double").item() == 1
+    with pytest.raises(KarukuError, match="unknown requantization rounding 'triple'"):
+        rescale(torch.tensor([acc]), m0, shift, "triple")
+
+
 def test_requantize_clamps_and_zero_point():
     m0, shift = quantize_multiplier(0.5)
-    out = requantize(torch.tensor([-1000, -3, 0, 3, 1000]), m0, shift, 10, 10, 255)
-    assert out.tolist() == [10, 10, 10, 12, 255]  # 3·0.5 = 1.5 → 2 (half away from zero)
+    for rounding in ("single", "double"):
+        out = requantize(torch.tensor([-1000, -3, 0, 3, 1000]), m0, shift, 10, 10, 255, rounding)
+        assert out.tolist() == [10, 10, 10, 12, 255]  # 3·0.5 = 1.5 → 2 (half away from zero)
     assert quantize_multiplier(0.0) == (0, 0)
     assert quantize_multiplier(1e-12) == (0, 0)
     with pytest.raises(KarukuError, match="multiplier"):

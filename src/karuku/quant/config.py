@@ -32,6 +32,9 @@ class QuantConfig(BaseModel):
     layer_bits: dict[str, int | Literal["float"]] = Field(
         default_factory=dict, description="per-layer weight bits (8, 6, 4) or 'float', by layer-name pattern "
                                           "(fnmatch; the last match wins)")
+    rounding: Literal["single", "double"] = Field(
+        "single", description="integer engine requantization: one rounding of acc·M (as the fake-quant model "
+                              "rounds), or Jacob et al.'s two (TFLite's reference kernels)")
     strict: bool = Field(False, description="fail on a layer that cannot be quantized instead of keeping it float")
     qat_delay: int = Field(200, ge=0, description="QAT: iterations before activations are quantized")
     qat_freeze_bn: int | None = Field(None, ge=0, description="QAT: iteration from which BatchNorm statistics "

@@ -3,8 +3,12 @@
 Affine scheme of Jacob et al. (2018): a real value r is represented by an integer q with
 r = scale · (q − zero_point). Integer ranges come from `qrange(bits, signed, narrow)`.
 Requantization multiplies an int32 accumulator by a real M written as M = M0 · 2^−31 · 2^−shift
-with M0 an int32 in [2^30, 2^31); it is applied exactly as gemmlowp / TFLite do: a saturating
-rounding doubling high multiply, then a rounding (half away from zero) arithmetic right shift.
+with M0 an int32 in [2^30, 2^31). Two rounding rules are provided. "double" is Jacob et al.'s
+(gemmlowp / TFLite's reference): a saturating rounding doubling high multiply, then a rounding (half
+away from zero) arithmetic right shift. "single" rounds the 64-bit product acc·M0 once, half away
+from zero (TFLite's TFLITE_SINGLE_ROUNDING and CMSIS-NN's single-rounding build do the same, but
+half up). The engine uses "single" by default: the fake-quant model rounds once, and the second
+rounding of "double" flips about one value in 3,000 by one step, which compounds through deep nets.
 docs/QUANTIZATION.md specifies every rounding; tests check these functions bit for bit.
 """
 
@@ -152,7 +156,37 @@ def multiply_by_quantized_multiplier(acc: torch.Tensor, m0, shift) -> torch.Tens
     return rounding_shift_right(srdhm(x, m0), right)
 
 
-def requantize(acc: torch.Tensor, m0, shift, zero_point: int, lo: int, hi: int) -> torch.Tensor:
-    """Output integers: clamp(zero_point + MBQM(acc), lo, hi) (lo/hi also implement ReLU / ReLU6)."""
-    y = multiply_by_quantized_multiplier(acc, m0, shift).to(torch.int64) + zero_point
+def multiply_by_quantized_multiplier_single(acc: torch.Tensor, m0, shift) -> torch.Tensor:
+    """acc · M0 · 2^−(31+shift) rounded once, half away from zero, saturated to int32.
+
+    With k = 31 + shift (0..62) and p = acc·M0 in int64 (|p| < 2^62, so p + 2^(k−1) cannot
+    overflow): floor((p + 2^(k−1) − [p < 0]) / 2^k); k = 0 is no rounding at all.
+    """
+    p = acc.to(torch.int64) * torch.as_tensor(m0, dtype=torch.int64)
+    k = torch.as_tensor(shift, dtype=torch.int64) + 31
+    nudge = torch.where(k > 0, (torch.ones_like(k) << (k - 1).clamp(min=0)) - (p < 0).to(torch.int64),
+                        torch.zeros_like(p))
+    return torch.clamp((p + nudge) >> k, INT32_MIN, INT32_MAX).to(torch.int32)
+
+
+ROUNDINGS = ("single", "double")
+
+
+def check_rounding(rounding: str) -> str:
+    if rounding not in ROUNDINGS:
+        raise KarukuError(f"unknown requantization rounding {rounding!r}", f"use one of: {', '.join(ROUNDINGS)}")
+    return rounding
+
+
+def rescale(acc: torch.Tensor, m0, shift, rounding: str = "single") -> torch.Tensor:
+    """acc · M in int32 by the named rounding rule ("single" or "double", see the module docstring)."""
+    if check_rounding(rounding) == "double":
+        return multiply_by_quantized_multiplier(acc, m0, shift)
+    return multiply_by_quantized_multiplier_single(acc, m0, shift)
+
+
+def requantize(acc: torch.Tensor, m0, shift, zero_point: int, lo: int, hi: int,
+               rounding: str = "single") -> torch.Tensor:
+    """Output integers: clamp(zero_point + acc·M, lo, hi) (lo/hi also implement ReLU / ReLU6)."""
+    y = rescale(acc, m0, shift, rounding).to(torch.int64) + zero_point
     return torch.clamp(y, lo, hi).to(torch.int32)

@@ -112,6 +112,8 @@ int karuku_{name}_run_float(const float *in, float *out);
     proj.files[f"{name}_float.c"] = _float_source(im, name, f_offsets, f_arena)
     for f in ("karuku_kernels.h", "karuku_kernels.c", "karuku_float_kernels.h", "karuku_float_kernels.c"):
         proj.files[f] = _runtime(f)
+    if im.rounding == "double":  # the kernels' requantization follows the model's rule
+        proj.files["karuku_kernels.c"] = "#define KK_DOUBLE_ROUNDING 1\n" + proj.files["karuku_kernels.c"]
     return proj
 
 

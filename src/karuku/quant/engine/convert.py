@@ -113,4 +113,4 @@ def to_integer(qm: QuantModel) -> IntegerModel:
             ops_.append(Op("clamp", [n.inputs[0]], n.name, n.name, {"lo": lo, "hi": hi}))
         else:
             raise KarukuError(f"layer '{n.name}' ({n.op}) has no integer op", "keep the model to supported layers")
-    return IntegerModel(inp, out, values, ops_, arrays)
+    return IntegerModel(inp, out, values, ops_, arrays, qm.cfg.rounding)

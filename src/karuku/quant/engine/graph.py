@@ -18,10 +18,10 @@ import torch
 from karuku.errors import KarukuError
 from karuku.io import safefile
 from karuku.quant.engine import ops
-from karuku.quant.primitives import quantize
+from karuku.quant.primitives import check_rounding, quantize
 
 FORMAT = "karuku.int-engine"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added `rounding`; version-1 files were made with "double"
 KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp")
 DTYPES = {"uint8": (0, 255), "int8": (-128, 127)}
 
@@ -61,6 +61,7 @@ class IntegerModel:
     values: dict[str, Value]
     ops: list[Op]
     arrays: dict[str, torch.Tensor]
+    rounding: str = "single"  # requantization rule (karuku.quant.primitives): "single" or "double"
 
     # ---- execution -------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,20 +98,21 @@ class IntegerModel:
         vin, vout = self.values[op.inputs[0]], self.values[op.output]
         if op.kind == "conv2d":
             return ops.conv2d(x, vin.zero_point, arr["weight"], arr["bias"], arr["m0"], arr["shift"],
-                              vout.zero_point, a["lo"], a["hi"], a["stride"], a["padding"], a["groups"], fast)
+                              vout.zero_point, a["lo"], a["hi"], a["stride"], a["padding"], a["groups"], fast,
+                              self.rounding)
         if op.kind == "linear":
             return ops.linear(x, vin.zero_point, arr["weight"], arr["bias"], arr["m0"], arr["shift"],
-                              vout.zero_point, a["lo"], a["hi"], fast)
+                              vout.zero_point, a["lo"], a["hi"], fast, self.rounding)
         if op.kind == "maxpool2d":
             return ops.maxpool2d(x, a["kernel"], a["stride"], a["padding"], vin.qmin)
         if op.kind == "avgpool2d":
             return ops.avgpool2d(x, vin.zero_point, a["kernel"], a["stride"], a["m0"], a["shift"],
-                                 vout.zero_point, a["lo"], a["hi"])
+                                 vout.zero_point, a["lo"], a["hi"], self.rounding)
         if op.kind == "add":
             vb = self.values[op.inputs[1]]
             return ops.add(x, vin.zero_point, env[op.inputs[1]], vb.zero_point, a["left_shift"], a["a_m0"],
                            a["a_shift"], a["b_m0"], a["b_shift"], a["m0"], a["shift"], vout.zero_point,
-                           a["lo"], a["hi"])
+                           a["lo"], a["hi"], self.rounding)
         if op.kind == "flatten":
             return ops.flatten(x)
         if op.kind == "clamp":
@@ -121,6 +123,7 @@ class IntegerModel:
     def document(self) -> dict[str, Any]:
         """The JSON part: everything but the arrays."""
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "input": self.input, "output": self.output,
+                "rounding": self.rounding,
                 "values": {k: asdict(v) for k, v in self.values.items()}, "ops": [asdict(o) for o in self.ops]}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -143,13 +146,14 @@ class IntegerModel:
         try:
             values = {k: Value(**v) for k, v in doc["values"].items()}
             op_list = [Op(**o) for o in doc["ops"]]
+            rounding = check_rounding(doc.get("rounding", "double"))  # version 1 had no field: "double"
         except (KeyError, TypeError) as exc:
             raise KarukuError(f"{source}: malformed integer-model document ({exc})") from None
         for o in op_list:
             missing = [k for k in o.arrays.values() if k not in tensors]
             if o.kind not in KINDS or missing or any(i not in values for i in [*o.inputs, o.output]):
                 raise KarukuError(f"{source}: op '{o.name}' ({o.kind}) is malformed or refers to missing data")
-        return cls(doc["input"], doc["output"], values, op_list, dict(tensors))
+        return cls(doc["input"], doc["output"], values, op_list, dict(tensors), rounding)
 
     def summary(self) -> dict[str, Any]:
         """Counts and bytes, for reports."""

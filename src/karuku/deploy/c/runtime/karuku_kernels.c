@@ -4,6 +4,10 @@
 #define KK_INT32_MIN (-2147483647 - 1)
 #define KK_INT32_MAX 2147483647
 
+/* Requantization: acc * M0 * 2^-(31 + shift). By default rounded once, half away from zero (the
+ * integer engine's "single" rule); a project generated from a model with rounding "double" defines
+ * KK_DOUBLE_ROUNDING at the top of this file and gets Jacob et al.'s / gemmlowp's two roundings. */
+#ifdef KK_DOUBLE_ROUNDING
 /* gemmlowp SaturatingRoundingDoublingHighMul: (a*b + nudge) / 2^31, the division truncating toward zero.
  * Written with shifts of the magnitude: a 64-bit division is a slow library call on 32-bit cores. */
 static int32_t kk_srdhm(int32_t a, int32_t b) {
@@ -30,6 +34,17 @@ int32_t kk_mbqm(int32_t acc, int32_t m0, int32_t shift) {
     if (x < KK_INT32_MIN) x = KK_INT32_MIN;
     return kk_srdhm((int32_t)x, m0);
 }
+#else
+/* floor((p + 2^(k-1) - [p < 0]) / 2^k) with p = acc * M0 (|p| < 2^62) and k = 31 + shift in 0..62 */
+int32_t kk_mbqm(int32_t acc, int32_t m0, int32_t shift) {
+    int64_t p = (int64_t)acc * (int64_t)m0;
+    int32_t k = 31 + shift;
+    if (k > 0) p = (p + ((int64_t)1 << (k - 1)) - (p < 0 ? 1 : 0)) >> k;
+    if (p > KK_INT32_MAX) p = KK_INT32_MAX;
+    if (p < KK_INT32_MIN) p = KK_INT32_MIN;
+    return (int32_t)p;
+}
+#endif
 
 int32_t kk_requantize(int32_t acc, int32_t m0, int32_t shift, int32_t zp, int32_t lo, int32_t hi) {
     int32_t y = kk_mbqm(acc, m0, shift);
@@ -43,29 +58,41 @@ int32_t kk_requantize(int32_t acc, int32_t m0, int32_t shift, int32_t zp, int32_
 #define KK_STORE(p, v) (*(p) = (uint8_t)((uint32_t)(v) & 0xFFu))
 
 /* One output channel's requantization, set up once per channel. For shift 1..31 and M0 >= 0 (every
- * multiplier below 1/2 that quantize_multiplier makes) SRDHM and the rounding shift fold into one
- * 64-bit multiply-add: SRDHM(a, M0) = floor((a*M0 + 2^30) / 2^31) and RoundingDivideByPOT(x, e) =
- * floor((x + 2^(e-1) - [x < 0]) / 2^e), so MBQM(a) = floor((a*M0 + 2^30 + 2^(30+e) - [a < 0] 2^31) / 2^(31+e))
- * ([x < 0] may be read as [a < 0]: they differ only where x = 0, which rounds to 0 either way), which is
- * the high word of the sum shifted right by e - 1. Other multipliers take kk_requantize. */
+ * multiplier below 1/2 that quantize_multiplier makes) the requantization is one 64-bit multiply-add
+ * whose high word, shifted right by e - 1 (e = shift), is the result:
+ *   single: floor((a*M0 + 2^(30+e) - [a < 0]) / 2^(31+e))  (half away from zero; a*M0 < 0 iff a < 0 here)
+ *   double: SRDHM(a, M0) = floor((a*M0 + 2^30) / 2^31) and RoundingDivideByPOT(x, e) =
+ *     floor((x + 2^(e-1) - [x < 0]) / 2^e) fold into floor((a*M0 + 2^30 + 2^(30+e) - [a < 0] 2^31) / 2^(31+e))
+ *     ([x < 0] may be read as [a < 0]: they differ only where x = 0, which rounds to 0 either way).
+ * Other multipliers take kk_requantize. */
 typedef struct {
     uint32_t c_lo;
     int32_t c_hi, m0, shift, e1; /* e1 = shift - 1, or -1: the general path */
 } kk_chan;
 
+#ifdef KK_DOUBLE_ROUNDING
+#define KK_NEG_NUDGE ((int64_t)1 << 31)
+#else
+#define KK_NEG_NUDGE ((int64_t)1)
+#endif
+
 static inline void kk_chan_init(kk_chan *q, int32_t m0, int32_t shift) {
     q->m0 = m0;
     q->shift = shift;
     q->e1 = (shift >= 1 && shift <= 31 && m0 >= 0) ? shift - 1 : -1;
-    /* c = 2^30 + 2^(30 + shift) as its two words, without a 64-bit shift */
+    /* the constant c as its two words, without a 64-bit shift */
     q->c_hi = shift >= 2 && q->e1 >= 0 ? (int32_t)1 << (shift - 2) : 0;
-    q->c_lo = shift == 1 ? 0xC0000000u : 0x40000000u;
+#ifdef KK_DOUBLE_ROUNDING
+    q->c_lo = shift == 1 ? 0xC0000000u : 0x40000000u; /* c = 2^30 + 2^(30+e) */
+#else
+    q->c_lo = shift == 1 ? 0x80000000u : 0u; /* c = 2^(30+e) */
+#endif
 }
 
 static inline int32_t kk_rq(int32_t acc, const kk_chan *q, int32_t zy, int32_t lo, int32_t hi) {
     if (q->e1 >= 0) {
         int64_t t = (int64_t)acc * q->m0 + (int64_t)(((uint64_t)(uint32_t)q->c_hi << 32) | q->c_lo)
-                    - (acc < 0 ? ((int64_t)1 << 31) : 0);
+                    - (acc < 0 ? KK_NEG_NUDGE : 0);
         int32_t y = ((int32_t)(t >> 32) >> q->e1) + zy; /* |y - zy| < 2^30: no overflow */
         return y < lo ? lo : (y > hi ? hi : y);
     }
@@ -75,7 +102,7 @@ static inline int32_t kk_rq(int32_t acc, const kk_chan *q, int32_t zy, int32_t l
 /* kk_rq's usual path without the clamp (q->e1 >= 0 only) */
 static inline int32_t kk_rq_raw(int32_t acc, const kk_chan *q, int32_t zy) {
     int64_t t = (int64_t)acc * q->m0 + (int64_t)(((uint64_t)(uint32_t)q->c_hi << 32) | q->c_lo)
-                - (acc < 0 ? ((int64_t)1 << 31) : 0);
+                - (acc < 0 ? KK_NEG_NUDGE : 0);
     return ((int32_t)(t >> 32) >> q->e1) + zy;
 }
 
