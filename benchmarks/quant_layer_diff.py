@@ -31,9 +31,7 @@ def main() -> None:
     cfg = QuantConfig(observer="mse", calibration=512, rounding=args.rounding)
     qm = quantize(model, cfg, splits.calibration(512)).eval()
     im = to_integer(qm)
-    env = {im.input: im.quantize_input(x).to(torch.int32)}
-    for op in im.ops:
-        env[op.output] = im._run_op(op, env, True)
+    env = im.run_all(im.quantize_input(x), fast=True)
     fake: dict[str, torch.Tensor] = {}
     for n in qm.nodes:
         if n.name in qm.quantizer:

@@ -115,6 +115,12 @@ def test_residual_depthwise_relu6_models(name, kwargs, digits):
     assert ((fq - ints).abs() <= step * 1.0001).float().mean() >= 0.98
     assert (fq - ints).abs().max() <= 3 * step
     assert torch.equal(im.run_int(im.quantize_input(x[:8])), im.run_int(im.quantize_input(x[:8]), fast=True))
+    every = im.run_all(im.quantize_input(x[:8]))
+    assert set(every) == {im.input, *(o.output for o in im.ops)}
+    assert torch.equal(every[im.output], im.run_int(im.quantize_input(x[:8])))
+    for name, v in every.items():  # each stored value lies in its integer type's range
+        lo, hi = (0, 255) if im.values[name].dtype == "uint8" else (-128, 127)
+        assert lo <= int(v.min()) and int(v.max()) <= hi
 
 
 def test_save_load_round_trip_and_hostile_files(lenet, digits, tmp_path):

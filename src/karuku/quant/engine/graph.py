@@ -80,10 +80,15 @@ class IntegerModel:
         `fast` evaluates the conv / linear sums with float64 BLAS, exactly (see `ops.conv2d`); the
         result is bit-identical, and tests check that it is.
         """
+        return self.run_all(q, fast)[self.output]
+
+    @torch.no_grad()
+    def run_all(self, q: torch.Tensor, fast: bool = False) -> dict[str, torch.Tensor]:
+        """As `run_int`, but every value the model computes, by name (for layer-by-layer comparisons)."""
         env = {self.input: q.to(torch.int32)}
         for op in self.ops:
             env[op.output] = self._run_op(op, env, fast)
-        return env[self.output]
+        return env
 
     def run(self, x: torch.Tensor, batch_size: int = 256, fast: bool = False) -> torch.Tensor:
         """Float inputs to float logits through the integer model (in batches)."""
