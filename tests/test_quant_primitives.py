@@ -130,14 +130,14 @@ def test_large_multipliers_shift_left(acc, m):
 @given(int32s, st.integers(1 << 30, (1 << 31) - 1), st.integers(-31, 31))
 def test_single_rounding_matches_rationals(acc, m0, shift):
     exact = Fraction(acc * m0, 1 << 31) / Fraction(2) ** shift
-    want = max(INT32_MIN, min(INT32_MAX, _round_half_away(exact)))
+    want = max(INT32_MIN, min(INT32_MAX, floor(exact + Fraction(1, 2))))  # one rounding, half up
     assert multiply_by_quantized_multiplier_single(torch.tensor([acc]), m0, shift).item() == want
 
 
 def test_single_rounding_ties_and_per_channel():
-    # M = 2^-31 · 2^30 · 2^-2 = 1/8: ±4/8 and ±12/8 are ties, rounded away from zero
-    acc = torch.tensor([[4, -4, 12, -12, 3, -3, 0]])
-    assert multiply_by_quantized_multiplier_single(acc, 1 << 30, 2).tolist() == [[1, -1, 2, -2, 0, 0, 0]]
+    # M = 2^-31 · 2^30 · 2^-2 = 1/8: ±4/8 and ±12/8 are ties, rounded up (toward +inf)
+    acc = torch.tensor([[4, -4, 12, -12, 3, -3, 5, -5, 0]])
+    assert multiply_by_quantized_multiplier_single(acc, 1 << 30, 2).tolist() == [[1, 0, 2, -1, 0, 0, 1, -1, 0]]
     # per-channel multipliers broadcast along dim 1, shift 0 and a left shift included
     acc = torch.tensor([[1000, 1000, 1000]])
     m0 = torch.tensor([1 << 30, 1 << 30, 1 << 30])

@@ -12,8 +12,8 @@
 #define KK_NOINLINE
 #endif
 
-/* Requantization: acc * M0 * 2^-(31 + shift). By default rounded once, half away from zero (the
- * integer engine's "single" rule); a project generated from a model with rounding "double" defines
+/* Requantization: acc * M0 * 2^-(31 + shift). By default rounded once, half up (the integer
+ * engine's "single" rule); a project generated from a model with rounding "double" defines
  * KK_DOUBLE_ROUNDING at the top of this file and gets Jacob et al.'s / gemmlowp's two roundings. */
 #ifdef KK_DOUBLE_ROUNDING
 /* gemmlowp SaturatingRoundingDoublingHighMul: (a*b + nudge) / 2^31, the division truncating toward zero.
@@ -43,11 +43,11 @@ KK_NOINLINE int32_t kk_mbqm(int32_t acc, int32_t m0, int32_t shift) {
     return kk_srdhm((int32_t)x, m0);
 }
 #else
-/* floor((p + 2^(k-1) - [p < 0]) / 2^k) with p = acc * M0 (|p| < 2^62) and k = 31 + shift in 0..62 */
+/* floor((p + 2^(k-1)) / 2^k) with p = acc * M0 (|p| < 2^62) and k = 31 + shift in 0..62 */
 KK_NOINLINE int32_t kk_mbqm(int32_t acc, int32_t m0, int32_t shift) {
     int64_t p = (int64_t)acc * (int64_t)m0;
     int32_t k = 31 + shift;
-    if (k > 0) p = (p + ((int64_t)1 << (k - 1)) - (p < 0 ? 1 : 0)) >> k;
+    if (k > 0) p = (p + ((int64_t)1 << (k - 1))) >> k;
     if (p > KK_INT32_MAX) p = KK_INT32_MAX;
     if (p < KK_INT32_MIN) p = KK_INT32_MIN;
     return (int32_t)p;
@@ -68,7 +68,7 @@ KK_NOINLINE int32_t kk_requantize(int32_t acc, int32_t m0, int32_t shift, int32_
 /* One output channel's requantization, set up once per channel. For shift 1..31 and M0 >= 0 (every
  * multiplier below 1/2 that quantize_multiplier makes) the requantization is one 64-bit multiply-add
  * whose high word, shifted right by e - 1 (e = shift), is the result:
- *   single: floor((a*M0 + 2^(30+e) - [a < 0]) / 2^(31+e))  (half away from zero; a*M0 < 0 iff a < 0 here)
+ *   single: floor((a*M0 + 2^(30+e)) / 2^(31+e))  (half up: one SMLAL, then the shift)
  *   double: SRDHM(a, M0) = floor((a*M0 + 2^30) / 2^31) and RoundingDivideByPOT(x, e) =
  *     floor((x + 2^(e-1) - [x < 0]) / 2^e) fold into floor((a*M0 + 2^30 + 2^(30+e) - [a < 0] 2^31) / 2^(31+e))
  *     ([x < 0] may be read as [a < 0]: they differ only where x = 0, which rounds to 0 either way).
@@ -79,9 +79,9 @@ typedef struct {
 } kk_chan;
 
 #ifdef KK_DOUBLE_ROUNDING
-#define KK_NEG_NUDGE ((int64_t)1 << 31)
+#define KK_NEG_NUDGE(a) ((a) < 0 ? ((int64_t)1 << 31) : 0)
 #else
-#define KK_NEG_NUDGE ((int64_t)1)
+#define KK_NEG_NUDGE(a) 0
 #endif
 
 static inline void kk_chan_init(kk_chan *q, int32_t m0, int32_t shift) {
@@ -100,7 +100,7 @@ static inline void kk_chan_init(kk_chan *q, int32_t m0, int32_t shift) {
 static inline int32_t kk_rq(int32_t acc, const kk_chan *q, int32_t zy, int32_t lo, int32_t hi) {
     if (q->e1 >= 0) {
         int64_t t = (int64_t)acc * q->m0 + (int64_t)(((uint64_t)(uint32_t)q->c_hi << 32) | q->c_lo)
-                    - (acc < 0 ? KK_NEG_NUDGE : 0);
+                    - KK_NEG_NUDGE(acc);
         int32_t y = ((int32_t)(t >> 32) >> q->e1) + zy; /* |y - zy| < 2^30: no overflow */
         return y < lo ? lo : (y > hi ? hi : y);
     }
@@ -110,7 +110,7 @@ static inline int32_t kk_rq(int32_t acc, const kk_chan *q, int32_t zy, int32_t l
 /* kk_rq's usual path without the clamp (q->e1 >= 0 only) */
 static inline int32_t kk_rq_raw(int32_t acc, const kk_chan *q, int32_t zy) {
     int64_t t = (int64_t)acc * q->m0 + (int64_t)(((uint64_t)(uint32_t)q->c_hi << 32) | q->c_lo)
-                - (acc < 0 ? KK_NEG_NUDGE : 0);
+                - KK_NEG_NUDGE(acc);
     return ((int32_t)(t >> 32) >> q->e1) + zy;
 }
 
