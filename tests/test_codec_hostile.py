@@ -85,6 +85,16 @@ def test_resealed_mutations_load_or_fail_cleanly(edits):
         assert "\n" not in str(exc)
 
 
+@pytest.mark.parametrize("byte", [0x0A, 0x1B])  # newline, escape: found by the fuzz test above
+def test_a_tensor_name_with_control_characters_is_one_clean_line(byte):
+    body = bytearray(VALID[: -container.DIGEST])
+    at = body.index(b"fc3.weight")
+    body[at + 3] = byte
+    with pytest.raises(KarukuError, match="has a name with control characters") as err:
+        _load(bytes(body) + hashlib.sha256(body).digest())
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=0, max_size=300))
 def test_random_bytes_after_magic_are_refused(tail):

@@ -160,6 +160,8 @@ def _record(r: _Reader, i: int, source: str) -> tuple[str, torch.Tensor | _Pendi
         name = bytes(r.take(name_len, f"tensor #{i} name")).decode("utf-8")
     except UnicodeDecodeError:
         raise KarukuError(f"{source}: tensor #{i} has a name that is not UTF-8", CORRUPT) from None
+    if not name.isprintable():  # later messages quote the name: a newline or escape would break them
+        raise KarukuError(f"{source}: tensor #{i} has a name with control characters ({name!r})", CORRUPT)
     kind, ndim = r.unpack("<BB", f"tensor {name} header")
     if ndim > MAX_NDIM:
         raise KarukuError(f"{source}: tensor {name} has {ndim} dimensions (at most {MAX_NDIM})", CORRUPT)
