@@ -120,14 +120,13 @@ def main() -> None:
         results["teacher"] = stage(teacher, lambda: fit("mlp-teacher", DataConfig(name="mnist", augment_shift=2),
                                                         train_cfg(args, teacher=True), teacher,
                                                         model_kwargs=kwargs))
+    plain = args.out_dir / f"student_plain{args.tag}.safetensors"
+    kd = args.out_dir / f"student_kd_T{args.temperature:g}_a{args.alpha:g}{args.tag}.safetensors"
     if "plain" in stages:
-        plain = args.out_dir / f"student_plain{args.tag}.safetensors"
         results["plain"] = stage(plain, lambda: fit("mlp-student", DataConfig(name="mnist"), cfg, plain))
     if "distilled" in stages:
-        kd = args.out_dir / f"student_kd_T{args.temperature:g}_a{args.alpha:g}{args.tag}.safetensors"
         results["distilled"] = stage(kd, lambda: distilled_stage(args, teacher, kd))
-    paths = {"teacher": teacher, "plain": args.out_dir / f"student_plain{args.tag}.safetensors",
-             "distilled": args.out_dir / f"student_kd_T{args.temperature:g}_a{args.alpha:g}{args.tag}.safetensors"}
+    paths = {"teacher": teacher, "plain": plain, "distilled": kd}
     val = load_splits(DataConfig(name="mnist")).val
     summary = {}
     for name, m in results.items():

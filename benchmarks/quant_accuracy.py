@@ -31,7 +31,7 @@ def top1(logits, y) -> float:
 def run(path: str, observer: str, calibration: int, rounding: str = "single", images: int | None = None) -> dict:
     model, ckpt = load_model(path)
     splits = load_splits(DataConfig(name="mnist"))
-    x, y = (t[:images] for t in splits.test.tensors)
+    x, y = (part[:images] for part in splits.test.tensors)
     t = time.perf_counter()
     cfg = QuantConfig(observer=observer, calibration=calibration, rounding=rounding)
     qm = quantize(model, cfg, splits.calibration(calibration))

@@ -1,7 +1,6 @@
 """Generated C: byte-identical to the integer engine on the host (gcc -Werror) and on an emulated Cortex-M4."""
 
 import subprocess
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import torch
 
 from karuku.deploy.c import toolchain
 from karuku.deploy.c.arena import plan
-from karuku.deploy.c.codegen import generate, kernel_order
+from karuku.deploy.c.codegen import generate, kernel_order, runtime_files
 from karuku.deploy.c.project import check_profile, to_bytes
 from karuku.errors import KarukuError
 from karuku.models import build
@@ -40,10 +39,8 @@ int main(void) {
 
 @pytest.mark.parametrize("rounding", ["single", "double"])
 def test_c_requantization_matches_the_python_primitive(tmp_path, rounding):
-    runtime = resources.files("karuku.deploy.c").joinpath("runtime")
-    define = "#define KK_DOUBLE_ROUNDING 1\n" if rounding == "double" else ""
-    (tmp_path / "karuku_kernels.c").write_text(define + runtime.joinpath("karuku_kernels.c").read_text())
-    (tmp_path / "karuku_kernels.h").write_text(runtime.joinpath("karuku_kernels.h").read_text())
+    for name, text in runtime_files(rounding).items():  # the kernels as a generated project has them
+        (tmp_path / name).write_text(text)
     (tmp_path / "main.c").write_text(REQUANT_MAIN)
     subprocess.run(["gcc", *toolchain.HOST_FLAGS, "-o", "rq", "main.c", "karuku_kernels.c"], cwd=tmp_path, check=True)
     g = torch.Generator().manual_seed(0)

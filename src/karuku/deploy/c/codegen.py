@@ -110,11 +110,17 @@ int karuku_{name}_run_float(const float *in, float *out);
 """
     proj.files[f"{name}.c"], proj.scratch_values = _int_source(im, name, offsets, arena)
     proj.files[f"{name}_float.c"] = _float_source(im, name, f_offsets, f_arena)
-    for f in ("karuku_kernels.h", "karuku_kernels.c", "karuku_float_kernels.h", "karuku_float_kernels.c"):
-        proj.files[f] = _runtime(f)
-    if im.rounding == "double":  # the kernels' requantization follows the model's rule
-        proj.files["karuku_kernels.c"] = "#define KK_DOUBLE_ROUNDING 1\n" + proj.files["karuku_kernels.c"]
+    proj.files.update(runtime_files(im.rounding))
     return proj
+
+
+def runtime_files(rounding: str) -> dict[str, str]:
+    """The kernel sources every project carries; the int8 kernels requantize by the model's rounding rule."""
+    files = {f: _runtime(f) for f in ("karuku_kernels.h", "karuku_kernels.c", "karuku_float_kernels.h",
+                                      "karuku_float_kernels.c")}
+    if rounding == "double":
+        files["karuku_kernels.c"] = "#define KK_DOUBLE_ROUNDING 1\n" + files["karuku_kernels.c"]
+    return files
 
 
 def kernel_order(weight: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ two of the target where one uniform ratio overshoots by ten.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -189,33 +190,28 @@ def _allocate(scores: dict[int, torch.Tensor], start: dict[int, int], macs_of, g
     def up(r: int, k: int) -> int | None:
         return None if k >= size[r] else min(size[r], (k // round_to + 1) * round_to)
 
+    def moves(step, lo: float, hi: float):
+        """(importance changed per MAC changed, group, new width, MACs) of each one-block `step` whose MACs
+        fall in (lo, hi]."""
+        for r, k in kept.items():
+            k2 = step(r, k)
+            if k2 is not None:
+                m = macs_of({**kept, r: k2})
+                if lo < m <= hi:
+                    yield abs(lost(r, k2) - lost(r, k)) / abs(m - cur), r, k2, m
+
+    def rate(move) -> float:
+        return move[0]  # min / max keep the first of equal rates
+
     kept = dict(start)
     cur = macs_of(kept)
-    while cur > goal:  # remove the cheapest block (importance lost per MAC saved)
-        best = None
-        for r, k in kept.items():
-            k2 = down(r, k)
-            if k2 is None:
-                continue
-            m = macs_of({**kept, r: k2})
-            if m < cur:
-                cost = (lost(r, k2) - lost(r, k)) / (cur - m)
-                if best is None or cost < best[0]:
-                    best = (cost, r, k2, m)
+    while cur > goal:  # remove the cheapest block (importance lost per MAC saved), MACs below cur
+        best = min(moves(down, -math.inf, math.nextafter(cur, -math.inf)), key=rate, default=None)
         if best is None:
             break  # every group is at its minimum
         _, r, kept[r], cur = best
     while True:  # put back what the goal can spare, most importance regained per MAC first
-        best = None
-        for r, k in kept.items():
-            k2 = up(r, k)
-            if k2 is None:
-                continue
-            m = macs_of({**kept, r: k2})
-            if cur < m <= goal:
-                gain = (lost(r, k) - lost(r, k2)) / (m - cur)
-                if best is None or gain > best[0]:
-                    best = (gain, r, k2, m)
+        best = max(moves(up, cur, goal), key=rate, default=None)
         if best is None:
             break
         _, r, kept[r], cur = best

@@ -127,6 +127,11 @@ static __inline__ int32_t kk_sx13(uint32_t v) {
 #endif
 #include <string.h>
 
+/* the portable paths' four MACs of int16 values c[k..k+3] with a group of four weights stored as
+ * w0, w2, w1, w3 (the SIMD paths' order, see kk_dot) */
+#define KK_MAC4(c, w, k) \
+    ((c)[k] * (w)[k] + (c)[(k) + 1] * (w)[(k) + 2] + (c)[(k) + 2] * (w)[(k) + 1] + (c)[(k) + 3] * (w)[(k) + 3])
+
 /* acc + the dot product of K int16 values `col` with a weight row stored in groups of four as
  * w0, w2, w1, w3 (the tail in natural order): SXTB16 then yields the pairs (w0, w1) and (w2, w3),
  * which SMLAD multiplies with the pairs (c0, c1) and (c2, c3) read straight from the column. */
@@ -144,7 +149,7 @@ static int32_t kk_dot(const int16_t *col, const int8_t *w, int K, int32_t acc) {
     }
 #else
     for (; k + 4 <= K; k += 4)
-        acc += col[k] * w[k] + col[k + 1] * w[k + 2] + col[k + 2] * w[k + 1] + col[k + 3] * w[k + 3];
+        acc += KK_MAC4(col, w, k);
 #endif
     for (; k < K; k++) acc += col[k] * w[k];
     return acc;
@@ -170,8 +175,8 @@ static void kk_dot2(const int16_t *col, const int8_t *w0, const int8_t *w1, int 
     }
 #else
     for (; k + 4 <= K; k += 4) {
-        a0 += col[k] * w0[k] + col[k + 1] * w0[k + 2] + col[k + 2] * w0[k + 1] + col[k + 3] * w0[k + 3];
-        a1 += col[k] * w1[k] + col[k + 1] * w1[k + 2] + col[k + 2] * w1[k + 1] + col[k + 3] * w1[k + 3];
+        a0 += KK_MAC4(col, w0, k);
+        a1 += KK_MAC4(col, w1, k);
     }
 #endif
     for (; k < K; k++) {
@@ -203,8 +208,8 @@ static void kk_dot2c(const int16_t *c0, const int16_t *c1, const int8_t *w, int 
     }
 #else
     for (; k + 4 <= K; k += 4) {
-        a0 += c0[k] * w[k] + c0[k + 1] * w[k + 2] + c0[k + 2] * w[k + 1] + c0[k + 3] * w[k + 3];
-        a1 += c1[k] * w[k] + c1[k + 1] * w[k + 2] + c1[k + 2] * w[k + 1] + c1[k + 3] * w[k + 3];
+        a0 += KK_MAC4(c0, w, k);
+        a1 += KK_MAC4(c1, w, k);
     }
 #endif
     for (; k < K; k++) {
@@ -262,10 +267,10 @@ static void kk_dot4(const int16_t *col, const int8_t *w0, int K, int32_t *a) {
     }
 #else
     for (; k + 4 <= K; k += 4) {
-        a0 += col[k] * w0[k] + col[k + 1] * w0[k + 2] + col[k + 2] * w0[k + 1] + col[k + 3] * w0[k + 3];
-        a1 += col[k] * w1[k] + col[k + 1] * w1[k + 2] + col[k + 2] * w1[k + 1] + col[k + 3] * w1[k + 3];
-        a2 += col[k] * w2[k] + col[k + 1] * w2[k + 2] + col[k + 2] * w2[k + 1] + col[k + 3] * w2[k + 3];
-        a3 += col[k] * w3[k] + col[k + 1] * w3[k + 2] + col[k + 2] * w3[k + 1] + col[k + 3] * w3[k + 3];
+        a0 += KK_MAC4(col, w0, k);
+        a1 += KK_MAC4(col, w1, k);
+        a2 += KK_MAC4(col, w2, k);
+        a3 += KK_MAC4(col, w3, k);
     }
 #endif
     for (; k < K; k++) {
@@ -323,10 +328,10 @@ static inline void kk_dot22(const int16_t *c0, const int8_t *w0, int K, int32_t 
     }
 #else
     for (; k + 4 <= K; k += 4) {
-        a00 += c0[k] * w0[k] + c0[k + 1] * w0[k + 2] + c0[k + 2] * w0[k + 1] + c0[k + 3] * w0[k + 3];
-        a01 += c0[k] * w1[k] + c0[k + 1] * w1[k + 2] + c0[k + 2] * w1[k + 1] + c0[k + 3] * w1[k + 3];
-        a10 += c1[k] * w0[k] + c1[k + 1] * w0[k + 2] + c1[k + 2] * w0[k + 1] + c1[k + 3] * w0[k + 3];
-        a11 += c1[k] * w1[k] + c1[k + 1] * w1[k + 2] + c1[k + 2] * w1[k + 1] + c1[k + 3] * w1[k + 3];
+        a00 += KK_MAC4(c0, w0, k);
+        a01 += KK_MAC4(c0, w1, k);
+        a10 += KK_MAC4(c1, w0, k);
+        a11 += KK_MAC4(c1, w1, k);
     }
 #endif
     for (; k < K; k++) {
