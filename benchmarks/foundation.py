@@ -98,7 +98,7 @@ def zoo(runs: int = 30) -> None:
         t, o = ev.latency["torch"], ev.latency["onnxruntime"]
         acc = f"{100 * ev.accuracy:.2f} %" if ev.accuracy is not None else "(random weights)"
         rows.append(f"| {name} | {'×'.join(map(str, shape))} | {ev.params:,} | {ev.macs:,} | "
-                    f"{ev.size_fp32_bytes / 1000:,.1f} | {ev.peak_activation_bytes / 1000:,.1f} | "
+                    f"{ev.sizes['fp32'] / 1000:,.1f} | {ev.peak_activation_bytes / 1000:,.1f} | "
                     f"{t['b1_median_ms']:.3f} | {t['b64_per_s']:,.0f} | {o['b1_median_ms']:.3f} | "
                     f"{o['b64_per_s']:,.0f} | {ev.energy['total_uj']:.2f} ({ev.energy['weights_in']}) | {acc} |")
     emit("zoo", "Batch-1 latency is the median of "

@@ -13,6 +13,7 @@ from helpers.procs import karuku_cli
 from karuku.cli.app import app
 from karuku.data import DataConfig, load_splits
 from karuku.errors import KarukuError
+from karuku.io.checkpoint import load_checkpoint
 from karuku.models import build
 from karuku.quant import IntegerModel, QuantConfig, load_quantized, quantize, to_integer
 from karuku.quant.mixed import auto_layer_bits, sensitivity
@@ -51,11 +52,14 @@ def test_cli_quantize_then_evaluate(trained, tmp_path):
     assert "fp32 test accuracy" in res.output and out.is_file() and onx.stat().st_size > 1000
     qm = load_quantized(out)
     im = IntegerModel.load(eng)
-    res = runner.invoke(app, ["evaluate", str(out), "--runs", "3"])
+    res = runner.invoke(app, ["evaluate", str(out), "--runs", "3", "--profile", "mcu-m4"], terminal_width=250)
     assert res.exit_code == 0, res.output
-    for row in ("int8 test accuracy (integer engine)", "onnxruntime int8 throughput b64", "int8 weights+biases",
-                "onnxruntime throughput b64", "test accuracy"):
+    for row in ("int8 test accuracy (integer engine)", "onnxruntime throughput b64 (int8)", "size int8 (deployed)",
+                "torch throughput b64", "test accuracy", "peak activations int8"):
         assert row in res.output, row
+    # the profile is judged on the int8 size, as the compression loop judges it (not on the fp32 size)
+    int8 = load_checkpoint(out).meta["quant"]["int_weight_bytes"]
+    assert "fits mcu-m4 " in res.output and f"weights {int8 / 1024:,.1f} KiB ≤ flash" in res.output
     assert len(im.ops) == 4 and isinstance(qm, nn.Module)
 
 

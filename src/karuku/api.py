@@ -13,7 +13,7 @@ from karuku.data.splits import load_splits
 from karuku.errors import KarukuError
 from karuku.io.atomic import ensure_writable_dir
 from karuku.io.checkpoint import load_model, load_state, read_weights, save_checkpoint, trust_import
-from karuku.measure.evaluate import Evaluation, evaluate
+from karuku.measure.evaluation import Evaluation, evaluate
 from karuku.models.registry import resolve_factory
 from karuku.models.spec import ModelSpec
 from karuku.training.config import TrainConfig
@@ -54,17 +54,21 @@ def fit(model: str, data: DataConfig, cfg: TrainConfig, out: str | os.PathLike,
 
 def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_path: str | None = None,
                         test_limit: int | None = None, threads: int = 2, latency: bool = True,
-                        runs: int = 30) -> Evaluation:
-    """Load a checkpoint (or a packed `.krk` model) and measure it on its dataset (or `data`)."""
+                        runs: int = 30, profile: str | None = None) -> Evaluation:
+    """Load a checkpoint (or a packed `.krk` model) and measure it on its dataset (or `data`).
+
+    `profile`: also check whether it fits that device profile (and take its on-chip memory for the energy).
+    """
     from karuku.codec.krk import is_packed, load_packed
+    from karuku.measure.profiles import get_profile
 
-    packed = None
-    if is_packed(path):  # a .krk file: same spec and metadata, plus its packed sizes
+    if profile:
+        get_profile(profile)  # an unknown profile fails before any work
+    sizes = None
+    if is_packed(path):  # a .krk file: same spec and metadata, plus its packed size
         model, packed = load_packed(path)
-        ckpt = packed
+        ckpt, sizes = packed, {"packed": len(packed.data)}
     else:
-        import karuku.quant.store  # noqa: F401  (registers the `quantize` transform of quantized checkpoints)
-
         model, ckpt = load_model(path)
     stored = ckpt.meta.get("data") or {}
     name = data or stored.get("name")
@@ -77,36 +81,8 @@ def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_p
             raise KarukuError(f"dataset '{name}' has inputs {splits.input_shape} but {path} expects "
                               f"{tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
     engines = ("torch", "onnxruntime") if latency else ()
-    quantized = None
-    if packed is None:  # a quantized checkpoint: fp32 figures of its float form, int8 figures beside them
-        from karuku.quant.report import split_for_evaluation
-
-        model, quantized = split_for_evaluation(model, ckpt.meta)
-    ev = evaluate(model, splits, ckpt.spec.input_shape, threads=threads, engines=engines, runs=runs)
-    if packed is not None:
+    ev = evaluate(model, splits, ckpt.spec.input_shape, threads=threads, engines=engines, runs=runs, sizes=sizes,
+                  profile=profile, details=True)
+    if sizes is not None:
         ev.extra.update(packed.extra())
-    if quantized is not None:
-        from karuku.quant.report import int8_figures
-
-        ev.extra.update(int8_figures(quantized, ckpt.meta["quant"], splits, threads, bool(engines), runs))
-    return ev
-
-
-def apply_profile(ev: Evaluation, profile: str) -> Evaluation:
-    """Add whether the model fits a device profile (with the numbers) and its energy with that profile's on-chip memory.
-
-    The stored weights are the smallest representation measured (fp32, or int8 / packed when present).
-    """
-    from karuku.measure import energy
-    from karuku.measure.profiles import check_fit, get_profile
-
-    p = get_profile(profile)
-    sizes = [ev.size_fp32_bytes] + [v for k, v in ev.extra.items() if k.endswith("_bytes") and isinstance(v, int)]
-    weight_bytes = min(sizes)
-    integer = weight_bytes < ev.size_fp32_bytes
-    scale = 4 if integer else 1  # int8 activations take a quarter of fp32's
-    fit = check_fit(p, weight_bytes, ev.peak_activation_bytes // scale)
-    ev.extra[f"fits {p.name}"] = ("yes" if fit.fits else "NO") + ": " + "; ".join(fit.reasons)
-    ev.energy = energy.estimate(ev.effective_macs, weight_bytes, ev.activation_traffic_bytes // scale, integer=integer,
-                                on_chip_bytes=p.on_chip_bytes).as_dict()
     return ev

@@ -11,12 +11,18 @@ from torch import nn
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
 from karuku.io.checkpoint import Checkpoint, load_model, save_checkpoint
+from karuku.measure.evaluation import Evaluation, evaluate
 from karuku.models.spec import ModelSpec
-from karuku.pipeline import candidate, stages
+from karuku.pipeline import stages
 from karuku.pipeline.recipe import Recipe
 from karuku.pipeline.runfolder import RunFolder, key_of
 from karuku.training.config import TrainConfig
 from karuku.training.loop import train
+
+
+def measure(model: nn.Module, splits: DataSplits, sizes: dict[str, int] | None = None) -> Evaluation:
+    """Every candidate the same way: test accuracy and the deployed form's figures, its ONNX timed."""
+    return evaluate(model, splits, threads=2, engines=("onnxruntime",), runs=20, sizes=sizes)
 
 
 class Context:
@@ -77,7 +83,7 @@ class Context:
                 cfg = r.model.train.model_copy(update={"seed": r.seed})
                 train(model, self.splits, cfg, state_path=step_dir / "train.state", verbose=self.verbose)
                 save_checkpoint(path, model, spec, {"stages": [], "transforms": []})
-            return {"kind": "baseline", "checkpoint": str(path), "measure": candidate.measure(model, self.splits, {})}
+            return {"kind": "baseline", "checkpoint": str(path), "measure": measure(model, self.splits).as_dict()}
 
         self.baseline = self.run.step(key, "baseline", make)
         return self.baseline
@@ -97,15 +103,14 @@ class Context:
             fresh = out.spec is not None  # a new architecture (a distilled student) starts a fresh chain
             sizes = dict(out.sizes) if fresh else {**ckpt.meta.get("sizes", {}), **out.sizes}
             kinds = [stage.kind] if fresh else [*ckpt.meta.get("stages", []), stage.kind]
-            integer = "quantize" in kinds
-            m = candidate.measure(out.model, self.splits, sizes, integer=integer)
+            m = measure(out.model, self.splits, sizes).as_dict()
             before, recovered = None, False
             over = 100 * (self.baseline["measure"]["accuracy"] - m["accuracy"]) > r.budget.max_accuracy_drop
             if out.recover and over and r.recovery.finetune_epochs:
                 before = m
                 self.finetune(out.model, r.recovery.finetune_epochs, r.recovery.lr,
                               self.active_hooks(out.model) + out.hooks)
-                m, recovered = candidate.measure(out.model, self.splits, sizes, integer=integer), True
+                m, recovered = measure(out.model, self.splits, sizes).as_dict(), True
             path = step_dir / "model.safetensors"
             if fresh:
                 spec, sections, transforms = out.spec, dict(out.sections), list(out.transforms)

@@ -46,22 +46,24 @@ def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = 
 
 def finish(ctx: Context, final: dict[str, Any], attempts: list[dict[str, Any]], lang: str) -> Outcome:
     from karuku.io.checkpoint import load_model
-    from karuku.measure.evaluate import side_by_side
-    from karuku.measure.onnx_runtime import export_bytes
+    from karuku.measure.evaluation import Evaluation, deployed_onnx
+    from karuku.measure.speed import side_by_side
     from karuku.report import write_report
 
     # baseline and result timed together now: their step measurements may be hours and loads apart
     models = {k: load_model(step["checkpoint"])[0] for k, step in (("baseline", ctx.baseline), ("final", final))}
-    timing = side_by_side({k: candidate.deploy_onnx(m) or export_bytes(m, ctx.input_shape)
-                           for k, m in models.items()}, ctx.input_shape)
-    baseline = {**ctx.baseline, "measure": {**ctx.baseline["measure"], **timing["baseline"]}}
-    final = {**final, "measure": {**final["measure"], **timing["final"]}}
-    checks = candidate.judge(final["measure"], baseline["measure"], ctx.recipe.budget)
+    timing = side_by_side({k: deployed_onnx(m, ctx.input_shape) for k, m in models.items()}, ctx.input_shape)
+    base_m, final_m = Evaluation.from_dict(ctx.baseline["measure"]), Evaluation.from_dict(final["measure"])
+    base_m.latency["onnxruntime"] = timing["baseline"].as_dict()
+    final_m.latency["onnxruntime"] = timing["final"].as_dict()
+    baseline = {**ctx.baseline, "measure": base_m.as_dict()}
+    final = {**final, "measure": final_m.as_dict()}
+    checks = candidate.judge(final_m, base_m, ctx.recipe.budget)
     run = ctx.run
     shutil.copyfile(final["checkpoint"], run.root / "final.safetensors")
     summary = {"recipe": ctx.recipe.model_dump(mode="json"), "baseline": baseline, "final": final,
                "attempts": attempts, "checks": checks, "ok": all(c["ok"] for c in checks),
-               "profiles": candidate.profile_fits(final["measure"]), "side_by_side": True}
+               "profiles": candidate.profile_fits(final_m), "side_by_side": True}
     run.write_json("summary.json", summary)
     report = write_report(run.root, summary, lang=lang)
     run.log(f"finished: {'within budget' if summary['ok'] else 'budget NOT met'}; report {report}")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from karuku.errors import KarukuError
+from karuku.quant import form  # noqa: F401  (registers the int8 deployed form for measurement)
 from karuku.quant.config import QuantConfig
 from karuku.quant.engine import IntegerModel, to_integer
 from karuku.quant.model import QuantModel

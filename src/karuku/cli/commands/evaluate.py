@@ -24,15 +24,10 @@ def evaluate_cmd(
     profile: str = typer.Option(None, help="device profile to check the fit against (mcu-m4, mcu-m7, rpi4, phone)"),
 ) -> None:
     """Score a checkpoint and measure it: params, MACs, size, latency, energy."""
-    from karuku.api import apply_profile, evaluate_checkpoint
-    from karuku.measure.profiles import get_profile
+    from karuku.api import evaluate_checkpoint
 
-    if profile:
-        get_profile(profile)  # an unknown profile fails before any work
     ev = evaluate_checkpoint(checkpoint, data=data, data_path=data_path, test_limit=test_limit, threads=threads,
-                             latency=latency, runs=runs)
-    if profile:
-        apply_profile(ev, profile)
+                             latency=latency, runs=runs, profile=profile)
     print_table(f"karuku evaluate {checkpoint}", ev.rows())
     if json_out:
         write_json(json_out, ev.as_dict())

@@ -77,10 +77,10 @@ def prune_cmd(
     from karuku.errors import KarukuError
     from karuku.io.atomic import ensure_writable_dir
     from karuku.io.checkpoint import load_model
+    from karuku.measure.evaluation import evaluate
     from karuku.pruning import load_mask, prune, save_pruned
     from karuku.pruning.config import PruneConfigError
-    from karuku.pruning.report import layer_rows, summary, verdict
-    from karuku.training.evaluate import score
+    from karuku.pruning.report import layer_rows, verdict
 
     try:
         cfg = build_config(PruneConfig, options, overrides=_parse_overrides(override), exclude=list(exclude or []))
@@ -100,17 +100,16 @@ def prune_cmd(
     before = copy.deepcopy(model)
     result = prune(model, cfg, splits, ft, mask=mask, input_shape=shape, verbose=not quiet)
     model.eval()
-    figures = {"before": summary(before, shape, threads, runs, latency),
-               "after": summary(model, shape, threads, runs, latency)}
-    if splits is not None:
-        for key, net in (("before", before), ("after", model)):
-            figures[key]["test"] = score(net, splits.test).as_dict()
+    engines = ("torch", "onnxruntime") if latency else ()
+    ev = {k: evaluate(net, splits, shape, threads=threads, engines=engines, runs=runs)
+          for k, net in (("before", before), ("after", model))}
+    figures = {k: e.as_dict() for k, e in ev.items()}
     figures["layers"] = layer_rows(before, model, shape)
     figures["rounds"] = result.rounds
-    figures["verdict"] = verdict(figures["before"], figures["after"], cfg.structured)
+    figures["verdict"] = verdict(ev["before"], ev["after"], cfg.structured)
     meta = {"pruning": {"config": cfg.model_dump(mode="json"), "rounds": result.rounds,
                         "finetune": ft.model_dump(mode="json") if ft else None},
-            "metrics": {"test": figures["after"]["test"]} if splits is not None else {}}
+            "metrics": {"test": ev["after"].test_score()} if splits is not None else {}}
     save_pruned(out, model, ckpt.spec, result.mask, result.transforms, meta, base=ckpt)
     if result.mask is not None:
         result.mask.write_summary(out.with_suffix(".mask.json"))
@@ -132,14 +131,14 @@ def _print(fig: dict, src: Path, out: Path) -> None:
     console.print(table)
     b, a = fig["before"], fig["after"]
     rows = []
-    if "test" in b:
-        rows.append(("test accuracy", f"{100 * b['test']['accuracy']:.2f} % → {100 * a['test']['accuracy']:.2f} %"))
+    if b["accuracy"] is not None:
+        rows.append(("test accuracy", f"{100 * b['accuracy']:.2f} % → {100 * a['accuracy']:.2f} %"))
     rows += [("parameters", f"{b['params']:,} → {a['params']:,}"),
              ("nonzeros", f"{b['nonzeros']:,} → {a['nonzeros']:,} ({100 * (1 - a['nonzeros'] / b['params']):.1f} %"
                           " of the original removed)"),
              ("MACs dense", f"{b['macs']:,} → {a['macs']:,}"),
              ("MACs effective", f"{b['effective_macs']:,} → {a['effective_macs']:,}"),
-             ("size fp32", f"{b['size_fp32_bytes']:,} B → {a['size_fp32_bytes']:,} B"),
+             ("size fp32", f"{b['sizes']['fp32']:,} B → {a['sizes']['fp32']:,} B"),
              ("latency before", _fmt_lat(b)), ("latency after", _fmt_lat(a)),
              ("what it buys", fig["verdict"])]
     print_table(f"karuku prune {src} → {out}", rows)
