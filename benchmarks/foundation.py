@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from karuku.api import fit
 from karuku.data import DataConfig, load_splits
 from karuku.io.checkpoint import load_model
 from karuku.measure import evaluate
 from karuku.models import MODELS, build
 from karuku.training import TrainConfig
+from karuku.training.job import train_checkpoint
 
 OUT = Path("runs/bench")
 BASELINES = {
@@ -50,7 +50,7 @@ def baselines() -> None:
     rows = ["| model | epochs | optimiser | test accuracy | errors | minutes | target |", "|---" * 7 + "|"]
     for name, (cfg, target) in BASELINES.items():
         start = time.perf_counter()
-        meta = fit(name, DataConfig(name="mnist"), cfg, OUT / f"{name}.safetensors", verbose=True)
+        meta = train_checkpoint(name, cfg, OUT / f"{name}.safetensors", DataConfig(name="mnist"), verbose=True)
         minutes = (time.perf_counter() - start) / 60
         t = meta["metrics"]["test"]
         ok = "met" if t["accuracy"] >= target else "MISSED"

@@ -184,7 +184,7 @@ def test_deep_compression_chain_and_backoff(tmp_path):
     doc = json.loads(json.dumps(RECIPE))
     doc["budget"] = {"max_accuracy_drop": 0.0}  # nothing lossy can pass: every back-off round is tried
     doc["recovery"] = {"finetune_epochs": 0, "max_rounds": 1}
-    doc["stages"] = [{"prune": {"sparsity": 0.9}}, {"cluster": {"bits": 4, "tune_epochs": 0}}, {"pack": {}}]
+    doc["stages"] = [{"prune": {"sparsity": 0.9}}, {"cluster": {"bits": 4}}, {"pack": {}}]
     outcome = _run_recipe(tmp_path, doc)
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     prunes = [a for a in summary["attempts"] if a["kind"] == "prune"]

@@ -4,6 +4,7 @@
 >>> splits = load_splits(DataConfig(name="digits", val_size=200))
 """
 
+from karuku.data.checkpoint import for_checkpoint
 from karuku.data.config import DataConfig
 from karuku.data.fetch import cache_dir, fetch_mnist
 from karuku.data.idx import encode_idx, parse_idx, read_idx
@@ -12,6 +13,6 @@ from karuku.data.registry import DATASETS, get_dataset
 from karuku.data.splits import DataSplits, load_splits
 
 __all__ = [
-    "DATASETS", "DataConfig", "DataSplits", "Loader", "cache_dir", "encode_idx", "fetch_mnist",
+    "DATASETS", "DataConfig", "DataSplits", "Loader", "cache_dir", "encode_idx", "fetch_mnist", "for_checkpoint",
     "get_dataset", "load_splits", "make_loader", "parse_idx", "random_shift", "read_idx",
 ]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from karuku.config import Config
 
 
-class DataConfig(BaseModel):
+class DataConfig(Config):
     """Which dataset, how validation is carved from train, and optional augmentation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field("mnist", description="dataset name (see `karuku data list`)")
     val_size: int = Field(5000, ge=0, description="training examples held out for validation (fixed seed)")

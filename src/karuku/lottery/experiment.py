@@ -62,7 +62,7 @@ def experiment_dir(out: str | Path, cfg: LotteryConfig) -> Path:
             raise KarukuError(f"{out} holds another experiment (settings differ in: {', '.join(diff) or 'keys'})",
                               "choose another --out, or the parent folder")
         return out
-    folder = out / f"{cfg.model.replace(':', '_').replace('/', '_')}-{cfg.digest()}"
+    folder = out / f"{cfg.model.replace(':', '_').replace('/', '_')}-{cfg.digest()[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "settings.json", json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True))
     return folder

@@ -47,6 +47,13 @@ class Context:
             self._teacher, _ = load_model(self.baseline["checkpoint"])
         return self._teacher
 
+    def train_config(self, given: TrainConfig | None) -> TrainConfig:
+        """A stage's training: its own settings (seeded by the recipe), else the recovery's epochs (≥ 1) and lr."""
+        if given is not None:
+            return given.model_copy(update={"seed": self.recipe.seed})
+        rec = self.recipe.recovery
+        return TrainConfig(epochs=max(1, rec.finetune_epochs), lr=rec.lr, seed=self.recipe.seed)
+
     def finetune(self, model: nn.Module, epochs: int, lr: float, hooks: list) -> None:
         """Recovery training; with self-distillation the baseline teaches (compression kept by `hooks`)."""
         base = self.recipe.model.train

@@ -19,14 +19,13 @@ config class (unknown keys are errors). Every problem is reported with its YAML 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from karuku.config import digest
 from karuku.data.config import DataConfig
 from karuku.errors import KarukuError
 from karuku.training.config import TrainConfig
@@ -116,7 +115,7 @@ class Recipe(BaseModel):
         return out
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+        return digest(self.model_dump(mode="json"), 12)
 
 
 def _path(loc: tuple) -> str:

@@ -7,18 +7,18 @@ at any moment (even kill -9) restarts by skipping complete steps and redoing the
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from karuku.config import digest
 from karuku.io.atomic import write_text
 
 
 def key_of(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    """The key of a step: a digest of everything that shapes its result."""
+    return digest(list(parts))
 
 
 class RunFolder:

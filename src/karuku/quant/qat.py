@@ -83,12 +83,12 @@ def finish_qat(qm: QuantModel) -> QuantModel:
     return qm.eval()
 
 
-def train_qat(model: nn.Module, splits, cfg: QuantConfig, train_cfg, calibration: torch.Tensor | None = None,
+def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration: torch.Tensor | None = None,
               state_path=None, verbose: bool = False) -> QuantModel:
-    """QAT on `splits` with the foundation's loop; returns the (BN-folded, eval-mode) QuantModel."""
+    """QAT on `splits` with the foundation's loop and `cfg.finetune`; returns the (BN-folded, eval-mode) QuantModel."""
     from karuku.training.loop import train
 
     calib = calibration if calibration is not None else splits.calibration(cfg.calibration)
     qm = prepare_qat(model, cfg, calib)
-    train(qm, splits, train_cfg, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose)
+    train(qm, splits, cfg.finetune, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose)
     return finish_qat(qm)

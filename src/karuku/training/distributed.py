@@ -31,3 +31,12 @@ def world_from_env() -> World:
 def barrier(world: World) -> None:
     if world.size > 1:
         dist.barrier()
+
+
+def finish() -> bool:
+    """After a job's training: leave the process group (under torchrun). True on the process that writes results."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+    rank = dist.get_rank()
+    dist.destroy_process_group()
+    return rank == 0

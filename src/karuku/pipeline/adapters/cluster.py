@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from karuku.codec import ClusterConfig, cluster
 from karuku.pipeline.stages import StageOutput
-from karuku.training.config import TrainConfig
 from karuku.training.loop import train
 
 
 class Settings(ClusterConfig):
-    tune_epochs: int = Field(1, ge=0, description="epochs of centroid fine-tuning (summed member gradients)")
+    pass
 
 
 def apply(model, s: Settings, ctx) -> StageOutput:
-    sharing = cluster(model, ClusterConfig(**s.model_dump(exclude={"tune_epochs"})))
-    if s.tune_epochs:
-        cfg = TrainConfig(epochs=s.tune_epochs, lr=ctx.recipe.recovery.lr, seed=ctx.recipe.seed)
-        train(model, ctx.splits, cfg, hooks=[sharing.hook()], verbose=ctx.verbose)
+    sharing = cluster(model, ClusterConfig(**s.model_dump()))
+    if s.finetune is not None:
+        train(model, ctx.splits, ctx.train_config(s.finetune), hooks=[sharing.hook()], verbose=ctx.verbose)
     return StageOutput(model, meta=sharing.meta(), hooks=[sharing.hook()])
 
 

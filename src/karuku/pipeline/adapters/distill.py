@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from karuku.distillation import DistillConfig, distill
@@ -13,7 +11,6 @@ from karuku.pipeline.stages import StageOutput
 
 class Settings(DistillConfig):
     student: str = Field(description="zoo name or package.module:factory of the student")
-    student_kwargs: dict[str, Any] = Field(default_factory=dict, description="student factory arguments")
 
 
 def apply(model, s: Settings, ctx) -> StageOutput:
@@ -23,7 +20,7 @@ def apply(model, s: Settings, ctx) -> StageOutput:
                      kwargs=s.student_kwargs)
     torch.manual_seed(ctx.recipe.seed)
     student = spec.build()
-    cfg = DistillConfig(**s.model_dump(exclude={"student", "student_kwargs"}))
+    cfg = DistillConfig(**s.model_dump())
     distill(model, student, ctx.splits, cfg, verbose=ctx.verbose)
     return StageOutput(student, spec=spec, meta={"student": s.student, "temperature": cfg.temperature,
                                                  "alpha": cfg.alpha})

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from karuku.pipeline.stages import StageOutput
 from karuku.pruning import MaskedTraining, PruneConfig, load_mask, prune
 from karuku.pruning.mask import Mask
-from karuku.training.config import TrainConfig
 
 
 class Settings(PruneConfig):
-    finetune_epochs: int = Field(0, ge=0, description="fine-tuning inside the schedule (iterative and agp need it)")
+    pass
 
 
 def apply(model, s: Settings, ctx) -> StageOutput:
-    cfg = PruneConfig(**s.model_dump(exclude={"finetune_epochs"}))
-    epochs = s.finetune_epochs or (1 if cfg.kind != "oneshot" else 0)
-    finetune = TrainConfig(epochs=epochs, lr=ctx.recipe.recovery.lr, seed=ctx.recipe.seed) if epochs else None
+    cfg = PruneConfig(**s.model_dump())
+    if cfg.finetune is not None or cfg.kind != "oneshot":
+        cfg = cfg.model_copy(update={"finetune": ctx.train_config(cfg.finetune)})
     previous = load_mask(ctx.current_ckpt, model) if ctx.current_ckpt is not None else None
-    res = prune(model, cfg, data=ctx.splits, finetune=finetune, mask=previous, input_shape=ctx.input_shape,
-                verbose=ctx.verbose)
+    res = prune(model, cfg, data=ctx.splits, mask=previous, input_shape=ctx.input_shape, verbose=ctx.verbose)
     meta = {"rounds": res.rounds, "structured": cfg.structured}
     if res.mask is not None:
         meta["sparsity"] = res.mask.sparsity

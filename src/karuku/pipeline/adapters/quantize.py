@@ -5,7 +5,6 @@ from __future__ import annotations
 from karuku.pipeline.stages import StageOutput
 from karuku.quant import QuantConfig, quantize
 from karuku.quant.store import TRANSFORM, QParams, transform_params
-from karuku.training.config import TrainConfig
 
 
 class Settings(QuantConfig):
@@ -14,12 +13,9 @@ class Settings(QuantConfig):
 
 def apply(model, s: Settings, ctx) -> StageOutput:
     cfg = QuantConfig(**s.model_dump())
-    train_cfg = None
     if cfg.mode == "qat":
-        train_cfg = TrainConfig(epochs=max(1, ctx.recipe.recovery.finetune_epochs), lr=ctx.recipe.recovery.lr,
-                                seed=ctx.recipe.seed)
-    qm = quantize(model, cfg, splits=ctx.splits, train_config=train_cfg, input_shape=ctx.input_shape,
-                  verbose=ctx.verbose)
+        cfg = cfg.model_copy(update={"finetune": ctx.train_config(cfg.finetune)})
+    qm = quantize(model, cfg, splits=ctx.splits, input_shape=ctx.input_shape, verbose=ctx.verbose)
     qp = QParams.from_model(qm)
     sizes = {"int8": qp.weight_bytes(qm)}
     artifacts = {}
