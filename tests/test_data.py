@@ -100,7 +100,8 @@ def test_for_checkpoint_takes_the_stored_data_and_what_the_user_overrides(idx_di
     assert splits.config.path == str(idx_dir) and len(splits.val) == 100
     assert len(for_checkpoint(ckpt, {"test_limit": 7, "path": None}).test) == 7  # None: not given
     with pytest.raises(KarukuError, match=r"dataset 'digits' has inputs \(1, 8, 8\) but .* expects \(1, 28, 28\)"):
-        for_checkpoint(ckpt, {"name": "digits", "val_size": 100})  # another dataset: the stored path and sizes are not carried over
+        # another dataset: the stored path and sizes are not carried over
+        for_checkpoint(ckpt, {"name": "digits", "val_size": 100})
     assert for_checkpoint(ckpt, DataConfig(name="idx", path=str(idx_dir), val_size=0)).val is None
     bare = Checkpoint(spec, {}, {})
     with pytest.raises(KarukuError, match="does not say which data it was trained on"):

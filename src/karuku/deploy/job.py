@@ -30,17 +30,16 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
     if not quantized:
         raise KarukuError(f"--format {cfg.format}{' --int8' if cfg.int8 else ''} needs a quantized checkpoint",
                           "run `karuku quantize CKPT --out Q.safetensors` first, then export Q.safetensors")
-    from karuku.quant import to_integer
-
-    im = to_integer(model)
     if cfg.format == "onnx":
         from karuku.deploy.export import export_int8_onnx
 
-        return export_int8_onnx(im, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
-                                inputs=reference_inputs(ckpt))
+        return export_int8_onnx(model, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
+                                inputs=reference_inputs(ckpt), target_isa=cfg.target_isa,
+                                representation=cfg.representation)
     from karuku.deploy.c.project import export_c
+    from karuku.quant import to_integer
 
-    return export_c(im, ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,
+    return export_c(to_integer(model), ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,
                     profile=cfg.profile)
 
 

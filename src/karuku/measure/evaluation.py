@@ -47,6 +47,7 @@ class Evaluation:
     layers: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # technique figures (integer-engine accuracy, ...)
     fits: dict[str, dict[str, Any]] = field(default_factory=dict)  # device profile -> {"fits", "reasons"}
+    cpu: str = ""  # what the speed figures were measured on (karuku.cpu.detect().summary())
 
     def test_score(self) -> dict[str, Any] | None:
         """The test figures as `karuku.training.Score.as_dict()` gives them (checkpoint metadata keeps these)."""
@@ -113,6 +114,8 @@ class Evaluation:
                         f"{fig['b1_median_ms']:.3f} ms median, {fig['b1_p90_ms']:.3f} p90"))
             out.append((f"{engine} throughput b64{what}", f"{fig['b64_per_s']:,.0f} samples/s"))
         out.append(("threads", str(self.threads)))
+        if self.cpu:
+            out.append(("CPU", self.cpu))
         for name, f in self.fits.items():
             out.append((f"fits {name}", ("yes" if f["fits"] else "NO") + ": " + "; ".join(f["reasons"])))
         out.append(("energy / inference", f"{self.energy['total_uj']:.3f} µJ (weights in {self.energy['weights_in']})"))
@@ -156,6 +159,9 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
         s = score(model, data.test)
         ev.accuracy, ev.errors, ev.total, ev.loss = s.accuracy, s.errors, s.total, s.loss
     if engines:
+        from karuku.cpu import detect
+
+        ev.cpu = detect().summary()
         reference, onnx = _deployed(model, all_forms, "onnxruntime" in engines)
         ev.latency = {k: s.as_dict() for k, s in latency(reference, input_shape, threads, engines, runs, onnx).items()}
     if details:

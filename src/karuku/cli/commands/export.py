@@ -39,7 +39,8 @@ def bench_cmd(
     """ONNX Runtime latency (batch 1) and throughput (batch 64)."""
     from rich.table import Table
 
-    from karuku.deploy.bench import bench_onnx
+    from karuku.cpu import detect
+    from karuku.deploy.bench import bench_onnx, exactness_note
 
     table = Table("batch", "median ms", "p90 ms", "samples/s", "runs", "threads", title=str(onnx_file),
                   title_justify="left")
@@ -47,3 +48,7 @@ def bench_cmd(
         table.add_row(str(r["batch"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['per_s']:,.0f}",
                       str(r["runs"]), str(r["threads"]))
     console.print(table)
+    console.print(f"CPU: {detect().summary()}", soft_wrap=True)
+    note = exactness_note(onnx_file)
+    if note:
+        console.print(f"warning: {note}", soft_wrap=True)
