@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -30,17 +32,28 @@ def problems(exc: ValidationError) -> list[tuple[tuple, str]]:
     return [(tuple(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
 
 
-def _field(cls: type, loc: tuple):
-    """The FieldInfo at `loc` inside (nested) config classes, or None."""
-    info = None
+def config_class(annotation: Any) -> type[BaseModel] | None:
+    """The settings class an annotation holds (`TrainConfig`, `TrainConfig | None`), or None."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    for a in (annotation, *(typing.get_args(annotation) if union else ())):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+    return None
+
+
+def fields_at(cls: type[BaseModel] | None, loc: tuple) -> dict[str, Any] | None:
+    """The fields of the (nested) settings class at `loc`, or None when `loc` leaves the typed part."""
     for part in loc:
         fields = getattr(cls, "model_fields", None)
         if not isinstance(fields, dict) or str(part) not in fields:
             return None
-        info = fields[str(part)]
-        cls = next((a for a in (info.annotation, *getattr(info.annotation, "__args__", ()))
-                    if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    return info
+        cls = config_class(fields[str(part)].annotation)
+    return getattr(cls, "model_fields", None)
+
+
+def field_at(cls: type[BaseModel], loc: tuple):
+    """The FieldInfo at `loc` inside (nested) settings classes, or None."""
+    return (fields_at(cls, loc[:-1]) or {}).get(str(loc[-1])) if loc else None
 
 
 class ConfigError(KarukuError, ValueError):
@@ -51,7 +64,7 @@ class ConfigError(KarukuError, ValueError):
         loc, reason = found[0]
         self.field = ".".join(map(str, loc))
         self.reason = reason
-        info = _field(cls, loc)
+        info = field_at(cls, loc)
         hint = f"{self.field}: {info.description.split(';')[0]}" if info is not None and info.description else (
             f"known fields: {', '.join(cls.model_fields)}" if reason.startswith("Extra inputs") else None)
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""

@@ -25,6 +25,7 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ValidationError
 
+from karuku.config import config_class
 from karuku.errors import KarukuError
 
 
@@ -58,14 +59,6 @@ class _Opt:
         return "__".join((self.section, *self.path))
 
 
-def _config_class(annotation) -> type[BaseModel] | None:
-    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
-    for a in (annotation, *args):
-        if isinstance(a, type) and issubclass(a, BaseModel):
-            return a
-    return None
-
-
 def _kind(annotation) -> tuple[str, Any]:
     """(kind, python type typer parses) of a field; kind None when the field has no command-line form."""
     origin = typing.get_origin(annotation)
@@ -96,7 +89,7 @@ def _walk(section: str, cls: type[BaseModel], spec: Section, path: tuple[str, ..
         if not path and name in spec.skip:
             continue
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        nested = _config_class(info.annotation)
+        nested = config_class(info.annotation)
         if nested is not None:
             sub = [] if (not path and name in spec.lift) else [*words, str(extra.get("cli", name))]
             out += _walk(section, nested, spec, (*path, name), sub)
@@ -148,7 +141,7 @@ def _default(cls: type[BaseModel], path: tuple[str, ...], spec: Section) -> Any:
     info = None
     for name in path:
         info = cls.model_fields[name]
-        cls = _config_class(info.annotation) or cls
+        cls = config_class(info.annotation) or cls
     if info is None or info.is_required():
         return None
     return info.get_default(call_default_factory=True)
@@ -183,7 +176,7 @@ def _set(tree: dict, path: tuple[str, ...], value: Any, cls: type[BaseModel]) ->
         if name not in tree:
             default = None if info.is_required() else info.get_default(call_default_factory=True)
             tree[name] = default.model_dump() if isinstance(default, BaseModel) else {}
-        tree, cls = tree[name], _config_class(info.annotation)
+        tree, cls = tree[name], config_class(info.annotation)
     tree[path[-1]] = value
 
 

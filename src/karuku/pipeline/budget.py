@@ -1,4 +1,4 @@
-"""Judging a measured candidate against the recipe's budget."""
+"""The budget: every limit of a recipe judged on the result's Evaluation, and the device profiles it fits."""
 
 from __future__ import annotations
 
