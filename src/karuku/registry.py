@@ -63,3 +63,21 @@ class Registry(dict, Generic[T]):
         if msg is not None:
             raise ValueError(msg)
         return name
+
+
+def load_plugins(names: str | None = None) -> list[str]:
+    """Import the modules named in `names` (default: $KARUKU_PLUGINS, comma-separated): your own criteria,
+    observers, stages, datasets, models and profiles register themselves when their module is imported."""
+    import importlib
+    import os
+
+    loaded = []
+    for name in (names if names is not None else os.environ.get("KARUKU_PLUGINS", "")).split(","):
+        if name.strip():
+            try:
+                importlib.import_module(name.strip())
+            except ImportError as exc:
+                raise KarukuError(f"cannot import plugin '{name.strip()}': {exc}",
+                                  "check $KARUKU_PLUGINS and that the module is on PYTHONPATH") from None
+            loaded.append(name.strip())
+    return loaded

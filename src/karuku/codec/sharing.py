@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from karuku.codec.config import ClusterConfig
+from karuku.codec.finetune import CentroidTuning
 from karuku.errors import KarukuError
 
 
@@ -100,10 +101,8 @@ class WeightSharing:
         cfg = self.config.model_dump(mode="json") if self.config else {}
         return {"bits": self.bits(), "config": cfg}
 
-    def hook(self):
+    def hook(self) -> CentroidTuning:
         """A training hook that fine-tunes the centroids (see `CentroidTuning`)."""
-        from karuku.codec.finetune import CentroidTuning
-
         return CentroidTuning(self)
 
 

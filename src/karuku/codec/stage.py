@@ -13,6 +13,8 @@ from karuku.training.loop import train
 
 @register_stage("cluster", ClusterConfig)
 class ClusterStage(Stage):
+    """Weight sharing; recovery keeps the centroids shared, back-off adds a bit."""
+
     def apply(self, model: nn.Module, cfg: ClusterConfig, run: StageRun) -> StageOutput:
         sharing = cluster(model, cfg)
         if cfg.finetune is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from karuku.config import Config
 
@@ -17,3 +17,10 @@ class DataConfig(Config):
     path: str | None = Field(None, description="folder of the raw files (default: the cache, $KARUKU_DATA)")
     train_limit: int | None = Field(None, gt=0, description="use only the first N training examples")
     test_limit: int | None = Field(None, gt=0, description="use only the first N test examples")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from karuku.data.registry import DATASETS
+
+        return DATASETS.check(v)

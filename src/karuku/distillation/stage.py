@@ -13,6 +13,8 @@ from karuku.pipeline.stage import Stage, StageOutput, StageRun, register_stage
 
 @register_stage("distill", DistillConfig)
 class DistillStage(Stage):
+    """A smaller student learns from the current model and replaces it; back-off trains it longer."""
+
     needs = ("student",)
 
     def apply(self, model: nn.Module, cfg: DistillConfig, run: StageRun) -> StageOutput:

@@ -37,6 +37,13 @@ class LotteryConfig(Config):
     seed: int = Field(0, description="seed of the first trial")
     train: TrainConfig = Field(default_factory=paper_training)
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from karuku.models.registry import check_name
+
+        return check_name(v)
+
     @field_validator("controls")
     @classmethod
     def _controls(cls, v: list[str]) -> list[str]:

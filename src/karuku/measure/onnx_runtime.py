@@ -52,5 +52,6 @@ def session(model_bytes: bytes | str | os.PathLike, threads: int = 2):
 
 
 def run(sess, x: np.ndarray) -> np.ndarray:
+    """The first output of `sess` on input `x`."""
     name = sess.get_inputs()[0].name
     return sess.run(None, {name: x})[0]

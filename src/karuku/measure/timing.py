@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Timing:
+    """Median and p90 of timed runs (ms), and how many ran."""
+
     median_ms: float
     p90_ms: float
     runs: int

@@ -32,8 +32,6 @@ from karuku.errors import KarukuError, closest
 from karuku.pipeline.recovery import Recovery
 from karuku.training.config import TrainConfig
 
-RECIPE_VERSION = 1
-
 # keys earlier recipes used, and what says the same now
 RENAMED = {"finetune_epochs": "finetune: {epochs: N}", "tune_epochs": "finetune: {epochs: N}"}
 RENAMED_IN = {"recovery": {"finetune_epochs": "epochs"}}
@@ -46,6 +44,13 @@ class ModelSource(Config):
     checkpoint: str | None = Field(None, description="a karuku checkpoint to start from")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="factory arguments")
     train: TrainConfig = Field(default_factory=TrainConfig, description="how to train the baseline")
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str | None) -> str | None:
+        from karuku.models.registry import check_name
+
+        return v if v is None else check_name(v)
 
     @model_validator(mode="after")
     def _one_source(self):

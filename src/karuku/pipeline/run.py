@@ -21,6 +21,8 @@ from karuku.training.config import TrainConfig
 
 @dataclass
 class Run:
+    """One compression run: the recipe, its folder, the data, the baseline, and `measure` / `recover`."""
+
     recipe: Recipe
     folder: RunFolder
     splits: DataSplits

@@ -61,6 +61,20 @@ class PruneConfig(Config):
         return v
 
     @model_validator(mode="after")
+    def _method(self):
+        # checked here, not when pruning starts: a typo in a recipe fails `karuku recipe validate`
+        if self.structured:
+            from karuku.pruning.structured.criteria import CRITERIA
+
+            if self.method != "magnitude":
+                CRITERIA.check(self.method)
+        else:
+            from karuku.pruning.scores import SCORES
+
+            SCORES.check(self.method)
+        return self
+
+    @model_validator(mode="after")
     def _check(self):
         if self.structured and self.kind == "agp":
             raise ValueError("agp is for unstructured pruning; use iterative:N with structured")

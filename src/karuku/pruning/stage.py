@@ -14,6 +14,8 @@ from karuku.pruning.store import load_mask
 
 @register_stage("prune", PruneConfig)
 class PruneStage(Stage):
+    """Pruning (masks or channels); back-off keeps more, recovery keeps the mask."""
+
     def apply(self, model: nn.Module, cfg: PruneConfig, run: StageRun) -> StageOutput:
         if cfg.finetune is not None or cfg.kind != "oneshot":
             cfg = cfg.model_copy(update={"finetune": run.train_config(cfg.finetune)})

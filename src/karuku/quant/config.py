@@ -21,8 +21,8 @@ class QuantConfig(Config):
     act_dtype: Literal["uint8", "int8"] = Field(
         "uint8", description="activation integers; uint8 × int8 weights is what x86 runs fast")
     per_channel: bool = Field(True, description="one weight scale per output channel (else per tensor)")
-    observer: Literal["minmax", "moving_average", "percentile", "mse", "kl"] = Field(
-        "mse", description="how activation ranges are chosen from calibration data")
+    observer: str = Field("mse", description="how activation ranges are chosen from calibration data: minmax, "
+                                             "moving_average, percentile, mse, kl (or a registered observer)")
     weight_observer: Literal["minmax", "mse"] = Field(
         "minmax", description="weight ranges: full range, or the MSE-optimal clip (helps at 4-6 bits)")
     calibration: int = Field(512, gt=0, description="calibration samples")
@@ -57,6 +57,13 @@ class QuantConfig(Config):
         if not 2 <= v <= 8:
             raise ValueError(f"bits must be from 2 to 8, got {v}")
         return v
+
+    @field_validator("observer")
+    @classmethod
+    def _observer(cls, v: str) -> str:
+        from karuku.quant.observers import OBSERVERS
+
+        return OBSERVERS.check(v)
 
     @field_validator("target_isa")
     @classmethod

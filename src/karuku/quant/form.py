@@ -35,6 +35,7 @@ def deployed_onnx(qm: QuantModel) -> bytes | None:
 
 @register_form(QuantModel)
 def int8_form(qm: QuantModel) -> Form:
+    """The int8 form of `qm`: integer weights and int32 biases, its int8 ONNX when it has one, its float view."""
     onnx = (lambda: deployed_onnx(qm)) if qm.is_static or qm.cfg.mode == "dynamic" else None
     return Form("int8", QParams.from_model(qm).weight_bytes(qm), integer=True, onnx=onnx, float_model=float_view(qm),
                 details=lambda data: details(qm, data))

@@ -11,6 +11,8 @@ from karuku.quant.store import MODULE, TRANSFORM, QParams, transform_params
 
 @register_stage("quantize", QuantConfig)
 class QuantizeStage(Stage):
+    """PTQ, QAT or dynamic quantization; back-off adds bits, then trains (QAT)."""
+
     def apply(self, model: nn.Module, cfg: QuantConfig, run: StageRun) -> StageOutput:
         if cfg.mode == "qat":
             cfg = cfg.model_copy(update={"finetune": run.train_config(cfg.finetune)})

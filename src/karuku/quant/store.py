@@ -71,6 +71,7 @@ class QParams:
 
 
 def transform_params(qm: QuantModel, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """What the `quantize` transform records: the settings, the input shape and the traced structure."""
     return {"config": qm.cfg.model_dump(mode="json"), "input_shape": list(input_shape), "nodes": qm.describe()}
 
 

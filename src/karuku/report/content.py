@@ -30,6 +30,7 @@ def _ratio(a: float, b: float) -> str:
 
 
 def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
+    """The report's blocks from a run's summary, in the language of `t`."""
     base, final = summary["baseline"]["measure"], summary["final"]["measure"]
     recipe = summary["recipe"]
     model_name = recipe["model"].get("name") or recipe["model"].get("checkpoint")

@@ -10,6 +10,8 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class World:
+    """This process's rank and the number of processes (1 without torchrun)."""
+
     rank: int = 0
     size: int = 1
 
@@ -29,6 +31,7 @@ def world_from_env() -> World:
 
 
 def barrier(world: World) -> None:
+    """Wait for every process (a no-op in one process)."""
     if world.size > 1:
         dist.barrier()
 

@@ -15,6 +15,7 @@ console = Console(highlight=False)
 
 
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column (label, value) table on the console."""
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -24,6 +25,7 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """`obj` as indented JSON, written atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
