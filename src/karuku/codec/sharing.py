@@ -97,8 +97,9 @@ class WeightSharing:
         return {f"{n}.weight": x.bits for n, x in self.layers.items()}
 
     def meta(self) -> dict:
-        """Metadata for a checkpoint (meta['cluster'])."""
-        cfg = self.config.model_dump(mode="json") if self.config else {}
+        """Metadata for a checkpoint (meta['cluster']); packed `.krk` files keep it, so only what describes the
+        codebooks: how they were tuned is the checkpoint's `tuning`, not part of every packed file."""
+        cfg = self.config.model_dump(mode="json", exclude={"finetune"}) if self.config else {}
         return {"bits": self.bits(), "config": cfg}
 
     def hook(self) -> CentroidTuning:
