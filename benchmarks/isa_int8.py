@@ -98,7 +98,7 @@ def main() -> None:
         results["rows"].append(r)
         args.out.write_text(json.dumps(results, indent=2))
 
-        def fmt(k: str) -> str:
+        def fmt(k: str, r: dict = r) -> str:
             return f"{100 * r[k][0]:.2f} % ({r[k][1]})" if k in r else "—"
 
         print(f"| {r['model']} | {100 * r['fp32']:.2f} | {100 * r['engine_avx512-vnni']:.2f} | "
