@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
@@ -44,14 +46,33 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
         return MODELS[name]
     module_name, _, attr = name.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ImportError as exc:
+        top = module_name.split(".")[0]
         raise KarukuError(f"cannot import '{module_name}' for model '{name}': {exc}",
-                          "check the import path and that the package is installed or on PYTHONPATH") from None
+                          f"run karuku from the folder that holds {top}.py (or the package {top}/), or add that "
+                          "folder to PYTHONPATH") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise KarukuError(f"'{module_name}' has no callable '{attr}'", "give package.module:factory")
     return factory
+
+
+def _import(module_name: str):
+    """Import a user's module as `python -m` would: the current folder is searched too (last, so it never hides
+    an installed package), and only for the module the user named. `karuku` is a console script, whose
+    sys.path holds its own folder, not the one it was started from."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        here = Path.cwd()
+        if exc.name != top or not ((here / f"{top}.py").is_file() or (here / top).is_dir()):
+            raise
+        if str(here) not in sys.path:
+            sys.path.append(str(here))
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
