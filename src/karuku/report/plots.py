@@ -77,25 +77,35 @@ def place_labels(points: list[tuple[float, float]], texts: list[str], height: fl
                  box: tuple[float, float, float, float]) -> list[tuple[float, float]]:
     """Lower-left corners (display points) for labels beside `points` so that no two labels overlap.
 
-    Labels of one point are one text already (the caller joins them). Each label tries spots around its
-    point, nearest first, and takes the first that overlaps no label placed so far and stays in `box`
-    (x0, y0, x1, y1); when none is free it goes ever further up.
+    Labels of one point are one text already (the caller joins them). Each label takes the first free spot
+    around its point, nearest first, inside `box` (x0, y0, x1, y1); when none is free there, the nearest free
+    one further above or below, outside the box if need be (the figure grows to hold it).
     """
     placed: list[tuple[float, float, float, float]] = []
-    out = []
+    where = {}
     for (px, py), text in sorted(zip(points, texts), key=lambda pt: (pt[0][0], pt[0][1])):
         w = text_width(text, LABEL_PT)
-        spots = [(px + 5, py + 3), (px + 5, py - height - 3), (px - w - 5, py + 3), (px - w - 5, py - height - 3),
-                 (px - w / 2, py + 7), (px - w / 2, py - height - 7)]
-        spots += [(px + 5, py + 3 + k * (height + 2)) for k in range(1, 40)]
-        for x, y in spots:
-            rect = (x - 1, y - 1, x + w + 1, y + height + 1)
-            inside = rect[0] >= box[0] and rect[2] <= box[2] and rect[1] >= box[1] and rect[3] <= box[3]
-            if (inside or (x, y) == spots[-1]) and not any(_overlap(rect, r) for r in placed):
-                break
-        placed.append(rect)
-        out.append(((px, py), (x, y)))
-    where = dict(out)
+
+        def rect(x, y, w=w):
+            return (x - 1, y - 1, x + w + 1, y + height + 1)
+
+        def free(r):
+            return not any(_overlap(r, q) for q in placed)
+
+        near = [(px + 5, py + 3), (px + 5, py - height - 3), (px - w - 5, py + 3), (px - w - 5, py - height - 3),
+                (px - w / 2, py + 7), (px - w / 2, py - height - 7)]
+        near += [(px + 5, py + 3 + k * (height + 2)) for k in range(1, 20)]
+        near += [(px + 5, py - height - 3 - k * (height + 2)) for k in range(1, 20)]
+        inside = [s for s in near if box[0] <= rect(*s)[0] and rect(*s)[2] <= box[2] and box[1] <= rect(*s)[1]
+                  and rect(*s)[3] <= box[3]]
+        spot = next((s for s in inside if free(rect(*s))), None)
+        k = 0
+        while spot is None:
+            k += 1
+            spot = next((s for s in ((px + 5, py + 3 + k * (height + 2)), (px + 5, py - height - 3 - k * (height + 2)))
+                         if free(rect(*s))), None)
+        placed.append(rect(*spot))
+        where[(px, py)] = spot
     return [where[p] for p in points]
 
 
