@@ -36,6 +36,24 @@ def test_user_model_by_import_path():
     assert model.net[1].out_features == 5
 
 
+def test_a_module_in_the_current_folder_imports_as_python_m_would(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "herefactories.py").write_text("from torch import nn\ndef make(num_classes=10):\n"
+                                               "    return nn.Linear(4, num_classes)\n")
+    (tmp_path / "colorsys.py").write_text("raise RuntimeError('the folder must not hide an installed module')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert build("herefactories:make", (4,), 3).out_features == 3
+    assert sys.path[-1] == str(tmp_path)  # searched last
+    import importlib
+
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    assert importlib.import_module("colorsys").rgb_to_hsv(0, 0, 0) == (0, 0, 0)
+    with pytest.raises(KarukuError, match="run karuku from the folder that holds elsewhere.py"):
+        build("elsewhere:make", (4,), 3)
+
+
 @pytest.mark.parametrize("name, needle", [
     ("resnet", "unknown model 'resnet'.*known:"),
     ("helpers.nowhere:tiny", "cannot import 'helpers.nowhere'"),

@@ -3,8 +3,8 @@ the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON messages ended 
 WebSocket client or extra package is needed.
 
 Fonts are chosen by a fontconfig file of the test's own (`FONTCONFIG_FILE`): `fonts="latin"` gives a machine
-with DejaVu only (no CJK font at all), `fonts="system"` every font installed (Debian's fonts-noto-cjk among
-them: `.ci/run` installs it with chromium).
+with every installed font that has no Japanese glyph (no CJK font at all), `fonts="system"` every font installed
+(Debian's fonts-noto-cjk among them: `.ci/run` installs it with chromium).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--remote-debugging-pipe"]
-LATIN_FONTS = "/usr/share/fonts/truetype/dejavu"
 
 
 def chromium() -> str:
@@ -33,8 +32,35 @@ def chromium() -> str:
                          "fonts-noto-cjk, as .ci/run does")
 
 
+FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
+
+
+def _has_kana(path: Path) -> bool:
+    from fontTools.ttLib import TTCollection, TTFont
+
+    try:
+        faces = TTCollection(str(path), lazy=True).fonts if path.suffix.lower() == ".ttc" else [
+            TTFont(str(path), lazy=True)]
+        return any(0x3042 in (f.getBestCmap() or {}) for f in faces)
+    except Exception:  # noqa: BLE001 — a font fontTools cannot read is left out either way
+        return True
+
+
+def _latin_fonts(folder: Path) -> Path:
+    """A folder of links to every installed font without Japanese glyphs: a machine with no CJK font."""
+    out = folder / "latin-fonts"
+    out.mkdir()
+    for root in FONT_DIRS:
+        for i, path in enumerate(sorted(Path(root).rglob("*")) if Path(root).is_dir() else []):
+            if path.suffix.lower() in (".ttf", ".otf", ".ttc") and not _has_kana(path):
+                (out / f"{i}-{path.name}").symlink_to(path)
+    if not any(out.iterdir()):
+        raise AssertionError("no Latin font is installed (Debian's chromium pulls fonts-liberation or -dejavu)")
+    return out
+
+
 def _fontconfig(folder: Path, fonts: str) -> Path:
-    dirs = [LATIN_FONTS] if fonts == "latin" else ["/usr/share/fonts", "/usr/local/share/fonts"]
+    dirs = [str(_latin_fonts(folder))] if fonts == "latin" else list(FONT_DIRS)
     conf = folder / "fonts.conf"
     conf.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
                     + "".join(f"  <dir>{d}</dir>\n" for d in dirs)
