@@ -20,6 +20,7 @@ from karuku.progress import Progress, duration
 from karuku.pruning import PruneConfig, prune
 from karuku.quant import QuantConfig, quantize
 from karuku.training import TrainConfig, train
+from karuku.training.estimate import seconds_per_iteration
 
 SPAN = r"(\d+ s|\d+ min \d\d s|\d+ h \d\d min)"
 TIMING = re.compile(rf"\[{SPAN} elapsed(, about {SPAN} left)?\]$")
@@ -96,6 +97,14 @@ def small():
 
 def _epochs(out: str, label: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith(label) and " epoch " in line]
+
+
+def test_a_timing_probe_counts_for_no_running_step(small):
+    splits, model = small
+    with Progress(100, "job", echo=lambda line: None) as job:
+        per_iteration = seconds_per_iteration(model, splits, TrainConfig(batch_size=64))
+        assert job.done == 0 and Progress.current() is job
+    assert 0 < per_iteration < 1
 
 
 def test_training_estimates_the_time_left_from_the_first_epoch(small, capsys):

@@ -10,6 +10,7 @@ each step the caller reports (`line`, e.g. every epoch) and at least every `KARU
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import sys
@@ -69,6 +70,16 @@ class Progress:
     def current() -> Progress | None:
         """The step running now (the innermost `with Progress(...)`), if any."""
         return _CURRENT.get()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def apart():
+        """Run something that is no part of the current step (a timing probe): its trainings count for none."""
+        token = _CURRENT.set(None)
+        try:
+            yield
+        finally:
+            _CURRENT.reset(token)
 
     def part(self, total: int, label: str, done: int = 0, lines: bool = True) -> Progress:
         """A step inside this one: `total` of this one's units (`done` of them finished before), reported as

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from karuku.data.splits import DataSplits
+from karuku.progress import Progress
 from karuku.training.config import TrainConfig
 from karuku.training.evaluate import score
 from karuku.training.hooks import Hook
@@ -21,7 +22,7 @@ def seconds_per_iteration(model: nn.Module, data: DataSplits, cfg: TrainConfig, 
 
     Timed with the training loop itself on a copy of `model`: a run of 2 iterations and one of 2 + `steps`, the
     difference divided by `steps` (what every run pays once — setting up, the final evaluation — cancels out);
-    the model, `hooks` and the random state are left as they were. Call it outside a running `Progress`.
+    the model, `hooks`, the random state and a running `Progress` are left as they were.
     """
     from karuku.training.loop import planned_iterations, train
 
@@ -32,7 +33,7 @@ def seconds_per_iteration(model: nn.Module, data: DataSplits, cfg: TrainConfig, 
         train(net, data, probe, hooks=copy.deepcopy(list(hooks)), verbose=False)
         return time.perf_counter() - start
 
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), Progress.apart():
         timed(1)  # warm-up: the first run in a process pays one-time imports and allocations
         per_step = max(0.0, timed(2 + steps) - timed(2)) / steps
         evaluation = 0.0
