@@ -27,7 +27,7 @@ def _no_glyph_warnings():
         yield
 
 
-def _svg(fig, name: str) -> str:
+def _svg(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
@@ -39,14 +39,18 @@ def _svg(fig, name: str) -> str:
     return re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
 
 
-def _figure(name: str, size: tuple[float, float]):
+def _style(name: str):
+    """The plots' settings, for this plot only (other matplotlib users in the process keep theirs)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    return matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name, "font.family": "sans-serif",
+                                  "font.sans-serif": FONT_STACK})
+
+
+def _figure(size: tuple[float, float]):
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": name, "font.family": "sans-serif",
-                         "font.sans-serif": FONT_STACK})
     return plt.subplots(figsize=size)
 
 
@@ -118,10 +122,16 @@ def accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str, t: dict[st
 
     Attempt i is labelled `i` (0 = the baseline); attempts on one point share one label ("2, 3").
     """
+
+    with _style("pareto"):
+        return _accuracy_vs_size(attempts, chosen_key, t)
+
+
+def _accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str, t: dict[str, str]) -> str:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     pts = [(a["measure"]["deploy_bytes"] / 1000, 100 * a["measure"]["accuracy"]) for a in attempts]
-    fig, ax = _figure("pareto", (6.4, 4))
+    fig, ax = _figure((6.4, 4))
     for a, (x, y) in zip(attempts, pts):
         chosen = a["key"] == chosen_key
         ax.scatter(x, y, s=90 if chosen else 30, zorder=3, marker="*" if chosen else "o", clip_on=False,
@@ -154,15 +164,16 @@ def accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str, t: dict[st
     for (idx, text), (x, y) in zip(zip(groups.values(), texts), spots):
         ax.annotate(text, inverse((x * scale, y * scale)), xycoords="data", fontsize=LABEL_PT, va="bottom",
                     annotation_clip=False, gid=f"attempt-label-{'-'.join(map(str, idx))}")
-    return _svg(fig, "pareto")
+    return _svg(fig)
 
 
 def layers_kept(rows: list[tuple[str, float]], t: dict[str, str]) -> str:
     """SVG: the share of weights each layer keeps (name, percent)."""
-    fig, ax = _figure("layers", (6.4, max(2.0, 0.28 * len(rows) + 1)))
-    ax.barh([r[0] for r in rows], [r[1] for r in rows], color="tab:green")
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel(t["axis_kept"])
-    ax.tick_params(axis="y", labelsize=7)
-    return _svg(fig, "layers")
+    with _style("layers"):
+        fig, ax = _figure((6.4, max(2.0, 0.28 * len(rows) + 1)))
+        ax.barh([r[0] for r in rows], [r[1] for r in rows], color="tab:green")
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_xlabel(t["axis_kept"])
+        ax.tick_params(axis="y", labelsize=7)
+        return _svg(fig)
