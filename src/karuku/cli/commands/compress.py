@@ -20,7 +20,7 @@ def compress_cmd(
     out: Path = typer.Option(None, help="run folder (default runs/<name>-<hash of the recipe>)"),
     strict: bool = typer.Option(False, help="exit non-zero when the budget is not met"),
     lang: str = typer.Option("en", help="report language: en or ja"),
-    quiet: bool = typer.Option(False, help="no training progress"),
+    quiet: bool = typer.Option(False, help="no progress output (stage announcements, training progress)"),
 ) -> None:
     """Run a recipe: baseline → compress → evaluate → recover → report. Re-running resumes."""
     from karuku.pipeline import compress, load_recipe
