@@ -194,3 +194,75 @@ def test_fidelity_and_retrieval_measures(tok):
         assert np.abs(emb - m(*tok(TEXTS).inputs()).numpy()).max() < 1e-5
     fb = fixed_batch(tok, TEXTS, 2, 12)
     assert fb.input_ids.shape == (2, 12) and int(fb.attention_mask.sum()) == 24 and fb.input_ids[0, 0] == tok.cls
+
+
+def test_text_recipe_runs_resumes_and_reports(tmp_path, monkeypatch):
+    """prune → distil → int8 → ONNX on a tiny fake pretrained model and corpus, through the CLI."""
+    import hashlib
+    import zipfile
+
+    from helpers.procs import karuku_cli
+    from helpers.textmodels import write_vocab
+    from safetensors.torch import save_file
+
+    from karuku.text import pretrained
+    from karuku.text.pretrained import Pretrained, state_dict_hf
+    from karuku.text.recipe import load_recipe
+    from karuku.text.run import compress_text, load_encoder
+
+    m = tiny_encoder(max_positions=128)
+    folder = write_vocab(tmp_path / "model")
+    save_file({k: v.contiguous() for k, v in state_dict_hf(m).items()}, str(folder / "model.safetensors"))
+    from helpers.textmodels import hf_config
+
+    (folder / "config.json").write_text(hf_config(m))
+    files = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
+             for n in ("model.safetensors", "config.json", "vocab.txt")}
+    monkeypatch.setitem(pretrained.PRETRAINED, "tiny", Pretrained("tiny", "tiny==1", "m", files, 64, "test"))
+    from karuku.text import corpus as corpus_mod
+
+    texts = [f"{t} {t} {i}" for i in range(20) for t in TEXTS]  # 320 texts (digits become [UNK])
+    monkeypatch.setattr(corpus_mod, "load_corpus",
+                        lambda name="fortunes", source=None, log=print: corpus_mod.Corpus(texts[:280], texts[280:],
+                                                                                          "test"))
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text("""version: 1
+name: tiny-edge
+model: {pretrained: tiny}
+data: {calibration: 32}
+budget: {min_mean_cosine: 0.5}
+stages:
+  - prune: {heads: 0.5, ffn: 0.25, round_to: 16}
+  - distill: {layers: 1, epochs: 1, batch_size: 16, lr: 0.001}
+  - quantize: {mode: dynamic, target_isa: avx2, layer_bits: {embed.word: 4}}
+  - export: {}
+""")
+    recipe = load_recipe(recipe_path)
+    logs = []
+    s = compress_text(recipe, tmp_path / "run", model_source=folder, log=logs.append, time_rounds=1)
+    kinds = [st["kind"] for st in s["steps"]]
+    assert kinds == ["pretrained", "prune", "distill", "quantize", "export"]
+    assert s["steps"][1]["shape"] == {"heads": [1, 1], "ffn": [48, 48]}
+    assert s["steps"][2]["shape"]["heads"] == [1] and s["steps"][2]["params"] < s["steps"][1]["params"]
+    assert s["steps"][0]["fidelity"]["mean_cosine"] == pytest.approx(1, abs=1e-6)
+    final = onnx.load(str(tmp_path / "run" / "model.onnx"))
+    assert {p.key: p.value for p in final.metadata_props}["karuku.representation"] == "u8s7"
+    assert set(s["timing"]) == {"fp32 ONNX (standard export)", "fp32 ONNX (karuku fused graph)", "result"}
+    assert s["ok"] == (s["steps"][-1]["fidelity"]["mean_cosine"] >= 0.5)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| distill |" in report and "batch 32 × 128 tokens" in report
+    student = load_encoder(s["steps"][2]["checkpoint"])
+    assert student.cfg.heads == (1,)
+    # a second run resumes: prune and distil are not redone
+    logs.clear()
+    compress_text(recipe, tmp_path / "run", model_source=folder, log=logs.append, time_rounds=1)
+    assert "skipped" in (tmp_path / "run" / "run.log").read_text()
+    # the recipe validator names the faulty stage
+    recipe_path.write_text("version: 1\nname: x\nstages:\n  - prune: {heads: 2}\n  - distil: {}\n")
+    with pytest.raises(KarukuError, match="unknown stage 'distil'.*did you mean 'distill'"):
+        load_recipe(recipe_path)
+    recipe_path.write_text("version: 1\nname: x\nstages:\n  - prune: {heads: 2}\n")
+    with pytest.raises(KarukuError, match=r"stages\[0\].prune: invalid pruning setting 'heads'"):
+        load_recipe(recipe_path)
+    out = karuku_cli(["text", "validate", "recipes/minilm-edge.yaml"])
+    assert "prune → distill → quantize → export" in out.stdout

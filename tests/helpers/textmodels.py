@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from karuku.text.bert import bert
+from karuku.text.encoder import bert
 from karuku.text.tokenizer import Tokenizer
 
 WORDS = ("the a cat dog sat on mat and ran to park in sun rain big small red blue fox quick brown jump over lazy "
@@ -22,10 +22,11 @@ TEXTS = [
 ]
 
 
-def tiny_encoder(seed: int = 0, layers: int = 2, hidden: int = 32, heads: int = 2, ffn: int = 64):
+def tiny_encoder(seed: int = 0, layers: int = 2, hidden: int = 32, heads: int = 2, ffn: int = 64,
+                 max_positions: int = 40):
     torch.manual_seed(seed)
     m = bert(vocab_size=len(VOCAB), hidden=hidden, layers=layers, heads=heads, head_dim=hidden // heads,
-             intermediate=ffn, max_positions=40).eval()
+             intermediate=ffn, max_positions=max_positions).eval()
     with torch.no_grad():  # BERT's initialisation scale, so activations look like a trained model's
         for p in m.parameters():
             if p.dim() > 1:

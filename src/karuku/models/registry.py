@@ -11,6 +11,21 @@ from torch import nn
 from karuku.errors import KarukuError, closest
 from karuku.models import convnets, lenet, mlp, mobilenet, resnet
 
+
+def bert(**kwargs) -> nn.Module:
+    """A BERT sentence encoder (mean pooling, unit length) of any shape; karuku.text."""
+    from karuku.text.encoder import bert as make  # imported on use: keeps `import karuku` light
+
+    return make(**kwargs)
+
+
+def minilm_l6(**kwargs) -> nn.Module:
+    """all-MiniLM-L6-v2's shape (22.7 M parameters); real weights: karuku text fetch."""
+    from karuku.text.encoder import minilm_l6 as make
+
+    return make(**kwargs)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet300": mlp.lenet300,
     "lenet5": lenet.LeNet5,
@@ -24,7 +39,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp-student": mlp.mlp_student,
     "mnist1d-mlp": mlp.mnist1d_mlp,
     "mnist1d-cnn": convnets.CNN1D,
+    # sentence encoders (karuku.text): token ids + attention mask in, unit-length embeddings out
+    "bert": bert,
+    "minilm-l6": minilm_l6,
 }
+
 
 
 def resolve_factory(name: str) -> Callable[..., nn.Module]:

@@ -8,7 +8,7 @@ real pretrained weights loaded offline, a text corpus, and the sentence-embeddin
 docs/TEXT.md has the whole story (int8, pruning heads and FFN neurons, layer dropping with distillation).
 """
 
-from karuku.text.bert import BertConfig, SentenceEncoder, bert, minilm_l6
+from karuku.text.encoder import BertConfig, SentenceEncoder, bert, minilm_l6
 from karuku.text.pretrained import PRETRAINED, fetch, load_folder, load_pretrained
 from karuku.text.tokenizer import Batch, Tokenizer
 

@@ -15,7 +15,6 @@ text does: the fortunes corpus here.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import Literal
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from karuku.errors import KarukuError
-from karuku.text.bert import BertConfig, SentenceEncoder
+from karuku.text.encoder import BertConfig, SentenceEncoder
 from karuku.text.tokenizer import Tokenizer
 
 
@@ -96,6 +95,19 @@ def loss_terms(s, t, mask: torch.Tensor, targets: list[int], cfg: TextDistillCon
     return out
 
 
+def length_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Batches of texts of similar length (little padding), in random order: texts are shuffled, sorted by
+    length in windows of 50 batches, cut into batches, and the batches shuffled."""
+    order = torch.randperm(len(lengths), generator=gen)
+    window = batch_size * 50
+    chunks = []
+    for i in range(0, len(order), window):
+        part = order[i:i + window]
+        part = part[torch.argsort(lengths[part], stable=True)]
+        chunks += list(part.split(batch_size))
+    return [chunks[int(j)] for j in torch.randperm(len(chunks), generator=gen)]
+
+
 def _attention_kl(s_att: torch.Tensor, t_att: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """KL(teacher ‖ student) of each real query token's attention row, averaged."""
     kl = (t_att * (t_att.clamp_min(1e-9).log() - s_att.clamp_min(1e-9).log())).sum(-1)  # (B, heads, T)
@@ -112,7 +124,9 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
     targets = [g[-1] + 1 for g in groups(len(teacher.layers), len(student.layers))]  # hidden index after group
     gen = torch.Generator().manual_seed(cfg.seed)
     tok = tokenizer.with_max_length(min(cfg.max_length, teacher.cfg.max_positions))
-    steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
+    lengths = torch.tensor([len(tok.ids(t)) for t in texts])
+    batches = length_batches(lengths, cfg.batch_size, gen)
+    steps_per_epoch = len(batches)
     total = max(1, round(cfg.epochs * steps_per_epoch))
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, total // 20)
@@ -120,13 +134,12 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
                                                                                                           + 1e-9))))
     teacher.eval()
     student.train()
-    history, order, t0 = [], torch.empty(0, dtype=torch.long), time.perf_counter()
+    history, t0 = [], time.perf_counter()
     running: dict[str, float] = {}
     for step in range(total):
-        if step % steps_per_epoch == 0:
-            order = torch.randperm(len(texts), generator=gen)
-        idx = order[(step % steps_per_epoch) * cfg.batch_size:][: cfg.batch_size]
-        batch = tok([texts[int(i)] for i in idx])
+        if step and step % steps_per_epoch == 0:
+            batches = length_batches(lengths, cfg.batch_size, gen)
+        batch = tok([texts[int(i)] for i in batches[step % steps_per_epoch]])
         with torch.no_grad():
             t = teacher.trace(*batch.inputs())
         s = student.trace(*batch.inputs())
@@ -138,7 +151,7 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
         opt.step()
         sched.step()
         for k, v in terms.items():
-            running[k] = running.get(k, 0.0) + float(v)
+            running[k] = running.get(k, 0.0) + float(v.detach())
         if (step + 1) % 50 == 0 or step + 1 == total:
             n = (step % 50) + 1
             rec = {"step": step + 1, **{k: v / n for k, v in running.items()},

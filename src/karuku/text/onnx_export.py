@@ -23,7 +23,7 @@ from torch import nn
 
 from karuku.errors import KarukuError
 from karuku.quant.representation import REPRESENTATIONS, choose
-from karuku.text.bert import SentenceEncoder
+from karuku.text.encoder import SentenceEncoder
 from karuku.text.quantize import QLinear
 
 OPSET = 17

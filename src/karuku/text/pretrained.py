@@ -25,7 +25,7 @@ import torch
 
 from karuku.errors import KarukuError, closest
 from karuku.io.atomic import write_bytes
-from karuku.text.bert import BertConfig, SentenceEncoder
+from karuku.text.encoder import BertConfig, SentenceEncoder
 
 WEIGHTS = "model.safetensors"
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from karuku.errors import KarukuError
-from karuku.text.bert import BertConfig, SentenceEncoder
+from karuku.text.encoder import BertConfig, SentenceEncoder
 from karuku.text.tokenizer import Batch
 
 

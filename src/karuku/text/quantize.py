@@ -24,7 +24,7 @@ from torch import nn
 
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
-from karuku.text.bert import SentenceEncoder
+from karuku.text.encoder import SentenceEncoder
 from karuku.text.tokenizer import Batch
 
 EMBEDDING = "embed.word"

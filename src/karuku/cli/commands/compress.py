@@ -23,6 +23,12 @@ def compress_cmd(
     quiet: bool = typer.Option(False, help="no training progress"),
 ) -> None:
     """Run a recipe: baseline → compress → evaluate → recover → report. Re-running resumes."""
+    from karuku.text.recipe import is_text_recipe
+
+    if is_text_recipe(recipe):  # `task: sentence-embedding`: karuku.text's own stages and measures
+        from karuku.cli.commands.text import compress_cmd as text_compress
+
+        return text_compress(recipe, out, None, None, strict)
     from karuku.pipeline import compress, load_recipe
     from karuku.report.i18n import text
 
