@@ -199,12 +199,11 @@ def test_fidelity_and_retrieval_measures(tok):
 def test_text_recipe_runs_resumes_and_reports(tmp_path, monkeypatch):
     """prune → distil → int8 → ONNX on a tiny fake pretrained model and corpus, through the CLI."""
     import hashlib
-    import zipfile
+
+    from safetensors.torch import save_file
 
     from helpers.procs import karuku_cli
     from helpers.textmodels import write_vocab
-    from safetensors.torch import save_file
-
     from karuku.text import pretrained
     from karuku.text.pretrained import Pretrained, state_dict_hf
     from karuku.text.recipe import load_recipe
