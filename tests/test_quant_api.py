@@ -219,6 +219,7 @@ def test_cli_target_isa_through_quantize_export_and_bench(trained, tmp_path, mon
                               "--out", str(out), "--onnx-out", str(onx)])
     assert res.exit_code == 0, res.output
     assert load_quantized(out).cfg.bits == 7  # portable: weights that no CPU's int8 kernels saturate
+    assert "note: weights quantized to 7 bits for target portable" in res.output
     meta = {p.key: p.value for p in onnx.load(str(onx)).metadata_props}
     assert meta["karuku.representation"] == "u8s7" and meta["karuku.target_isa"] == "portable"
 

@@ -48,7 +48,7 @@ def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os
     fp32, q = score(model, splits.test), score(qm, splits.test)
     meta = {"data": dcfg.model_dump(mode="json"), "source": str(path),
             "metrics": {"test": q.as_dict(), "fp32_test": fp32.as_dict()},
-            "quantization": cfg.model_dump(mode="json")}
+            "quantization": qm.cfg.model_dump(mode="json")}  # as used: target resolved, bits fitted to it
     if train_config is not None:
         meta["training"] = train_config.model_dump(mode="json")
     save_quantized(out, qm, ckpt.spec, meta, transforms=ckpt.meta.get("transforms", []))
