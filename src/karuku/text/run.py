@@ -95,7 +95,8 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
     def measure(model_or_fn) -> dict[str, Any]:
         return fidelity(ref, encode(model_or_fn, held)).as_dict()
 
-    steps: list[dict[str, Any]] = [{"kind": "pretrained", "params": _params(teacher), "fidelity": measure(teacher)}]
+    steps: list[dict[str, Any]] = [{"kind": "pretrained", "params": _params(teacher),
+                                    "fidelity": fidelity(ref, ref).as_dict()}]  # the reference itself
     current, parent, qm, onnx_path = teacher, key_of(recipe.model.model_dump(), recipe.data.model_dump()), None, None
     for i, stage in enumerate(recipe.stages):
         cfg = stage.config()
