@@ -87,7 +87,7 @@ def test_dynamic_int8_onnx_computes_what_the_torch_reference_does(tok, target, r
     _same_integers(got, ref)
     assert (got * fp).sum(1).min() > 0.99  # and close to the float model
     ops = {n.op_type for n in onnx.load_from_string(raw).graph.node}
-    assert {"QAttention", "DynamicQuantizeMatMul", "GatherBlockQuantized", "SkipLayerNormalization"} <= ops
+    assert {"QAttention", "DynamicQuantizeMatMul", "GatherBlockQuantized", "Gelu", "LayerNormalization"} <= ops
 
 
 def test_u8u8_and_u8s8_store_the_same_integers(tok):
