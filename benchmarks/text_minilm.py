@@ -187,11 +187,16 @@ def main() -> None:
 
     fns = {}
     files: dict[str, Path] = {}
-    for name, cfg in (("karuku fp32 (fused graph)", None),
-                      ("karuku int8 dynamic, for this CPU", QuantConfig(mode="dynamic", target_isa="auto")),
-                      ("karuku int8 dynamic, for AVX2 (7-bit)", QuantConfig(mode="dynamic", target_isa="avx2"))):
-        path = out / (name.split(",")[0].replace(" ", "_") + ("_avx2" if "AVX2" in name else "") + ".onnx")
-        m = model if cfg is None else quantize(model, cfg)
+    calib = tok(corpus.train[:256])
+    for name, cfg, smooth in (
+            ("karuku fp32 (fused graph)", None, None),
+            ("karuku int8 dynamic, for this CPU", QuantConfig(mode="dynamic", target_isa="auto"), None),
+            ("karuku int8 dynamic + SmoothQuant 0.75, for this CPU", QuantConfig(mode="dynamic", target_isa="auto"),
+             0.75),
+            ("karuku int8 dynamic + SmoothQuant 0.75, for AVX2 (7-bit)", QuantConfig(mode="dynamic", target_isa="avx2"),
+             0.75)):
+        path = out / f"karuku_{len(files)}.onnx"
+        m = model if cfg is None else quantize(model, cfg, calib, smooth=smooth)
         path.write_bytes(export_onnx(m))
         files[name] = path
     for spec in args.extra:
@@ -201,8 +206,9 @@ def main() -> None:
         fns[name] = karuku_fn(path, args.threads)
     if not args.no_peers:
         model_dir = Path(args.model_dir)
-        calib = [tuple(t.numpy() for t in tok(corpus.train[i:i + 16]).inputs()) for i in range(0, 256, 16)]
-        peer_files = peers(model_dir, out, calib, log)
+        batches = [tuple(t.numpy() for t in tok(corpus.train[i:i + 16]).inputs()) for i in range(0, 256, 16)]
+        peer_files = peers(model_dir, out, batches, log)
+        peer_files.pop("ORT fp32, transformers optimizer")  # its fp32 speed is the Optimum export's (measured)
         files.update(peer_files)
         for name, path in peer_files.items():
             fns[name] = hf_onnx_fn(path, args.threads)

@@ -233,7 +233,7 @@ budget: {min_mean_cosine: 0.5}
 stages:
   - prune: {heads: 0.5, ffn: 0.25, round_to: 16}
   - distill: {layers: 1, epochs: 1, batch_size: 16, lr: 0.001}
-  - quantize: {mode: dynamic, target_isa: avx2, layer_bits: {embed.word: 4}}
+  - quantize: {mode: dynamic, target_isa: avx2, smooth: 0.75, layer_bits: {embed.word: 4}}
   - export: {}
 """)
     recipe = load_recipe(recipe_path)
@@ -265,3 +265,26 @@ stages:
         load_recipe(recipe_path)
     out = karuku_cli(["text", "validate", "recipes/minilm-edge.yaml"])
     assert "prune → distill → quantize → export" in out.stdout
+
+
+def test_smoothing_tames_an_outlier_channel(tok):
+    """One residual channel 40× larger than the rest (as in real BERTs): per-tensor int8 activations lose the
+    others; SmoothQuant's per-channel division (a Mul before quantizing, exported too) wins them back."""
+    m = tiny_encoder()
+    b = tok(TEXTS)
+    with torch.no_grad():
+        for norm in (m.embed.norm, m.layers[0].attn.norm, m.layers[0].ffn.norm, m.layers[1].attn.norm):
+            norm.weight[5] *= 40
+        ref = m(*b.inputs()).numpy()
+    cfg = QuantConfig(mode="dynamic", target_isa="avx2", layer_bits={"embed.word": "float"})
+    plain, smoothed = quantize(m, cfg), quantize(m, cfg, calibration=b, smooth=0.5)
+    assert smoothed.layers[0].attn.q.in_scale.shape == (32,)
+    assert torch.equal(smoothed.layers[0].attn.q.in_scale, smoothed.layers[0].attn.v.in_scale)  # shared input
+    raw = export_onnx(smoothed)
+    with torch.no_grad():
+        _same_integers(_ort(raw, b), smoothed(*b.inputs()).numpy())
+        err_plain = 1 - (plain(*b.inputs()).numpy() * ref).sum(1).mean()
+        err_smooth = 1 - (smoothed(*b.inputs()).numpy() * ref).sum(1).mean()
+    assert err_smooth < 0.7 * err_plain
+    with pytest.raises(KarukuError, match="need calibration texts"):
+        quantize(m, cfg, smooth=0.5)

@@ -72,12 +72,19 @@ class _Graph:
             return self.node("Add", [y, b[0]]) if with_bias else y
         if not isinstance(m, QLinear):
             raise KarukuError(f"'{name}' is a {type(m).__name__}, not a Linear", "export encoders built by karuku")
+        x = self.smoothed(name, m, x)
         w, wz = self.int_weights(name, m.w_int)
         ws = self.init(f"{name}.w_scale", m.w_scale.float().numpy())
         if not m.static:
             return self.node("DynamicQuantizeMatMul", [x, w, ws, wz, *b], domain=MS)
         xq, xs, xz = self.quantize_static(name, m, x)
         return self.node("MatMulIntegerToFloat", [xq, w, xs, ws, xz, wz, *b], domain=MS)
+
+    def smoothed(self, name: str, m: QLinear, x: str) -> str:
+        """x · (1 / s) before quantizing, for a SmoothQuant-ed layer."""
+        if not m.in_scale.numel():
+            return x
+        return self.node("Mul", [x, self.init(f"{name}.in_scale", m.in_scale.float().numpy())])
 
     def quantize_static(self, name: str, m: QLinear, x: str) -> tuple[str, str, str]:
         scale, zp = m.act_qparams(torch.zeros(1))
@@ -99,6 +106,7 @@ def _attention(g: _Graph, i: int, attn, x: str, mask: str) -> str:
         w = g.init(f"{name}.qkv.w", torch.cat([m.weight.detach().float() for m in qkv]).t().contiguous().numpy())
         extra = {"qkv_hidden_sizes": [inner] * 3} if inner != attn.q.in_features else {}
         return g.node("Attention", [x, w, bias, mask], domain=MS, num_heads=attn.heads, **extra)
+    x = g.smoothed(f"{name}.qkv", qkv[0], x)
     w, wz = g.int_weights(f"{name}.qkv", torch.cat([m.w_int for m in qkv]))
     ws = g.init(f"{name}.qkv.w_scale", torch.cat([m.w_scale for m in qkv]).float().numpy())
     if qkv[0].static:

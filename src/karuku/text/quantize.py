@@ -49,10 +49,13 @@ def weight_qparams(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tens
 class QLinear(nn.Module):
     """A Linear with int8 weights and uint8 activations (dynamic, or static once `act_range` is set)."""
 
-    def __init__(self, linear: nn.Linear, bits: int):
+    def __init__(self, linear: nn.Linear, bits: int, smooth: torch.Tensor | None = None):
         super().__init__()
         self.bits = bits
-        w_int, scale = weight_qparams(linear.weight.detach().float(), bits)
+        w = linear.weight.detach().float()
+        # SmoothQuant: x / s in, W · s stored: the same product, with outlier channels tamed before rounding
+        self.register_buffer("in_scale", torch.ones(0) if smooth is None else 1.0 / smooth.float())
+        w_int, scale = weight_qparams(w if smooth is None else w * smooth.float()[None, :], bits)
         self.register_buffer("w_int", w_int.to(torch.int8))
         self.register_buffer("w_scale", scale)
         self.register_buffer("bias", linear.bias.detach().clone())
@@ -69,6 +72,8 @@ class QLinear(nn.Module):
         return dynamic_qparams(self.act_range)  # the same formula over the calibrated range
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_scale.numel():
+            x = x * self.in_scale
         scale, zp = self.act_qparams(x)
         xq = torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp  # exact small integers, held in float
         # float64 sums integer products exactly (|sum| < 2^53), as the int32 accumulators do
@@ -112,13 +117,18 @@ def _bits(name: str, cfg: QuantConfig) -> int | None:
     return None if bits == "float" else int(bits)
 
 
-def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration: Batch | None = None
-             ) -> SentenceEncoder:
+def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration: Batch | None = None,
+             smooth: float | None = None) -> SentenceEncoder:
     """A copy of `model` with int8 Linear layers (and the word embedding, weight-only) as `cfg` says.
 
     `cfg.mode`: "dynamic" (activation ranges per call) or "ptq" (static ranges calibrated on `calibration`, a
     tokenized Batch). `cfg.target_isa` caps the weight bits where its int8 kernels saturate. The word
-    embedding follows `cfg.bits` unless `layer_bits` names `embed.word` (8, 4 or "float")."""
+    embedding follows `cfg.bits` unless `layer_bits` names `embed.word` (8, 4 or "float").
+
+    `smooth` (α, e.g. 0.5; needs `calibration`): SmoothQuant (Xiao et al. 2023) — each Linear's input channel j
+    is divided by s_j = max|x_j|^α / max|W_:j|^(1−α) (an elementwise Mul before quantizing) and W's column j
+    multiplied by it, so channels with outliers no longer set every other channel's step. Q, K and V share one s
+    (one input). The float function is unchanged; only what rounding loses moves."""
     cfg = (cfg or QuantConfig(mode="dynamic")).for_target()
     if not isinstance(model, SentenceEncoder):
         raise KarukuError(f"karuku.text.quantize needs a SentenceEncoder, got {type(model).__name__}",
@@ -126,14 +136,15 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
     if cfg.mode not in ("dynamic", "ptq"):
         raise KarukuError(f"mode '{cfg.mode}' is not available for sentence encoders",
                           "use mode dynamic or ptq (QAT for transformers is not built yet)")
-    if cfg.mode == "ptq" and calibration is None:
-        raise KarukuError("static quantization needs calibration texts", "pass a tokenized Batch of texts")
+    if (cfg.mode == "ptq" or smooth is not None) and calibration is None:
+        raise KarukuError("static quantization and smoothing need calibration texts", "pass a tokenized Batch")
     qm = copy.deepcopy(model).eval()
+    scales = smooth_scales(qm, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
     for name, module in list(qm.named_modules()):
         if isinstance(module, nn.Linear):
             bits = _bits(name, cfg)
             if bits is not None:
-                _replace(qm, name, QLinear(module, bits))
+                _replace(qm, name, QLinear(module, bits, scales.get(name)))
     emb_bits = _bits(EMBEDDING, cfg)
     if emb_bits is not None:
         qm.embed.word = QEmbedding(qm.embed.word, 4 if emb_bits <= 4 else 8)
@@ -178,3 +189,37 @@ def calibrate(qm: SentenceEncoder, batch: Batch, batch_size: int = 32, limit: in
 def linear_names(model: nn.Module) -> list[str]:
     """The names of every Linear / QLinear (what `layer_bits` patterns match)."""
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, QLinear))]
+
+
+
+@torch.no_grad()
+def smooth_scales(model: SentenceEncoder, batch: Batch, alpha: float, batch_size: int = 32,
+                  limit: int | None = None) -> dict[str, torch.Tensor]:
+    """SmoothQuant's per-input-channel s for every Linear (Q, K, V: one shared s), from the largest |x_j| over
+    the calibration texts and the largest |W_:j|."""
+    if not 0 <= alpha <= 1:
+        raise KarukuError(f"smoothing α {alpha} is outside 0..1", "use 0.5 (SmoothQuant's default)")
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def fn(_m, inputs):
+            amax = inputs[0].detach().abs().flatten(0, -2).amax(0)
+            seen[name] = torch.maximum(seen[name], amax) if name in seen else amax
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
+    try:
+        n = min(len(batch), limit or len(batch))
+        for i in range(0, n, batch_size):
+            model(*batch[i:i + batch_size].inputs())
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for name in linears:
+        parent, leaf = name.rsplit(".", 1)
+        group = [f"{parent}.{k}" for k in ("q", "k", "v")] if leaf in ("q", "k", "v") else [name]
+        w_max = torch.stack([linears[g].weight.abs().amax(0) for g in group]).amax(0).clamp(min=1e-5)
+        out[name] = (seen[name].clamp(min=1e-5) ** alpha / w_max ** (1 - alpha)).clamp(min=1e-5)
+    return out

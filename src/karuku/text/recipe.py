@@ -10,7 +10,7 @@ budget, each step cached in a run folder (a crashed run resumes), then timed sid
     stages:
       - prune: {heads: 0.25, ffn: 0.25}          # HeadPruneConfig
       - distill: {layers: 3, epochs: 2}           # TextDistillConfig
-      - quantize: {mode: dynamic}                 # QuantConfig (dynamic or ptq)
+      - quantize: {mode: dynamic, smooth: 0.75}   # QuantConfig (dynamic or ptq) + SmoothQuant α
       - export: {target_isa: auto}
 
 Every stage's settings are its technique's own typed config. Fidelity (karuku.text.task) is measured against
@@ -39,8 +39,15 @@ class ExportSettings(BaseModel):
     representation: str | None = Field(None, description="u8s8 / u8s7 / u8u8 (default: the fastest exact one)")
 
 
+class TextQuantSettings(QuantConfig):
+    """QuantConfig plus SmoothQuant's α for sentence encoders (karuku.text.quantize)."""
+
+    smooth: float | None = Field(None, ge=0, le=1, description="SmoothQuant α (0.75 measured best on MiniLM); "
+                                                               "None: no smoothing")
+
+
 STAGES: dict[str, type[BaseModel]] = {"prune": HeadPruneConfig, "distill": TextDistillConfig,
-                                      "quantize": QuantConfig, "export": ExportSettings}
+                                      "quantize": TextQuantSettings, "export": ExportSettings}
 
 
 class TextModel(BaseModel):

@@ -16,6 +16,7 @@ import torch
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_bytes, write_text
 from karuku.pipeline.runfolder import RunFolder, key_of
+from karuku.quant.config import QuantConfig
 from karuku.text.encoder import SentenceEncoder
 from karuku.text.recipe import TextRecipe
 from karuku.text.task import encode, fidelity, fixed_batch, onnx_fn
@@ -117,7 +118,7 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
             result = run.step(key, f"stage {i + 1} {stage.kind}", make)
             current, parent = load_encoder(result["checkpoint"]), key
         elif stage.kind == "quantize":
-            qm = quantize(current, cfg, calib)
+            qm = quantize(current, QuantConfig(**cfg.model_dump(exclude={"smooth"})), calib, smooth=cfg.smooth)
             result = {"kind": "quantize", "fidelity": measure(qm), "mode": cfg.mode}
         else:
             raw = export_onnx(qm if qm is not None else current, cfg.target_isa, cfg.representation)
