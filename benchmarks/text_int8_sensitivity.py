@@ -52,7 +52,8 @@ def main() -> None:
         for part in ("attn.[qkv]", "attn.o", "ffn.up", "ffn.down"):
             run(f"only {part}", layer_bits={"*": "float", f"layers.*.{part}": 8})
         for layer in range(len(model.layers)):
-            run(f"layer {layer} ffn.down float", layer_bits={"embed.word": "float", f"layers.{layer}.ffn.down": "float"})
+            run(f"layer {layer} ffn.down float",
+                layer_bits={"embed.word": "float", f"layers.{layer}.ffn.down": "float"})
 
 
 if __name__ == "__main__":
