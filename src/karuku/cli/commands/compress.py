@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from karuku.cli.app import app, guard
-from karuku.cli.commands.common import console
+from karuku.cli.commands.common import console, print_outcome
 
 recipe_app = typer.Typer(no_args_is_help=True, help="recipes: check them before running")
 app.add_typer(recipe_app, name="recipe")
@@ -34,31 +34,21 @@ def compress_cmd(
 
     text(lang)  # an unknown language fails before any work
     outcome = compress(load_recipe(recipe), out, verbose=not quiet, lang=lang)
-    _print_summary(outcome)
+    print_outcome(outcome)
     if strict and not outcome.ok:
         raise typer.Exit(2)
-
-
-def _print_summary(outcome) -> None:
-    from rich.table import Table
-
-    table = Table("limit", "allowed", "measured", "verdict", title=f"run {outcome.run_dir}", title_justify="left")
-    for c in outcome.checks:
-        table.add_row(c["limit"], f"{c['allowed']} {c['unit']}".strip(), f"{c['value']} {c['unit']}".strip(),
-                      "pass" if c["ok"] else "[bold red]FAIL[/]")
-    console.print(table)
-    m = outcome.final["measure"]
-    console.print(f"result: {100 * m['accuracy']:.2f} % test accuracy, {m['deploy_bytes'] / 1000:,.1f} KB "
-                  f"({m['deploy_kind']}), {m['latency_ms']:.3f} ms batch-1 latency", soft_wrap=True)
-    console.print(f"report: {outcome.report}", soft_wrap=True)
-    if not outcome.ok:
-        console.print("[bold red]budget not met[/] (the best candidate was still written: final.safetensors)")
 
 
 @recipe_app.command("validate")
 @guard
 def validate_cmd(path: Path = typer.Argument(..., help="recipe YAML")) -> None:
     """Report every problem of a recipe with its YAML path and the allowed values."""
+    from karuku.text.recipe import is_text_recipe
+
+    if is_text_recipe(path):
+        from karuku.cli.commands.text import validate_cmd as text_validate
+
+        return text_validate(path)
     from karuku.pipeline import load_recipe
 
     recipe = load_recipe(path)
