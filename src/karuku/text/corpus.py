@@ -96,6 +96,7 @@ def texts_from_files(files: dict[str, bytes]) -> list[str]:
 
 
 def texts_digest(texts: list[str]) -> str:
+    """sha256 of the texts joined by newlines (what TEXTS_SHA256 pins)."""
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()
 
 

@@ -53,6 +53,7 @@ class BertConfig:
 
 
 class Embeddings(nn.Module):
+    """Word + position + token-type-0 embeddings, then LayerNorm."""
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.word = nn.Embedding(cfg.vocab_size, cfg.hidden)
@@ -99,6 +100,7 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
+    """LayerNorm(x + W_down · GELU(W_up · x)): the FFN block with its residual."""
     def __init__(self, hidden: int, width: int, eps: float):
         super().__init__()
         self.up, self.down = nn.Linear(hidden, width), nn.Linear(width, hidden)
@@ -109,6 +111,7 @@ class FeedForward(nn.Module):
 
 
 class Layer(nn.Module):
+    """One encoder layer: attention block, then FFN block."""
     def __init__(self, cfg: BertConfig, i: int):
         super().__init__()
         self.attn = Attention(cfg.hidden, cfg.heads[i], cfg.head_dim, cfg.eps)

@@ -57,6 +57,7 @@ Log = Callable[[str], None]
 
 
 def get_pretrained(name: str) -> Pretrained:
+    """The PRETRAINED entry called `name`, or an error naming the known ones."""
     if name not in PRETRAINED:
         known = sorted(PRETRAINED)
         raise KarukuError(f"unknown pretrained model '{name}'{closest(name, known)}", f"known: {', '.join(known)}")
@@ -64,6 +65,7 @@ def get_pretrained(name: str) -> Pretrained:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -72,6 +74,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def model_dir(name: str) -> Path:
+    """Where a pretrained model's verified files live in the cache."""
     from karuku.data.fetch import cache_dir
 
     return cache_dir() / "models" / name

@@ -50,6 +50,7 @@ class HeadPruneConfig(BaseModel):
 
 @dataclass
 class Importance:
+    """Per-layer importance scores of heads and FFN neurons (mean contribution norms)."""
     heads: list[torch.Tensor]  # per layer: (heads,)
     neurons: list[torch.Tensor]  # per layer: (intermediate,)
 

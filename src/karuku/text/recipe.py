@@ -34,6 +34,7 @@ from karuku.text.prune import HeadPruneConfig
 
 
 class ExportSettings(BaseModel):
+    """The export stage: which CPU the int8 file is for, and how its weights are stored."""
     model_config = ConfigDict(extra="forbid")
     target_isa: str | None = Field(None, description="the CPU the int8 file is for (default: as quantized)")
     representation: str | None = Field(None, description="u8s8 / u8s7 / u8u8 (default: the fastest exact one)")
@@ -51,23 +52,27 @@ STAGES: dict[str, type[BaseModel]] = {"prune": HeadPruneConfig, "distill": TextD
 
 
 class TextModel(BaseModel):
+    """Which pretrained encoder the recipe starts from."""
     model_config = ConfigDict(extra="forbid")
     pretrained: str = Field("all-minilm-l6-v2", description="a karuku.text.PRETRAINED name")
 
 
 class TextData(BaseModel):
+    """The corpus and how many of its training texts calibrate pruning and int8."""
     model_config = ConfigDict(extra="forbid")
     corpus: Literal["fortunes"] = "fortunes"
     calibration: int = Field(256, gt=0, description="training texts used to calibrate pruning and int8")
 
 
 class FidelityBudget(BaseModel):
+    """What the result must keep, measured against the pretrained fp32 model."""
     model_config = ConfigDict(extra="forbid")
     min_mean_cosine: float = Field(0.95, ge=-1, le=1)
     min_top10_overlap: float = Field(0.0, ge=0, le=1)
 
 
 class Stage(BaseModel):
+    """One stage: its kind and its settings (validated by that kind's config)."""
     kind: str
     settings: dict[str, Any]
 
@@ -76,6 +81,7 @@ class Stage(BaseModel):
 
 
 class TextRecipe(BaseModel):
+    """A whole text recipe (see the module docstring)."""
     model_config = ConfigDict(extra="forbid")
     version: Literal[1] = 1
     name: str

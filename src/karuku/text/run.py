@@ -36,6 +36,7 @@ def save_encoder(path: Path, model: SentenceEncoder, meta: dict[str, Any]) -> Pa
 
 
 def load_encoder(path: str | Path) -> SentenceEncoder:
+    """A float sentence encoder from a karuku checkpoint written by `save_encoder`."""
     from karuku.io.checkpoint import load_model
 
     model, _ = load_model(path)

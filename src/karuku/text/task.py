@@ -25,6 +25,7 @@ EncodeFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (input_ids, attenti
 
 @dataclass(frozen=True)
 class Fidelity:
+    """Fidelity of a compressed encoder to the reference on held-out texts."""
     mean_cosine: float
     p1_cosine: float
     top10_overlap: float
@@ -35,6 +36,7 @@ class Fidelity:
 
 
 def torch_fn(model: torch.nn.Module) -> EncodeFn:
+    """An EncodeFn running a torch encoder in inference mode."""
     def fn(ids, mask):
         with torch.inference_mode():
             return model(torch.as_tensor(ids), torch.as_tensor(mask)).numpy()
@@ -42,6 +44,7 @@ def torch_fn(model: torch.nn.Module) -> EncodeFn:
 
 
 def onnx_fn(onnx_bytes: bytes, threads: int = 1) -> EncodeFn:
+    """An EncodeFn running an ONNX file in ONNX Runtime with `threads` threads."""
     from karuku.measure.onnx_runtime import session
 
     sess = session(onnx_bytes, threads)
