@@ -31,9 +31,26 @@ for _name, _factory in (
     MODELS.register(_name, _factory)
 
 
+@register_model("bert")
+def bert(**kwargs) -> nn.Module:
+    """A BERT sentence encoder (mean pooling, unit length) of any shape; karuku.text."""
+    from karuku.text.encoder import bert as make  # imported on use: keeps `import karuku` light
+
+    return make(**kwargs)
+
+
+@register_model("minilm-l6")
+def minilm_l6(**kwargs) -> nn.Module:
+    """all-MiniLM-L6-v2's shape (22.7 M parameters); real weights: karuku text fetch."""
+    from karuku.text.encoder import minilm_l6 as make
+
+    return make(**kwargs)
+
+
 def check_name(name: str) -> str:
     """For config validators: a zoo name or a `package.module:factory` path (imported only when used)."""
     return name if ":" in name else MODELS.check(name)
+
 
 
 def resolve_factory(name: str) -> Callable[..., nn.Module]:
