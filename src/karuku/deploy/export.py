@@ -1,4 +1,4 @@
-"""Export a checkpoint to a deployable file: fp32 ONNX now; int8 ONNX and C through their packages."""
+"""Export a checkpoint to a deployable file: fp32 ONNX now; int8 ONNX, .tflite and C through their packages."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from karuku.io.checkpoint import load_model
 
 
 def export_checkpoint(path: str | os.PathLike, format: str = "onnx", int8: bool = False,
-                      out: str | os.PathLike | None = None, profile: str | None = None) -> str:
-    """Export and verify; return a one-line description of what was written."""
-    if format not in ("onnx", "c"):
-        raise KarukuError(f"unknown export format '{format}'", "allowed: onnx, c")
+                      out: str | os.PathLike | None = None, profile: str | None = None, kernels: str = "karuku",
+                      cmsis_nn: str | os.PathLike | None = None) -> str:
+    """Export and verify; return a one-line description of what was written.
+
+    C only: `kernels` "karuku" (portable C, the default) or "cmsis-nn" (Arm's library, found in `cmsis_nn`)."""
+    if format not in ("onnx", "c", "tflite"):
+        raise KarukuError(f"unknown export format '{format}'", "allowed: onnx, c, tflite")
+    if format != "c" and (kernels != "karuku" or cmsis_nn is not None):
+        raise KarukuError("--kernels and --cmsis-nn choose the kernels of a C project", "use them with --format c")
     path = Path(path)
     model, ckpt = load_model(path)
     if format == "onnx" and not int8 and not _quantized(model):
@@ -32,9 +37,24 @@ def export_checkpoint(path: str | os.PathLike, format: str = "onnx", int8: bool 
     if format == "onnx":
         return export_int8_onnx(im, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
                             inputs=_test_inputs(ckpt))
+    if format == "tflite":
+        from karuku.deploy.tflite.export import export_tflite
+
+        inputs = _test_inputs(ckpt)
+        if inputs is None:
+            inputs = torch_randn(256, ckpt.spec.input_shape)
+        return export_tflite(im, Path(out or path.with_suffix(".tflite")), inputs)
     from karuku.deploy.c.project import export_c
 
-    return export_c(im, ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape, profile=profile)
+    return export_c(im, ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape, profile=profile,
+                    kernels=kernels, cmsis_nn=cmsis_nn)
+
+
+def torch_randn(n: int, shape) -> object:
+    """`n` standard-normal inputs of `shape`, the same every run."""
+    import torch
+
+    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(0))
 
 
 def export_int8_onnx(im, input_shape: tuple[int, ...], out: Path, n: int = 1000, inputs=None) -> str:

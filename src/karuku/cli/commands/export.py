@@ -1,4 +1,4 @@
-"""`karuku export CKPT --format onnx|c` and `karuku bench FILE.onnx`."""
+"""`karuku export CKPT --format onnx|tflite|c` and `karuku bench FILE.onnx`."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from karuku.cli.commands.common import console
 @guard
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="a karuku checkpoint"),
-    format: str = typer.Option("onnx", "--format", help="onnx or c"),
+    format: str = typer.Option("onnx", "--format", help="onnx, tflite (int8, from a quantized checkpoint) or c"),
     int8: bool = typer.Option(False, "--int8", help="int8 QDQ ONNX from a quantized checkpoint"),
     out: Path = typer.Option(None, help="output file, or folder for C (default: next to the checkpoint)"),
     profile: str = typer.Option(None, help="C only: fail unless the model fits this device profile (mcu-m4, ...)"),
+    kernels: str = typer.Option("karuku", help="C only: karuku (portable C) or cmsis-nn (Arm's CMSIS-NN library)"),
+    cmsis_nn: Path = typer.Option(None, "--cmsis-nn", help="C with --kernels cmsis-nn: the CMSIS-NN source folder"),
 ) -> None:
     """Export a deployable file, checked for parity on export."""
     from karuku.deploy.export import export_checkpoint
 
-    result = export_checkpoint(checkpoint, format, int8, out, profile)
+    result = export_checkpoint(checkpoint, format, int8, out, profile, kernels, cmsis_nn)
     console.print(result, soft_wrap=True)
 
 
