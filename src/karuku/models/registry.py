@@ -9,7 +9,7 @@ from collections.abc import Callable
 from torch import nn
 
 from karuku.errors import KarukuError, closest
-from karuku.models import convnets, lenet, mlp, mobilenet, resnet
+from karuku.models import convnets, lenet, mlp, mlperf_tiny, mobilenet, resnet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet300": mlp.lenet300,
@@ -24,6 +24,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp-student": mlp.mlp_student,
     "mnist1d-mlp": mlp.mnist1d_mlp,
     "mnist1d-cnn": convnets.CNN1D,
+    # MLPerf Tiny's reference models (docs/EDGE.md); their input shapes are the references'
+    "ds-cnn": mlperf_tiny.DSCNN,
+    "resnet8": mlperf_tiny.ResNet8,
+    "fc-autoencoder": mlperf_tiny.fc_autoencoder,
+    "mobilenetv1-025": mlperf_tiny.MobileNetV1,
 }
 
 
