@@ -123,3 +123,36 @@ def test_mean_multiplier_is_tflite_s():
 def test_quantize_multiplier_rounds_ties_away_from_zero():
     m = (2 ** 30 + 0.5) / 2 ** 31  # frac · 2^31 = 2^30 + 1/2 exactly
     assert quantize_multiplier(m) == (2 ** 30 + 1, 0)
+
+
+@pytest.fixture
+def quantized(tmp_path):
+    """A lenet5-lecun checkpoint, its quantized form (random calibration data), both saved."""
+    from karuku.io.checkpoint import save_checkpoint
+    from karuku.models import ModelSpec
+    from karuku.quant import save_quantized
+
+    torch.manual_seed(0)
+    spec = ModelSpec(name="lenet5-lecun", input_shape=(1, 28, 28), num_classes=10)
+    model = spec.build().eval()
+    qm = quantize(model, QuantConfig(), torch.randn(64, 1, 28, 28))
+    return save_checkpoint(tmp_path / "f.safetensors", model, spec), save_quantized(tmp_path / "q.safetensors", qm,
+                                                                                   spec)
+
+
+def test_cli_export_tflite(quantized, tmp_path):
+    from typer.testing import CliRunner
+
+    from karuku.cli import commands  # noqa: F401  (registers the commands)
+    from karuku.cli.app import app
+
+    runner = CliRunner()
+    fp, q = quantized
+    res = runner.invoke(app, ["export", str(q), "--format", "tflite", "--out", str(tmp_path / "m.tflite")])
+    assert res.exit_code == 0, res.output
+    assert "identical to the integer engine" in res.output and (tmp_path / "m.tflite").stat().st_size > 60_000
+    res = runner.invoke(app, ["export", str(fp), "--format", "tflite"])  # float: no int8 .tflite without ranges
+    assert res.exit_code == 1 and "needs a quantized checkpoint" in res.output and "karuku quantize" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(app, ["export", str(q), "--format", "tflite", "--kernels", "cmsis-nn"])
+    assert res.exit_code == 1 and "use them with --format c" in res.output

@@ -34,6 +34,8 @@ class CProject:
     input_dtype: str = "uint8"
     output_dtype: str = "uint8"
     scratch_values: int = 0  # int16 values of the im2col / input-vector scratch buffer
+    kernel_sources: tuple[str, ...] = ("karuku_kernels.c",)  # compiled with the model's source (int8 build)
+    library: object | None = None  # a toolchain.Library the int8 build links (CMSIS-NN: karuku.deploy.c.cmsis)
 
 
 def c_name(name: str) -> str:

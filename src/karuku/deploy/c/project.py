@@ -58,7 +58,17 @@ def check_profile(proj, profile: str) -> None:
 
 
 def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...], check: int = 64,
-             profile: str | None = None) -> str:
+             profile: str | None = None, kernels: str = "karuku", cmsis_nn: str | None = None) -> str:
+    if kernels not in ("karuku", "cmsis-nn"):
+        raise KarukuError(f"unknown kernels '{kernels}'", "use karuku or cmsis-nn")
+    if kernels == "cmsis-nn":
+        from karuku.deploy.c.cmsis import export_cmsis
+
+        if cmsis_nn is None:
+            raise KarukuError("--kernels cmsis-nn needs the CMSIS-NN sources", "add --cmsis-nn DIR")
+        return export_cmsis(im, name, out, input_shape, cmsis_nn, check, profile)
+    if cmsis_nn is not None:
+        raise KarukuError("--cmsis-nn is for --kernels cmsis-nn", "add --kernels cmsis-nn")
     proj = generate(im, name)
     if profile:
         check_profile(proj, profile)
