@@ -454,25 +454,26 @@ KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, i
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
     int row, j;
 #ifdef KK_SIMD
-    if (SW == 1 && (KWp == 6 || KWp == 4)) {
+    if ((SW == 1 || SW == 2) && (KWp == 6 || KWp == 4)) {
         /* one row per iteration: per weight word pair (LDRD), four input words (an unaligned LDR at odd
          * pixels) feed eight SMLADs; the row stride and the end come from memory (no register is left) */
         const int16_t *r = xr;
         const int32_t *w = wp, *wend = wp + NR * KWp;
         int32_t stride = 2 * Wp; /* bytes */
         uint32_t wa, wb, x;
-#define KK_D_STEP(O)                                                                                         \
+/* the weight word pair at byte offset O of the row, pixels S bytes apart (2 SW) */
+#define KK_D_STEP(O, S)                                                                                      \
     "ldrd %[wa], %[wb], [%[w]], #8\n\t"                                                                      \
     "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
     "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
     "smlad %[a1], %[x], %[wb], %[a1]\n\t"                                                                    \
-    "ldr %[x], [%[r], #" #O "+2]\n\t"                                                                        \
+    "ldr %[x], [%[r], #" #O "+" #S "]\n\t"                                                                   \
     "smlad %[a2], %[x], %[wa], %[a2]\n\t"                                                                    \
     "smlad %[a3], %[x], %[wb], %[a3]\n\t"                                                                    \
-    "ldr %[x], [%[r], #" #O "+4]\n\t"                                                                        \
+    "ldr %[x], [%[r], #" #O "+2*" #S "]\n\t"                                                                 \
     "smlad %[a4], %[x], %[wa], %[a4]\n\t"                                                                    \
     "smlad %[a5], %[x], %[wb], %[a5]\n\t"                                                                    \
-    "ldr %[x], [%[r], #" #O "+6]\n\t"                                                                        \
+    "ldr %[x], [%[r], #" #O "+3*" #S "]\n\t"                                                                 \
     "smlad %[a6], %[x], %[wa], %[a6]\n\t"                                                                    \
     "smlad %[a7], %[x], %[wb], %[a7]\n\t"
 #define KK_D_TAIL                                                                                            \
@@ -486,10 +487,14 @@ KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, i
       [a6] "+r"(a6), [a7] "+r"(a7), [r] "+r"(r), [w] "+r"(w), [wa] "=&r"(wa), [wb] "=&r"(wb), [x] "=&r"(x)   \
     : [st] "m"(stride), [we] "m"(wend)                                                                       \
     : "cc", "memory"
-        if (KWp == 6)
-            __asm__ volatile("1:\n\t" KK_D_STEP(0) KK_D_STEP(4) KK_D_STEP(8) KK_D_TAIL KK_D_OPS);
+        if (SW == 1 && KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 2) KK_D_STEP(4, 2) KK_D_STEP(8, 2) KK_D_TAIL KK_D_OPS);
+        else if (SW == 1)
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 2) KK_D_STEP(4, 2) KK_D_TAIL KK_D_OPS);
+        else if (KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 4) KK_D_STEP(4, 4) KK_D_STEP(8, 4) KK_D_TAIL KK_D_OPS);
         else
-            __asm__ volatile("1:\n\t" KK_D_STEP(0) KK_D_STEP(4) KK_D_TAIL KK_D_OPS);
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 4) KK_D_STEP(4, 4) KK_D_TAIL KK_D_OPS);
         NR = 0;
     }
 #endif
@@ -508,6 +513,56 @@ KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, i
         }
     }
     a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6; a[7] = a7;
+}
+
+/* four pixels × one channel (a group's odd last channel, or a depthwise channel): the first word of each
+ * interleaved pair, a[0], a[2], a[4], a[6] */
+KK_INLINE void kk_block4_1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int SW, int32_t *a) {
+    int32_t a0 = a[0], a2 = a[2], a4 = a[4], a6 = a[6];
+    int row, j;
+#ifdef KK_SIMD
+    if ((SW == 1 || SW == 2) && (KWp == 6 || KWp == 4)) {
+        const int16_t *r = xr;
+        const int32_t *w = wp, *wend = wp + NR * KWp;
+        int32_t stride = 2 * Wp; /* bytes */
+        uint32_t wa, x;
+#define KK_D1_STEP(O, S)                                                                                     \
+    "ldr %[wa], [%[w]], #8\n\t"                                                                              \
+    "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
+    "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+" #S "]\n\t"                                                                   \
+    "smlad %[a2], %[x], %[wa], %[a2]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+2*" #S "]\n\t"                                                                 \
+    "smlad %[a4], %[x], %[wa], %[a4]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+3*" #S "]\n\t"                                                                 \
+    "smlad %[a6], %[x], %[wa], %[a6]\n\t"
+#define KK_D1_OPS                                                                                            \
+    : [a0] "+r"(a0), [a2] "+r"(a2), [a4] "+r"(a4), [a6] "+r"(a6), [r] "+r"(r), [w] "+r"(w), [wa] "=&r"(wa),  \
+      [x] "=&r"(x)                                                                                           \
+    : [st] "m"(stride), [we] "m"(wend)                                                                       \
+    : "cc", "memory"
+        if (SW == 1 && KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 2) KK_D1_STEP(4, 2) KK_D1_STEP(8, 2) KK_D_TAIL KK_D1_OPS);
+        else if (SW == 1)
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 2) KK_D1_STEP(4, 2) KK_D_TAIL KK_D1_OPS);
+        else if (KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 4) KK_D1_STEP(4, 4) KK_D1_STEP(8, 4) KK_D_TAIL KK_D1_OPS);
+        else
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 4) KK_D1_STEP(4, 4) KK_D_TAIL KK_D1_OPS);
+        NR = 0;
+    }
+#endif
+    for (row = 0; row < NR; row++, xr += Wp) {
+        const int16_t *s1 = xr + SW, *s2 = xr + 2 * SW, *s3 = xr + 3 * SW;
+        for (j = 0; j < KWp; j += 2, wp += 2) {
+            int32_t w0 = KK_W_LO(wp[0]), w1 = KK_W_HI(wp[0]);
+            a0 += xr[j] * w0 + xr[j + 1] * w1;
+            a2 += s1[j] * w0 + s1[j + 1] * w1;
+            a4 += s2[j] * w0 + s2[j + 1] * w1;
+            a6 += s3[j] * w0 + s3[j + 1] * w1;
+        }
+    }
+    a[0] = a0; a[2] = a2; a[4] = a4; a[6] = a6;
 }
 
 /* one pixel × the channel pair */
@@ -534,6 +589,11 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
     KK_STORE(y1 + ow + 2, EXPR(a[5], q1));                                                                   \
     KK_STORE(y0 + ow + 3, EXPR(a[6], q0));                                                                   \
     KK_STORE(y1 + ow + 3, EXPR(a[7], q1));
+#define KK_D_STORE1_LOOP(EXPR) /* one channel's four pixels (a[0], a[2], a[4], a[6]) */                      \
+    KK_STORE(y0 + ow, EXPR(a[0], q0));                                                                       \
+    KK_STORE(y0 + ow + 1, EXPR(a[2], q0));                                                                   \
+    KK_STORE(y0 + ow + 2, EXPR(a[4], q0));                                                                   \
+    KK_STORE(y0 + ow + 3, EXPR(a[6], q0));
 #define KK_D_CLAMPED(v, q) kk_rq(v, &q, zy, lo, hi)
 #ifdef KK_SIMD
 #define KK_D_USAT(v, q) __usat(kk_rq_raw(v, &q, zy), 8)
@@ -546,14 +606,29 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
     } else {                                                                                                 \
         KK_D_STORE_LOOP(KK_D_CLAMPED)                                                                        \
     }
+#define KK_D_STORE4_1                                                                                        \
+    if (sat == 1) {                                                                                          \
+        KK_D_STORE1_LOOP(KK_D_USAT)                                                                          \
+    } else if (sat == 2) {                                                                                   \
+        KK_D_STORE1_LOOP(KK_D_SSAT)                                                                          \
+    } else {                                                                                                 \
+        KK_D_STORE1_LOOP(KK_D_CLAMPED)                                                                       \
+    }
 #else
 #define KK_D_STORE4 (void)sat; KK_D_STORE_LOOP(KK_D_CLAMPED)
+#define KK_D_STORE4_1 (void)sat; KK_D_STORE1_LOOP(KK_D_CLAMPED)
 #endif
 
 /* the next block of four pixels; a last partial block overlaps the one before it (same values written twice) */
 #define KK_NEXT4(ow, OW) ((ow) + 8 <= (OW) || (ow) + 4 == (OW) ? (ow) + 4 : (OW) - 4)
+/* the padding loops stay loops: gcc would call memset for each row's one or two zeros */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KK_NO_MEMSET __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define KK_NO_MEMSET
+#endif
 #define KK_DEFINE_CONVD(NAME, T)                                                                             \
-    void NAME(KK_CONVD_ARGS) {                                                                               \
+    KK_NO_MEMSET void NAME(KK_CONVD_ARGS) {                                                                  \
         const T *xs = (const T *)(const void *)x;                                                            \
         int CG = C / G, OCG = OC / G, KWp = KW + (KW & 1), Hp = H + 2 * PH, Wp = W + 2 * PW + 1;             \
         int KC = CG * KH * KWp, P = OH * OW, g, oc, oh, ow, i, r, sat; /* KC: words per channel pair */  \
@@ -587,7 +662,12 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                         int32_t a[8];                                                                        \
                         a[0] = a[2] = a[4] = a[6] = bias[oc];                                                \
                         a[1] = a[3] = a[5] = a[7] = bias[ob];                                                \
-                        kk_block4(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                                   \
+                        if (ob == oc) { /* one channel (depthwise, or a group's odd last): computed once */  \
+                            kk_block4_1(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                          \
+                            KK_D_STORE4_1                                                                    \
+                            continue;                                                                        \
+                        }                                                                                    \
+                        kk_block4(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                                \
                         KK_D_STORE4                                                                          \
                     }                                                                                        \
                     for (; ow < OW; ow++) {                                                                  \
