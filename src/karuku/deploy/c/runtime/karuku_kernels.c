@@ -127,6 +127,15 @@ static __inline__ int32_t kk_sx13(uint32_t v) {
 #endif
 #include <string.h>
 
+/* kk_rq when the clamp is the whole uint8 / int8 range and the channel takes the usual path (q->e1 >= 0) */
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+#define KK_SAT_U8(v, q) (int32_t)__usat(kk_rq_raw(v, &q, zy), 8)
+#define KK_SAT_S8(v, q) __ssat(kk_rq_raw(v, &q, zy), 8)
+#else
+#define KK_SAT_U8(v, q) kk_rq(v, &q, zy, 0, 255)
+#define KK_SAT_S8(v, q) kk_rq(v, &q, zy, -128, 127)
+#endif
+
 /* the portable paths' four MACs of int16 values c[k..k+3] with a group of four weights stored as
  * w0, w2, w1, w3 (the SIMD paths' order, see kk_dot) */
 #define KK_MAC4(c, w, k) \
@@ -352,6 +361,12 @@ static inline void kk_dot22(const int16_t *c0, const int8_t *w0, int K, int32_t 
                      int SH, int SW, int PH, int PW, int16_t *col) {                                         \
         int oh = p / OW, ow = p - oh * OW, ic, kh, kw;                                                       \
         int ih0 = oh * SH - PH, iw0 = ow * SW - PW;                                                          \
+        if (KH == 1 && KW == 1 && PH == 0 && PW == 0) { /* 1×1: one value per channel, H·W apart */          \
+            const T *xp = xs + (long)g * CG * H * W + ih0 * W + iw0;                                          \
+            long hw = (long)H * W;                                                                           \
+            for (ic = 0; ic < CG; ic++, xp += hw) *col++ = (int16_t)((int32_t)*xp - zx);                     \
+            return;                                                                                          \
+        }                                                                                                    \
         int inside = ih0 >= 0 && iw0 >= 0 && ih0 + KH <= H && iw0 + KW <= W;                                 \
         for (ic = 0; ic < CG; ic++) {                                                                        \
             const T *xc = xs + (long)(g * CG + ic) * H * W;                                                  \
@@ -374,58 +389,68 @@ static inline void kk_dot22(const int16_t *c0, const int8_t *w0, int K, int32_t 
 KK_DEFINE_GATHER(kk_gather_s8, int8_t)
 KK_DEFINE_GATHER(kk_gather_u8, uint8_t)
 
-/* Output pixels two at a time (CMSIS-NN's 2×2 kernel): both windows are gathered, then each pair of
- * channels takes four dot products in one pass; an odd last pixel or channel takes the 2×1 / 1×2 kernels. */
+/* Pixels in tiles of KK_TILE: their windows are gathered once, then each pair of channels (requantization
+ * set up once per tile) takes the tile's pixels two at a time, four dot products in one pass (CMSIS-NN's
+ * 2×2 kernel); an odd last pixel or channel takes the 2×1 / 1×2 kernels. */
+#define KK_TILE 4
+/* the tile's pixels two at a time against the channel pair, each output stored by STORE */
+#define KK_C_PAIRS(STORE)                                                                                    \
+    for (t = 0; t + 1 < n; t += 2) {                                                                         \
+        const int16_t *c0 = scratch + t * K;                                                                 \
+        int32_t a[4];                                                                                        \
+        a[0] = a[2] = bias[oc];                                                                              \
+        a[1] = a[3] = bias[ob];                                                                              \
+        if (two) {                                                                                           \
+            kk_dot22(c0, w0, K, a);                                                                          \
+            KK_STORE(y1 + t, STORE(a[1], q1));                                                               \
+            KK_STORE(y1 + t + 1, STORE(a[3], q1));                                                           \
+        } else {                                                                                             \
+            kk_dot2c(c0, c0 + K, w0, K, a + 1); /* a[1]: pixel t, a[2]: pixel t + 1 */                        \
+            a[0] = a[1];                                                                                     \
+        }                                                                                                    \
+        KK_STORE(y0 + t, STORE(a[0], q0));                                                                   \
+        KK_STORE(y0 + t + 1, STORE(a[2], q0));                                                               \
+    }
+#define KK_C_U8(v, q) KK_SAT_U8(v, q)
+#define KK_C_S8(v, q) KK_SAT_S8(v, q)
+#define KK_C_RQ(v, q) kk_rq(v, &q, zy, lo, hi)
 #define KK_DEFINE_CONV(NAME, T, GATHER)                                                                      \
     void NAME(KK_CONV_ARGS) {                                                                                \
         const T *xs = (const T *)(const void *)x;                                                            \
-        int CG = C / G, OCG = OC / G, K = CG * KH * KW, P = OH * OW, g, oc, p;                               \
-        int16_t *c0 = scratch, *c1 = scratch + K;                                                            \
+        int CG = C / G, OCG = OC / G, K = CG * KH * KW, P = OH * OW, g, oc, p, t, n, sat;                    \
         for (g = 0; g < G; g++) {                                                                            \
             int oc1 = (g + 1) * OCG;                                                                         \
-            for (p = 0; p + 1 < P; p += 2) {                                                                 \
-                uint8_t *y0 = y + p, *y1 = y + p + 1;                                                        \
-                GATHER(xs, zx, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);                              \
-                GATHER(xs, zx, H, W, CG, g, p + 1, OW, KH, KW, SH, SW, PH, PW, c1);                          \
-                for (oc = g * OCG; oc + 1 < oc1; oc += 2) {                                                  \
-                    int32_t a[4];                                                                            \
-                    kk_chan q0, q1;                                                                          \
-                    kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
-                    kk_chan_init(&q1, m0[oc + 1], shift[oc + 1]);                                            \
-                    a[0] = a[2] = bias[oc];                                                                  \
-                    a[1] = a[3] = bias[oc + 1];                                                              \
-                    kk_dot22(c0, w + (long)oc * K, K, a);                        \
-                    KK_STORE(y0 + (long)oc * P, kk_rq(a[0], &q0, zy, lo, hi));                               \
-                    KK_STORE(y0 + (long)(oc + 1) * P, kk_rq(a[1], &q1, zy, lo, hi));                         \
-                    KK_STORE(y1 + (long)oc * P, kk_rq(a[2], &q0, zy, lo, hi));                               \
-                    KK_STORE(y1 + (long)(oc + 1) * P, kk_rq(a[3], &q1, zy, lo, hi));                         \
-                }                                                                                            \
-                if (oc < oc1) {                                                                              \
-                    int32_t a[2];                                                                            \
-                    kk_chan q0;                                                                              \
-                    kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
-                    a[0] = a[1] = bias[oc];                                                                  \
-                    kk_dot2c(c0, c1, w + (long)oc * K, K, a);                                                \
-                    KK_STORE(y0 + (long)oc * P, kk_rq(a[0], &q0, zy, lo, hi));                               \
-                    KK_STORE(y1 + (long)oc * P, kk_rq(a[1], &q0, zy, lo, hi));                               \
-                }                                                                                            \
-            }                                                                                                \
-            if (p < P) {                                                                                     \
-                GATHER(xs, zx, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);                              \
+            for (p = 0; p < P; p += KK_TILE) {                                                               \
+                n = P - p < KK_TILE ? P - p : KK_TILE;                                                       \
+                for (t = 0; t < n; t++) GATHER(xs, zx, H, W, CG, g, p + t, OW, KH, KW, SH, SW, PH, PW, scratch + t * K); \
                 for (oc = g * OCG; oc < oc1; oc += 2) {                                                      \
-                    int32_t a[2];                                                                            \
+                    int two = oc + 1 < oc1, ob = two ? oc + 1 : oc;                                          \
+                    const int8_t *w0 = w + (long)oc * K;                                                     \
+                    uint8_t *y0 = y + (long)oc * P + p, *y1 = y + (long)ob * P + p;                          \
                     kk_chan q0, q1;                                                                          \
                     kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
-                    a[0] = bias[oc];                                                                         \
-                    if (oc + 1 < oc1) {                                                                      \
-                        kk_chan_init(&q1, m0[oc + 1], shift[oc + 1]);                                        \
-                        a[1] = bias[oc + 1];                                                                 \
-                        kk_dot2(c0, w + (long)oc * K, w + (long)(oc + 1) * K, K, a);                         \
-                        KK_STORE(y + (long)(oc + 1) * P + p, kk_rq(a[1], &q1, zy, lo, hi));                  \
+                    kk_chan_init(&q1, m0[ob], shift[ob]);                                                    \
+                    sat = q0.e1 < 0 || q1.e1 < 0 ? 0 : lo == 0 && hi == 255 ? 1 : lo == -128 && hi == 127 ? 2 : 0; \
+                    if (sat == 1) {                                                                          \
+                        KK_C_PAIRS(KK_C_U8)                                                                  \
+                    } else if (sat == 2) {                                                                   \
+                        KK_C_PAIRS(KK_C_S8)                                                                  \
                     } else {                                                                                 \
-                        a[0] = kk_dot(c0, w + (long)oc * K, K, a[0]);                                        \
+                        KK_C_PAIRS(KK_C_RQ)                                                                  \
                     }                                                                                        \
-                    KK_STORE(y + (long)oc * P + p, kk_rq(a[0], &q0, zy, lo, hi));                            \
+                    if (t < n) {                                                                             \
+                        const int16_t *c0 = scratch + t * K;                                                 \
+                        int32_t a[2];                                                                        \
+                        a[0] = bias[oc];                                                                     \
+                        if (two) {                                                                           \
+                            a[1] = bias[ob];                                                                 \
+                            kk_dot2(c0, w0, w0 + K, K, a);                                                   \
+                            KK_STORE(y1 + t, kk_rq(a[1], &q1, zy, lo, hi));                                  \
+                        } else {                                                                             \
+                            a[0] = kk_dot(c0, w0, K, a[0]);                                                  \
+                        }                                                                                    \
+                        KK_STORE(y0 + t, kk_rq(a[0], &q0, zy, lo, hi));                                      \
+                    }                                                                                        \
                 }                                                                                            \
             }                                                                                                \
         }                                                                                                    \
@@ -565,15 +590,22 @@ KK_INLINE void kk_block4_1(const int16_t *xr, int Wp, const int32_t *wp, int NR,
     a[0] = a0; a[2] = a2; a[4] = a4; a[6] = a6;
 }
 
-/* one pixel × the channel pair */
-static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int32_t *a) {
+/* one pixel × the channel pair (a[0], a[1]); with `one`, only the first channel (a[0]) */
+static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int one, int32_t *a) {
     int32_t a0 = a[0], a1 = a[1];
     int row, j;
     for (row = 0; row < NR; row++, xr += Wp)
         for (j = 0; j < KWp; j += 2, wp += 2) {
+#ifdef KK_SIMD
+            int32_t x01;
+            memcpy(&x01, xr + j, 4);
+            a0 = __smlad(x01, wp[0], a0);
+            if (!one) a1 = __smlad(x01, wp[1], a1);
+#else
             int32_t x0 = xr[j], x1 = xr[j + 1];
             a0 += x0 * KK_W_LO(wp[0]) + x1 * KK_W_HI(wp[0]);
-            a1 += x0 * KK_W_LO(wp[1]) + x1 * KK_W_HI(wp[1]);
+            if (!one) a1 += x0 * KK_W_LO(wp[1]) + x1 * KK_W_HI(wp[1]);
+#endif
         }
     a[0] = a0;
     a[1] = a1;
@@ -674,9 +706,9 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                         int32_t a[2];                                                                        \
                         a[0] = bias[oc];                                                                     \
                         a[1] = bias[ob];                                                                     \
-                        kk_block1(xr + ow * SW, Wp, wp, CG * KH, KWp, a);                                       \
+                        kk_block1(xr + ow * SW, Wp, wp, CG * KH, KWp, ob == oc, a);                          \
                         KK_STORE(y0 + ow, kk_rq(a[0], &q0, zy, lo, hi));                                     \
-                        KK_STORE(y1 + ow, kk_rq(a[1], &q1, zy, lo, hi));                                     \
+                        if (ob != oc) KK_STORE(y1 + ow, kk_rq(a[1], &q1, zy, lo, hi));                       \
                     }                                                                                        \
                 }                                                                                            \
             }                                                                                                \
