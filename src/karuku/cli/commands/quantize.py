@@ -47,6 +47,11 @@ def quantize_cmd(
     console.print(f"fp32 test accuracy {100 * m['fp32_test']['accuracy']:.2f} % → {cfg.mode} "
                   f"{100 * m['test']['accuracy']:.2f} % ({m['test']['errors']} errors / {m['test']['total']}) "
                   f"→ {out}", soft_wrap=True)
+    used = meta["quantization"]
+    if used["bits"] < cfg.bits:
+        console.print(f"note: weights quantized to {used['bits']} bits for target {used['target_isa']} (its u8 x s8 "
+                      "kernels saturate 8-bit products); --target-isa avx512-vnni (or another VNNI / Arm target) "
+                      "keeps 8", soft_wrap=True)
 
 
 def _int(value: str, item: str) -> int:
