@@ -135,28 +135,35 @@ def kernel_order(weight: torch.Tensor) -> torch.Tensor:
 
 
 KERNEL_TILE = 4  # pixels whose windows the im2col kernel gathers at once (KK_TILE in karuku_kernels.c)
-DIRECT_SCRATCH_BYTES = 16384  # the most int16 bytes a direct convolution's padded input copy may take
+DIRECT_SCRATCH_BYTES = 16384
+DIRECT_MAX_CHANNELS = 8  # the most int16 bytes a direct convolution's padded input copy may take
 
 
 def direct_conv(c: int, h: int, w: int, kw: int, groups: int, padding) -> bool:
     """Whether a convolution takes the direct kernel (no im2col): windows at least 3 wide (a kernel row is
-    padded to an even width, so narrower ones would waste SMLAD lanes) and a padded input copy that is small."""
-    return kw >= 3 and 2 * (c // groups) * (h + 2 * padding[0]) * (w + 2 * padding[1] + 1) <= DIRECT_SCRATCH_BYTES
+    padded to an even width, so narrower ones would waste SMLAD lanes), at most DIRECT_MAX_CHANNELS input
+    channels per group (where gathering windows costs most per MAC; the direct kernel's int16 weights take
+    twice the flash, so wider layers keep int8 weights) and a padded input copy that is small."""
+    return (kw >= 3 and c // groups <= DIRECT_MAX_CHANNELS
+            and 2 * (c // groups) * (h + 2 * padding[0]) * (w + 2 * padding[1] + 1) <= DIRECT_SCRATCH_BYTES)
 
 
 def direct_order(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """The direct kernel's weights (see karuku_kernels.h): each kernel row padded with a zero to an even width,
-    two int16 weights per int32 word (the even one in the low half), kernel row before input channel, the words
-    of each pair of output channels of a group interleaved; an odd last channel of a group is paired with itself."""
+    """The direct kernel's weights (see karuku_kernels.h), flat: each kernel row padded with a zero to an even
+    width, two int16 weights per int32 word (the even one in the low half), kernel row before input channel, the
+    words of each pair of output channels of a group interleaved; an odd last channel of a group (every channel
+    of a depthwise convolution) has its words alone."""
     w = torch.nn.functional.pad(weight.to(torch.int64), (0, weight.shape[-1] % 2))
     words = w[..., 1::2] * 65536 + (w[..., 0::2] & 0xFFFF)  # OC × CG × KH × KWp/2
     ocg = w.shape[0] // groups
-    pairs = []
+    parts = []
     for g in range(groups):
         for oc in range(g * ocg, (g + 1) * ocg, 2):
-            ob = oc + 1 if oc + 1 < (g + 1) * ocg else oc
-            pairs.append(torch.stack([words[oc], words[ob]], -1).transpose(0, 1))  # KH × CG × KWp/2 × 2
-    return torch.stack(pairs).to(torch.int32)
+            if oc + 1 < (g + 1) * ocg:
+                parts.append(torch.stack([words[oc], words[oc + 1]], -1).transpose(0, 1).flatten())
+            else:
+                parts.append(words[oc].transpose(0, 1).flatten())  # KH × CG × KWp/2
+    return torch.cat(parts).to(torch.int32)
 
 
 def _signed(im: IntegerModel, value: str) -> str:

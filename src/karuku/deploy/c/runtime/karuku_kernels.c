@@ -463,7 +463,7 @@ KK_DEFINE_CONV(kk_conv2d_u8, uint8_t, kk_gather_u8)
  * straight from those rows. Each kernel row is padded to an even width KWp with a zero weight (it meets
  * the spare column) and stored as KWp / 2 words of two int16 weights (w[2j] low, w[2j + 1] high), the
  * words of two output channels interleaved (channel pair, input channel, kernel row, word, channel; an
- * odd last channel is paired with itself), so one SMLAD multiplies a weight word with the two input
+ * odd last channel has its words alone), so one SMLAD multiplies a weight word with the two input
  * values at the same offset. Four neighbouring output pixels × two channels per pass. */
 #define KK_W_LO(v) ((int32_t)(int16_t)(uint16_t)((uint32_t)(v) & 0xFFFFu))
 #define KK_W_HI(v) ((int32_t)(v) >> 16)
@@ -540,19 +540,19 @@ KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, i
     a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6; a[7] = a7;
 }
 
-/* four pixels × one channel (a group's odd last channel, or a depthwise channel): the first word of each
- * interleaved pair, a[0], a[2], a[4], a[6] */
+/* four pixels × one channel (a group's odd last channel, or a depthwise channel), whose words are stored
+ * alone: a[0], a[2], a[4], a[6] */
 KK_INLINE void kk_block4_1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int SW, int32_t *a) {
     int32_t a0 = a[0], a2 = a[2], a4 = a[4], a6 = a[6];
     int row, j;
 #ifdef KK_SIMD
     if ((SW == 1 || SW == 2) && (KWp == 6 || KWp == 4)) {
         const int16_t *r = xr;
-        const int32_t *w = wp, *wend = wp + NR * KWp;
+        const int32_t *w = wp, *wend = wp + NR * KWp / 2;
         int32_t stride = 2 * Wp; /* bytes */
         uint32_t wa, x;
 #define KK_D1_STEP(O, S)                                                                                     \
-    "ldr %[wa], [%[w]], #8\n\t"                                                                              \
+    "ldr %[wa], [%[w]], #4\n\t"                                                                              \
     "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
     "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
     "ldr %[x], [%[r], #" #O "+" #S "]\n\t"                                                                   \
@@ -579,7 +579,7 @@ KK_INLINE void kk_block4_1(const int16_t *xr, int Wp, const int32_t *wp, int NR,
 #endif
     for (row = 0; row < NR; row++, xr += Wp) {
         const int16_t *s1 = xr + SW, *s2 = xr + 2 * SW, *s3 = xr + 3 * SW;
-        for (j = 0; j < KWp; j += 2, wp += 2) {
+        for (j = 0; j < KWp; j += 2, wp++) {
             int32_t w0 = KK_W_LO(wp[0]), w1 = KK_W_HI(wp[0]);
             a0 += xr[j] * w0 + xr[j + 1] * w1;
             a2 += s1[j] * w0 + s1[j + 1] * w1;
@@ -590,12 +590,13 @@ KK_INLINE void kk_block4_1(const int16_t *xr, int Wp, const int32_t *wp, int NR,
     a[0] = a0; a[2] = a2; a[4] = a4; a[6] = a6;
 }
 
-/* one pixel × the channel pair (a[0], a[1]); with `one`, only the first channel (a[0]) */
+/* one pixel × the channel pair (a[0], a[1]); with `one`, a lone channel (a[0]) whose words are stored alone */
 static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int one, int32_t *a) {
     int32_t a0 = a[0], a1 = a[1];
     int row, j;
+    int step = one ? 1 : 2; /* a lone channel's words are stored alone */
     for (row = 0; row < NR; row++, xr += Wp)
-        for (j = 0; j < KWp; j += 2, wp += 2) {
+        for (j = 0; j < KWp; j += 2, wp += step) {
 #ifdef KK_SIMD
             int32_t x01;
             memcpy(&x01, xr + j, 4);
@@ -682,7 +683,8 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                 }                                                                                            \
             for (oc = g * OCG; oc < oc1; oc += 2) {                                                          \
                 int ob = oc + 1 < oc1 ? oc + 1 : oc; /* an odd last channel: computed twice, same bytes */   \
-                const int32_t *wp = w + (long)(oc - g * OCG) / 2 * KC + (long)g * ((OCG + 1) / 2) * KC;       \
+                /* a group: OCG / 2 pairs of KC words, then a lone channel's KC / 2 words if OCG is odd */     \
+                const int32_t *wp = w + (long)(oc - g * OCG) / 2 * KC + (long)g * ((OCG / 2) * KC + (OCG & 1) * KC / 2); \
                 kk_chan q0, q1;                                                                              \
                 kk_chan_init(&q0, m0[oc], shift[oc]);                                                        \
                 kk_chan_init(&q1, m0[ob], shift[ob]);                                                        \
@@ -841,6 +843,18 @@ void kk_add(const uint8_t *a, int a_signed, int32_t za, const uint8_t *b, int b_
             int32_t left_shift, int32_t a_m0, int32_t a_shift, int32_t b_m0, int32_t b_shift, int32_t m0,
             int32_t shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y) {
     int i;
+    if (n >= 1024) { /* each input's 256 possible rescaled values once, then two table reads per element */
+        int32_t ta[256], tb[256];
+        kk_chan q;
+        kk_chan_init(&q, m0, shift);
+        for (i = 0; i < 256; i++) {
+            uint8_t v = (uint8_t)i;
+            ta[i] = kk_mbqm((int32_t)((kk_load(&v, a_signed) - za) * (1L << left_shift)), a_m0, a_shift);
+            tb[i] = kk_mbqm((int32_t)((kk_load(&v, b_signed) - zb) * (1L << left_shift)), b_m0, b_shift);
+        }
+        for (i = 0; i < n; i++) KK_STORE(y + i, kk_rq(ta[a[i]] + tb[b[i]], &q, zy, lo, hi));
+        return;
+    }
     for (i = 0; i < n; i++) {
         int32_t a1 = kk_mbqm((int32_t)((kk_load(a + i, a_signed) - za) * (1L << left_shift)), a_m0, a_shift);
         int32_t b1 = kk_mbqm((int32_t)((kk_load(b + i, b_signed) - zb) * (1L << left_shift)), b_m0, b_shift);
