@@ -278,8 +278,8 @@ class _Lowering:
                 self.add(op, x, self.value(op.inputs[1]), y, vin, im.values[op.inputs[1]], vout)
             elif op.kind == "clamp":
                 self.standalone_clamp(op, x, y, vout)
-            if op.inputs[0] in self.perm and op.kind in ("clamp",):
-                self.perm[op.output] = self.perm[op.inputs[0]]
+                if op.inputs[0] in self.perm:  # elementwise: the order it reads is the order it writes
+                    self.perm[op.output] = self.perm[op.inputs[0]]
         out = self.value(im.output)
         if len(im.values[im.output].shape) == 1:  # [1, 1, 1, K] -> [1, K], what a classifier's user reads
             v = im.values[im.output]
