@@ -16,6 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 @dataclass(frozen=True)
 class LayerCount:
+    """Parameters, nonzeros, dense and effective MACs of one leaf module."""
+
     name: str
     kind: str
     params: int
@@ -66,6 +68,8 @@ def layer_counts(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCo
 
 @dataclass(frozen=True)
 class Totals:
+    """Whole-model parameters, nonzeros, dense and effective MACs (per sample)."""
+
     params: int
     nonzeros: int
     macs: int

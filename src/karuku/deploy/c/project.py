@@ -59,6 +59,9 @@ def check_profile(proj, profile: str) -> None:
 
 def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...], check: int = 64,
              profile: str | None = None, kernels: str = "karuku", cmsis_nn: str | None = None) -> str:
+    """Write the C project of `im` to `out` after a host build matches the integer engine on `check` inputs
+    (and, with `profile`, after the memory fits); return a one-line description. `kernels` "cmsis-nn" builds
+    the project on Arm's CMSIS-NN from the folder `cmsis_nn` (karuku.deploy.c.cmsis)."""
     if kernels not in ("karuku", "cmsis-nn"):
         raise KarukuError(f"unknown kernels '{kernels}'", "use karuku or cmsis-nn")
     if kernels == "cmsis-nn":
