@@ -281,29 +281,10 @@ def cmsis_check(im: IntegerModel, proj: CProject, inputs, folder: Path) -> int:
     return len(q)
 
 
-def export_cmsis(im: IntegerModel, name: str, out: Path, input_shape, cmsis_nn, check: int = 64,
-                 profile: str | None = None) -> str:
-    import tempfile
-
-    import torch
-
-    from karuku.deploy.c.project import check_profile
-
-    proj = generate_cmsis(im, name, cmsis_nn)
-    if profile:
-        check_profile(proj, profile)
-    with tempfile.TemporaryDirectory(prefix="karuku-cmsis-") as tmp:
-        n = cmsis_check(im, proj, torch.randn(check, *input_shape, generator=torch.Generator().manual_seed(0)),
-                        Path(tmp))
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, text in proj.files.items():
-        (out / fname).write_text(text)
+def readme(proj: CProject, im: IntegerModel) -> str:
+    """The project's README.md: its files, how to build it with CMSIS-NN, its input and output."""
     vin, vout = im.values[im.input], im.values[im.output]
     define = " -DCMSIS_NN_USE_SINGLE_ROUNDING" if im.rounding == "single" else ""
-    (out / "README.md").write_text(GUIDE.format(name=proj.name, arena=proj.arena_bytes, buffer=2 * proj.scratch_values,
-                                                define=define, isize=proj.input_size, iscale=vin.scale,
-                                                izp=vin.zero_point - offset(vin), osize=proj.output_size,
-                                                oscale=vout.scale, ozp=vout.zero_point - offset(vout)))
-    return (f"wrote C project {out} on CMSIS-NN kernels (weights {proj.weight_bytes:,} B const, arena "
-            f"{proj.arena_bytes:,} B static; CMSIS-NN from {cmsis_nn} is not copied); host build identical to the "
-            f"integer engine on {n} inputs")
+    return GUIDE.format(name=proj.name, arena=proj.arena_bytes, buffer=2 * proj.scratch_values, define=define,
+                        isize=proj.input_size, iscale=vin.scale, izp=vin.zero_point - offset(vin),
+                        osize=proj.output_size, oscale=vout.scale, ozp=vout.zero_point - offset(vout))
