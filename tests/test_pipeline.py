@@ -44,7 +44,7 @@ def write(tmp_path, doc, name="r.yaml"):
      ["budget.profile: unknown device profile 'arduino'", "(known: mcu-m4"]),
     (lambda d: d["stages"].append({"shrink": {}}), ["stages[2].shrink: unknown stage 'shrink'", "allowed:"]),
     (lambda d: d["stages"][0]["finetune"].update(epochz=3), ["stages[0].finetune.epochz: Extra inputs"]),
-    (lambda d: d["stages"][1]["export"].update(format="tflite"), ["stages[1].export.format: Input should be 'onnx'"]),
+    (lambda d: d["stages"][1]["export"].update(format="coreml"), ["stages[1].export.format: Input should be 'onnx'"]),
     (lambda d: d["model"].pop("name"), ["model: give a model name"]),
 ])
 def test_every_problem_has_its_yaml_path(change, needles):

@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from karuku.errors import KarukuError, closest
-from karuku.models import convnets, lenet, mlp, mobilenet, resnet
+from karuku.models import convnets, lenet, mlp, mlperf_tiny, mobilenet, resnet
 from karuku.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -27,6 +27,9 @@ for _name, _factory in (
     ("conv2", convnets.conv2), ("conv4", convnets.conv4), ("conv6", convnets.conv6), ("resnet-s", resnet.ResNetS),
     ("mobilenetv2-s", mobilenet.MobileNetV2S), ("mlp-teacher", mlp.mlp_teacher), ("mlp-student", mlp.mlp_student),
     ("mnist1d-mlp", mlp.mnist1d_mlp), ("mnist1d-cnn", convnets.CNN1D),
+    # MLPerf Tiny's reference models (docs/EDGE.md); their input shapes are the references'
+    ("ds-cnn", mlperf_tiny.DSCNN), ("resnet8", mlperf_tiny.ResNet8), ("fc-autoencoder", mlperf_tiny.fc_autoencoder),
+    ("mobilenetv1-025", mlperf_tiny.MobileNetV1),
 ):
     MODELS.register(_name, _factory)
 

@@ -7,7 +7,7 @@ import torch
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
 from karuku.quant.model import QuantModel, key
-from karuku.quant.primitives import INT32_MAX, INT32_MIN, qrange, quantize_multiplier
+from karuku.quant.primitives import INT32_MAX, INT32_MIN, mean_multiplier, qrange, quantize_multiplier
 
 ADD_LEFT_SHIFT = 20  # TFLite's: (x − z) · 2^20 keeps 8-bit inputs well inside int32 with headroom
 
@@ -101,7 +101,9 @@ def to_integer(qm: QuantModel) -> IntegerModel:
         elif n.op == "avgpool":
             kernel = vin.shape[1:] if n.attrs["global"] else n.attrs["kernel"]
             stride = kernel if n.attrs["global"] else n.attrs["stride"]
-            m0, shift = quantize_multiplier(vin.scale / (v.scale * kernel[0] * kernel[1]))
+            # M = s_x / (s_y · window) in the integers TFLite's MEAN derives from the same scales (one bit
+            # less precise than quantize_multiplier(M)), so a .tflite export computes the same bytes
+            m0, shift = mean_multiplier(vin.scale / v.scale, kernel[0] * kernel[1])
             lo, hi = DTYPES[v.dtype]
             ops_.append(Op("avgpool2d", [n.inputs[0]], n.name, n.name,
                            {"kernel": list(kernel), "stride": list(stride), "m0": m0, "shift": shift,

@@ -24,7 +24,8 @@ void kk_conv2d_u8(KK_CONV_ARGS);
  * padding, CG × (H + 2 PH) × (W + 2 PW + 1) values, and take the weights of each pair of output channels
  * interleaved: per input channel and kernel row, KWp / 2 words (KWp = KW rounded up to even, the row padded
  * with a zero) of two int16 weights (w[2j] in the low half, w[2j + 1] in the high half), each word of the
- * first channel followed by the same word of the second; a group's odd last channel is paired with itself. */
+ * first channel followed by the same word of the second; a group's odd last channel (every channel of a
+ * depthwise convolution) has its words alone. */
 #define KK_CONVD_ARGS const uint8_t *x, int32_t zx, int C, int H, int W, const int32_t *w, const int32_t *bias, \
     const int32_t *m0, const int32_t *shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y, int OC, int OH, \
     int OW, int KH, int KW, int SH, int SW, int PH, int PW, int G, int16_t *scratch
@@ -47,7 +48,8 @@ void kk_maxpool2d_u8(KK_MAXPOOL_ARGS);
 void kk_avgpool2d_s8(KK_AVGPOOL_ARGS);
 void kk_avgpool2d_u8(KK_AVGPOOL_ARGS);
 
-/* a and b may have different signedness: 2 bits select the variant (a signed, b signed) */
+/* a and b may have different signedness: 2 bits select the variant (a signed, b signed). From 1024 elements on,
+ * each input's 256 possible rescaled values are tabulated first (2 KiB of stack). */
 void kk_add(const uint8_t *a, int a_signed, int32_t za, const uint8_t *b, int b_signed, int32_t zb, int n,
             int32_t left_shift, int32_t a_m0, int32_t a_shift, int32_t b_m0, int32_t b_shift, int32_t m0,
             int32_t shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y);
