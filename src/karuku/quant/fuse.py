@@ -56,11 +56,11 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
     ctx = Ctx(gm, lambda a: alias.get(a.name, a.name))
     nodes: list[Node] = []
     seen: set[str] = set()
+    aux_values: set[str] = set()
     output = None
     for n in gm.graph.nodes:
         if n.op == "output":
-            outs = ctx.tensors(n.args[0])
-            output = ctx.name_of(outs[0]) if outs and len(outs) == 1 else None
+            output = ctx.name_of(n.args[0]) if isinstance(n.args[0], fx.Node) else None
             continue
         if n.op == "placeholder":
             found = [Node(n.name, "input", [])]
@@ -76,9 +76,11 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
             alias[n.name] = found.value
             continue
         if found is None:  # no integer form: run the original call in float
-            op = "float" if ctx.shape(n) is not None else "aux"
-            found = [Node(ctx.label(n), op, [ctx.name_of(a) for a in n.all_input_nodes],
-                          {"kind": _kind(gm, n)}, _FxCall(gm, n))]
+            ins = [ctx.name_of(a) for a in n.all_input_nodes]
+            tensor = hasattr(n.meta.get("tensor_meta"), "shape")
+            # not an activation: a parameter read, a size or device, or what only those feed
+            aux = n.op == "get_attr" or not tensor or all(i in aux_values for i in ins)
+            found = [Node(ctx.label(n), "aux" if aux else "float", ins, {"kind": _kind(gm, n)}, _FxCall(gm, n))]
         local: dict[str, str] = {}  # names inside one group of nodes (a channel shuffle's three)
         for node in found:
             if node is found[-1]:
@@ -89,11 +91,13 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
                 node.name += "_"
             seen.add(node.name)
             local[old] = node.name
+            if node.op == "aux":
+                aux_values.add(node.name)
             nodes.append(node)
         alias[n.name] = found[-1].name
     if output is None:
-        raise KarukuError("the traced model has no single tensor output",
-                          "quantize a model whose forward returns one batched tensor")
+        raise KarukuError("the traced model does not return one tensor",
+                          "quantize a model whose forward returns one tensor (not a tuple or dict)")
     return _fuse(_live(nodes, output), output)
 
 

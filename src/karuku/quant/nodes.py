@@ -173,8 +173,20 @@ def avgpool(ctx: Ctx, n: fx.Node, x, kernel, stride, padding, ceil_mode=False, i
                                               "stride": pair(stride or kernel), "padding": padding})]
 
 
+def adaptive_windows(size: int, out: int) -> tuple[int, int] | None:
+    """(kernel, stride) of PyTorch's adaptive pooling from `size` to `out` (window i spans floor(i·size/out) to
+    ceil((i+1)·size/out)) when every window has the same size and they start evenly; else None."""
+    starts = [i * size // out for i in range(out)]
+    ends = [-(-(i + 1) * size // out) for i in range(out)]
+    kernel, stride = ends[0] - starts[0], starts[1] - starts[0] if out > 1 else 1
+    if any(e - b != kernel for b, e in zip(starts, ends)) or any(b != i * stride for i, b in enumerate(starts)):
+        return None
+    return kernel, stride
+
+
 def adaptive_avgpool(ctx: Ctx, n: fx.Node, x, size) -> list[Node] | None:
-    """Adaptive pooling whose windows are all the same size (output sizes that divide the input's)."""
+    """Adaptive pooling whose windows are all the same size, evenly spaced (to 1, to divisors, 7 → 2 or 3, ...):
+    an ordinary average pooling. Windows of unequal size (7 → 4) have no int8 kernel anywhere."""
     ins, shape = ctx.tensors(x), ctx.shape(x)
     if not ins or shape is None or len(shape) != 3:
         return None
@@ -182,10 +194,11 @@ def adaptive_avgpool(ctx: Ctx, n: fx.Node, x, size) -> list[Node] | None:
     out = [s if o is None else int(o) for o, s in zip(size, shape[1:])]
     if out == [1, 1]:
         return [_node(ctx, n, "avgpool", ins, **{"global": True})]
-    if any(s % o for o, s in zip(out, shape[1:])):
-        return None  # windows of unequal size: no single multiplier, no int8 kernel
-    k = [s // o for o, s in zip(out, shape[1:])]
-    return [_node(ctx, n, "avgpool", ins, **{"global": False, "kernel": k, "stride": k, "padding": [0, 0]})]
+    windows = [adaptive_windows(s, o) for s, o in zip(shape[1:], out)]
+    if None in windows:
+        return None
+    k, st = [w[0] for w in windows], [w[1] for w in windows]
+    return [_node(ctx, n, "avgpool", ins, **{"global": False, "kernel": k, "stride": st, "padding": [0, 0]})]
 
 
 def spatial_mean(ctx: Ctx, n: fx.Node, x, dim, keepdim) -> list[Node] | None:

@@ -124,7 +124,7 @@ def build_mcu(proj: CProject, folder: Path, float_build: bool = False, extra_fla
              "Cortex-M4 cross build")
         objects.append(obj)
     _run(["arm-none-eabi-gcc", *M4_FLAGS, "--specs=rdimon.specs", "-nostartfiles", "-T", "mcu.ld",
-          f"-Wl,-Map={map_file.name}", "-o", out.name, *objects], folder, "Cortex-M4 link")
+          f"-Wl,-Map={map_file.name}", "-o", out.name, *objects, "-lm"], folder, "Cortex-M4 link")
     return Build(out, map_file, float_build)
 
 
