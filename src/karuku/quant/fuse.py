@@ -53,10 +53,10 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
                           f"{type(model).__name__} ({str(exc).splitlines()[0][:160]})",
                           "give inputs shaped like the model's training data") from None
     alias: dict[str, str] = {}
-    ctx = Ctx(gm, lambda a: alias.get(a.name, a.name))
+    aux_values: set[str] = set()
+    ctx = Ctx(gm, lambda a: alias.get(a.name, a.name), aux_values)
     nodes: list[Node] = []
     seen: set[str] = set()
-    aux_values: set[str] = set()
     output = None
     for n in gm.graph.nodes:
         if n.op == "output":

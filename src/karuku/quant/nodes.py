@@ -54,8 +54,8 @@ class Alias:
 class Ctx:
     """What a recogniser may ask about the traced graph: value names, shapes, parameters."""
 
-    def __init__(self, gm: fx.GraphModule, name_of: Callable[[fx.Node], str]):
-        self.gm, self.name_of = gm, name_of
+    def __init__(self, gm: fx.GraphModule, name_of: Callable[[fx.Node], str], aux: set[str]):
+        self.gm, self.name_of, self.aux = gm, name_of, aux
 
     @staticmethod
     def label(n: fx.Node) -> str:
@@ -76,8 +76,8 @@ class Ctx:
         for a in args:
             for v in (a if isinstance(a, (list, tuple)) else [a]):
                 if isinstance(v, fx.Node):
-                    if self.shape(v) is None:
-                        return None
+                    if self.shape(v) is None or self.name_of(v) in self.aux:
+                        return None  # not batched, or not an activation (computed from parameters alone)
                     out.append(v)
         return out
 

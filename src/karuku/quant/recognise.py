@@ -123,10 +123,17 @@ def _hardtanh6(n: fx.Node) -> bool:
     return (float(a["min_val"]), float(a["max_val"])) == (0.0, 6.0)
 
 
+def _same_tensor(ctx: Ctx, n: fx.Node, x) -> bool:
+    """`x.to(x.device)`, `x.float()` on a float32 tensor...: the same values (dtype and shape unchanged)."""
+    a, b = (v.meta.get("tensor_meta") if isinstance(v, fx.Node) else None for v in (n, x))
+    return a is not None and b is not None and getattr(a, "dtype", None) == getattr(b, "dtype", 0) == torch.float32 \
+        and getattr(a, "shape", None) == getattr(b, "shape", 0)
+
+
 def method_node(ctx: Ctx, n: fx.Node) -> list[Node] | Alias | None:
     m, args = n.target, n.args
     x = args[0]
-    if m == "contiguous":
+    if m == "contiguous" or m in ("to", "type_as", "float", "cpu") and _same_tensor(ctx, n, x):
         ins = ctx.tensors(x)
         return Alias(ctx.name_of(ins[0])) if ins else None
     if m in ("view", "reshape", "flatten", "squeeze", "unsqueeze", "view_as", "reshape_as"):
