@@ -215,3 +215,36 @@ def test_every_shipped_recipe_is_valid_and_headed_by_its_command():
         assert head[0] == f"# karuku compress recipes/{path.name}" or head[0].startswith(
             f"# karuku compress recipes/{path.name} "), head[0]
         assert head[1].startswith("# Result")
+
+
+def test_int8_export_miss_falls_back_to_u8u8_and_says_so(tmp_path, monkeypatch):
+    """A parity miss inside `compress` (as on a CPU whose kernels saturate where detection said they don't)
+    re-exports in the representation exact everywhere instead of failing the run."""
+    import onnx
+
+    from karuku.deploy import parity
+
+    real, calls = parity.check, []
+
+    def first_misses(im, representation, inputs, threads=2, explain_misses=True):
+        p, raw = real(im, representation, inputs, threads, explain_misses)
+        calls.append(representation)
+        if len(calls) == 1:  # what an AVX2 CPU reported as VNNI gives: 99.5 % with saturated fc1 values
+            p.agreement, p.departure = 0.995, parity.Departure("fc1", "linear", 13, 0.04, 1.0)
+            p.cause = "ONNX Runtime's u8 x s8 kernels on this CPU add pairs of products in saturating int16"
+        return p, raw
+
+    monkeypatch.setattr(parity, "check", first_misses)
+    doc = json.loads(json.dumps(RECIPE))
+    doc["budget"] = {"max_accuracy_drop": 10.0}
+    doc["stages"] = [{"quantize": {"calibration": 128, "target_isa": "avx512-vnni"}}, {"export": {"format": "onnx"}}]
+    outcome = _run_recipe(tmp_path, doc)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    export = summary["attempts"][-1]
+    assert calls == ["u8s8", "u8u8"]
+    info = export["stage_meta"]["int8_onnx"]
+    assert "first departs at 'fc1'" in info["fallback"] and "u8u8" in info["result"]
+    model = onnx.load(export["artifacts"]["onnx_int8"])
+    assert {p.key: p.value for p in model.metadata_props}["karuku.representation"] == "u8u8"
+    html = (outcome.run_dir / "report.html").read_text()
+    assert "Fallback" in html and "saturating int16" in html and summary["cpu"]["target"] in html

@@ -213,3 +213,48 @@ def test_qat_two_processes(trained, tmp_path):
     assert stdout.count("fp32 test accuracy") == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["qat.safetensors"]
     assert load_quantized(out).layers["fc1"].bits == 4
+
+
+def test_cli_target_isa_through_quantize_export_and_bench(trained, tmp_path, monkeypatch):
+    import onnx
+
+    from karuku.cpu import detect
+
+    ckpt = trained[0]
+    out, onx = tmp_path / "q.safetensors", tmp_path / "q.onnx"
+    res = runner.invoke(app, ["quantize", str(ckpt), "--calibration", "128", "--target-isa", "portable",
+                              "--out", str(out), "--onnx-out", str(onx)])
+    assert res.exit_code == 0, res.output
+    assert load_quantized(out).cfg.bits == 7  # portable: weights that no CPU's int8 kernels saturate
+    meta = {p.key: p.value for p in onnx.load(str(onx)).metadata_props}
+    assert meta["karuku.representation"] == "u8s7" and meta["karuku.target_isa"] == "portable"
+
+    wide = tmp_path / "w.safetensors"
+    assert runner.invoke(app, ["quantize", str(ckpt), "--calibration", "128", "--target-isa", "avx512-vnni",
+                               "--out", str(wide)]).exit_code == 0
+    res = runner.invoke(app, ["export", str(wide), "--int8", "--target-isa", "avx2", "--out", str(tmp_path / "a.onnx")])
+    assert res.exit_code == 0 and "u8u8 for avx2" in res.output and "top-1 agreement" in res.output, res.output
+    res = runner.invoke(app, ["export", str(wide), "--int8", "--out", str(tmp_path / "v.onnx")])
+    assert res.exit_code == 0 and "u8s8 for avx512-vnni" in res.output and "this CPU:" in res.output, res.output
+
+    res = runner.invoke(app, ["export", str(wide), "--int8", "--target-isa", "avx3", "--out", str(tmp_path / "x.onnx")])
+    assert res.exit_code == 1 and "unknown target ISA 'avx3'; did you mean 'avx2'?" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "x.onnx").exists()
+    res = runner.invoke(app, ["export", str(wide), "--int8", "--target-isa", "avx2", "--representation", "u8s8",
+                              "--out", str(tmp_path / "y.onnx")])
+    assert res.exit_code == 1 and "u8s8 is not computed exactly on target avx2" in res.output
+    assert not (tmp_path / "y.onnx").exists()
+    res = runner.invoke(app, ["quantize", str(ckpt), "--target-isa", "neon", "--out", str(tmp_path / "n.safetensors")])
+    assert res.exit_code == 1 and "unknown target ISA 'neon'" in res.output
+
+    # bench says when a file's representation is not exact on the CPU it runs on
+    monkeypatch.setenv("KARUKU_CPU_FEATURES", "sse4_1 avx2")
+    detect.cache_clear()
+    try:
+        res = runner.invoke(app, ["bench", str(tmp_path / "v.onnx"), "--runs", "2"])
+        assert res.exit_code == 0 and "int8 target avx2" in res.output and "stores u8s8" in res.output
+        res = runner.invoke(app, ["bench", str(onx), "--runs", "2"])
+        assert res.exit_code == 0 and "warning" not in res.output
+    finally:
+        monkeypatch.delenv("KARUKU_CPU_FEATURES")
+        detect.cache_clear()

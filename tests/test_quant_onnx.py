@@ -5,6 +5,7 @@ import collections
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 
 from karuku.data import DataConfig, load_splits
@@ -26,17 +27,23 @@ def _session(model_bytes: bytes):
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def test_resnet_qdq_fuses_and_agrees(idx_dir, tmp_path):
+@pytest.mark.parametrize("target, representation, wtype", [
+    ("portable", "u8s7", onnx.TensorProto.INT8),  # 7-bit weights: exact on every CPU, the fast kernels
+    ("avx512-vnni", "u8u8", onnx.TensorProto.UINT8),  # 8-bit weights stored + 128: exact on every CPU
+])
+def test_resnet_qdq_fuses_and_agrees(idx_dir, tmp_path, target, representation, wtype):
+    # both representations are exact whatever CPU runs this test (tests/test_isa_emulated.py shows it on AVX2)
     splits = load_splits(DataConfig(name="idx", path=str(idx_dir), val_size=0))
     torch.manual_seed(0)
     net = build("resnet-s", splits.input_shape, 10, widths=(8, 16, 16)).eval()
-    im = to_integer(quantize(net, QuantConfig(), splits.calibration(128)))
-    data = export_qdq(im)
+    im = to_integer(quantize(net, QuantConfig(target_isa=target), splits.calibration(128)))
+    data = export_qdq(im, representation=representation)
     model = onnx.load_from_string(data)
     onnx.checker.check_model(model, full_check=True)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     ints = {i.name: i.data_type for i in model.graph.initializer}
-    assert all(ints[n] == onnx.TensorProto.INT8 for n in ints if n.endswith(".w_int8"))
+    assert [n for n in ints if ".w_int8" in n or ".w_uint8" in n]
+    assert all(ints[n] == wtype for n in ints if n.endswith((".w_int8", ".w_uint8")))
     assert all(ints[n] == onnx.TensorProto.UINT8 for n in ints if n.endswith(".zero_point") and "w_zero" not in n)
     ops = _optimised_ops(data, tmp_path)
     # everything runs in ONNX Runtime's int8 kernels: no float Conv / Add / Gemm left
@@ -54,7 +61,8 @@ def test_mobilenet_and_lenet_qdq(idx_dir, tmp_path):
     for name, kwargs in (("mobilenetv2-s", {"width": 0.25, "head": 32}), ("lenet5", {})):
         torch.manual_seed(0)
         net = build(name, splits.input_shape, 10, **kwargs).eval()
-        im = to_integer(quantize(net, QuantConfig(observer="percentile"), splits.calibration(64)))
+        im = to_integer(quantize(net, QuantConfig(observer="percentile", target_isa="portable"),
+                                 splits.calibration(64)))
         data = export_qdq(im)
         ops = _optimised_ops(data, tmp_path)
         assert "Conv" not in ops and ops["QLinearConv"] >= 2, (name, ops)
@@ -64,14 +72,17 @@ def test_mobilenet_and_lenet_qdq(idx_dir, tmp_path):
         assert (ort_out.argmax(1) == eng.argmax(1)).mean() >= 0.98, name
 
 
-def test_dynamic_onnx_fuses_into_dynamic_quantize_matmul(idx_dir, tmp_path):
+@pytest.mark.parametrize("target", ["portable", "avx2"])
+def test_dynamic_onnx_fuses_into_dynamic_quantize_matmul(idx_dir, tmp_path, target):
     from karuku.quant import export_onnx
 
     splits = load_splits(DataConfig(name="idx", path=str(idx_dir), val_size=0))
     torch.manual_seed(0)
     net = build("lenet300", splits.input_shape, 10).eval()
-    qm = quantize(net, QuantConfig(mode="dynamic"), splits.calibration(4))
-    data = export_onnx(qm)
+    # portable: 7-bit int8 weights; 8-bit weights exported for avx2: uint8 weights (u8u8); both exact everywhere
+    qm = quantize(net, QuantConfig(mode="dynamic", target_isa="portable" if target == "portable" else "amx"),
+                  splits.calibration(4))
+    data = export_onnx(qm, target_isa=target)
     ops = _optimised_ops(data, tmp_path)
     assert ops["DynamicQuantizeMatMul"] == 3 and "MatMul" not in ops and "Gemm" not in ops
     x = splits.test.tensors[0]

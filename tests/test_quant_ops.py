@@ -275,3 +275,15 @@ def test_a_users_cnn_quantizes_and_exports_to_int8_onnx_and_c(tmp_path, idx_dir)
     assert "int8 QDQ ONNX" in out and (tmp_path / "b.onnx").is_file()
     out = run("export", q, "--format", "c", "--out", tmp_path / "c")
     assert "identical to the integer engine" in out and list((tmp_path / "c").glob("*.c"))
+
+
+def test_int8_activations_are_stored_shifted_and_the_tables_follow():
+    """int8 engine values travel in the file as uint8 (v + 128): the Gather tables and the padding value are
+    re-indexed and re-encoded to match, so ONNX Runtime still computes the engine's integers exactly."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 3, 12, 12)
+    im = to_integer(quantize(TableOnly().eval(), QuantConfig(act_dtype="int8"), x))
+    assert {v.dtype for v in im.values.values()} == {"int8"}
+    data = export_qdq(im)
+    got = _ort(data, ort.GraphOptimizationLevel.ORT_ENABLE_ALL).run(None, {"input": x.numpy()})[0]
+    assert np.array_equal(got, im.run(x).numpy())

@@ -14,6 +14,25 @@ from karuku.measure.timing import time_call
 _DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
 
+def exactness_note(path: str | os.PathLike) -> str | None:
+    """A warning when an int8 file made by karuku stores a representation this CPU does not compute exactly."""
+    import onnx
+
+    from karuku.cpu import detect
+    from karuku.quant.representation import REPRESENTATIONS, exact_on
+
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001 — not ours to judge; bench_onnx reports unloadable files
+        return None
+    rep, here = meta.get("karuku.representation"), detect().target
+    if rep in REPRESENTATIONS and not exact_on(rep, here):
+        return (f"{path} stores {rep} (made for {meta.get('karuku.target_isa')}); this CPU ({here}) saturates its "
+                f"u8 x s8 products, so its outputs can differ from the integer engine's: re-export with "
+                f"--target-isa {here} for figures that mean something")
+    return None
+
+
 def bench_onnx(path: str | os.PathLike, threads: int = 2, batches: tuple[int, ...] = (1, 64),
                runs: int = 50) -> list[dict]:
     """One row per batch size: median / p90 latency (ms) and samples per second."""

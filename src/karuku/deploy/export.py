@@ -10,8 +10,12 @@ from karuku.io.checkpoint import load_model
 
 
 def export_checkpoint(path: str | os.PathLike, format: str = "onnx", int8: bool = False,
-                      out: str | os.PathLike | None = None, profile: str | None = None) -> str:
-    """Export and verify; return a one-line description of what was written."""
+                      out: str | os.PathLike | None = None, profile: str | None = None,
+                      target_isa: str | None = None, representation: str | None = None) -> str:
+    """Export and verify; return a one-line description of what was written.
+
+    int8 ONNX: `target_isa` (default: the one the checkpoint was quantized for) and `representation` (default:
+    the fastest exact there) as in `export_int8_onnx`."""
     if format not in ("onnx", "c"):
         raise KarukuError(f"unknown export format '{format}'", "allowed: onnx, c")
     path = Path(path)
@@ -28,37 +32,42 @@ def export_checkpoint(path: str | os.PathLike, format: str = "onnx", int8: bool 
     if not isinstance(model, QuantModel):
         raise KarukuError(f"--format {format}{' --int8' if int8 else ''} needs a quantized checkpoint",
                           "run `karuku quantize CKPT --out Q.safetensors` first, then export Q.safetensors")
-    im = to_integer(model)
     if format == "onnx":
-        return export_int8_onnx(im, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
-                            inputs=_test_inputs(ckpt))
+        return export_int8_onnx(model, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
+                                inputs=_test_inputs(ckpt), target_isa=target_isa, representation=representation)
+    im = to_integer(model)
     from karuku.deploy.c.project import export_c
 
     return export_c(im, ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape, profile=profile)
 
 
-def export_int8_onnx(im, input_shape: tuple[int, ...], out: Path, n: int = 1000, inputs=None) -> str:
-    """QDQ ONNX, checked: top-1 agreement with the integer engine ≥ 99.9 % on `inputs` (real data when the
-    caller has it: random inputs put many near-ties between logits) or `n` random ones."""
-    import numpy as np
+def export_int8_onnx(model, input_shape: tuple[int, ...], out: Path, n: int = 1000, inputs=None,
+                     target_isa: str | None = None, representation: str | None = None) -> str:
+    """QDQ ONNX of a QuantModel or IntegerModel for the CPU `target_isa`, checked before it is written: top-1
+    agreement with the integer engine ≥ 99.9 % on `inputs` (real data when the caller has it: random inputs put
+    many near-ties between logits) or `n` random ones, run on this CPU (karuku.deploy.parity). A miss is a
+    one-line error naming the layer that departs first and the likely cause; nothing is written."""
     import torch
 
+    from karuku.cpu import detect
+    from karuku.deploy.parity import check, require
     from karuku.io.atomic import write_bytes
-    from karuku.measure.onnx_runtime import session
-    from karuku.quant import export_qdq
+    from karuku.quant import IntegerModel, export_choice, to_integer
+    from karuku.quant.onnx_export import export_qdq
+    from karuku.quant.representation import exact_on
 
-    raw = export_qdq(im)
+    im = model if isinstance(model, IntegerModel) else to_integer(model)
+    target, rep = export_choice(model, im, target_isa, representation)
+    if not exact_on(rep, target):
+        raise KarukuError(f"representation {rep} is not computed exactly on target {target} (its u8 x s8 kernels "
+                          "saturate int16 pairs)", "leave --representation unset, or use u8u8")
     x = inputs if inputs is not None else torch.randn(n, *input_shape, generator=torch.Generator().manual_seed(0))
-    n = len(x)
-    ref = im.run(x, fast=True).argmax(1).numpy()
-    sess = session(raw, threads=2)
-    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0].argmax(1)
-    agree = float(np.mean(ref == got))
-    if agree < 0.999:
-        raise KarukuError(f"int8 ONNX agrees with the integer engine on only {100 * agree:.2f} % of top-1 (< 99.9 %)")
+    parity, _ = check(im, rep, x)
+    require(parity)
+    raw = export_qdq(im, representation=rep, target_isa=target)
     write_bytes(out, raw)
-    return f"wrote {out} ({len(raw):,} bytes, int8 QDQ ONNX); top-1 agreement with the integer engine on {n} inputs: " \
-           f"{100 * agree:.2f} %"
+    return (f"wrote {out} ({len(raw):,} bytes, int8 QDQ ONNX, {rep} for {target}); {parity.line()}; "
+            f"this CPU: {detect().summary()}")
 
 
 def _quantized(model) -> bool:

@@ -35,6 +35,7 @@ class Evaluation:
     latency: dict[str, dict[str, float]] = field(default_factory=dict)  # engine -> figures
     layers: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # later techniques add sizes here
+    cpu: str = ""  # what the speed figures were measured on (karuku.cpu.detect().summary())
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +58,8 @@ class Evaluation:
             out.append((f"{engine} latency b1", f"{fig['b1_median_ms']:.3f} ms median, {fig['b1_p90_ms']:.3f} p90"))
             out.append((f"{engine} throughput b64", f"{fig['b64_per_s']:,.0f} samples/s"))
         out.append(("threads", str(self.threads)))
+        if self.cpu:
+            out.append(("CPU", self.cpu))
         out.append(("energy / inference", f"{self.energy['total_uj']:.3f} µJ (weights in {self.energy['weights_in']})"))
         out.append(("energy assumptions", self.energy["assumptions"]))
         return out
@@ -133,9 +136,10 @@ def evaluate(model: nn.Module, data: DataSplits | None = None, input_shape: tupl
     acts = memory.activation_bytes(model, input_shape)
     size = fp32_size(model)
     en = energy.estimate(tot.macs, 4 * tot.params, acts["total"], integer=False, on_chip_bytes=on_chip_bytes)
+    from karuku.cpu import detect
+
     ev = Evaluation(tot.params, tot.nonzeros, tot.macs, tot.effective_macs, size, acts["peak"], acts["total"],
-                    en.as_dict(),
-                    threads, layers=[asdict(r) for r in rows])
+                    en.as_dict(), threads, layers=[asdict(r) for r in rows], cpu=detect().summary())
     if data is not None:
         s = score(model, data.test)
         ev.accuracy, ev.errors, ev.test_total = s.accuracy, s.errors, s.total

@@ -59,9 +59,12 @@ def finish(ctx: Context, final: dict[str, Any], attempts: list[dict[str, Any]], 
     checks = candidate.judge(final["measure"], baseline["measure"], ctx.recipe.budget)
     run = ctx.run
     shutil.copyfile(final["checkpoint"], run.root / "final.safetensors")
+    from karuku.cpu import detect
+
     summary = {"recipe": ctx.recipe.model_dump(mode="json"), "baseline": baseline, "final": final,
                "attempts": attempts, "checks": checks, "ok": all(c["ok"] for c in checks),
-               "profiles": candidate.profile_fits(final["measure"]), "side_by_side": True}
+               "profiles": candidate.profile_fits(final["measure"]), "side_by_side": True,
+               "cpu": {**detect().as_dict(), "summary": detect().summary()}}
     run.write_json("summary.json", summary)
     report = write_report(run.root, summary, lang=lang)
     run.log(f"finished: {'within budget' if summary['ok'] else 'budget NOT met'}; report {report}")

@@ -36,7 +36,7 @@ def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=
     auto mode (`cfg.max_drop`), `splits` (karuku.data.DataSplits) too — QAT trains on them with
     `train_config` (karuku.training.TrainConfig), auto mode scores on their validation split.
     """
-    cfg = cfg or QuantConfig()
+    cfg = (cfg or QuantConfig()).for_target()  # "auto" becomes this CPU; weight bits fit its int8 kernels
     if not isinstance(model, nn.Module):
         raise KarukuError(f"quantize needs a torch.nn.Module, got {type(model).__name__}")
     if calibration_data is None and splits is not None:
@@ -73,17 +73,38 @@ def _auto_mixed(model: nn.Module, cfg: QuantConfig, x: torch.Tensor, splits) -> 
     return quantize_static(model, cfg.model_copy(update={"layer_bits": {**bits, **cfg.layer_bits}}), x)
 
 
-def export_qdq(model: QuantModel | IntegerModel) -> bytes:
-    """Self-contained int8 QDQ ONNX (uint8 activations × int8 per-channel weights)."""
+def export_qdq(model: QuantModel | IntegerModel, target_isa: str | None = None,
+               representation: str | None = None) -> bytes:
+    """Self-contained int8 QDQ ONNX (uint8 activations, per-channel weights) that ONNX Runtime computes exactly
+    on `target_isa` (default: the one the model was quantized for, else this CPU): the representation is the
+    fastest exact one there (karuku.quant.representation), unless given."""
     from karuku.quant.onnx_export import export_qdq as _export
 
-    return _export(model if isinstance(model, IntegerModel) else to_integer(model))
+    im = model if isinstance(model, IntegerModel) else to_integer(model)
+    target, rep = export_choice(model, im, target_isa, representation)
+    return _export(im, representation=rep, target_isa=target)
 
 
-def export_onnx(qm: QuantModel) -> bytes:
+def export_choice(model: QuantModel | IntegerModel, im: IntegerModel | None, target_isa: str | None = None,
+                  representation: str | None = None) -> tuple[str, str]:
+    """(target ISA, representation) an int8 export of `model` uses: the target asked for, else the one the model
+    was quantized for, else this CPU's; the fastest representation exact there for the model's weights."""
+    from karuku.cpu import AUTO, get_target
+    from karuku.quant.representation import choose, max_abs_weight
+
+    if target_isa is None:
+        target_isa = model.cfg.target_isa if isinstance(model, QuantModel) else AUTO
+    target = get_target(target_isa)
+    if representation is None:
+        representation = choose(max_abs_weight(im if im is not None else model), target)
+    return target, representation
+
+
+def export_onnx(qm: QuantModel, target_isa: str | None = None, representation: str | None = None) -> bytes:
     """The int8 ONNX of any QuantModel: QDQ for static (ptq / qat), DynamicQuantizeMatMul for dynamic."""
     if qm.cfg.mode == "dynamic":
         from karuku.quant.onnx_dynamic import export_dynamic
 
-        return export_dynamic(qm)
-    return export_qdq(qm)
+        target, rep = export_choice(qm, None, target_isa, representation)
+        return export_dynamic(qm, representation=rep, target_isa=target)
+    return export_qdq(qm, target_isa, representation)

@@ -35,6 +35,10 @@ class QuantConfig(BaseModel):
     rounding: Literal["single", "double"] = Field(
         "single", description="integer engine requantization: one rounding of acc·M (as the fake-quant model "
                               "rounds), or Jacob et al.'s two (TFLite's reference kernels)")
+    target_isa: str = Field(
+        "auto", description="the CPU the int8 files are for: auto (this one, resolved when quantizing), portable "
+                            "(exact on every CPU), or a karuku.cpu target (avx2, avx512-vnni, arm64, ...); where "
+                            "its u8 x s8 kernels saturate (x86 without VNNI) weights get at most 7 bits")
     strict: bool = Field(False, description="fail on a layer that cannot be quantized instead of keeping it float")
     qat_delay: int = Field(200, ge=0, description="QAT: iterations before activations are quantized")
     qat_freeze_bn: int | None = Field(None, ge=0, description="QAT: iteration from which BatchNorm statistics "
@@ -61,6 +65,30 @@ class QuantConfig(BaseModel):
         if not 2 <= v <= 8:
             raise ValueError(f"bits must be from 2 to 8, got {v}")
         return v
+
+    @field_validator("target_isa")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        from karuku.cpu import AUTO, PORTABLE, TARGETS
+
+        if v not in (AUTO, PORTABLE, *TARGETS):
+            from karuku.errors import closest
+
+            raise ValueError(f"unknown target ISA '{v}'{closest(v, [AUTO, PORTABLE, *TARGETS])} "
+                             f"(known: {', '.join([AUTO, PORTABLE, *TARGETS])})")
+        return v
+
+    def for_target(self) -> QuantConfig:
+        """This config with `target_isa` resolved ("auto" → this CPU's target) and weight bits capped to what its
+        int8 kernels compute exactly (karuku.quant.representation)."""
+        from karuku.cpu import get_target
+        from karuku.quant.representation import weight_bits_for
+
+        target = get_target(self.target_isa)
+        cap = weight_bits_for(target)
+        layer_bits = {k: (v if v == "float" else min(int(v), cap)) for k, v in self.layer_bits.items()}
+        return self.model_copy(update={"target_isa": target, "bits": min(self.bits, cap),
+                                       "low_bits": min(self.low_bits, cap), "layer_bits": layer_bits})
 
     @field_validator("layer_bits")
     @classmethod

@@ -54,7 +54,11 @@ def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os
     save_quantized(out, qm, ckpt.spec, meta, transforms=ckpt.meta.get("transforms", []))
     if engine_out:
         to_integer(qm).save(engine_out)
-    if onnx_out:
+    if onnx_out and cfg.mode != "dynamic":  # checked like `karuku export --int8`: one path for int8 ONNX
+        from karuku.deploy.export import export_int8_onnx
+
+        export_int8_onnx(qm, tuple(ckpt.spec.input_shape), Path(onnx_out), inputs=splits.test.tensors[0][:2000])
+    elif onnx_out:
         write_bytes(onnx_out, export_onnx(qm))
     return meta
 

@@ -14,14 +14,24 @@ from karuku.errors import KarukuError
 from karuku.quant.engine.ops import pads4
 from karuku.quant.model import QuantModel, key
 from karuku.quant.primitives import qrange
+from karuku.quant.representation import REPRESENTATIONS
 
 OPSET = 17
 
 
-def export_dynamic(qm: QuantModel, opset: int = OPSET) -> bytes:
-    """The ONNX bytes of a `mode="dynamic"` QuantModel (input `input`, output `logits`, batch dynamic)."""
+def export_dynamic(qm: QuantModel, opset: int = OPSET, representation: str = "u8s8",
+                   target_isa: str | None = None) -> bytes:
+    """The ONNX bytes of a `mode="dynamic"` QuantModel (input `input`, output `logits`, batch dynamic).
+
+    `representation` (karuku.quant.representation) stores the weights as int8 (u8s8, u8s7) or as uint8 with
+    zero point 128 (u8u8, exact where ONNX Runtime's u8 × s8 kernels saturate); it goes into the metadata.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    if representation not in REPRESENTATIONS:
+        raise KarukuError(f"unknown int8 representation '{representation}'", f"known: {', '.join(REPRESENTATIONS)}")
+    rep = REPRESENTATIONS[representation]
 
     nodes, inits = [], []
 
@@ -61,11 +71,19 @@ def export_dynamic(qm: QuantModel, opset: int = OPSET) -> bytes:
             else:
                 s_w = layer.weight_scale(w)
                 qmin, qmax = qrange(layer.bits, True, narrow=True)
-                w_int = torch.clamp(torch.round(w / s_w[:, None]), qmin, qmax).to(torch.int8)
+                w_int = torch.clamp(torch.round(w / s_w[:, None]), qmin, qmax).to(torch.int16)
+                if int(w_int.abs().max()) > rep.max_weight:
+                    raise KarukuError(f"layer '{k}' has weights up to ±{int(w_int.abs().max())}, more than the "
+                                      f"{rep.name} representation holds (±{rep.max_weight})",
+                                      "quantize with 7-bit weights (--target-isa avx2) or export as u8s8 / u8u8")
+                if rep.weights == "uint8":  # w + 128 with zero point 128: the same integers, u8 × u8 kernels
+                    wq, wz = (w_int + 128).to(torch.uint8), np.full(w.shape[0], 128, np.uint8)
+                else:
+                    wq, wz = w_int.to(torch.int8), np.zeros(w.shape[0], np.int8)
                 xq, xs, xz = f"{y}:xq", f"{y}:xs", f"{y}:xz"
                 nodes.append(helper.make_node("DynamicQuantizeLinear", [ins[0]], [xq, xs, xz], name=f"dql_{k}"))
-                acc = node("MatMulInteger", [xq, init(f"{k}.w_int8", w_int.t().contiguous().numpy()), xz,
-                                             init(f"{k}.w_zero_point", np.zeros(w.shape[0], np.int8))], f"{y}:acc")
+                acc = node("MatMulInteger", [xq, init(f"{k}.w_{rep.weights}", wq.t().contiguous().numpy()), xz,
+                                             init(f"{k}.w_zero_point", wz)], f"{y}:acc")
                 accf = node("Cast", [acc], f"{y}:accf", to=TensorProto.FLOAT)
                 scale = node("Mul", [xs, init(f"{k}.w_scale", s_w.numpy().astype(np.float32))], f"{y}:scale")
                 node("Add", [node("Mul", [accf, scale], f"{y}:mul"), init(f"{k}.b", b.numpy())], y)
@@ -99,5 +117,7 @@ def export_dynamic(qm: QuantModel, opset: int = OPSET) -> bytes:
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="karuku")
     model.ir_version = 8
+    helper.set_model_props(model, {"karuku.representation": representation,
+                                   "karuku.target_isa": target_isa or "unspecified"})
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()

@@ -15,17 +15,19 @@ import numpy as np
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
 from karuku.quant.engine.ops import pads4
+from karuku.quant.representation import REPRESENTATIONS
 from karuku.quant.unary import get_unary
 
 OPSET = 17
 
 
 class _Builder:
-    def __init__(self, im: IntegerModel):
+    def __init__(self, im: IntegerModel, representation: str):
         from onnx import TensorProto, helper, numpy_helper
 
         self.im, self.helper, self.nh, self.tp = im, helper, numpy_helper, TensorProto
         self.nodes, self.inits = [], []
+        self.rep = REPRESENTATIONS[representation]
 
     def init(self, name: str, arr: np.ndarray) -> str:
         self.inits.append(self.nh.from_array(np.array(arr, order="C"), name))  # keeps 0-d scalars 0-d
@@ -36,9 +38,11 @@ class _Builder:
         return output
 
     def qparams(self, name: str, v: Value) -> tuple[str, str]:
-        zdtype = np.uint8 if v.dtype == "uint8" else np.int8
+        # Activations are always stored as uint8: int8 engine values move up by 128 with their zero point
+        # (an exact re-encoding), because uint8 activations are what ONNX Runtime's int8 kernels fuse and run fast.
+        offset = 128 if v.dtype == "int8" else 0
         return (self.init(f"{name}.scale", np.array(v.scale, np.float32)),
-                self.init(f"{name}.zero_point", np.array(v.zero_point, zdtype)))
+                self.init(f"{name}.zero_point", np.array(v.zero_point + offset, np.uint8)))
 
     def quant(self, fin: str, name: str) -> str:
         s, z = self.qparams(name, self.im.values[name])
@@ -54,9 +58,17 @@ class _Builder:
         w, b = arr[f"{key}.weight"].numpy(), arr[f"{key}.bias"].numpy()
         s_w = arr[f"{key}.weight_scale"].numpy().astype(np.float32)
         cout = w.shape[0]
-        wq = self.init(f"{key}.w_int8", w.astype(np.int8))
+        if np.abs(w.astype(np.int16)).max(initial=0) > self.rep.max_weight:
+            raise KarukuError(f"layer '{key}' has weights up to ±{np.abs(w.astype(np.int16)).max()}, more than the "
+                              f"{self.rep.name} representation holds (±{self.rep.max_weight})",
+                              "quantize with 7-bit weights (--target-isa avx2) or export as u8s8 / u8u8")
+        if self.rep.weights == "uint8":  # the same integers shifted by 128: u8 × u8 kernels never saturate
+            wq = self.init(f"{key}.w_uint8", (w.astype(np.int16) + 128).astype(np.uint8))
+            wz = self.init(f"{key}.w_zero_point", np.full(cout, 128, np.uint8))
+        else:
+            wq = self.init(f"{key}.w_int8", w.astype(np.int8))
+            wz = self.init(f"{key}.w_zero_point", np.zeros(cout, np.int8))
         ws = self.init(f"{key}.w_scale", s_w)
-        wz = self.init(f"{key}.w_zero_point", np.zeros(cout, np.int8))
         bq = self.init(f"{key}.b_int32", b.astype(np.int32))
         bs = self.init(f"{key}.b_scale", (s_w * np.float32(s_in)).astype(np.float32))
         bz = self.init(f"{key}.b_zero_point", np.zeros(cout, np.int32))
@@ -82,11 +94,20 @@ class _Builder:
         return self.node("Clip", [y, fmin, fmax], f"{y}:clamped")
 
 
-def export_qdq(im: IntegerModel, opset: int = OPSET) -> bytes:
-    """The QDQ ONNX bytes of `im` (checked with onnx.checker); input `input`, output `logits`, batch dynamic."""
+def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8", target_isa: str | None = None,
+               debug_outputs: bool = False) -> bytes:
+    """The QDQ ONNX bytes of `im` (checked with onnx.checker); input `input`, output `logits`, batch dynamic.
+
+    `representation` (karuku.quant.representation) says how the integers are stored; it and `target_isa`, the
+    CPU the file is made for, are written into the file's metadata. `debug_outputs` also outputs every
+    quantized value (`q:<name>`, for a layer-by-layer comparison with the engine).
+    """
     import onnx
 
-    b = _Builder(im)
+    if representation not in REPRESENTATIONS:
+        raise KarukuError(f"unknown int8 representation '{representation}'",
+                          f"known: {', '.join(REPRESENTATIONS)}")
+    b = _Builder(im, representation)
     vin = im.values[im.input]
     b.quant("input", im.input)
     for op in im.ops:
@@ -139,8 +160,7 @@ def export_qdq(im: IntegerModel, opset: int = OPSET) -> bytes:
                    nearest_mode="floor")
         elif op.kind == "pad":  # on the integers: the padding holds the zero point (real 0)
             src = im.values[op.inputs[0]]
-            zp = b.init(f"{op.output}.pad_value", np.array(src.zero_point, np.uint8 if src.dtype == "uint8"
-                                                            else np.int8))
+            zp = b.init(f"{op.output}.pad_value", np.array(src.zero_point + _offset(src), np.uint8))
             top, left, bottom, right = pads4(a["pads"])
             b.on_integers("Pad", [f"q:{op.inputs[0]}", b.ints(f"{op.output}.pads", [0, 0, top, left, 0, 0, bottom,
                                                                                     right]), zp], op.output)
@@ -160,17 +180,29 @@ def export_qdq(im: IntegerModel, opset: int = OPSET) -> bytes:
                          [h.make_tensor_value_info("input", b.tp.FLOAT, ["batch", *vin.shape])],
                          [h.make_tensor_value_info("logits", b.tp.FLOAT, ["batch", *im.values[im.output].shape])],
                          b.inits)
+    if debug_outputs:
+        graph.output.extend(h.make_tensor_value_info(f"q:{name}", b.tp.UINT8, ["batch", *v.shape])
+                            for name, v in im.values.items())
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="karuku")
     model.ir_version = 8
+    meta = {"karuku.representation": representation, "karuku.target_isa": target_isa or "unspecified",
+            "karuku.rounding": im.rounding}
+    h.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
 
 
+def _offset(v: Value) -> int:
+    """What the file adds to the engine's integers of `v` to store them as uint8 (see `_Builder.qparams`)."""
+    return 128 if v.dtype == "int8" else 0
+
+
 def _table_lookup(b: _Builder, op: Op) -> None:
-    """y = table[byte of x] as Gather on the integers (an int8 value's negative index counts from the end, so
-    the table in byte order serves int8 and uint8 alike): exactly the engine's op."""
-    out = b.im.values[op.output]
-    table = b.im.arrays[op.arrays["table"]].numpy().astype(np.uint8 if out.dtype == "uint8" else np.int8)
+    """y = table[x] as Gather on the stored uint8 integers: exactly the engine's op (its table, indexed by the
+    engine's byte, re-indexed by the stored byte and re-encoded as stored)."""
+    vin, out = b.im.values[op.inputs[0]], b.im.values[op.output]
+    stored = np.arange(256) - _offset(vin)  # the engine value each stored byte holds
+    table = (b.im.arrays[op.arrays["table"]].numpy()[stored & 0xFF] + _offset(out)).astype(np.uint8)
     idx = b.node("Cast", [f"q:{op.inputs[0]}"], f"{op.output}:index", to=b.tp.INT32)
     b.on_integers("Gather", [b.init(f"{op.output}.table", table), idx], op.output, axis=0)
 

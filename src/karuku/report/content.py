@@ -98,6 +98,14 @@ def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     blocks.append(("table", [t["limit"], t["allowed"], t["measured"], t["verdict"]],
                    [[c["limit"], f"{c['allowed']} {c['unit']}".strip(), f"{c['value']} {c['unit']}".strip(),
                      t["pass"] if c["ok"] else t["fail"]] for c in summary["checks"]]))
+    if summary.get("cpu"):
+        blocks.append(("p", f"{t['cpu']}: {summary['cpu']['summary']}"))
+    for a in summary["attempts"]:
+        onnx = (a.get("stage_meta") or {}).get("int8_onnx")
+        if onnx:
+            blocks.append(("p", f"{t['int8_onnx']}: {onnx['result']}"))
+            if onnx.get("fallback"):
+                blocks.append(("p", f"{t['fallback']}: {onnx['fallback']}"))
     blocks.append(("table", [t["profile"], t["verdict"], t["why"]],
                    [[f"{p['profile']}: {p['description']}", t["fits"] if p["fits"] else t["not_fits"],
                      "; ".join(p["reasons"])] for p in summary["profiles"]]))

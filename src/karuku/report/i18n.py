@@ -28,6 +28,8 @@ TEXT = {
                         "in interleaved rounds at the end of the run (medians); the attempts' own figures were "
                         "measured when each ran."),
         "no_speed": "Unstructured sparsity does not make dense kernels faster; its gain shows in the packed size.",
+        "cpu": "Measured on", "int8_onnx": "int8 ONNX",
+        "fallback": "Fallback (ONNX Runtime on this CPU missed the integer engine's answers)",
     },
     "ja": {
         "title": "karuku 圧縮レポート",
@@ -53,6 +55,8 @@ TEXT = {
         "timing_note": ("ベースラインと結果のレイテンシとスループットは、実行の最後に ONNX Runtime で交互に並べて"
                         "計測した中央値です。各試行の数値はその試行の実行時に計測したものです。"),
         "no_speed": "非構造化スパース性は密なカーネルを速くしません。その効果は圧縮ファイルのサイズに現れます。",
+        "cpu": "計測した CPU", "int8_onnx": "int8 ONNX",
+        "fallback": "代替表現（この CPU の ONNX Runtime が整数エンジンと一致しなかったため）",
     },
 }
 
