@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=256, help="calibration crops (half from each photo)")
     ap.add_argument("--eval", type=int, default=200, help="evaluation crops per photo")
     ap.add_argument("--observer", default="mse")
+    ap.add_argument("--target-isa", default="auto", help="QuantConfig.target_isa (avx2: 7-bit weights)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the timings")
     ap.add_argument("--c-check", type=int, default=4, help="inputs the C host build is checked on")
     args = ap.parse_args()
@@ -145,7 +146,8 @@ def main() -> None:
 
     t0 = time.time()
     qm = quantize(model, QuantConfig(observer=args.observer, per_channel=True, bias_correction=True,
-                                     calibration=args.calibration, calibration_batch=16), calib)
+                                     calibration=args.calibration, calibration_batch=16,
+                                     target_isa=args.target_isa), calib)
     res["quantize_seconds"] = round(time.time() - t0, 1)
     res["quant_config"] = {k: v for k, v in qm.cfg.model_dump(mode="json").items() if k in (
         "bits", "act_dtype", "per_channel", "observer", "bias_correction", "target_isa", "rounding")}

@@ -209,3 +209,18 @@ def test_a_parameter_read_by_an_op_kept_in_float():
     assert [n.op for n in qm.nodes] == ["input", "flatten", "linear", "aux", "float"]
     ref = model(x).detach()
     assert (qm(x).detach() - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+def test_the_parity_diagnosis_models_asymmetric_padding():
+    """The pair-saturation model of export's parity check (karuku.deploy.parity) pads [top, left, bottom, right]
+    as the conv does: with 7-bit weights (nothing can saturate) it reproduces the engine's stem exactly."""
+    from karuku.deploy.parity import _saturation_match, _stored
+
+    torch.manual_seed(0)
+    model, x = _bn_noise(LiteBlock()).eval(), torch.randn(8, 3, 12, 12)
+    im = to_integer(quantize(model, QuantConfig(target_isa="avx2"), x))
+    stem = next(op for op in im.ops if op.name == "stem")
+    assert stem.attrs["padding"] == [0, 0, 1, 1]
+    env = im.run_all(im.quantize_input(x))
+    xs, ys = (_stored(im, v, env[v]) for v in (stem.inputs[0], stem.output))
+    assert _saturation_match(im, stem, xs, ys) == 1.0
