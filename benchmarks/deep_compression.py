@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from karuku.api import fit
-from karuku.codec import ClusterConfig, PackConfig, cluster, load_packed, pack_checkpoint
+from karuku.codec import ClusterConfig, PackConfig, cluster, load_packed
+from karuku.codec.job import pack_checkpoint
 from karuku.data import DataConfig, load_splits
 from karuku.io.checkpoint import load_model, save_checkpoint
 from karuku.pruning import PruneConfig, prune
 from karuku.training import TrainConfig, score, train
+from karuku.training.job import train_checkpoint
 
 DATA = DataConfig(name="mnist", augment_shift=1)
 DENSE = {
@@ -77,15 +78,16 @@ def main() -> None:
 
     t = time.perf_counter()
     dense_path = args.out / f"{args.model}_dense.safetensors"
-    dense, dense_meta = stage(dense_path, lambda out: fit(args.model, DATA, DENSE[args.model], out, verbose=False))
+    dense, dense_meta = stage(dense_path, lambda out: train_checkpoint(args.model, DENSE[args.model], out, DATA,
+                                                                       verbose=False))
     times["dense_s"] = dense_meta["result"]["seconds"]
     spec = load_model(dense_path)[1].spec
 
     def do_prune(out: Path) -> None:
         model, _ = load_model(args.start or dense_path)
-        cfg = PruneConfig(scope="layer", overrides=p["prune"], schedule=f"iterative:{p['rounds']}")
         tune = TrainConfig(epochs=args.prune_epochs, lr=0.01, weight_decay=5e-4, threads=args.threads)
-        res = prune(model, cfg, data=splits, finetune=tune)
+        cfg = PruneConfig(scope="layer", overrides=p["prune"], schedule=f"iterative:{p['rounds']}", finetune=tune)
+        res = prune(model, cfg, data=splits)
         save_checkpoint(out, model, spec, {"data": DATA.model_dump(mode="json"), "prune": res.rounds,
                                            "metrics": {"test": score(model, splits.test).as_dict()}})
 
@@ -110,7 +112,7 @@ def main() -> None:
 
     krk = run / "model.krk"
     t = time.perf_counter()
-    packed = pack_checkpoint(run / "shared.safetensors", krk, PackConfig())
+    packed = pack_checkpoint(run / "shared.safetensors", PackConfig(), krk)
     times["pack_s"] = time.perf_counter() - t
     t = time.perf_counter()
     loaded, _ = load_packed(krk)
@@ -120,7 +122,7 @@ def main() -> None:
         identical = torch.equal(shared(x), loaded(x))
     sizes = packed.sizes()
     # the paper's fixed 5-bit relative indices, for the "before Huffman" column in its own terms
-    paper5 = pack_checkpoint(run / "shared.safetensors", run / "model-index5.krk", PackConfig(index_bits=5)).sizes()
+    paper5 = pack_checkpoint(run / "shared.safetensors", PackConfig(index_bits=5), run / "model-index5.krk").sizes()
     err = {name: 100 * (1 - score(m, splits.test).accuracy) for name, m in
            (("dense", dense), ("pruned", pruned), ("shared", shared), ("packed", loaded))}
     result = {"model": args.model, "preset": args.preset, "test_error_pct": err, "identical_outputs": identical,

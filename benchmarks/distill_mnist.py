@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from karuku.api import fit
 from karuku.data import DataConfig, load_splits
 from karuku.io.atomic import write_text
 from karuku.io.checkpoint import load_checkpoint, load_model, save_checkpoint
 from karuku.training import TrainConfig, score
+from karuku.training.job import train_checkpoint
 
 
 def train_cfg(args: argparse.Namespace, teacher: bool = False) -> TrainConfig:
@@ -117,13 +117,13 @@ def main() -> None:
     teacher = args.out_dir / "teacher.safetensors"
     if "teacher" in stages:
         kwargs = {"dropout": args.teacher_dropout, "input_dropout": args.teacher_input_dropout}
-        results["teacher"] = stage(teacher, lambda: fit("mlp-teacher", DataConfig(name="mnist", augment_shift=2),
-                                                        train_cfg(args, teacher=True), teacher,
-                                                        model_kwargs=kwargs))
+        results["teacher"] = stage(teacher, lambda: train_checkpoint(
+            "mlp-teacher", train_cfg(args, teacher=True), teacher, DataConfig(name="mnist", augment_shift=2),
+            model_kwargs=kwargs))
     plain = args.out_dir / f"student_plain{args.tag}.safetensors"
     kd = args.out_dir / f"student_kd_T{args.temperature:g}_a{args.alpha:g}{args.tag}.safetensors"
     if "plain" in stages:
-        results["plain"] = stage(plain, lambda: fit("mlp-student", DataConfig(name="mnist"), cfg, plain))
+        results["plain"] = stage(plain, lambda: train_checkpoint("mlp-student", cfg, plain, DataConfig(name="mnist")))
     if "distilled" in stages:
         results["distilled"] = stage(kd, lambda: distilled_stage(args, teacher, kd))
     paths = {"teacher": teacher, "plain": plain, "distilled": kd}

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from karuku.api import fit
 from karuku.data import DataConfig, load_splits
 from karuku.distillation import DistillConfig, recover
 from karuku.io.atomic import write_text
 from karuku.io.checkpoint import load_model
 from karuku.training import TrainConfig, score, train
+from karuku.training.job import train_checkpoint
 
 
 def _entry(model, splits, seconds=None) -> dict:
@@ -96,8 +96,8 @@ def main() -> None:
     data = DataConfig(name=args.data, val_size=args.val_size)
     dense_path = args.out_dir / f"lenet300_{args.data}_e{args.dense_epochs}.safetensors"
     if not dense_path.exists():
-        fit("lenet300", data, TrainConfig(epochs=args.dense_epochs, lr=0.05, batch_size=128, threads=args.threads),
-            dense_path)
+        train_checkpoint("lenet300", TrainConfig(epochs=args.dense_epochs, lr=0.05, batch_size=128,
+                                                 threads=args.threads), dense_path, data)
     dense, _ = load_model(dense_path)
     splits = load_splits(data)
     ft = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=128, threads=args.threads)

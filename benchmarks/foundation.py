@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from karuku.api import fit
 from karuku.data import DataConfig, load_splits
 from karuku.io.checkpoint import load_model
 from karuku.measure import evaluate
 from karuku.models import MODELS, build
 from karuku.training import TrainConfig
+from karuku.training.job import train_checkpoint
 
 OUT = Path("runs/bench")
 BASELINES = {
@@ -50,7 +50,7 @@ def baselines() -> None:
     rows = ["| model | epochs | optimiser | test accuracy | errors | minutes | target |", "|---" * 7 + "|"]
     for name, (cfg, target) in BASELINES.items():
         start = time.perf_counter()
-        meta = fit(name, DataConfig(name="mnist"), cfg, OUT / f"{name}.safetensors", verbose=True)
+        meta = train_checkpoint(name, cfg, OUT / f"{name}.safetensors", DataConfig(name="mnist"), verbose=True)
         minutes = (time.perf_counter() - start) / 60
         t = meta["metrics"]["test"]
         ok = "met" if t["accuracy"] >= target else "MISSED"
@@ -98,7 +98,7 @@ def zoo(runs: int = 30) -> None:
         t, o = ev.latency["torch"], ev.latency["onnxruntime"]
         acc = f"{100 * ev.accuracy:.2f} %" if ev.accuracy is not None else "(random weights)"
         rows.append(f"| {name} | {'×'.join(map(str, shape))} | {ev.params:,} | {ev.macs:,} | "
-                    f"{ev.size_fp32_bytes / 1000:,.1f} | {ev.peak_activation_bytes / 1000:,.1f} | "
+                    f"{ev.sizes['fp32'] / 1000:,.1f} | {ev.peak_activation_bytes / 1000:,.1f} | "
                     f"{t['b1_median_ms']:.3f} | {t['b64_per_s']:,.0f} | {o['b1_median_ms']:.3f} | "
                     f"{o['b64_per_s']:,.0f} | {ev.energy['total_uj']:.2f} ({ev.energy['weights_in']}) | {acc} |")
     emit("zoo", "Batch-1 latency is the median of "

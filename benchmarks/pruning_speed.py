@@ -56,6 +56,9 @@ def main() -> None:
         t = totals(model, shape)
         out[path] = {"ort_b64_per_s": round(thr[path]), "ratio": round(thr[path] / thr[first], 3),
                      "params": t.params, "nonzeros": t.nonzeros, "macs": t.macs}
+    from karuku.cpu import detect
+
+    out["cpu"] = detect().summary()
     print(json.dumps(out))
 
 

@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 from pruning_speed import side_by_side  # a sibling script (benchmarks/ is on the path when run)
 
-from karuku.api import fit
 from karuku.data import DataConfig, load_splits
 from karuku.io.checkpoint import load_model
 from karuku.measure import totals
 from karuku.pruning import PruneConfig, prune, save_pruned
 from karuku.training import TrainConfig, score, train
+from karuku.training.job import train_checkpoint
 
 SETTINGS = {  # full MNIST training set (59,000 after the 1,000 held out); 1 thread on 2 shared cores
     "resnet-s": {"kwargs": {}, "data": DataConfig(name="mnist", val_size=1000),
@@ -101,7 +101,7 @@ def main() -> None:
     base = args.out / f"{args.model}.safetensors"
     if not base.exists():
         log(f"training the baseline {base}")
-        fit(args.model, s["data"], s["train"], base, model_kwargs=s["kwargs"], verbose=False)
+        train_checkpoint(args.model, s["train"], base, s["data"], model_kwargs=s["kwargs"], verbose=False)
     dense, ckpt = load_model(base)
     splits = load_splits(DataConfig(**{**ckpt.meta["data"], **({"test_limit": 500} if args.smoke else {})}))
     shape = tuple(ckpt.spec.input_shape)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from karuku.api import fit
 from karuku.data import DataConfig, load_splits
 from karuku.io.checkpoint import load_model
 from karuku.pruning import PruneConfig, prune, save_pruned
 from karuku.training import TrainConfig, score
+from karuku.training.job import train_checkpoint
 
 SETTINGS = {
     "lenet300": {
@@ -47,7 +47,7 @@ def main() -> None:
     s = SETTINGS[args.model]
     base = args.out / f"{args.model}.safetensors"
     if not base.exists():
-        fit(args.model, s["data"], s["train"], base, verbose=False)
+        train_checkpoint(args.model, s["train"], base, s["data"], verbose=False)
     model, ckpt = load_model(base)
     splits = load_splits(DataConfig(**ckpt.meta["data"]))
     dense = score(model, splits.test)
@@ -55,7 +55,7 @@ def main() -> None:
         update={"epochs": args.finetune_epochs})
     torch.manual_seed(0)
     start = time.perf_counter()
-    result = prune(model, s["prune"], splits, ft)
+    result = prune(model, s["prune"].model_copy(update={"finetune": ft}), splits)
     seconds = time.perf_counter() - start
     pruned = score(model, splits.test)
     out = args.out / f"{args.model}-pruned92.safetensors"

@@ -1,5 +1,11 @@
 """Our int8 QDQ ONNX beside onnxruntime.quantization.quantize_static (default and best settings) and NNCF PTQ.
 
+Every karuku representation (u8s8, u8u8, u8s7; see benchmarks/quant_compare_prep.py) and ORT's own remedy for
+CPUs without VNNI (quantize_static with reduce_range=True: 7-bit weights) are timed beside fp32. The CPU and its
+int8 target (karuku.cpu) are recorded with the results. `--instructions` counts instructions per inference under
+valgrind instead of timing: valgrind's CPU has AVX2 but no AVX-512 / VNNI, so ONNX Runtime runs the kernels of
+an AVX2-only machine (a proxy for their speed there; instructions are not cycles).
+
 Run in a separate environment (these tools are never karuku dependencies):
 
     python3 -m venv /tmp/q-venv && /tmp/q-venv/bin/pip install torch==2.13.0 nncf onnx onnxruntime numpy
@@ -31,15 +37,19 @@ class Reader(CalibrationDataReader):
         return next(self.batches, None)
 
 
+NAMES = {"fp32": "fp32", "karuku u8s8": "karuku_u8s8", "karuku u8u8": "karuku_u8u8", "karuku u8s7": "karuku_u8s7",
+         "quantize_static default": "qs_default",
+         "quantize_static best (pre-processed, per-channel, uint8 act)": "qs_best",
+         "quantize_static best + reduce_range (7-bit weights)": "qs_reduce", "NNCF PTQ": "nncf"}
+
+
 def variants(folder: Path, reuse: bool = False) -> dict[str, Path]:
     """fp32, ours, quantize_static default / best, NNCF: paths of the ONNX files (`reuse`: those already made)."""
     if reuse and (folder / "qs_best.onnx").is_file():
-        names = {"fp32": "fp32", "karuku int8": "karuku_int8", "quantize_static default": "qs_default",
-                 "quantize_static best (pre-processed, per-channel, uint8 act)": "qs_best", "NNCF PTQ": "nncf"}
-        return {k: folder / f"{v}.onnx" for k, v in names.items() if (folder / f"{v}.onnx").is_file()}
+        return {k: folder / f"{v}.onnx" for k, v in NAMES.items() if (folder / f"{v}.onnx").is_file()}
     calib = np.load(folder / "calib.npy").astype(np.float32)
     fp32 = folder / "fp32.onnx"
-    out = {"fp32": fp32, "karuku int8": folder / "karuku_int8.onnx"}
+    out = {"fp32": fp32, **{f"karuku {r}": folder / f"karuku_{r}.onnx" for r in ("u8s8", "u8u8", "u8s7")}}
     quantize_static(str(fp32), str(folder / "qs_default.onnx"), Reader(calib))
     out["quantize_static default"] = folder / "qs_default.onnx"
     quant_pre_process(str(fp32), str(folder / "fp32_pre.onnx"))
@@ -47,6 +57,10 @@ def variants(folder: Path, reuse: bool = False) -> dict[str, Path]:
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8)
     out["quantize_static best (pre-processed, per-channel, uint8 act)"] = folder / "qs_best.onnx"
+    quantize_static(str(folder / "fp32_pre.onnx"), str(folder / "qs_reduce.onnx"), Reader(calib),
+                    quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    out["quantize_static best + reduce_range (7-bit weights)"] = folder / "qs_reduce.onnx"
     try:
         import nncf
         import onnx
@@ -84,6 +98,36 @@ def throughput(paths: dict[str, Path], shape, rounds: int = 5, runs: int = 10) -
     return {k: 64 / float(np.median(v)) for k, v in times.items()}
 
 
+RUNNER = """
+import sys, numpy as np, onnxruntime as ort
+so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
+s = ort.InferenceSession(sys.argv[1], so, providers=["CPUExecutionProvider"])
+x = np.random.default_rng(0).standard_normal((int(sys.argv[3]), *map(int, sys.argv[4:]))).astype(np.float32)
+for _ in range(1 + int(sys.argv[2])):
+    s.run(None, {"input": x})
+"""
+
+
+def instructions(paths: dict[str, Path], shape, batch: int = 8, runs: int = 2) -> dict[str, float]:
+    """Instructions per `batch`-sample inference under valgrind's callgrind (AVX2 kernels: valgrind has no
+    AVX-512): the count of a process that runs `runs` more inferences minus one that runs none, over `runs`."""
+    import subprocess
+    import sys
+    import tempfile
+
+    def total(path: Path, n: int) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            script, out = Path(tmp) / "run.py", Path(tmp) / "cg.out"
+            script.write_text(RUNNER)
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q", sys.executable,
+                            str(script), str(path), str(n), str(batch), *map(str, shape)], check=True,
+                           capture_output=True)
+            ann = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
+            return int(next(line for line in ann.splitlines() if "PROGRAM TOTALS" in line).split()[0].replace(",", ""))
+
+    return {k: (total(p, runs) - total(p, 0)) / runs for k, p in paths.items()}
+
+
 def accuracy(paths: dict[str, Path], folder: Path) -> dict[str, float]:
     x, y = np.load(folder / "test_x.npy").astype(np.float32), np.load(folder / "test_y.npy")
     out = {}
@@ -102,9 +146,26 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--skip", nargs="*", default=[], help="speed / accuracy")
     ap.add_argument("--peak-gops", type=float, help="int8 peak (benchmarks/ort_peak.py) for the fraction of peak")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per batch-8 inference under valgrind (AVX2 kernels) instead of timing")
     args = ap.parse_args()
     index = json.loads((args.folder / "index.json").read_text())
     results = {"onnxruntime": ort.__version__, "speed": {}, "accuracy": {}}
+    try:  # karuku is importable when this runs in karuku's venv; the peers' venv records the CPU without it
+        from karuku.cpu import detect
+
+        results["cpu"] = detect().summary()
+    except ImportError:
+        import platform
+
+        results["cpu"] = platform.processor() or platform.machine()
+    if args.instructions:
+        for name, info in index["speed"].items():
+            paths = variants(Path(info["folder"]), args.reuse)
+            results.setdefault("instructions_b8", {})[name] = counts = instructions(paths, info["input_shape"])
+            print(name, json.dumps(counts), flush=True)
+            args.out.write_text(json.dumps(results, indent=2))
+        return
     for name, info in ({} if "speed" in args.skip else index["speed"]).items():
         paths = variants(Path(info["folder"]), args.reuse)
         results["speed"][name] = speed = throughput(paths, info["input_shape"], args.rounds)

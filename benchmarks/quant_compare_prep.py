@@ -1,5 +1,9 @@
 """Write the inputs of benchmarks/quant_compare.py: fp32 ONNX, our int8 QDQ ONNX, calibration and test data.
 
+Our int8 files come in the three representations (karuku.quant.representation): `karuku_u8s8.onnx` (8-bit
+weights, exact on VNNI / AMX / Arm), `karuku_u8u8.onnx` (the same model stored u8 x u8, exact everywhere) and
+`karuku_u8s7.onnx` (quantized for `target_isa="portable"`: 7-bit weights, exact everywhere).
+
     .venv/bin/python benchmarks/quant_compare_prep.py --out /tmp/qcmp [--mnist CKPT ...]
 
 Speed set: resnet-s and mobilenetv2-s on 3×32×32 with random weights (seed 0, BatchNorm at its
@@ -27,8 +31,11 @@ from karuku.quant import QuantConfig, export_qdq, quantize, to_integer
 def write(folder: Path, model, calib: torch.Tensor, shape, test=None, observer: str = "mse") -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fp32.onnx").write_bytes(export_bytes(model, shape))
-    qm = quantize(model, QuantConfig(observer=observer, calibration=len(calib)), calib)
-    (folder / "karuku_int8.onnx").write_bytes(export_qdq(to_integer(qm)))
+    for target, reps in (("avx512-vnni", ("u8s8", "u8u8")), ("portable", ("u8s7",))):
+        qm = quantize(model, QuantConfig(observer=observer, calibration=len(calib), target_isa=target), calib)
+        im = to_integer(qm)
+        for rep in reps:
+            (folder / f"karuku_{rep}.onnx").write_bytes(export_qdq(im, representation=rep))
     np.save(folder / "calib.npy", calib.numpy())
     if test is not None:
         np.save(folder / "test_x.npy", test[0].numpy())

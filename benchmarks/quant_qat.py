@@ -34,8 +34,9 @@ def main() -> None:
     cfg = QuantConfig(bits=args.bits, weight_observer="mse", qat_delay=300)
     ptq = quantize(model, cfg, splits.calibration(512))
     t = time.perf_counter()
-    qat = quantize(model, cfg.model_copy(update={"mode": "qat"}), splits=splits,
-                   train_config=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=64, threads=args.threads))
+    qat_cfg = cfg.model_copy(update={"mode": "qat", "finetune": TrainConfig(epochs=args.epochs, lr=args.lr,
+                                                                          batch_size=64, threads=args.threads)})
+    qat = quantize(model, qat_cfg, splits=splits)
     seconds = time.perf_counter() - t
     engine = float((to_integer(qat).run(x, fast=True).argmax(1) == y).float().mean())
     r = {"model": ckpt.spec.name, "bits": args.bits, "epochs": args.epochs, "lr": args.lr,

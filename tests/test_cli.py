@@ -40,7 +40,7 @@ def test_evaluate_prints_the_table_and_json(trained, tmp_path, idx_dir):
     for label in ("test accuracy", "MACs / sample", "onnxruntime latency b1", "energy / inference"):
         assert label in res.output
     doc = json.loads(js.read_text())
-    assert doc["params"] == 61_706 and doc["test_total"] == 200 and doc["latency"]["torch"]["b1_median_ms"] > 0
+    assert doc["params"] == 61_706 and doc["total"] == 200 and doc["latency"]["torch"]["b1_median_ms"] > 0
 
 
 def test_user_model_by_import_path(tmp_path, idx_dir):

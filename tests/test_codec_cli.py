@@ -36,8 +36,8 @@ def pruned(tmp_path_factory):
 
 def test_cluster_pack_evaluate_unpack(pruned, tmp_path):
     shared, krk, back = tmp_path / "shared.safetensors", tmp_path / "m.krk", tmp_path / "back.safetensors"
-    res = run("cluster", pruned, "--out", shared, "--bits", 4, "--layer-bits", "fc3=3", "--tune-epochs", 1,
-              "--tune-lr", 0.001, "--quiet")
+    res = run("cluster", pruned, "--out", shared, "--bits", 4, "--layer-bits", "fc3=3", "--finetune-epochs", 1,
+              "--finetune-lr", 0.001, "--quiet")
     assert res.exit_code == 0, res.output
     assert "fc3.weight 3" in res.output and "test accuracy" in res.output
     js = tmp_path / "sizes.json"

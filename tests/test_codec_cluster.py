@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from karuku.codec import ClusterConfig, cluster
 from karuku.codec.sharing import init_centroids, kmeans_1d
 from karuku.data import DataConfig, load_splits
+from karuku.errors import KarukuError
 from karuku.models.spec import ModelSpec
 from karuku.training import TrainConfig, train
 
@@ -27,14 +27,14 @@ def _pruned_mlp(keep: float = 0.3) -> nn.Module:
 
 @pytest.mark.parametrize("bits", [0, 9])
 def test_bits_outside_1_to_8_are_refused(bits):
-    with pytest.raises(ValidationError):
+    with pytest.raises(KarukuError, match="invalid ClusterConfig bits"):
         ClusterConfig(bits=bits)
-    with pytest.raises(ValidationError, match="1..8"):
+    with pytest.raises(KarukuError, match="1..8"):
         ClusterConfig(layer_bits={"conv*": bits})
 
 
 def test_unknown_config_keys_are_refused():
-    with pytest.raises(ValidationError):
+    with pytest.raises(KarukuError, match="bitz: Extra inputs are not permitted"):
         ClusterConfig(bitz=4)
 
 

@@ -87,3 +87,23 @@ def test_random_shift_on_sequences():
     assert out.shape == x.shape
     pos = out[:, 0].argmax(1)
     assert pos.min() >= 7 and pos.max() <= 13 and len(pos.unique()) > 3
+
+
+def test_for_checkpoint_takes_the_stored_data_and_what_the_user_overrides(idx_dir):
+    from karuku.data import for_checkpoint
+    from karuku.io.checkpoint import Checkpoint
+    from karuku.models import ModelSpec
+
+    spec = ModelSpec(name="lenet300", input_shape=(1, 28, 28), num_classes=10)
+    ckpt = Checkpoint(spec, {}, {"data": {"name": "idx", "path": str(idx_dir), "val_size": 100}})
+    splits = for_checkpoint(ckpt)
+    assert splits.config.path == str(idx_dir) and len(splits.val) == 100
+    assert len(for_checkpoint(ckpt, {"test_limit": 7, "path": None}).test) == 7  # None: not given
+    with pytest.raises(KarukuError, match=r"dataset 'digits' has inputs \(1, 8, 8\) but .* expects \(1, 28, 28\)"):
+        # another dataset: the stored path and sizes are not carried over
+        for_checkpoint(ckpt, {"name": "digits", "val_size": 100})
+    assert for_checkpoint(ckpt, DataConfig(name="idx", path=str(idx_dir), val_size=0)).val is None
+    bare = Checkpoint(spec, {}, {})
+    with pytest.raises(KarukuError, match="does not say which data it was trained on"):
+        for_checkpoint(bare)
+    assert for_checkpoint(bare, required=False) is None

@@ -2,7 +2,6 @@
 
 import json
 
-import pydantic
 import pytest
 import torch
 
@@ -124,7 +123,7 @@ def test_bad_input(experiment, tmp_path):
     with pytest.raises(KarukuError, match="beyond the training length"):
         run(_cfg(rewind=31), tmp_path)
     for bad in (0.0, 1.0, 1.5):
-        with pytest.raises(pydantic.ValidationError):
+        with pytest.raises(KarukuError, match="invalid LotteryConfig rate"):
             _cfg(rate=bad)
-    with pytest.raises(pydantic.ValidationError, match="unknown control"):
+    with pytest.raises(KarukuError, match="unknown control"):
         _cfg(controls=["shuffle"])

@@ -3,7 +3,17 @@ import onnx
 import pytest
 import torch
 
-from karuku.measure import activation_bytes, energy, evaluate, export_bytes, layer_counts, session, time_call, totals
+from karuku.measure import (
+    activation_bytes,
+    energy,
+    evaluate,
+    export_bytes,
+    layer_counts,
+    session,
+    time_call,
+    time_engines,
+    totals,
+)
 from karuku.measure.energy import PJ
 from karuku.models import build
 
@@ -81,9 +91,44 @@ def test_evaluate_gathers_everything(idx_dir):
     splits = load_splits(DataConfig(name="idx", path=str(idx_dir), val_size=0))
     model = build("lenet5-lecun", (1, 28, 28), 10)
     ev = evaluate(model, splits, runs=3)
-    assert ev.params == 61_706 and ev.macs == 416_520 and ev.test_total == 200
+    assert ev.params == 61_706 and ev.macs == 416_520 and ev.total == 200
     assert set(ev.latency) == {"torch", "onnxruntime"}
     assert ev.latency["onnxruntime"]["b64_per_s"] > 0
-    assert ev.size_fp32_bytes > 4 * 61_706
+    assert ev.sizes["fp32"] > 4 * 61_706 and ev.deploy_kind == "fp32"
     labels = [k for k, _ in ev.rows()]
     assert "test accuracy" in labels and "energy assumptions" in labels
+
+
+def test_time_engines_interleaves_rounds():
+    calls = []
+
+    def engine(name):
+        def make(batch):
+            return lambda: calls.append((name, batch))
+        return make
+
+    speed = time_engines({"a": engine("a"), "b": engine("b")}, runs=4, rounds=3)
+    assert set(speed) == {"a", "b"} and speed["a"].b64_per_s == pytest.approx(64_000 / speed["a"].b64_median_ms)
+    # every round times a then b: the engines alternate instead of running back to back
+    firsts = [name for name, batch in calls if batch == 1]
+    assert firsts[:6] == ["a"] * 6 and firsts[6:12] == ["b"] * 6 and firsts[12] == "a"
+
+
+def test_a_registered_form_is_the_deployed_one():
+    """A technique's own form (here: a 1-byte-per-weight one) becomes the deployed size, with integer activations."""
+    from karuku.measure import Form, register_form
+    from karuku.measure.forms import FORMS
+
+    class Tiny(torch.nn.Sequential):
+        pass
+
+    model = Tiny(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    register_form(Tiny)(lambda m: Form("int8", 650, integer=True))
+    try:
+        ev = evaluate(model, None, (1, 8, 8), engines=())
+    finally:
+        del FORMS[Tiny]
+    plain = evaluate(torch.nn.Sequential(*model), None, (1, 8, 8), engines=())
+    assert ev.deploy_kind == "int8" and ev.deploy_bytes == 650 and ev.sizes["fp32"] == plain.deploy_bytes
+    assert ev.integer and ev.peak_activation_bytes * 4 == plain.peak_activation_bytes
+    assert ev.fit("mcu-m4").reasons[0].startswith("weights 0.6 KiB")

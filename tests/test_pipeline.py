@@ -25,7 +25,7 @@ RECIPE = {
     "data": {"name": "digits", "val_size": 200},
     "model": {"name": "lenet300", "train": {"epochs": 2, "lr": 0.05, "batch_size": 32}},
     "budget": {"max_accuracy_drop": 5.0, "max_size_kb": 1000, "profile": "mcu-m4"},
-    "recovery": {"finetune_epochs": 1, "max_rounds": 1},
+    "recovery": {"epochs": 1, "max_rounds": 1},
     "stages": [{"finetune": {"epochs": 1, "lr": 0.01}}, {"export": {"format": "onnx"}}],
 }
 
@@ -40,7 +40,8 @@ def write(tmp_path, doc, name="r.yaml"):
     (lambda d: d.update(colour="red"), ["colour: Extra inputs are not permitted"]),
     (lambda d: d.update(version=2), ["version: Input should be 1"]),
     (lambda d: d["model"]["train"].update(epochs="ten"), ["model.train.epochs: Input should be a valid integer"]),
-    (lambda d: d["budget"].update(profile="arduino"), ["budget.profile: unknown profile 'arduino'; allowed:"]),
+    (lambda d: d["budget"].update(profile="arduino"),
+     ["budget.profile: unknown device profile 'arduino'", "(known: mcu-m4"]),
     (lambda d: d["stages"].append({"shrink": {}}), ["stages[2].shrink: unknown stage 'shrink'", "allowed:"]),
     (lambda d: d["stages"][0]["finetune"].update(epochz=3), ["stages[0].finetune.epochz: Extra inputs"]),
     (lambda d: d["stages"][1]["export"].update(format="tflite"), ["stages[1].export.format: Input should be 'onnx'"]),
@@ -183,8 +184,8 @@ def test_prune_quantize_export_chain(tmp_path):
 def test_deep_compression_chain_and_backoff(tmp_path):
     doc = json.loads(json.dumps(RECIPE))
     doc["budget"] = {"max_accuracy_drop": 0.0}  # nothing lossy can pass: every back-off round is tried
-    doc["recovery"] = {"finetune_epochs": 0, "max_rounds": 1}
-    doc["stages"] = [{"prune": {"sparsity": 0.9}}, {"cluster": {"bits": 4, "tune_epochs": 0}}, {"pack": {}}]
+    doc["recovery"] = {"epochs": 0, "max_rounds": 1}
+    doc["stages"] = [{"prune": {"sparsity": 0.9}}, {"cluster": {"bits": 4}}, {"pack": {}}]
     outcome = _run_recipe(tmp_path, doc)
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     prunes = [a for a in summary["attempts"] if a["kind"] == "prune"]
@@ -195,12 +196,13 @@ def test_deep_compression_chain_and_backoff(tmp_path):
 
 
 def test_prune_backoff_eases_every_layer_rate():
-    from karuku.pipeline.adapters.prune import Settings, backoff
+    from karuku.pipeline.stages import get_stage
+    from karuku.pruning import PruneConfig
 
-    s = Settings(sparsity=0.92, overrides={"conv1": 0.34, "fc1": 0.92})
-    eased = backoff(s, 1)
+    stage = get_stage("prune")
+    eased = stage.backoff(PruneConfig(sparsity=0.92, overrides={"conv1": 0.34, "fc1": 0.92}), 1)
     assert eased.sparsity == 0.88 and eased.overrides == {"conv1": 0.01, "fc1": 0.88}
-    assert backoff(eased, 2).overrides["conv1"] == 0.0  # never below zero
+    assert stage.backoff(eased, 2).overrides["conv1"] == 0.0  # never below zero
 
 
 def test_every_shipped_recipe_is_valid_and_headed_by_its_command():
@@ -248,3 +250,51 @@ def test_int8_export_miss_falls_back_to_u8u8_and_says_so(tmp_path, monkeypatch):
     assert {p.key: p.value for p in model.metadata_props}["karuku.representation"] == "u8u8"
     html = (outcome.run_dir / "report.html").read_text()
     assert "Fallback" in html and "saturating int16" in html and summary["cpu"]["target"] in html
+
+
+def test_a_recipe_with_five_faults_reports_all_five_with_paths_and_suggestions():
+    doc = json.loads(json.dumps(RECIPE))
+    doc["budjet"] = {"max_size_kb": 10}  # a top-level typo
+    doc["model"]["train"]["epochs"] = "ten"
+    doc["recovery"] = {"finetune_epochs": 1}  # a key that was renamed
+    doc["stages"] = [{"prune": {"sparsity": None}}, {"prunne": {}}, {"quantize": {"observer": "mse2"}},
+                     {"distill": {"temperature": 2}}]
+    recipe, problems = parse_recipe(doc)
+    assert recipe is None
+    text = "\n".join(problems)
+    for needle in ("budjet: Extra inputs are not permitted; did you mean 'budget'?",
+                   "model.train.epochs: Input should be a valid integer",
+                   "recovery.finetune_epochs: Extra inputs are not permitted: renamed, use epochs",
+                   "stages[0].prune.sparsity: Input should be a valid number",
+                   "stages[1].prunne: unknown stage 'prunne'; did you mean 'prune'? (allowed: cluster,",
+                   "stages[2].quantize.observer: ",
+                   "stages[3].distill.student: Field required (the student:"):
+        assert needle in text, text
+    assert len(problems) == 7, text
+
+
+def test_old_stage_keys_say_what_replaced_them():
+    doc = json.loads(json.dumps(RECIPE))
+    doc["stages"] = [{"prune": {"finetune_epochs": 2}}, {"cluster": {"tune_epochs": 1}}]
+    _, problems = parse_recipe(doc)
+    assert problems == ["stages[0].prune.finetune_epochs: Extra inputs are not permitted: renamed, use finetune: "
+                        "{epochs: N}", "stages[1].cluster.tune_epochs: Extra inputs are not permitted: renamed, use "
+                        "finetune: {epochs: N}"]
+
+
+def test_the_loop_core_names_no_technique():
+    """Techniques join through the stage registry; the core modules never name one."""
+    import re
+    from pathlib import Path
+
+    import karuku.pipeline.loop as loop
+
+    core = ("loop.py", "steps.py", "run.py", "attempt.py", "stage.py", "budget.py", "runfolder.py")
+    names = re.compile(r"\b(prune\w*|pruning|quant\w*|distil\w*|cluster\w*|codec|pack\w*|export\w*|QuantModel|"
+                       r"Mask\w*)\b", re.IGNORECASE)
+    for name in core:
+        source = (Path(loop.__file__).parent / name).read_text()
+        code = re.sub(r'"""[\s\S]*?"""', "", "\n".join(line.split("#")[0] for line in source.splitlines()))
+        assert not names.search(code), (name, names.search(code))
+    body = Path(loop.__file__).read_text().split("def compress(")[1].split("\ndef ")[0]
+    assert len([x for x in body.splitlines() if x.strip() and not x.strip().startswith('"""')]) <= 14

@@ -9,12 +9,12 @@ import torch
 from typer.testing import CliRunner
 
 import karuku.cli.commands  # noqa: F401,E402  (registers the commands)
-from karuku.api import fit
 from karuku.cli.app import app
 from karuku.data import DataConfig
 from karuku.io.checkpoint import load_checkpoint, load_model, save_checkpoint
 from karuku.pruning import Mask
 from karuku.training import TrainConfig
+from karuku.training.job import train_checkpoint
 
 runner = CliRunner()
 
@@ -22,8 +22,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def ckpt(idx_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("ck") / "lenet300.safetensors"
-    fit("lenet300", DataConfig(name="idx", path=str(idx_dir), val_size=100),
-        TrainConfig(epochs=2, batch_size=100, lr=0.1), path, verbose=False)
+    train_checkpoint("lenet300", TrainConfig(epochs=2, batch_size=100, lr=0.1), path,
+                     DataConfig(name="idx", path=str(idx_dir), val_size=100), verbose=False)
     return path
 
 
@@ -34,8 +34,9 @@ def _run(*args):
 
 def test_unstructured_prune_with_finetune(ckpt, tmp_path):
     out = tmp_path / "p.safetensors"
-    code, text = _run("prune", ckpt, "--sparsity", "0.8", "--scope", "global", "--finetune", "1",
-                      "--ft-batch-size", "100", "--quiet", "--runs", "3", "--out", out, "--json", tmp_path / "f.json")
+    code, text = _run("prune", ckpt, "--sparsity", "0.8", "--scope", "global", "--finetune-epochs", "1",
+                      "--finetune-batch-size", "100", "--quiet", "--runs", "3", "--out", out,
+                      "--json", tmp_path / "f.json")
     assert code == 0, text
     assert "no speed-up" in text and "MACs effective" in text and "fc1" in text
     model, ck = load_model(out)
@@ -50,7 +51,7 @@ def test_unstructured_prune_with_finetune(ckpt, tmp_path):
 def test_iterative_then_structured_rebuilds(ckpt, tmp_path):
     out = tmp_path / "s.safetensors"
     code, text = _run("prune", ckpt, "--structured", "--target", "macs", "--sparsity", "0.5",
-                      "--schedule", "iterative:2", "--finetune", "1", "--ft-batch-size", "100", "--quiet",
+                      "--schedule", "iterative:2", "--finetune-epochs", "1", "--finetune-batch-size", "100", "--quiet",
                       "--no-latency", "--out", out)
     assert code == 0, text
     assert "physically smaller" in text
@@ -64,7 +65,7 @@ def test_iterative_then_structured_rebuilds(ckpt, tmp_path):
     (["--override", "nope=0.5"], "override pattern 'nope' matches no layer"),
     (["--override", "fc1"], "bad --override 'fc1'"),
     (["--exclude", "fc*"], "every prunable layer is excluded"),
-    (["--schedule", "iterative:3"], "add --finetune"),
+    (["--schedule", "iterative:3"], "add fine-tuning: PruneConfig(finetune=TrainConfig(...)), or --finetune-epochs N"),
     (["--schedule", "sometimes"], "invalid --schedule"),
     (["--method", "largest"], "unknown pruning method 'largest'"),
     (["--structured", "--method", "l3"], "unknown structured method 'l3'"),

@@ -119,8 +119,9 @@ def test_bake_folds_torch_prune():
 
 def test_iterative_never_revives_and_reaches_target(digits):
     model = _mlp()
-    cfg = PruneConfig(sparsity=0.9, schedule="iterative:3", scope="global")
-    result = prune(model, cfg, digits, TrainConfig(epochs=1, batch_size=256, lr=0.05))
+    cfg = PruneConfig(sparsity=0.9, schedule="iterative:3", scope="global",
+                      finetune=TrainConfig(epochs=1, batch_size=256, lr=0.05))
+    result = prune(model, cfg, digits)
     sp = [r["sparsity"] for r in result.rounds]
     assert sp == sorted(sp) and sp[-1] == pytest.approx(0.9, abs=1e-6)
     assert sp[0] == pytest.approx(iterative_sparsity(0.9, 1, 3), abs=1e-4)

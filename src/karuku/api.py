@@ -1,112 +1,79 @@
-"""Whole jobs behind the CLI, callable from Python: train to a checkpoint, evaluate a checkpoint."""
+"""Whole jobs, callable from Python: what each `karuku` command does, one function per technique.
+
+Every job takes a path, the technique's one config, the output path and (optionally) the data, which is
+otherwise the data the checkpoint was made with (`karuku.data.for_checkpoint`):
+
+| job | command |
+|---|---|
+| `train_checkpoint(model, TrainConfig, out, data)` | `karuku train` |
+| `prune_checkpoint(path, PruneConfig, out, data)` | `karuku prune` |
+| `quantize_checkpoint(path, QuantConfig, out, data)` | `karuku quantize` |
+| `distill_checkpoint(teacher, DistillConfig, out, data)` | `karuku distill` |
+| `cluster_checkpoint(path, ClusterConfig, out, data)` | `karuku cluster` |
+| `pack_checkpoint(path, PackConfig, out)` / `unpack_checkpoint(path, out)` | `karuku pack` / `unpack` |
+| `export_checkpoint(path, ExportConfig, out)` | `karuku export` |
+| `lottery_experiment(LotteryConfig, out)` | `karuku lottery` |
+| `evaluate_checkpoint(path, data, MeasureConfig, profile)` | `karuku evaluate` |
+
+Each job lives in its technique's package (`karuku/<technique>/job.py`); this module names them in one place.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
-from pathlib import Path
 from typing import Any
 
-import torch
-
+from karuku.data.checkpoint import for_checkpoint
 from karuku.data.config import DataConfig
-from karuku.data.splits import load_splits
-from karuku.errors import KarukuError
-from karuku.io.atomic import ensure_writable_dir
-from karuku.io.checkpoint import load_model, load_state, read_weights, save_checkpoint, trust_import
-from karuku.measure.evaluate import Evaluation, evaluate
-from karuku.models.registry import resolve_factory
-from karuku.models.spec import ModelSpec
-from karuku.training.config import TrainConfig
-from karuku.training.evaluate import score
-from karuku.training.loop import train
+from karuku.measure.config import MeasureConfig
+from karuku.measure.evaluation import Evaluation, evaluate
+
+_JOBS = {
+    "train_checkpoint": "karuku.training.job",
+    "prune_checkpoint": "karuku.pruning.job",
+    "quantize_checkpoint": "karuku.quant.job",
+    "distill_checkpoint": "karuku.distillation.job",
+    "cluster_checkpoint": "karuku.codec.job",
+    "pack_checkpoint": "karuku.codec.job",
+    "unpack_checkpoint": "karuku.codec.job",
+    "export_checkpoint": "karuku.deploy.job",
+    "lottery_experiment": "karuku.lottery.job",
+}
+
+__all__ = ["evaluate_checkpoint", *_JOBS]
 
 
-def fit(model: str, data: DataConfig, cfg: TrainConfig, out: str | os.PathLike,
-        model_kwargs: dict[str, Any] | None = None, init: str | os.PathLike | None = None,
-        verbose: bool = True) -> dict[str, Any] | None:
-    """Build `model` for `data`, train it and write the checkpoint `out`.
+def __getattr__(name: str):
+    if name in _JOBS:  # imported on first use: `import karuku.api` stays light
+        value = getattr(importlib.import_module(_JOBS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'karuku.api' has no attribute {name!r}")
 
-    Resumes from `<out>.state` when a previous run with the same settings crashed.
-    Returns the checkpoint's metadata (None on non-zero ranks of a multi-process run).
+
+def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, Any] | None = None,
+                        measure: MeasureConfig | None = None, profile: str | None = None) -> Evaluation:
+    """Load a checkpoint (or a packed `.krk` model) and measure it on its dataset (or `data`).
+
+    `profile`: also check whether it fits that device profile (and take its on-chip memory for the energy).
     """
-    resolve_factory(model)  # an unknown model fails before any data is loaded
-    trust_import(model)  # named by the user: its own checkpoints may load it back
-    out = ensure_writable_dir(out)
-    splits = load_splits(data)
-    spec = ModelSpec(name=model, input_shape=splits.input_shape, num_classes=splits.num_classes,
-                     kwargs=model_kwargs or {})
-    torch.manual_seed(cfg.seed)
-    net = spec.build()
-    if init:
-        load_state(net, read_weights(init), str(init), model)
-    result = train(net, splits, cfg, state_path=Path(f"{out}.state"), verbose=verbose)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank = torch.distributed.get_rank()
-        torch.distributed.destroy_process_group()
-        if rank != 0:
-            return None
-    test = score(net, splits.test)
-    meta = {"data": data.model_dump(mode="json"), "training": cfg.model_dump(mode="json"),
-            "result": result.as_dict(), "history": result.history, "metrics": {"test": test.as_dict()}}
-    save_checkpoint(out, net, spec, meta)
-    return meta
-
-
-def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, data_path: str | None = None,
-                        test_limit: int | None = None, threads: int = 2, latency: bool = True,
-                        runs: int = 30) -> Evaluation:
-    """Load a checkpoint (or a packed `.krk` model) and measure it on its dataset (or `data`)."""
     from karuku.codec.krk import is_packed, load_packed
+    from karuku.io.checkpoint import load_model
+    from karuku.measure.profiles import get_profile
 
-    packed = None
-    if is_packed(path):  # a .krk file: same spec and metadata, plus its packed sizes
+    measure = measure or MeasureConfig()
+    if profile:
+        get_profile(profile)  # an unknown profile fails before any work
+    sizes, packed = None, None
+    if is_packed(path):  # a .krk file: same spec and metadata, plus its packed size
         model, packed = load_packed(path)
-        ckpt = packed
+        ckpt, sizes = packed, {"packed": len(packed.data)}
     else:
-        import karuku.quant.store  # noqa: F401  (registers the `quantize` transform of quantized checkpoints)
-
         model, ckpt = load_model(path)
-    stored = ckpt.meta.get("data") or {}
-    name = data or stored.get("name")
-    splits = None
-    if name:
-        cfg = DataConfig(name=name, path=data_path or (stored.get("path") if name == stored.get("name") else None),
-                         val_size=0, test_limit=test_limit)
-        splits = load_splits(cfg)
-        if tuple(splits.input_shape) != tuple(ckpt.spec.input_shape):
-            raise KarukuError(f"dataset '{name}' has inputs {splits.input_shape} but {path} expects "
-                              f"{tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
-    engines = ("torch", "onnxruntime") if latency else ()
-    quantized = None
-    if packed is None:  # a quantized checkpoint: fp32 figures of its float form, int8 figures beside them
-        from karuku.quant.report import split_for_evaluation
-
-        model, quantized = split_for_evaluation(model, ckpt.meta)
-    ev = evaluate(model, splits, ckpt.spec.input_shape, threads=threads, engines=engines, runs=runs)
+    splits = for_checkpoint(ckpt, data, required=False, val_size=0)
+    ev = evaluate(model, splits, ckpt.spec.input_shape, threads=measure.threads, engines=measure.engines,
+                  runs=measure.runs, sizes=sizes, profile=profile, details=True)
     if packed is not None:
         ev.extra.update(packed.extra())
-    if quantized is not None:
-        from karuku.quant.report import int8_figures
-
-        ev.extra.update(int8_figures(quantized, ckpt.meta["quant"], splits, threads, bool(engines), runs))
-    return ev
-
-
-def apply_profile(ev: Evaluation, profile: str) -> Evaluation:
-    """Add whether the model fits a device profile (with the numbers) and its energy with that profile's on-chip memory.
-
-    The stored weights are the smallest representation measured (fp32, or int8 / packed when present).
-    """
-    from karuku.measure import energy
-    from karuku.measure.profiles import check_fit, get_profile
-
-    p = get_profile(profile)
-    sizes = [ev.size_fp32_bytes] + [v for k, v in ev.extra.items() if k.endswith("_bytes") and isinstance(v, int)]
-    weight_bytes = min(sizes)
-    integer = weight_bytes < ev.size_fp32_bytes
-    scale = 4 if integer else 1  # int8 activations take a quarter of fp32's
-    fit = check_fit(p, weight_bytes, ev.peak_activation_bytes // scale)
-    ev.extra[f"fits {p.name}"] = ("yes" if fit.fits else "NO") + ": " + "; ".join(fit.reasons)
-    ev.energy = energy.estimate(ev.effective_macs, weight_bytes, ev.activation_traffic_bytes // scale, integer=integer,
-                                on_chip_bytes=p.on_chip_bytes).as_dict()
     return ev

@@ -51,6 +51,14 @@ def guard(fn):
 
 
 def main() -> None:
+    """The `karuku` command: load $KARUKU_PLUGINS, register every command, then run the one asked for."""
     from karuku.cli import commands  # noqa: F401  (registers the commands)
+    from karuku.errors import KarukuError
+    from karuku.registry import load_plugins
 
+    try:
+        load_plugins()
+    except KarukuError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     app()

@@ -5,23 +5,27 @@ from __future__ import annotations
 import fnmatch
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from karuku.config import Config
+from karuku.training.config import TrainConfig
 
 
-class ClusterConfig(BaseModel):
-    """Weight sharing: k = 2^bits centroids per layer, found by k-means over the surviving weights."""
-
-    model_config = ConfigDict(extra="forbid")
+class ClusterConfig(Config):
+    """Weight sharing: k = 2^bits centroids per layer by k-means over the surviving weights; centroid fine-tuning."""
 
     bits: int = Field(5, ge=1, le=8, description="bits per shared weight (2^bits centroids) for layers "
                                                   "no pattern in layer_bits matches")
     layer_bits: dict[str, int] = Field(default_factory=dict, description="bits per layer by fnmatch pattern on "
-                                       "the module name, first match wins (e.g. {'conv*': 8, 'fc*': 5})")
+                                       "the module name, first match wins (e.g. {'conv*': 8, 'fc*': 5})",
+                                       examples=["'conv*=8'"])
     init: Literal["linear", "density", "random"] = Field(
         "linear", description="centroid initialisation: evenly spaced over [min, max] (the paper's best), "
                               "quantiles of the weights, or random weights")
     max_iter: int = Field(300, gt=0, description="k-means iterations at most")
     seed: int = Field(0, description="seed of the random initialisation")
+    finetune: TrainConfig | None = Field(None, description="centroid fine-tuning (Deep Compression 3.3: each "
+                                                            "centroid learns from its members' summed gradients)")
 
     @field_validator("layer_bits")
     @classmethod
@@ -39,10 +43,8 @@ class ClusterConfig(BaseModel):
         return self.bits
 
 
-class PackConfig(BaseModel):
+class PackConfig(Config):
     """How `pack` codes the positions and streams."""
-
-    model_config = ConfigDict(extra="forbid")
 
     index_bits: int | None = Field(None, ge=1, le=8, description="bits per relative index (default: the "
                                                                   "smallest file per layer, trying 1..8)")

@@ -7,21 +7,27 @@ to its centroid, pruned weights to exactly 0. Assignments never change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from karuku.training.hooks import Hook
+from karuku.training.state import TrainState
 
-if TYPE_CHECKING:
-    from karuku.codec.sharing import WeightSharing
-    from karuku.training.loop import TrainState
+
+class Shared(Protocol):
+    """What the hook needs of `karuku.codec.sharing.WeightSharing`: per-layer codebooks, and writing them back."""
+
+    layers: dict[str, Any]  # module name -> SharedLayer (centroids, assign)
+
+    def apply(self, model: nn.Module) -> None: ...
 
 
 class CentroidTuning(Hook):
     """Trains the codebooks of a `WeightSharing` instead of the shared weights."""
 
-    def __init__(self, sharing: WeightSharing):
+    def __init__(self, sharing: Shared):
         self.sharing = sharing
         self.centroids = {n: torch.nn.Parameter(x.centroids.clone()) for n, x in sharing.layers.items()}
         self._members = {n: (x.assign >= 0) for n, x in sharing.layers.items()}

@@ -25,7 +25,7 @@ from karuku.codec.config import PackConfig
 from karuku.codec.sizes import SizeReport, coded_size, dense_size
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_bytes
-from karuku.io.checkpoint import Checkpoint, load_checkpoint
+from karuku.io.checkpoint import Checkpoint
 from karuku.models.spec import ModelSpec
 
 KEEP_META = ("transforms", "data", "metrics", "cluster")  # checkpoint metadata worth its bytes
@@ -128,14 +128,6 @@ def pack_model(model: nn.Module, spec: ModelSpec, out: str | os.PathLike, meta: 
                cfg: PackConfig | None = None) -> Packed:
     """Pack `model` (weights already shared) to the file `out`, atomically."""
     packed = pack_state(model.state_dict(), spec, meta, cfg)
-    write_bytes(out, packed.data)
-    return packed
-
-
-def pack_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, cfg: PackConfig | None = None) -> Packed:
-    """Pack a karuku checkpoint of a shared-weight model into `out`."""
-    ckpt = load_checkpoint(checkpoint)
-    packed = pack_state(ckpt.state, ckpt.spec, ckpt.meta, cfg)
     write_bytes(out, packed.data)
     return packed
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from karuku.codec.config import ClusterConfig
+from karuku.codec.finetune import CentroidTuning
 from karuku.errors import KarukuError
 
 
@@ -96,14 +97,13 @@ class WeightSharing:
         return {f"{n}.weight": x.bits for n, x in self.layers.items()}
 
     def meta(self) -> dict:
-        """Metadata for a checkpoint (meta['cluster'])."""
-        cfg = self.config.model_dump(mode="json") if self.config else {}
+        """Metadata for a checkpoint (meta['cluster']); packed `.krk` files keep it, so only what describes the
+        codebooks: how they were tuned is the checkpoint's `tuning`, not part of every packed file."""
+        cfg = self.config.model_dump(mode="json", exclude={"finetune"}) if self.config else {}
         return {"bits": self.bits(), "config": cfg}
 
-    def hook(self):
+    def hook(self) -> CentroidTuning:
         """A training hook that fine-tunes the centroids (see `CentroidTuning`)."""
-        from karuku.codec.finetune import CentroidTuning
-
         return CentroidTuning(self)
 
 

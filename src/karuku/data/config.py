@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
+
+from karuku.config import Config
 
 
-class DataConfig(BaseModel):
+class DataConfig(Config):
     """Which dataset, how validation is carved from train, and optional augmentation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field("mnist", description="dataset name (see `karuku data list`)")
     val_size: int = Field(5000, ge=0, description="training examples held out for validation (fixed seed)")
@@ -17,3 +17,10 @@ class DataConfig(BaseModel):
     path: str | None = Field(None, description="folder of the raw files (default: the cache, $KARUKU_DATA)")
     train_limit: int | None = Field(None, gt=0, description="use only the first N training examples")
     test_limit: int | None = Field(None, gt=0, description="use only the first N test examples")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from karuku.data.registry import DATASETS
+
+        return DATASETS.check(v)

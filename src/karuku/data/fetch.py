@@ -42,6 +42,7 @@ def cache_dir() -> Path:
 
 
 def sha256(data: bytes) -> str:
+    """Hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 

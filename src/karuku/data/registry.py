@@ -1,41 +1,44 @@
-"""The flat registry of named datasets."""
+"""The flat registry of named datasets: one `DatasetInfo` (and its loader) per name.
+
+The built-in datasets register themselves in `karuku.data.sources`; add your own with
+
+>>> @register_dataset("blobs", "three Gaussian blobs", (1, 2), 3)
+... def load_blobs(cfg: DataConfig) -> RawData: ...
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from karuku.data import sources
-from karuku.data.config import DataConfig
-from karuku.errors import KarukuError, closest
+from karuku.registry import Registry
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A dataset: its name, what it is, one input's shape, its class count and its loader (`DataConfig` → RawData)."""
+
     name: str
     description: str
     input_shape: tuple[int, ...]
     num_classes: int
-    load: Callable[[DataConfig], sources.RawData]
+    load: Callable[[Any], Any]
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    d.name: d
-    for d in (
-        DatasetInfo("mnist", "real MNIST, 60k train / 10k test (fetched and verified)", (1, 28, 28), 10,
-                    sources.load_mnist),
-        DatasetInfo("digits", "scikit-learn 8×8 digits, 1,437 train / 360 test", (1, 8, 8), 10, sources.load_digits),
-        DatasetInfo("mnist1d", "MNIST-1D generated offline, 4,000 train / 1,000 test", (1, 40), 10,
-                    sources.load_mnist1d),
-        DatasetInfo("idx", "your own IDX files (MNIST file names) in --data-path", (1, 28, 28), 10, sources.load_idx),
-    )
-}
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+def register_dataset(name: str, description: str, input_shape: tuple[int, ...], num_classes: int):
+    """Decorate a loader `(DataConfig) -> RawData`: `DataConfig(name=...)`, `--data NAME` and recipes then load it."""
+
+    def deco(load: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        DATASETS.register(name, DatasetInfo(name, description, tuple(input_shape), num_classes, load))
+        return load
+
+    return deco
 
 
 def get_dataset(name: str) -> DatasetInfo:
     """Look a dataset up by name; the error lists the known ones."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        known = sorted(DATASETS)
-        raise KarukuError(f"unknown dataset '{name}'{closest(name, known)}", f"known: {', '.join(known)}") from None
+    return DATASETS.find(name)

@@ -1,4 +1,4 @@
-"""Loaders of the raw datasets: each returns normalised float tensors and int64 labels."""
+"""The built-in datasets: each loader returns normalised float tensors and int64 labels, and registers itself."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from karuku.data.config import DataConfig
 from karuku.data.fetch import MNIST_FILES, fetch_mnist
 from karuku.data.idx import read_idx
+from karuku.data.registry import register_dataset
 from karuku.errors import KarukuError
 
 
@@ -55,12 +56,14 @@ def _idx_folder(folder: Path) -> RawData:
     return RawData(x_train, torch.from_numpy(ytr.astype(np.int64)), x_test, torch.from_numpy(yte.astype(np.int64)))
 
 
+@register_dataset("mnist", "real MNIST, 60k train / 10k test (fetched and verified)", (1, 28, 28), 10)
 def load_mnist(cfg: DataConfig) -> RawData:
     """Real MNIST: 60k train / 10k test, 1×28×28, fetched and verified on first use."""
     folder = fetch_mnist(Path(cfg.path) if cfg.path else None)
     return _idx_folder(folder)
 
 
+@register_dataset("idx", "your own IDX files (MNIST file names) in --data-path", (1, 28, 28), 10)
 def load_idx(cfg: DataConfig) -> RawData:
     """A user's own IDX files in `cfg.path` (MNIST file names); normalised by the train statistics."""
     if not cfg.path:
@@ -68,6 +71,7 @@ def load_idx(cfg: DataConfig) -> RawData:
     return _idx_folder(Path(cfg.path))
 
 
+@register_dataset("digits", "scikit-learn 8×8 digits, 1,437 train / 360 test", (1, 8, 8), 10)
 def load_digits(cfg: DataConfig) -> RawData:
     """scikit-learn's 8×8 digits (1,797 images): a fixed 80/20 train/test split."""
     from sklearn.datasets import load_digits as sk_digits
@@ -82,6 +86,7 @@ def load_digits(cfg: DataConfig) -> RawData:
     return RawData(x_train, torch.from_numpy(y[tr]), x_test, torch.from_numpy(y[te]))
 
 
+@register_dataset("mnist1d", "MNIST-1D generated offline, 4,000 train / 1,000 test", (1, 40), 10)
 def load_mnist1d(cfg: DataConfig) -> RawData:
     """MNIST-1D (Greydanus 2020) generated offline with its defaults: 4,000 train / 1,000 test, length 40."""
     from mnist1d.data import get_dataset_args, make_dataset

@@ -42,7 +42,8 @@ def load_splits(cfg: DataConfig | None = None, **overrides) -> DataSplits:
         x_test, y_test = x_test[: cfg.test_limit], y_test[: cfg.test_limit]
     n = len(y_train)
     if cfg.val_size >= n:
-        raise KarukuError(f"val_size {cfg.val_size} leaves no training data ({n} examples)", "lower --val-size")
+        raise KarukuError(f"val_size {cfg.val_size} leaves no training data ({n} examples)",
+                          "lower val_size (--data-val-size)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed))
     val_idx, train_idx = perm[: cfg.val_size].sort().values, perm[cfg.val_size :].sort().values
     train = TensorDataset(x_train[train_idx], y_train[train_idx])

@@ -19,6 +19,8 @@ PARITY_ATOL = 1e-4
 
 @dataclass(frozen=True)
 class Exported:
+    """A written fp32 ONNX file and its parity check: bytes, largest difference, inputs compared."""
+
     path: Path
     bytes: int
     max_abs_diff: float

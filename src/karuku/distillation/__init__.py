@@ -7,8 +7,8 @@
 fine-tunes a compressed model with its uncompressed self as the teacher.
 """
 
-from karuku.distillation.api import distill, make_hook
 from karuku.distillation.config import DistillConfig
+from karuku.distillation.distill import distill, make_hook
 from karuku.distillation.hook import DistillHook
 from karuku.distillation.loss import DistillationLoss, soft_target_loss
 from karuku.distillation.recovery import RECOVERY, recover

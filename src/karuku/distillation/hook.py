@@ -18,7 +18,7 @@ from karuku.errors import KarukuError
 from karuku.training.hooks import Hook
 
 if TYPE_CHECKING:
-    from karuku.training.loop import TrainState
+    from karuku.training.state import TrainState
 
 
 def freeze(teacher: nn.Module) -> nn.Module:

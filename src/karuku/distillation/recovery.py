@@ -15,8 +15,8 @@ from torch import nn
 
 from karuku.data.config import DataConfig
 from karuku.data.splits import DataSplits
-from karuku.distillation.api import distill
 from karuku.distillation.config import DistillConfig
+from karuku.distillation.distill import distill
 from karuku.training.config import TrainConfig
 from karuku.training.hooks import Hook
 from karuku.training.loop import TrainResult

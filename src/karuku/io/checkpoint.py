@@ -23,25 +23,35 @@ from karuku import __version__
 from karuku.errors import KarukuError
 from karuku.io import safefile
 from karuku.models.spec import ModelSpec
+from karuku.registry import Registry
 
 FORMAT = "karuku.checkpoint"
 FORMAT_VERSION = 1
 
-# karuku packages that register transforms, imported on demand when a checkpoint needs one
-TRANSFORM_PROVIDERS = ("karuku.pruning", "karuku.quant", "karuku.codec")
-
 # name -> function(model, params) -> model; replayed in order when a checkpoint is rebuilt
-TRANSFORMS: dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]] = {}
+TRANSFORMS: Registry[Callable[[nn.Module, dict[str, Any]], nn.Module]] = Registry("checkpoint transform")
+
+# Each transform a checkpoint records names the module that registers it ("module"); files written before
+# that was recorded name none for `quantize`, whose module is this (docs/FORMAT.md).
+FORMAT1_MODULES = {"quantize": "karuku.quant.store"}
 
 
 def register_transform(name: str):
-    """Register a structural edit that `Checkpoint.build_model` can replay."""
+    """Register a structural edit `(model, params) -> model` that `Checkpoint.build_model` can replay; the entry
+    a technique appends to a checkpoint's `transforms` is {"name": name, "module": its module, "params": ...}."""
+    return TRANSFORMS.register(name)
 
-    def deco(fn):
-        TRANSFORMS[name] = fn
-        return fn
 
-    return deco
+def _transform(step: dict[str, Any], source: str) -> Callable[[nn.Module, dict[str, Any]], nn.Module]:
+    """The registered function of a recorded transform, importing its karuku module when it is not loaded yet."""
+    name = step.get("name")
+    module = str(step.get("module") or FORMAT1_MODULES.get(name, ""))
+    if name not in TRANSFORMS and module.startswith("karuku."):  # only karuku's own modules load from a file
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    if name not in TRANSFORMS:
+        raise KarukuError(f"{source}: unknown transform '{name}'", "it was written by a newer karuku; upgrade")
+    return TRANSFORMS[name]
 
 
 @dataclass
@@ -59,19 +69,7 @@ class Checkpoint:
         check_trusted(self.spec, str(self.path or "checkpoint"))
         model = self.spec.build()
         for step in self.meta.get("transforms", []):
-            fn = TRANSFORMS.get(step.get("name"))
-            # a technique registers its transforms when imported; only karuku's own modules load
-            named = [step["module"]] if str(step.get("module", "")).startswith("karuku.") else []
-            for module in [*named, *TRANSFORM_PROVIDERS] if fn is None else []:
-                with contextlib.suppress(ImportError):
-                    importlib.import_module(module)
-                fn = TRANSFORMS.get(step.get("name"))
-                if fn is not None:
-                    break
-            if fn is None:
-                raise KarukuError(f"{self.path}: unknown transform '{step.get('name')}'",
-                                  "it was written by a newer karuku; upgrade")
-            model = fn(model, step.get("params", {}))
+            model = _transform(step, str(self.path))(model, step.get("params", {}))
         load_state(model, self.state, f"{self.path or 'checkpoint'}", self.spec.name)
         return model
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from karuku.config import Config
 from karuku.data.config import DataConfig
 from karuku.training.config import TrainConfig
 
@@ -20,22 +19,30 @@ def paper_training() -> TrainConfig:
                        eval_every=100, momentum=0.0)
 
 
-class LotteryConfig(BaseModel):
+class LotteryConfig(Config):
     """Iterative magnitude pruning with rewinding, and its controls."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str = Field("lenet300", description="zoo name or package.module:factory")
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="model factory arguments",
+                                         examples=["hidden=[300,100]"], json_schema_extra={"cli": "model_arg"})
     data: DataConfig = Field(default_factory=DataConfig)
     levels: int = Field(20, ge=1, le=60, description="pruning rounds after the dense run")
     rate: float = Field(0.2, gt=0, lt=1, description="fraction of the surviving weights pruned per round")
     output_rate: float | None = Field(0.1, gt=0, lt=1, description="rate of the output layer (None: same rate)")
     scope: Literal["layer", "global"] = Field("layer", description="per-layer rates or one global threshold")
     rewind: int = Field(0, ge=0, description="reset survivors to their values at this iteration (0: init)")
-    controls: list[str] = Field(default_factory=lambda: list(CONTROLS), description="reinit, random-mask")
+    controls: list[str] = Field(default_factory=lambda: list(CONTROLS), description="reinit, random-mask ('' for "
+                                                                                       "none)")
     trials: int = Field(1, ge=1, le=20, description="independent seeds")
     seed: int = Field(0, description="seed of the first trial")
     train: TrainConfig = Field(default_factory=paper_training)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from karuku.models.registry import check_name
+
+        return check_name(v)
 
     @field_validator("controls")
     @classmethod
@@ -44,7 +51,3 @@ class LotteryConfig(BaseModel):
         if bad:
             raise ValueError(f"unknown control {bad[0]!r}; allowed: {', '.join(CONTROLS)}")
         return list(dict.fromkeys(v))
-
-    def digest(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]

@@ -22,6 +22,7 @@ from karuku.data.splits import DataSplits, load_splits
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_text
 from karuku.io.checkpoint import load_checkpoint, save_checkpoint, trust_import
+from karuku.io.once import once
 from karuku.lottery import imp
 from karuku.lottery.config import LotteryConfig
 from karuku.models.spec import ModelSpec
@@ -62,13 +63,14 @@ def experiment_dir(out: str | Path, cfg: LotteryConfig) -> Path:
             raise KarukuError(f"{out} holds another experiment (settings differ in: {', '.join(diff) or 'keys'})",
                               "choose another --out, or the parent folder")
         return out
-    folder = out / f"{cfg.model.replace(':', '_').replace('/', '_')}-{cfg.digest()}"
+    folder = out / f"{cfg.model.replace(':', '_').replace('/', '_')}-{cfg.digest()[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "settings.json", json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True))
     return folder
 
 
 def total_iterations(cfg: LotteryConfig, splits: DataSplits) -> int:
+    """Training iterations of one run: `train.iterations`, else its epochs over the training split."""
     per_epoch = math.ceil(len(splits.train) / cfg.train.batch_size)
     return cfg.train.iterations or cfg.train.epochs * per_epoch
 
@@ -95,15 +97,14 @@ def _build(spec: ModelSpec, seed: int) -> nn.Module:
 
 
 def _unit(path: Path, label: str, log: Log, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    done = path / "result.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    path.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    result = dict(fn(), seconds=round(time.perf_counter() - start, 2))
-    write_text(done, json.dumps(result, indent=2, sort_keys=True))
-    log(f"{label}: {100 * result['weights_remaining']:.1f} % weights, test {100 * result['test_acc']:.2f} %, "
-        f"early stop at {result['early_stop_iteration']} ({result['seconds']:.0f} s)")
+    def run(_folder: Path) -> dict[str, Any]:
+        start = time.perf_counter()
+        return dict(fn(), seconds=round(time.perf_counter() - start, 2))
+
+    result, cached = once(path, run)
+    if not cached:
+        log(f"{label}: {100 * result['weights_remaining']:.1f} % weights, test {100 * result['test_acc']:.2f} %, "
+            f"early stop at {result['early_stop_iteration']} ({result['seconds']:.0f} s)")
     return result
 
 

@@ -37,6 +37,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def experiments(path: str | Path) -> list[Path]:
+    """Experiment folders at `path`: itself when it is one, else those directly below it."""
     path = Path(path)
     if (path / "settings.json").is_file():
         return [path]
@@ -104,6 +105,7 @@ def write_report(path: str | Path) -> list[Path]:
 
 
 def markdown(folder: Path, table: list[dict[str, Any]]) -> str:
+    """The experiment's report.md: settings and the aggregated table."""
     settings = json.loads((folder / "settings.json").read_text())
     lines = [f"# Lottery tickets: {settings['model']} on {settings['data']['name']}", "",
              f"rate {settings['rate']}, output rate {settings['output_rate']}, rewind {settings['rewind']}, "

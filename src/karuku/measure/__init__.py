@@ -1,4 +1,4 @@
-"""Measurement of any nn.Module: counts, MACs, size, latency, memory, energy.
+"""Measurement of any nn.Module: counts, MACs, sizes of its deployed forms, latency, memory, energy.
 
 >>> from karuku.measure import evaluate
 >>> ev = evaluate(model, splits)
@@ -6,12 +6,15 @@
 
 from karuku.measure.counts import LayerCount, Totals, layer_counts, totals
 from karuku.measure.energy import PJ, Energy, estimate
-from karuku.measure.evaluate import Evaluation, evaluate, fp32_size, latency
+from karuku.measure.evaluation import Evaluation, evaluate
+from karuku.measure.forms import Form, forms_of, fp32_size, register_form
 from karuku.measure.memory import activation_bytes
-from karuku.measure.onnx_runtime import export_bytes, export_onnx, session
-from karuku.measure.timing import Timing, time_call
+from karuku.measure.onnx_runtime import export_bytes, session
+from karuku.measure.speed import latency, side_by_side
+from karuku.measure.timing import Speed, Timing, time_call, time_engines
 
 __all__ = [
-    "PJ", "Energy", "Evaluation", "LayerCount", "Timing", "Totals", "activation_bytes", "estimate", "evaluate",
-    "export_bytes", "export_onnx", "fp32_size", "latency", "layer_counts", "session", "time_call", "totals",
+    "PJ", "Energy", "Evaluation", "Form", "LayerCount", "Speed", "Timing", "Totals", "activation_bytes", "estimate",
+    "evaluate", "export_bytes", "forms_of", "fp32_size", "latency", "layer_counts", "register_form", "session",
+    "side_by_side", "time_call", "time_engines", "totals",
 ]

@@ -18,6 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 @dataclass(frozen=True)
 class LayerCount:
+    """Parameters, nonzeros, dense and effective MACs of one leaf module."""
+
     name: str
     kind: str
     params: int
@@ -76,6 +78,8 @@ def _called(flops: dict[str, int], path: str, module: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class Totals:
+    """Whole-model parameters, nonzeros, dense and effective MACs (per sample)."""
+
     params: int
     nonzeros: int
     macs: int

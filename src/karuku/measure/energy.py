@@ -23,6 +23,8 @@ PJ = {  # picojoules per operation / per 32-bit access
 
 @dataclass(frozen=True)
 class Energy:
+    """Energy of one inference by part (µJ), where the weights live, and the assumptions."""
+
     compute_uj: float
     weights_uj: float
     activations_uj: float

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from karuku.measure import inputs
+
 
 def _nbytes(obj) -> int:
     if isinstance(obj, torch.Tensor):
@@ -36,7 +38,7 @@ def activation_bytes(model: nn.Module, input_shape: tuple[int, ...], bytes_per_v
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(1, *input_shape))
+        model(inputs.zeros(input_shape))
     finally:
         model.train(was_training)
         for h in handles:

@@ -1,18 +1,17 @@
-"""fp32 ONNX export (one self-contained file) and ONNX Runtime sessions with fixed threads."""
+"""fp32 ONNX export (one self-contained file, as bytes) and ONNX Runtime sessions with fixed threads."""
 
 from __future__ import annotations
 
 import io
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from karuku.errors import KarukuError
-from karuku.io.atomic import write_bytes
+from karuku.measure import inputs
 
 
 def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17) -> bytes:
@@ -27,7 +26,7 @@ def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17
             warnings.simplefilter("ignore")
             # The TorchScript-based exporter writes one self-contained model in well under a second;
             # the dynamo exporter takes seconds and splits weights into a .data file by default.
-            torch.onnx.export(model, (torch.zeros(1, *input_shape),), buf, dynamo=False, opset_version=opset,
+            torch.onnx.export(model, (inputs.zeros(input_shape),), buf, dynamo=False, opset_version=opset,
                               input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     except Exception as exc:
@@ -37,11 +36,6 @@ def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
-
-
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | os.PathLike) -> Path:
-    """Write a checked, self-contained fp32 ONNX file atomically."""
-    return write_bytes(path, export_bytes(model, input_shape))
 
 
 def session(model_bytes: bytes | str | os.PathLike, threads: int = 2):
@@ -58,5 +52,6 @@ def session(model_bytes: bytes | str | os.PathLike, threads: int = 2):
 
 
 def run(sess, x: np.ndarray) -> np.ndarray:
+    """The first output of `sess` on input `x`."""
     name = sess.get_inputs()[0].name
     return sess.run(None, {name: x})[0]

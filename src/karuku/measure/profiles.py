@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from karuku.errors import KarukuError, closest
+from karuku.registry import Registry
 
 
 @dataclass(frozen=True)
 class Profile:
+    """An edge device class: where weights and activations live, and how much of each it holds."""
+
     name: str
     description: str
     flash_bytes: int  # where weights live (microcontrollers: internal flash; others: storage)
@@ -21,32 +23,33 @@ class Profile:
     weights_in_ram: bool  # application processors load weights into RAM; MCUs execute from flash
 
 
-PROFILES: dict[str, Profile] = {
-    p.name: p
-    for p in (
-        Profile("mcu-m4", "Cortex-M4F microcontroller, STM32F407-class: 168 MHz, 1 MB flash, 192 KB SRAM",
-                1024 * 1024, 192 * 1024, 192 * 1024, False),
-        Profile("mcu-m7", "Cortex-M7 microcontroller, STM32H743-class: 480 MHz, 2 MB flash, 1 MB SRAM",
-                2 * 1024 * 1024, 1024 * 1024, 1024 * 1024, False),
-        Profile("rpi4", "Raspberry Pi 4 class board: 4× Cortex-A72 1.5 GHz, 1 MB L2, 4 GB RAM",
-                16 * 1024**3, 4 * 1024**3, 1024 * 1024, True),
-        Profile("phone", "Phone-class SoC: 8 big/little Arm cores, ~8 MB system cache, 8 GB RAM",
-                64 * 1024**3, 8 * 1024**3, 8 * 1024 * 1024, True),
-    )
-}
+PROFILES: Registry[Profile] = Registry("device profile")
+
+
+def register_profile(profile: Profile) -> Profile:
+    """Add a device profile (`karuku evaluate --profile NAME`, recipes' `budget.profile`, `export --profile`)."""
+    return PROFILES.register(profile.name, profile)
+
+
+register_profile(Profile("mcu-m4", "Cortex-M4F microcontroller, STM32F407-class: 168 MHz, 1 MB flash, 192 KB SRAM",
+                         1024 * 1024, 192 * 1024, 192 * 1024, False))
+register_profile(Profile("mcu-m7", "Cortex-M7 microcontroller, STM32H743-class: 480 MHz, 2 MB flash, 1 MB SRAM",
+                         2 * 1024 * 1024, 1024 * 1024, 1024 * 1024, False))
+register_profile(Profile("rpi4", "Raspberry Pi 4 class board: 4× Cortex-A72 1.5 GHz, 1 MB L2, 4 GB RAM",
+                         16 * 1024**3, 4 * 1024**3, 1024 * 1024, True))
+register_profile(Profile("phone", "Phone-class SoC: 8 big/little Arm cores, ~8 MB system cache, 8 GB RAM",
+                         64 * 1024**3, 8 * 1024**3, 8 * 1024 * 1024, True))
 
 
 def get_profile(name: str) -> Profile:
-    try:
-        return PROFILES[name]
-    except KeyError:
-        known = sorted(PROFILES)
-        raise KarukuError(f"unknown device profile '{name}'{closest(name, known)}",
-                          f"known: {', '.join(known)}") from None
+    """The profile called `name`; the error names the known ones."""
+    return PROFILES.find(name)
 
 
 @dataclass(frozen=True)
 class Fit:
+    """Whether a model fits a profile, with the numbers behind the verdict."""
+
     profile: str
     fits: bool
     reasons: tuple[str, ...]

@@ -10,31 +10,38 @@ from torch import nn
 
 from karuku.errors import KarukuError, closest
 from karuku.models import convnets, lenet, mlp, mobilenet, resnet
+from karuku.registry import Registry
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "lenet300": mlp.lenet300,
-    "lenet5": lenet.LeNet5,
-    "lenet5-lecun": lenet.LeNet5LeCun,
-    "conv2": convnets.conv2,
-    "conv4": convnets.conv4,
-    "conv6": convnets.conv6,
-    "resnet-s": resnet.ResNetS,
-    "mobilenetv2-s": mobilenet.MobileNetV2S,
-    "mlp-teacher": mlp.mlp_teacher,
-    "mlp-student": mlp.mlp_student,
-    "mnist1d-mlp": mlp.mnist1d_mlp,
-    "mnist1d-cnn": convnets.CNN1D,
-}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+
+def register_model(name: str):
+    """Add a model factory `(input_shape=..., num_classes=..., **kwargs) -> nn.Module` to the zoo."""
+    return MODELS.register(name)
+
+
+for _name, _factory in (
+    ("lenet300", mlp.lenet300), ("lenet5", lenet.LeNet5), ("lenet5-lecun", lenet.LeNet5LeCun),
+    ("conv2", convnets.conv2), ("conv4", convnets.conv4), ("conv6", convnets.conv6), ("resnet-s", resnet.ResNetS),
+    ("mobilenetv2-s", mobilenet.MobileNetV2S), ("mlp-teacher", mlp.mlp_teacher), ("mlp-student", mlp.mlp_student),
+    ("mnist1d-mlp", mlp.mnist1d_mlp), ("mnist1d-cnn", convnets.CNN1D),
+):
+    MODELS.register(_name, _factory)
+
+
+def check_name(name: str) -> str:
+    """For config validators: a zoo name or a `package.module:factory` path (imported only when used)."""
+    return name if ":" in name else MODELS.check(name)
 
 
 def resolve_factory(name: str) -> Callable[..., nn.Module]:
     """A zoo name, or `package.module:factory` for a user's own model."""
-    if name in MODELS:
+    if name in MODELS or ":" not in name:
+        if name not in MODELS:
+            known = sorted(MODELS)
+            raise KarukuError(f"unknown model '{name}'{closest(name, known)}",
+                              f"known: {', '.join(known)}; or give package.module:factory")
         return MODELS[name]
-    if ":" not in name:
-        known = sorted(MODELS)
-        raise KarukuError(f"unknown model '{name}'{closest(name, known)}",
-                          f"known: {', '.join(known)}; or give package.module:factory")
     module_name, _, attr = name.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -7,41 +7,50 @@ seed: 0
 data: {name: mnist}
 model: {name: lenet300, train: {epochs: 20, lr: 0.05}}
 budget: {max_accuracy_drop: 0.5, max_size_kb: 100, profile: mcu-m4}
-recovery: {finetune_epochs: 2, self_distill: true, max_rounds: 2}
+recovery: {epochs: 2, self_distill: true, max_rounds: 2}
 stages:
-  - prune: {sparsity: 0.9}
+  - prune: {sparsity: 0.9, finetune: {epochs: 2}}
   - quantize: {mode: ptq}
 ```
 
-Each stage is a one-key mapping `kind: {settings}`; the settings are validated by that stage's
-config class (unknown keys are errors). Every problem is reported with its YAML path.
+Each stage is a one-key mapping `kind: {settings}`; the settings are validated by that stage's config class
+(its technique's, unknown keys are errors). `parse_recipe` reports every problem at once, each with its YAML
+path and, where it can, what was meant.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from karuku.config import Config, digest, field_at, fields_at
 from karuku.data.config import DataConfig
-from karuku.errors import KarukuError
+from karuku.errors import KarukuError, closest
+from karuku.pipeline.recovery import Recovery
 from karuku.training.config import TrainConfig
 
-RECIPE_VERSION = 1
+# keys earlier recipes used, and what says the same now
+RENAMED = {"finetune_epochs": "finetune: {epochs: N}", "tune_epochs": "finetune: {epochs: N}"}
+RENAMED_IN = {"recovery": {"finetune_epochs": "epochs"}}
 
 
-class ModelSource(BaseModel):
+class ModelSource(Config):
     """Where the baseline comes from: a checkpoint, or a zoo / import-path model trained first."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, description="zoo name or package.module:factory (trained when no checkpoint)")
     checkpoint: str | None = Field(None, description="a karuku checkpoint to start from")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="factory arguments")
     train: TrainConfig = Field(default_factory=TrainConfig, description="how to train the baseline")
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str | None) -> str | None:
+        from karuku.models.registry import check_name
+
+        return v if v is None else check_name(v)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -50,10 +59,9 @@ class ModelSource(BaseModel):
         return self
 
 
-class Budget(BaseModel):
+class Budget(Config):
     """Limits the result must meet; a missing limit is not checked."""
 
-    model_config = ConfigDict(extra="forbid")
     max_accuracy_drop: float = Field(1.0, ge=0, description="points of test accuracy the result may lose")
     max_size_kb: float | None = Field(None, gt=0, description="deployable size in KB (1000 bytes)")
     max_latency_ms: float | None = Field(None, gt=0, description="batch-1 ONNX Runtime latency, ms")
@@ -65,39 +73,28 @@ class Budget(BaseModel):
         if v is not None:
             from karuku.measure.profiles import PROFILES
 
-            if v not in PROFILES:
-                raise ValueError(f"unknown profile '{v}'; allowed: {', '.join(sorted(PROFILES))}")
+            PROFILES.check(v)
         return v
 
 
-class Recovery(BaseModel):
-    """What the loop does when a stage loses too much accuracy."""
+class StageEntry(Config):
+    """One recipe stage: its kind and its settings (validated by the stage's config when the recipe is parsed)."""
 
-    model_config = ConfigDict(extra="forbid")
-    finetune_epochs: int = Field(1, ge=0, description="fine-tuning epochs per recovery")
-    lr: float = Field(0.01, gt=0, description="fine-tuning learning rate")
-    self_distill: bool = Field(False, description="the baseline teaches the compressed model while it recovers")
-    max_rounds: int = Field(2, ge=0, description="back-off rounds per stage (less aggressive settings)")
-
-
-class Stage(BaseModel):
-    """One stage: its kind and its (validated) settings."""
-
-    model_config = ConfigDict(extra="forbid")
     kind: str
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
-class Recipe(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Recipe(Config):
+    """A whole compression job: the data, the baseline, the budget, recovery and the stages, in order."""
+
     version: Literal[1] = Field(description="recipe format version")
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="names the run folder")
-    seed: int = 0
+    seed: int = Field(0, description="seeds the baseline, the data split and every fine-tuning")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelSource
     budget: Budget = Field(default_factory=Budget)
     recovery: Recovery = Field(default_factory=Recovery)
-    stages: list[Stage] = Field(default_factory=list)
+    stages: list[StageEntry] = Field(default_factory=list)
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -106,7 +103,7 @@ class Recipe(BaseModel):
             raise ValueError("stages must be a list of one-key mappings like '- prune: {sparsity: 0.9}'")
         out = []
         for item in v:
-            if isinstance(item, Stage):
+            if isinstance(item, StageEntry):
                 out.append(item)
                 continue
             if not isinstance(item, dict) or len(item) != 1:
@@ -116,7 +113,7 @@ class Recipe(BaseModel):
         return out
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+        return digest(self.model_dump(mode="json"), 12)
 
 
 def _path(loc: tuple) -> str:
@@ -126,36 +123,55 @@ def _path(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def _problems(exc: ValidationError, raw: dict) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        # show stages by their YAML shape: stages[1].prune.sparsity rather than stages[1].settings.sparsity
-        if len(loc) >= 2 and loc[0] == "stages" and isinstance(loc[1], int) and "settings" in loc:
-            i = loc.index("settings")
-            try:
-                kind = next(iter(raw["stages"][loc[1]]))
-                loc = loc[:2] + [kind] + loc[i + 1 :]
-            except (KeyError, IndexError, TypeError, StopIteration):
-                pass
-        msg = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{_path(tuple(loc))}: {msg}")
-    return problems
+def _explain(cls: type[BaseModel], loc: tuple, msg: str) -> str:
+    """A suggestion for a problem: the key meant by an unknown one, or what a missing field is."""
+    if msg.startswith("Extra inputs") and loc:
+        key, where = str(loc[-1]), str(loc[-2]) if len(loc) > 1 else ""
+        renamed = RENAMED_IN.get(where, {}).get(key) or RENAMED.get(key)
+        if renamed:
+            return f"{msg}: renamed, use {renamed}"
+        known = list(fields_at(cls, loc[:-1]) or {})
+        return msg + (closest(key, known) or " (known: " + ", ".join(known) + ")")
+    if msg == "Field required":
+        info = field_at(cls, loc)
+        return f"{msg} ({info.description})" if info is not None and info.description else msg
+    return msg
+
+
+def _stage_problems(raw_stages: Any) -> list[str]:
+    """Every problem of every stage, whatever else in the recipe is wrong."""
+    from karuku.pipeline import stages
+
+    if not isinstance(raw_stages, list):
+        return []  # reported with the top level
+    out = []
+    for i, item in enumerate(raw_stages):
+        if not isinstance(item, dict) or len(item) != 1:
+            continue  # reported with the top level
+        ((kind, settings),) = item.items()
+        where = f"stages[{i}].{kind}"
+        for loc, msg in stages.problems(kind, settings):
+            cfg = stages.get_stage(kind).config if not (msg.startswith("unknown stage") or not loc) else None
+            out.append(where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc) + ": "
+                       + (_explain(cfg, loc, msg) if cfg is not None else msg))
+    return out
 
 
 def parse_recipe(raw: Any, source: str = "recipe") -> tuple[Recipe | None, list[str]]:
-    """Validate a loaded YAML document; return the recipe (or None) and every problem found."""
-    from karuku.pipeline.stages import validate_stage
-
+    """Validate a loaded YAML document; return the recipe (or None) and every problem found, each with its path."""
     if not isinstance(raw, dict):
         return None, [f"{source}: the top level must be a mapping"]
+    problems = []
+    recipe = None
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        return None, _problems(exc, raw)
-    problems = []
-    for i, stage in enumerate(recipe.stages):
-        problems += [f"stages[{i}].{stage.kind}{p}" for p in validate_stage(stage)]
+        for err in exc.errors():
+            loc, msg = tuple(err["loc"]), err["msg"].removeprefix("Value error, ")
+            if loc[:1] == ("stages",) and len(loc) > 1:
+                continue  # every stage is checked below, by its own config
+            problems.append(f"{_path(loc)}: {_explain(Recipe, loc, msg)}")
+    problems += _stage_problems(raw.get("stages"))
     return (recipe if not problems else None), problems
 
 

@@ -1,106 +1,91 @@
-"""The stage registry: each kind of stage is an adapter module with a small, fixed interface.
-
-An adapter module (karuku/pipeline/adapters/<kind>.py) defines
-- `Settings`: a pydantic config class (extra keys forbidden) — the stage's YAML settings;
-- `apply(model, settings, ctx) -> StageOutput`: compress `model` (already a copy);
-- `backoff(settings, attempt) -> Settings | None`: less aggressive settings for back-off round ≥ 1;
-- optionally `restore_hooks(model, ckpt) -> list[Hook]`: hooks that keep this stage's compression
-  (masks, fake quantization) while later stages fine-tune, rebuilt from a saved checkpoint.
-Adapters import their technique lazily, so a recipe naming a technique that is not in this
-build fails validation with a clear message instead of at run time.
-"""
+"""The loop's view of the stage registry: the built-in stages, parsing a recipe's stage settings, back-off
+rounds and the hooks that keep earlier stages' compression. Stages live in their techniques' packages."""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 from torch import nn
 
-from karuku.errors import KarukuError, closest
+from karuku.config import Config
+from karuku.errors import KarukuError
+from karuku.pipeline.stage import BY_CONFIG, STAGES, Stage
+from karuku.registry import Registry
 
-ADAPTERS = {
-    "finetune": "karuku.pipeline.adapters.finetune",
-    "prune": "karuku.pipeline.adapters.prune",
-    "quantize": "karuku.pipeline.adapters.quantize",
-    "cluster": "karuku.pipeline.adapters.cluster",
-    "distill": "karuku.pipeline.adapters.distill",
-    "pack": "karuku.pipeline.adapters.pack",
-    "export": "karuku.pipeline.adapters.export",
-}
+_loaded = False
 
 
-@dataclass
-class StageOutput:
-    """What a stage produced: the model plus everything needed to save, resume and recover it."""
-
-    model: nn.Module
-    transforms: list[dict[str, Any]] = field(default_factory=list)  # appended to the checkpoint's
-    sections: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)  # shown in the report (per-layer sparsity, bits...)
-    sizes: dict[str, int] = field(default_factory=dict)  # deployable representations, e.g. {"int8": bytes}
-    hooks: list = field(default_factory=list)  # keep the compression during recovery fine-tuning
-    artifacts: dict[str, str] = field(default_factory=dict)  # files written (ONNX, .krk, C)
-    recover: bool = True  # False for stages that change nothing trainable (export, pack)
-    spec: Any = None  # a new ModelSpec when the stage replaces the architecture (distillation into a student)
-
-
-def adapter(kind: str) -> ModuleType:
-    if kind not in ADAPTERS:
-        known = sorted(ADAPTERS)
-        raise KarukuError(f"unknown stage '{kind}'{closest(kind, known)}", f"allowed: {', '.join(known)}")
-    try:
-        return importlib.import_module(ADAPTERS[kind])
-    except ImportError as exc:
-        raise KarukuError(f"stage '{kind}' is not available in this build ({exc})") from None
+def stages() -> Registry[Stage]:
+    """Every registered stage, the built-in ones included (each registers itself when its module loads)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        import karuku.codec.stage  # noqa: F401  (cluster, pack)
+        import karuku.deploy.stage  # noqa: F401  (export)
+        import karuku.distillation.stage  # noqa: F401  (distill)
+        import karuku.pipeline.recovery  # noqa: F401  (finetune)
+        import karuku.pruning.stage  # noqa: F401  (prune)
+        import karuku.quant.stage  # noqa: F401  (quantize)
+    return STAGES
 
 
-def validate_stage(stage) -> list[str]:
-    """Problems with one stage's settings, as ('.key: message') suffixes of its YAML path."""
-    try:
-        mod = adapter(stage.kind)
-    except KarukuError as exc:
-        return [f": {exc.message}" + (f" ({exc.hint})" if exc.hint else "")]
-    try:
-        mod.Settings.model_validate(stage.settings)
-    except ValidationError as exc:
-        return ["." + ".".join(map(str, e["loc"])) + f": {e['msg'].removeprefix('Value error, ')}"
-                if e["loc"] else f": {e['msg']}" for e in exc.errors()]
-    except KarukuError as exc:  # configs that report their own one-line errors (e.g. PruneConfig)
-        field_ = getattr(exc, "field", "")
-        return [f".{field_}: {getattr(exc, 'reason', exc.message)}" if field_ else f": {exc}"]
-    return []
+def get_stage(kind: str) -> Stage:
+    """The stage a recipe calls `kind`; an unknown kind is one error with the closest known one."""
+    return stages().find(kind)
 
 
-def settings_of(stage) -> Any:
-    return adapter(stage.kind).Settings.model_validate(stage.settings)
+def stage_for(cfg: Config) -> Stage:
+    """The stage whose settings `cfg` is, by its type (as torchao dispatches on a config's type)."""
+    stages()
+    if type(cfg) not in BY_CONFIG:
+        raise KarukuError(f"no stage takes {type(cfg).__name__} settings", "register one with @register_stage")
+    return BY_CONFIG[type(cfg)]
 
 
-def backoffs(stage, max_rounds: int) -> list[Any]:
+def parse_settings(kind: str, settings: dict[str, Any]) -> Config:
+    """A recipe stage's settings as its technique's config (validated)."""
+    return get_stage(kind).config.model_validate(settings)
+
+
+def backoffs(kind: str, settings: dict[str, Any], max_rounds: int) -> list[Config]:
     """The stage's settings, then up to `max_rounds` less aggressive ones."""
-    mod = adapter(stage.kind)
-    out = [mod.Settings.model_validate(stage.settings)]
+    stage = get_stage(kind)
+    out = [parse_settings(kind, settings)]
     for r in range(1, max_rounds + 1):
-        nxt = mod.backoff(out[-1], r)
+        nxt = stage.backoff(out[-1], r)
         if nxt is None or nxt == out[-1]:
             break
         out.append(nxt)
     return out
 
 
-def restore_hooks(model: nn.Module, ckpt) -> list:
-    """Hooks every stage applied so far needs to keep its compression during fine-tuning."""
+def keep_hooks(model: nn.Module, ckpt) -> list:
+    """The training hooks every stage applied so far needs to keep its compression on `model`."""
     hooks = []
     for kind in ckpt.meta.get("stages", []):
-        try:
-            mod = adapter(kind)
-        except KarukuError:
-            continue
-        fn = getattr(mod, "restore_hooks", None)
-        if fn is not None:
-            hooks += fn(model, ckpt)
+        stage = stages().get_or_none(kind)
+        if stage is not None:
+            hooks += stage.keep_hooks(model, ckpt)
     return hooks
+
+
+def problems(kind: Any, settings: Any) -> list[tuple[tuple, str]]:
+    """Every problem of one recipe stage, as (path below the stage, message): its kind, then its settings."""
+    msg = stages().problem(kind) if isinstance(kind, str) else f"a stage name must be text, got {kind!r}"
+    if msg is not None:
+        return [((), msg)]
+    if settings is not None and not isinstance(settings, dict):
+        return [((), f"settings must be a mapping, got {type(settings).__name__}")]
+    stage = get_stage(kind)
+    found: list[tuple[tuple, str]] = []
+    try:
+        cfg = stage.config.model_validate(settings or {})
+    except ValidationError as exc:
+        from karuku.config import problems as report
+
+        return [(loc, text) for loc, text in report(exc)]
+    for name in stage.needs:
+        if getattr(cfg, name) in (None, "", {}, []):
+            found.append(((name,), "Field required"))
+    return found

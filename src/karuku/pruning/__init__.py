@@ -1,8 +1,7 @@
 """Pruning that really shrinks: masks, masked training, unstructured and structured pruning.
 
 >>> from karuku.pruning import prune, PruneConfig
->>> result = prune(model, PruneConfig(sparsity=0.9, scope="global"), data=splits,
-...                finetune=TrainConfig(epochs=3))
+>>> result = prune(model, PruneConfig(sparsity=0.9, scope="global", finetune=TrainConfig(epochs=3)), data=splits)
 >>> result.mask.sparsity
 """
 

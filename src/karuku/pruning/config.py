@@ -5,36 +5,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from karuku.errors import KarukuError
+from karuku.config import Config
+from karuku.training.config import TrainConfig
 
 _SCHEDULE = re.compile(r"^(oneshot|one-shot|iterative(:\d+)?|agp(:\d+)?)$")
 
 
-class PruneConfigError(KarukuError, ValueError):
-    """A PruneConfig field with a bad value: one line naming the field (`.field`) and why (`.reason`)."""
-
-    def __init__(self, field: str, reason: str, hint: str | None = None):
-        self.field, self.reason = field, reason
-        super().__init__(f"invalid PruneConfig {field}: {reason}", hint)
-
-
-class PruneConfig(BaseModel):
-    """What to prune, how much, how to choose, and on what schedule."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    def __init__(self, **data):
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:  # pydantic's report spans lines; users get one
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            info = type(self).model_fields.get(field)
-            hint = (f"{field}: {info.description.split(';')[0]}" if info and info.description else
-                    f"known fields: {', '.join(type(self).model_fields)}" if err["type"] == "extra_forbidden" else None)
-            raise PruneConfigError(field, err["msg"].removeprefix("Value error, "), hint) from None
+class PruneConfig(Config):
+    """What to prune, how much, how to choose, on what schedule, and how to fine-tune."""
 
     sparsity: float = Field(0.9, ge=0, lt=1, description=(
         "fraction to remove: of the prunable weights (unstructured), of each group's channels "
@@ -50,7 +30,8 @@ class PruneConfig(BaseModel):
     schedule: str = Field("oneshot", description=(
         "oneshot, iterative:N (N rounds of prune then fine-tune) or agp[:K] (gradual, every K steps)"))
     overrides: dict[str, float] = Field(default_factory=dict, description=(
-        "layer scope: rate per layer-name pattern (fnmatch), first match wins, e.g. {'fc3': 0.45}"))
+        "layer scope: rate per layer-name pattern (fnmatch), first match wins, e.g. {'fc3': 0.45}"),
+        examples=["fc3=0.45"], json_schema_extra={"cli": "override"})
     exclude: list[str] = Field(default_factory=list, description="layer-name patterns (fnmatch) never pruned")
     agp_end: float = Field(0.75, gt=0, le=1, description="agp: fraction of fine-tuning by which the target is reached")
     round_to: int = Field(1, ge=1, description=(
@@ -61,6 +42,8 @@ class PruneConfig(BaseModel):
     on_unsupported: Literal["error", "skip"] = Field("error", description=(
         "structured: an op it cannot rewrite is an error, or (skip) its channels are left untouched with a warning"))
     seed: int = Field(0, description="seed of random scores")
+    finetune: TrainConfig | None = Field(None, description=(
+        "fine-tuning after pruning (per round for iterative:N; agp prunes while it trains); none: no fine-tuning"))
 
     @field_validator("schedule")
     @classmethod
@@ -76,6 +59,20 @@ class PruneConfig(BaseModel):
             if not 0 <= rate < 1:
                 raise ValueError(f"override {pattern}={rate} is outside [0, 1)")
         return v
+
+    @model_validator(mode="after")
+    def _method(self):
+        # checked here, not when pruning starts: a typo in a recipe fails `karuku recipe validate`
+        if self.structured:
+            from karuku.pruning.structured.criteria import CRITERIA
+
+            if self.method != "magnitude":
+                CRITERIA.check(self.method)
+        else:
+            from karuku.pruning.scores import SCORES
+
+            SCORES.check(self.method)
+        return self
 
     @model_validator(mode="after")
     def _check(self):

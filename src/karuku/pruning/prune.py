@@ -14,7 +14,6 @@ from karuku.pruning.mask import Mask
 from karuku.pruning.masked import MaskedTraining, bake
 from karuku.pruning.schedules import AGP, iterative_sparsity
 from karuku.pruning.unstructured import compute_mask
-from karuku.training.config import TrainConfig
 from karuku.training.evaluate import score
 from karuku.training.loop import train
 
@@ -30,11 +29,11 @@ class PruneResult:
     rounds: list[dict[str, Any]] = field(default_factory=list)  # per round: sparsity, MACs, validation
 
 
-def _check(cfg: PruneConfig, data: DataSplits | None, finetune: TrainConfig | None) -> None:
-    if cfg.kind != "oneshot" and (data is None or finetune is None):
-        raise KarukuError(f"schedule '{cfg.schedule}' fine-tunes between steps but no data or fine-tuning was given",
-                          "pass data= and finetune=TrainConfig(...) (CLI: --finetune EPOCHS)")
-    if finetune is not None and data is None:
+def _check(cfg: PruneConfig, data: DataSplits | None) -> None:
+    if cfg.kind != "oneshot" and cfg.finetune is None:
+        raise KarukuError(f"schedule '{cfg.schedule}' fine-tunes between steps but no fine-tuning was given",
+                          "add fine-tuning: PruneConfig(finetune=TrainConfig(...)), or --finetune-epochs N")
+    if cfg.finetune is not None and data is None:
         raise KarukuError("fine-tuning needs data", "pass data=load_splits(...)")
 
 
@@ -44,16 +43,16 @@ def _val(model: nn.Module, data: DataSplits | None) -> float | None:
 
 
 def prune(model: nn.Module, config: PruneConfig | None = None, data: DataSplits | None = None,
-          finetune: TrainConfig | None = None, mask: Mask | None = None,
-          input_shape: tuple[int, ...] | None = None, verbose: bool = False) -> PruneResult:
+          mask: Mask | None = None, input_shape: tuple[int, ...] | None = None, verbose: bool = False) -> PruneResult:
     """Prune `model` in place as `config` says and return what was done.
 
-    `data` and `finetune` enable fine-tuning (required by iterative and agp schedules);
+    `config.finetune` fine-tunes on `data` (iterative and agp schedules need it);
     `mask` is an existing mask (from an earlier pruning) that is only ever tightened;
     `input_shape` (or `data`) is needed for structured pruning.
     """
     cfg = config or PruneConfig()
-    _check(cfg, data, finetune)
+    _check(cfg, data)
+    finetune = cfg.finetune
     if cfg.structured:
         return _structured(model, cfg, data, finetune, mask, input_shape or (data.input_shape if data else None),
                            verbose)

@@ -10,20 +10,15 @@ from collections.abc import Callable
 
 import torch
 
-from karuku.errors import KarukuError, closest
+from karuku.registry import Registry
 
 ScoreFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-SCORES: dict[str, ScoreFn] = {}
+SCORES: Registry[ScoreFn] = Registry("pruning method", hint="unstructured methods")
 
 
 def register_score(name: str):
     """Add a scoring function `(weight, generator) -> scores` to the registry."""
-
-    def deco(fn: ScoreFn) -> ScoreFn:
-        SCORES[name] = fn
-        return fn
-
-    return deco
+    return SCORES.register(name)
 
 
 @register_score("magnitude")
@@ -40,9 +35,4 @@ def random(weight: torch.Tensor, generator: torch.Generator | None = None) -> to
 
 def get_score(name: str) -> ScoreFn:
     """The scoring function called `name`; the error lists the known ones."""
-    try:
-        return SCORES[name]
-    except KeyError:
-        known = sorted(SCORES)
-        raise KarukuError(f"unknown pruning method '{name}'{closest(name, known)}",
-                          f"unstructured methods: {', '.join(known)}") from None
+    return SCORES.find(name)

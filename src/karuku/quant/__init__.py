@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from karuku.errors import KarukuError
+from karuku.quant import form  # noqa: F401  (registers the int8 deployed form for measurement)
 from karuku.quant.config import QuantConfig
 from karuku.quant.engine import IntegerModel, to_integer
 from karuku.quant.model import QuantModel
@@ -29,12 +30,12 @@ __all__ = ["IntegerModel", "QParams", "QuantConfig", "QuantModel", "export_onnx"
 
 
 def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=None, *, splits=None,
-             train_config=None, input_shape: tuple[int, ...] | None = None, verbose: bool = False) -> QuantModel:
+             input_shape: tuple[int, ...] | None = None, verbose: bool = False) -> QuantModel:
     """Quantize `model` (left unchanged) as `cfg` says; returns the fake-quantized QuantModel.
 
     `calibration_data`: inputs (tensor, TensorDataset or DataLoader); for `qat` and for mixed precision's
     auto mode (`cfg.max_drop`), `splits` (karuku.data.DataSplits) too — QAT trains on them with
-    `train_config` (karuku.training.TrainConfig), auto mode scores on their validation split.
+    `cfg.finetune` (karuku.training.TrainConfig), auto mode scores on their validation split.
     """
     cfg = (cfg or QuantConfig()).for_target()  # "auto" becomes this CPU; weight bits fit its int8 kernels
     if not isinstance(model, nn.Module):
@@ -48,12 +49,12 @@ def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=
     if cfg.mode == "dynamic":
         return prepare(model, cfg, x[:1]).eval()
     if cfg.mode == "qat":
-        if splits is None or train_config is None:
+        if splits is None or cfg.finetune is None:
             raise KarukuError("QAT needs training data and settings",
-                              "pass splits=... and train_config=TrainConfig(...)")
+                              "pass splits=... and QuantConfig(finetune=TrainConfig(...)) (CLI: --finetune-epochs N)")
         from karuku.quant.qat import train_qat
 
-        return train_qat(model, splits, cfg, train_config, x, verbose=verbose)
+        return train_qat(model, splits, cfg, x, verbose=verbose)
     if cfg.max_drop is not None:
         return _auto_mixed(model, cfg, x, splits)
     return quantize_static(model, cfg, x)

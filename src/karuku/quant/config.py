@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from karuku.errors import KarukuError
+from karuku.config import Config
+from karuku.training.config import TrainConfig
 
 
-class QuantConfig(BaseModel):
-    """How to quantize: mode, bit widths, ranges, calibration, QAT schedule, mixed precision."""
-
-    model_config = ConfigDict(extra="forbid")
+class QuantConfig(Config):
+    """How to quantize: mode, bit widths, ranges, calibration, QAT schedule and training, mixed precision."""
 
     mode: Literal["ptq", "qat", "dynamic"] = Field(
         "ptq", description="ptq: static post-training; qat: quantization-aware training; dynamic: int8 "
@@ -22,8 +21,8 @@ class QuantConfig(BaseModel):
     act_dtype: Literal["uint8", "int8"] = Field(
         "uint8", description="activation integers; uint8 × int8 weights is what x86 runs fast")
     per_channel: bool = Field(True, description="one weight scale per output channel (else per tensor)")
-    observer: Literal["minmax", "moving_average", "percentile", "mse", "kl"] = Field(
-        "mse", description="how activation ranges are chosen from calibration data")
+    observer: str = Field("mse", description="how activation ranges are chosen from calibration data: minmax, "
+                                             "moving_average, percentile, mse, kl (or a registered observer)")
     weight_observer: Literal["minmax", "mse"] = Field(
         "minmax", description="weight ranges: full range, or the MSE-optimal clip (helps at 4-6 bits)")
     calibration: int = Field(512, gt=0, description="calibration samples")
@@ -31,7 +30,7 @@ class QuantConfig(BaseModel):
     bias_correction: bool = Field(True, description="correct each bias for the mean shift its weight rounding causes")
     layer_bits: dict[str, int | Literal["float"]] = Field(
         default_factory=dict, description="per-layer weight bits (8, 6, 4) or 'float', by layer-name pattern "
-                                          "(fnmatch; the last match wins)")
+                                          "(fnmatch; the last match wins)", examples=["'conv*=4'"])
     rounding: Literal["single", "double"] = Field(
         "single", description="integer engine requantization: one rounding of acc·M (as the fake-quant model "
                               "rounds), or Jacob et al.'s two (TFLite's reference kernels)")
@@ -49,15 +48,8 @@ class QuantConfig(BaseModel):
     max_drop: float | None = Field(None, gt=0, description="mixed precision auto mode: largest accuracy drop "
                                                            "(fraction, e.g. 0.005) allowed at low bits")
     low_bits: int = Field(4, description="mixed precision auto mode: the low bit width tried per layer")
-
-    def __init__(self, **data):
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "QuantConfig"
-            raise KarukuError(f"invalid quantization setting '{where}': {err['msg']}",
-                              "see `karuku quantize --help`") from None
+    finetune: TrainConfig | None = Field(None, description="qat: the training (the fine-tuning of the float model "
+                                                            "with fake quantization)")
 
     @field_validator("bits", "act_bits", "low_bits")
     @classmethod
@@ -65,6 +57,13 @@ class QuantConfig(BaseModel):
         if not 2 <= v <= 8:
             raise ValueError(f"bits must be from 2 to 8, got {v}")
         return v
+
+    @field_validator("observer")
+    @classmethod
+    def _observer(cls, v: str) -> str:
+        from karuku.quant.observers import OBSERVERS
+
+        return OBSERVERS.check(v)
 
     @field_validator("target_isa")
     @classmethod

@@ -1,4 +1,4 @@
-"""The whole quantization job behind `karuku quantize`: checkpoint in, quantized checkpoint out."""
+"""`quantize_checkpoint`: the whole job behind `karuku quantize` — checkpoint in, quantized checkpoint out."""
 
 from __future__ import annotations
 
@@ -6,51 +6,45 @@ import os
 from pathlib import Path
 from typing import Any
 
+from karuku.data.checkpoint import for_checkpoint
 from karuku.data.config import DataConfig
-from karuku.data.splits import load_splits
 from karuku.io.atomic import ensure_writable_dir, write_bytes
 from karuku.io.checkpoint import load_checkpoint
 from karuku.quant import QuantConfig, export_onnx, quantize, to_integer
 from karuku.quant.store import save_quantized
+from karuku.training import distributed
+from karuku.training.config import TrainConfig
+from karuku.training.evaluate import score
 
 
 def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os.PathLike,
-                        data: str | None = None, data_path: str | None = None, train_config=None,
+                        data: DataConfig | dict[str, Any] | None = None, *,
                         engine_out: str | os.PathLike | None = None, onnx_out: str | os.PathLike | None = None,
-                        verbose: bool = True) -> dict[str, Any]:
+                        verbose: bool = True) -> dict[str, Any] | None:
     """Quantize the float checkpoint `path` on its dataset (or `data`); write `out` (and the engine / ONNX files).
 
-    Returns the quantized checkpoint's metadata, with fp32 and quantized test accuracy under `metrics`.
+    `qat` trains with `cfg.finetune` (default: `TrainConfig()`). Returns the quantized checkpoint's metadata,
+    with fp32 and quantized test accuracy under `metrics` (None on non-zero ranks of a multi-process QAT run).
     """
-    from karuku.training.evaluate import score
-
     out = ensure_writable_dir(out)
     for extra in (engine_out, onnx_out):
         if extra:
             ensure_writable_dir(extra)
+    if cfg.mode == "qat" and cfg.finetune is None:
+        cfg = cfg.model_copy(update={"finetune": TrainConfig()})
     ckpt = load_checkpoint(path)
     model = ckpt.build_model().eval()
-    stored = ckpt.meta.get("data") or {}
-    name = data or stored.get("name") or "mnist"
-    same = name == stored.get("name")
-    dcfg = DataConfig(name=name, path=data_path or (stored.get("path") if same else None),
-                      val_size=stored.get("val_size", 5000) if same else 5000)
-    splits = load_splits(dcfg)
-    qm = quantize(model, cfg, splits.calibration(cfg.calibration), splits=splits, train_config=train_config,
+    splits = for_checkpoint(ckpt, data)
+    qm = quantize(model, cfg, splits.calibration(cfg.calibration), splits=splits,
                   input_shape=tuple(ckpt.spec.input_shape), verbose=verbose)
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():  # QAT under torchrun: rank 0 alone writes
-        rank = dist.get_rank()
-        dist.destroy_process_group()
-        if rank != 0:
-            return {}
+    if not distributed.finish():  # QAT under torchrun: rank 0 alone writes
+        return None
     fp32, q = score(model, splits.test), score(qm, splits.test)
-    meta = {"data": dcfg.model_dump(mode="json"), "source": str(path),
+    meta = {"data": splits.config.model_dump(mode="json"), "source": str(path),
             "metrics": {"test": q.as_dict(), "fp32_test": fp32.as_dict()},
-            "quantization": cfg.model_dump(mode="json")}
-    if train_config is not None:
-        meta["training"] = train_config.model_dump(mode="json")
+            "quantization": qm.cfg.model_dump(mode="json")}  # as used: target resolved, bits fitted to it
+    if cfg.mode == "qat":
+        meta["training"] = cfg.finetune.model_dump(mode="json")
     save_quantized(out, qm, ckpt.spec, meta, transforms=ckpt.meta.get("transforms", []))
     if engine_out:
         to_integer(qm).save(engine_out)
@@ -61,8 +55,3 @@ def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os
     elif onnx_out:
         write_bytes(onnx_out, export_onnx(qm))
     return meta
-
-
-def out_path(path: Path, suffix: str) -> Path:
-    """`model.safetensors` → `model.int8.safetensors` style names."""
-    return path.with_name(path.name.replace(".safetensors", "") + suffix)

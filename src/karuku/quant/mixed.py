@@ -27,6 +27,7 @@ class Sensitivity:
 
 
 def weighted_layers(qm: QuantModel) -> list[str]:
+    """Names of the quantized (not float) conv / linear layers, in order."""
     return [n.name for n in qm.nodes if n.op in WEIGHTED and qm.layers[key(n.name)].bits is not None]
 
 

@@ -134,6 +134,11 @@ class QuantModel(nn.Module):
                 out = y
         return out
 
+    @property
+    def is_static(self) -> bool:
+        """Every layer quantized with calibrated ranges: what the integer engine, QDQ ONNX and C export need."""
+        return self.cfg.mode != "dynamic" and not self.float_layers
+
     def describe(self) -> list[dict]:
         """The structure, for checkpoints and mismatch checks."""
         return [n.describe() for n in self.nodes]

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import torch
 
-from karuku.errors import KarukuError, closest
+from karuku.errors import KarukuError
 from karuku.quant.primitives import choose_qparams, fake_quantize, qrange
+from karuku.registry import Registry
 
 BINS = 2048
+OBSERVERS: Registry[type[Observer]] = Registry("observer")
+
+
+def register_observer(name: str):
+    """Register an `Observer` subclass: `QuantConfig(observer=name)` (CLI `--observer`, recipes) then uses it."""
+    return OBSERVERS.register(name)
 
 
 class Observer:
-    """Base: the running min and max of everything seen."""
+    """Base: the running min and max of everything seen. Subclass it and override `update` / `range`."""
 
     def __init__(self) -> None:
         self.lo_: float | None = None
@@ -41,10 +48,12 @@ class Observer:
         return self._checked()
 
 
+@register_observer("minmax")
 class MinMax(Observer):
     """The full range seen (never clips)."""
 
 
+@register_observer("moving_average")
 class MovingAverage(Observer):
     """Exponential moving average of each batch's min and max (Jacob et al.), momentum `momentum`."""
 
@@ -100,6 +109,7 @@ class Histogram(Observer):
         return float((err * self.hist_).sum())
 
 
+@register_observer("percentile")
 class Percentile(Histogram):
     """Clip to the `percentile`-th percentile at the top (and 100 − it at the bottom)."""
 
@@ -121,6 +131,7 @@ class Percentile(Histogram):
         return low, high
 
 
+@register_observer("mse")
 class MSE(Histogram):
     """The range, shrunk by a common factor, that minimises the expected squared error."""
 
@@ -135,6 +146,7 @@ class MSE(Histogram):
         return best
 
 
+@register_observer("kl")
 class KL(Histogram):
     """TensorRT's entropy calibration: the threshold minimising KL(P ‖ Q) of the clipped histogram."""
 
@@ -162,17 +174,9 @@ class KL(Histogram):
         return lo, lo + best_i * width
 
 
-OBSERVERS: dict[str, type[Observer]] = {
-    "minmax": MinMax, "moving_average": MovingAverage, "percentile": Percentile, "mse": MSE, "kl": KL,
-}
-
-
 def get_observer(name: str, **kwargs) -> Observer:
-    """A new observer by registry name (`minmax`, `moving_average`, `percentile`, `mse`, `kl`)."""
-    if name not in OBSERVERS:
-        known = sorted(OBSERVERS)
-        raise KarukuError(f"unknown observer '{name}'{closest(name, known)}", f"known: {', '.join(known)}")
-    return OBSERVERS[name](**kwargs)
+    """A new observer by registry name (`minmax`, `moving_average`, `percentile`, `mse`, `kl`, and yours)."""
+    return OBSERVERS.find(name)(**kwargs)
 
 
 def weight_range(w: torch.Tensor, bits: int, method: str = "minmax", axis: int = 0) -> torch.Tensor:

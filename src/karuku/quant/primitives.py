@@ -174,6 +174,7 @@ ROUNDINGS = ("single", "double")
 
 
 def check_rounding(rounding: str) -> str:
+    """`rounding` itself when it is a known requantization rule, else an error naming them."""
     if rounding not in ROUNDINGS:
         raise KarukuError(f"unknown requantization rounding {rounding!r}", f"use one of: {', '.join(ROUNDINGS)}")
     return rounding

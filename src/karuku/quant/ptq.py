@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
@@ -10,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
-from karuku.quant.fuse import WEIGHTED, trace
+from karuku.quant.fuse import WEIGHTED, Node, trace
 from karuku.quant.model import QuantModel, key
 from karuku.quant.observers import get_observer
 
@@ -51,13 +52,20 @@ def check_shape(x: torch.Tensor, input_shape: tuple[int, ...] | None) -> None:
                           f"{tuple(input_shape)}", "give inputs shaped like the model's training data")
 
 
+def unfold_bns(model: nn.Module, nodes: list[Node]) -> tuple[list[Node], dict[str, nn.Module]]:
+    """Nodes whose conv keeps its raw weights, and the BatchNorms to fold during training."""
+    bns = {}
+    for n in nodes:
+        if n.bn is not None and isinstance(n.bn, nn.BatchNorm2d) and n.op == "conv":
+            n.module, bns[n.name] = n.raw, copy.deepcopy(n.bn)
+    return nodes, bns
+
+
 def prepare(model: nn.Module, cfg: QuantConfig, example: torch.Tensor, keep_bn: bool = False) -> QuantModel:
     """Trace `model` and wrap it in fake quantization (ranges still unset)."""
     nodes = trace(model, example)
     bns = None
     if keep_bn:
-        from karuku.quant.qat import unfold_bns
-
         nodes, bns = unfold_bns(model, nodes)
     return QuantModel(nodes, cfg, bns)
 

@@ -9,24 +9,13 @@ no state of its own: everything follows from the iteration, so a resumed or mult
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from karuku.quant.config import QuantConfig
-from karuku.quant.fuse import Node
 from karuku.quant.model import QuantModel
+from karuku.quant.ptq import calibrate, prepare
 from karuku.training.hooks import Hook
-
-
-def unfold_bns(model: nn.Module, nodes: list[Node]) -> tuple[list[Node], dict[str, nn.Module]]:
-    """Nodes whose conv keeps its raw weights, and the BatchNorms to fold during training."""
-    bns = {}
-    for n in nodes:
-        if n.bn is not None and isinstance(n.bn, nn.BatchNorm2d) and n.op == "conv":
-            n.module, bns[n.name] = n.raw, copy.deepcopy(n.bn)
-    return nodes, bns
 
 
 def schedule(cfg: QuantConfig, total: int) -> tuple[int, int, int]:
@@ -62,8 +51,6 @@ class QATHook(Hook):
 
 def prepare_qat(model: nn.Module, cfg: QuantConfig, calibration: torch.Tensor) -> QuantModel:
     """The QAT model: BN kept for on-the-fly folding, ranges initialised from calibration data."""
-    from karuku.quant.ptq import calibrate, prepare
-
     qm = prepare(model, cfg, calibration[:1], keep_bn=True)
     calibrate(qm, calibration, cfg.model_copy(update={"bias_correction": False}))
     if cfg.qat_delay > 0:
@@ -83,12 +70,12 @@ def finish_qat(qm: QuantModel) -> QuantModel:
     return qm.eval()
 
 
-def train_qat(model: nn.Module, splits, cfg: QuantConfig, train_cfg, calibration: torch.Tensor | None = None,
+def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration: torch.Tensor | None = None,
               state_path=None, verbose: bool = False) -> QuantModel:
-    """QAT on `splits` with the foundation's loop; returns the (BN-folded, eval-mode) QuantModel."""
+    """QAT on `splits` with the foundation's loop and `cfg.finetune`; returns the (BN-folded, eval-mode) QuantModel."""
     from karuku.training.loop import train
 
     calib = calibration if calibration is not None else splits.calibration(cfg.calibration)
     qm = prepare_qat(model, cfg, calib)
-    train(qm, splits, train_cfg, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose)
+    train(qm, splits, cfg.finetune, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose)
     return finish_qat(qm)

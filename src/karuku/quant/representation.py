@@ -33,6 +33,8 @@ SAFE_WEIGHT = 64  # 2 · 255 · 64 = 32640 ≤ 32767: any pair of products with 
 
 @dataclass(frozen=True)
 class Representation:
+    """How the integer engine's values are stored in ONNX, and on which CPUs that is exact."""
+
     name: str
     weights: str  # ONNX type of the stored weights: "int8" or "uint8"
     max_weight: int  # the largest |w| the engine's weights may have in it

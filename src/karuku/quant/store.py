@@ -24,6 +24,7 @@ from karuku.quant.fuse import WEIGHTED, trace
 from karuku.quant.model import QuantModel, key
 
 TRANSFORM = "quantize"
+MODULE = "karuku.quant.store"  # recorded with the transform: a checkpoint names the module that rebuilds it
 
 
 @dataclass
@@ -72,6 +73,7 @@ class QParams:
 
 
 def transform_params(qm: QuantModel, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """What the `quantize` transform records: the settings, the input shape and the traced structure."""
     return {"config": qm.cfg.model_dump(mode="json"), "input_shape": list(input_shape), "nodes": qm.describe()}
 
 
@@ -106,7 +108,7 @@ def save_quantized(path: str | os.PathLike, qm: QuantModel, spec: ModelSpec, met
     """Write a quantized checkpoint (atomically); `transforms` are the float model's own, replayed first."""
     qp = QParams.from_model(qm)
     meta = dict(meta or {})
-    meta["transforms"] = list(transforms or []) + [{"name": TRANSFORM,
+    meta["transforms"] = list(transforms or []) + [{"name": TRANSFORM, "module": MODULE,
                                                     "params": transform_params(qm, spec.input_shape)}]
     meta["quant"] = {**qp.meta(), "mode": qm.cfg.mode, "float_layers": qm.float_layers,
                      "int_weight_bytes": qp.weight_bytes(qm)}

@@ -30,6 +30,7 @@ def _ratio(a: float, b: float) -> str:
 
 
 def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
+    """The report's blocks from a run's summary, in the language of `t`."""
     base, final = summary["baseline"]["measure"], summary["final"]["measure"]
     recipe = summary["recipe"]
     model_name = recipe["model"].get("name") or recipe["model"].get("checkpoint")
@@ -86,9 +87,10 @@ def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
         blocks.append(("p", t["no_speed"]))
     if summary.get("side_by_side"):
         blocks.append(("p", t["timing_note"]))
-    blocks.append(("p", f"{t['energy_note']}: {final['energy_assumptions']}"))
+    blocks.append(("p", f"{t['energy_note']}: {final['energy']['assumptions']}"))
     blocks.append(("h2", t["layers"]))
-    layers = [x for x in final["layers"] if x["kind"] in ("Linear", "Conv2d", "Conv1d")] or final["layers"]
+    weighted = [x for x in final["layers"] if x["params"]]
+    layers = [x for x in weighted if x["kind"] in ("Linear", "Conv2d", "Conv1d")] or weighted
     blocks.append(("table", [t["layer"], "kind", t["params"], t["nonzeros"], t["kept"]],
                    [[x["name"], x["kind"], f"{x['params']:,}", f"{x['nonzeros']:,}",
                      f"{100 * x['nonzeros'] / max(1, x['params']):.1f} %"] for x in layers]))

@@ -62,6 +62,7 @@ TEXT = {
 
 
 def text(lang: str) -> dict[str, str]:
+    """The report's strings in `lang` (en or ja); an unknown language is one error."""
     if lang not in TEXT:
         from karuku.errors import KarukuError
 

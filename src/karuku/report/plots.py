@@ -27,6 +27,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 
 def accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str) -> bytes:
+    """PNG: every attempt's accuracy against its deployable size, the Pareto front, the chosen one starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,6 +50,7 @@ def accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str) -> bytes:
 
 
 def layers_kept(layers: list[dict[str, Any]]) -> bytes:
+    """PNG: the share of weights each layer keeps."""
     import matplotlib
 
     matplotlib.use("Agg")

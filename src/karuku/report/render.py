@@ -20,6 +20,7 @@ p{margin:.5em 0}
 
 
 def to_html(blocks, lang: str) -> str:
+    """One self-contained HTML page (plots inline)."""
     out = [f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">',
            f"<title>{html.escape(blocks[0][1])}</title><style>{CSS}</style></head><body>"]
     for b in blocks:
@@ -42,6 +43,7 @@ def _cell(c) -> str:
 
 
 def to_markdown(blocks, folder: Path) -> str:
+    """Markdown, with the plots written beside it in `folder`."""
     out = []
     for b in blocks:
         if b[0] == "h1":
@@ -62,6 +64,7 @@ def to_markdown(blocks, folder: Path) -> str:
 
 
 def write(blocks, folder: Path, lang: str) -> Path:
+    """Write report[.<lang>].html and .md (and the plots) into `folder`; return the HTML path."""
     suffix = "" if lang == "en" else f".{lang}"
     write_text(folder / f"report{suffix}.md", to_markdown(blocks, folder))
     return write_text(folder / f"report{suffix}.html", to_html(blocks, lang))

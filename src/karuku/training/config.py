@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from karuku.config import Config
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Config):
     """How to train: optimiser, learning-rate schedule, length, batch, seed, evaluation cadence."""
-
-    model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(10, gt=0, description="passes over the training set (ignored when iterations is set)")
     iterations: int | None = Field(None, gt=0, description="train for exactly this many iterations instead")
@@ -38,8 +36,3 @@ class TrainConfig(BaseModel):
         if self.optimizer != "sgd" and self.nesterov:
             raise ValueError("nesterov applies to the sgd optimizer only")
         return self
-
-    def digest(self) -> str:
-        """A short hash of the settings (resume files and run folders are keyed by it)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]

@@ -10,6 +10,8 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class World:
+    """This process's rank and the number of processes (1 without torchrun)."""
+
     rank: int = 0
     size: int = 1
 
@@ -29,5 +31,15 @@ def world_from_env() -> World:
 
 
 def barrier(world: World) -> None:
+    """Wait for every process (a no-op in one process)."""
     if world.size > 1:
         dist.barrier()
+
+
+def finish() -> bool:
+    """After a job's training: leave the process group (under torchrun). True on the process that writes results."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+    rank = dist.get_rank()
+    dist.destroy_process_group()
+    return rank == 0

@@ -12,6 +12,8 @@ from torch.utils.data import TensorDataset
 
 @dataclass(frozen=True)
 class Score:
+    """Loss, top-1 accuracy and error count of a model on one dataset."""
+
     loss: float
     accuracy: float  # fraction in [0, 1]
     errors: int

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from karuku.training.loop import TrainState
+    from karuku.training.state import TrainState
 
 
 class Hook:

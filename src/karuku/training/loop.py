@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,33 +25,17 @@ from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
 from karuku.training import resume
 from karuku.training.config import TrainConfig
-from karuku.training.distributed import World, barrier, world_from_env
+from karuku.training.distributed import barrier, world_from_env
 from karuku.training.evaluate import score
 from karuku.training.hooks import Hook
 from karuku.training.progress import Progress
-
-
-@dataclass
-class TrainState:
-    """What hooks see: the model (unwrapped), optimiser, counters and the evaluation history."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    config: TrainConfig
-    total_iterations: int
-    world: World
-    iteration: int = 0
-    epoch: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def best(self) -> dict[str, Any] | None:
-        """The evaluation with the lowest validation loss (its iteration is the early-stopping point)."""
-        return min(self.history, key=lambda h: h["val_loss"]) if self.history else None
+from karuku.training.state import TrainState
 
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a training run did: its length, time, validation history and the best validation point."""
+
     iterations: int
     epochs: int
     seconds: float
@@ -79,6 +63,7 @@ def lr_factor(cfg: TrainConfig, it: int, total: int) -> float:
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimiser `cfg` names over `params`."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)

@@ -7,6 +7,8 @@ import time
 
 
 class Progress:
+    """A Rich progress bar on a terminal, one line per epoch otherwise."""
+
     def __init__(self, total: int, enabled: bool = True, label: str = "train"):
         self.total, self.enabled, self.label = total, enabled, label
         self.start = time.perf_counter()

@@ -45,6 +45,7 @@ def _join_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 
 def save_state(path: str | os.PathLike, model: torch.nn.Module, opt: torch.optim.Optimizer,
                hook_tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> None:
+    """Write the resume state atomically: weights, optimiser buffers, RNG state, hook tensors and `doc`."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_tensors, opt_doc = _split_optimizer(opt)
     tensors.update(opt_tensors)

@@ -1,4 +1,4 @@
-"""Helpers shared by commands: tables, key=value arguments, JSON output."""
+"""Helpers shared by commands: tables, JSON output, the compression loop's summary."""
 
 from __future__ import annotations
 
@@ -9,27 +9,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from karuku.errors import KarukuError
 from karuku.io.atomic import write_text
 
 console = Console(highlight=False)
 
 
-def parse_kv(items: list[str] | None) -> dict[str, Any]:
-    """`key=value` pairs; values parsed as JSON when they can be (numbers, lists), else strings."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise KarukuError(f"bad --model-arg '{item}'", "use key=value, e.g. --model-arg widths=[16,32,64]")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column (label, value) table on the console."""
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -39,4 +25,20 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """`obj` as indented JSON, written atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def print_outcome(outcome) -> None:
+    """The budget table and the result line of a finished compression run (`compress`, `demo`)."""
+    table = Table("limit", "allowed", "measured", "verdict", title=f"run {outcome.run_dir}", title_justify="left")
+    for c in outcome.checks:
+        table.add_row(c["limit"], f"{c['allowed']} {c['unit']}".strip(), f"{c['value']} {c['unit']}".strip(),
+                      "pass" if c["ok"] else "[bold red]FAIL[/]")
+    console.print(table)
+    m = outcome.final["measure"]
+    console.print(f"result: {100 * m['accuracy']:.2f} % test accuracy, {m['deploy_bytes'] / 1000:,.1f} KB "
+                  f"({m['deploy_kind']}), {m['latency_ms']:.3f} ms batch-1 latency", soft_wrap=True)
+    console.print(f"report: {outcome.report}", soft_wrap=True)
+    if not outcome.ok:
+        console.print("[bold red]budget not met[/] (the best candidate was still written: final.safetensors)")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from karuku.cli.app import app, guard
-from karuku.cli.commands.common import console
+from karuku.cli.commands.common import console, print_outcome
 
 recipe_app = typer.Typer(no_args_is_help=True, help="recipes: check them before running")
 app.add_typer(recipe_app, name="recipe")
@@ -28,25 +28,9 @@ def compress_cmd(
 
     text(lang)  # an unknown language fails before any work
     outcome = compress(load_recipe(recipe), out, verbose=not quiet, lang=lang)
-    _print_summary(outcome)
+    print_outcome(outcome)
     if strict and not outcome.ok:
         raise typer.Exit(2)
-
-
-def _print_summary(outcome) -> None:
-    from rich.table import Table
-
-    table = Table("limit", "allowed", "measured", "verdict", title=f"run {outcome.run_dir}", title_justify="left")
-    for c in outcome.checks:
-        table.add_row(c["limit"], f"{c['allowed']} {c['unit']}".strip(), f"{c['value']} {c['unit']}".strip(),
-                      "pass" if c["ok"] else "[bold red]FAIL[/]")
-    console.print(table)
-    m = outcome.final["measure"]
-    console.print(f"result: {100 * m['accuracy']:.2f} % test accuracy, {m['deploy_bytes'] / 1000:,.1f} KB "
-                  f"({m['deploy_kind']}), {m['latency_ms']:.3f} ms batch-1 latency", soft_wrap=True)
-    console.print(f"report: {outcome.report}", soft_wrap=True)
-    if not outcome.ok:
-        console.print("[bold red]budget not met[/] (the best candidate was still written: final.safetensors)")
 
 
 @recipe_app.command("validate")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from karuku.cli.app import app, guard
-from karuku.cli.commands.common import console
+from karuku.cli.commands.common import console, print_outcome
 
 
 @app.command("demo")
@@ -19,7 +19,6 @@ def demo_cmd(
     lang: str = typer.Option("en", help="report language: en or ja"),
 ) -> None:
     """Compress LeNet-300-100 on real MNIST (fetched when needed): train, prune, int8, ONNX and C; print the summary."""
-    from karuku.cli.commands.compress import _print_summary
     from karuku.errors import KarukuError, closest
     from karuku.pipeline import compress, load_recipe
     from karuku.recipes import DEFAULT, shipped
@@ -31,5 +30,5 @@ def demo_cmd(
     console.print(f"[bold]karuku demo[/bold]: recipe {name} ({recipes[name]})", soft_wrap=True)
     start = time.perf_counter()
     outcome = compress(load_recipe(recipes[name]), out, lang=lang)
-    _print_summary(outcome)
+    print_outcome(outcome)
     console.print(f"done in {(time.perf_counter() - start) / 60:.1f} min")

@@ -8,43 +8,26 @@ import typer
 
 from karuku.cli.app import app, guard
 from karuku.cli.commands.common import console, print_table, write_json
-from karuku.cli.options import build_config, with_configs
+from karuku.cli.options import Section, configs
 from karuku.codec.config import ClusterConfig, PackConfig
-from karuku.training.config import TrainConfig
-
-
-def _layer_bits(items: list[str] | None) -> dict[str, int]:
-    from karuku.errors import KarukuError
-
-    out = {}
-    for item in items or []:
-        pattern, sep, bits = item.partition("=")
-        if not sep or not pattern or not bits.isdigit():
-            raise KarukuError(f"bad --layer-bits '{item}'", "use pattern=bits, e.g. --layer-bits 'conv*=8'")
-        out[pattern] = int(bits)
-    return out
+from karuku.data.config import DataConfig
 
 
 @app.command("cluster")
 @guard
-@with_configs({"": (ClusterConfig, ()), "tune_": (TrainConfig, ("epochs",))})
+@configs(cfg=Section(ClusterConfig), data=Section(DataConfig, "data", partial=True))
 def cluster_cmd(
     checkpoint: Path = typer.Argument(..., help="a (pruned) karuku checkpoint"),
     out: Path = typer.Option(..., help="checkpoint of the shared-weight model to write"),
-    layer_bits: list[str] = typer.Option(None, help="bits for layers matching a pattern, e.g. 'conv*=8' (repeatable)"),
-    tune_epochs: int = typer.Option(0, help="centroid fine-tuning epochs on the checkpoint's data (0: none)"),
     quiet: bool = typer.Option(False, help="no progress output"),
-    **options,
+    *,
+    cfg: ClusterConfig,
+    data: dict,
 ) -> None:
-    """Share weights: per layer 2^bits centroids by k-means over the surviving weights."""
-    from karuku.codec.jobs import cluster_checkpoint
-    from karuku.errors import KarukuError
+    """Share weights: per layer 2^bits centroids by k-means over the surviving weights (--finetune-* tunes them)."""
+    from karuku.codec.job import cluster_checkpoint
 
-    if tune_epochs < 0:
-        raise KarukuError(f"invalid --tune-epochs {tune_epochs}", "give 0 (no fine-tuning) or more")
-    cfg = build_config(ClusterConfig, options, layer_bits=_layer_bits(layer_bits))
-    tune = build_config(TrainConfig, options, "tune_", epochs=tune_epochs) if tune_epochs else None
-    meta = cluster_checkpoint(checkpoint, out, cfg, tune, verbose=not quiet)
+    meta = cluster_checkpoint(checkpoint, cfg, out, data, verbose=not quiet)
     test = (meta.get("metrics") or {}).get("test")
     bits = ", ".join(f"{k} {v}" for k, v in meta["cluster"]["bits"].items())
     acc = f"; test accuracy {100 * test['accuracy']:.2f} %" if test else ""
@@ -53,17 +36,18 @@ def cluster_cmd(
 
 @app.command("pack")
 @guard
-@with_configs({"": (PackConfig, ())})
+@configs(cfg=Section(PackConfig))
 def pack_cmd(
     checkpoint: Path = typer.Argument(..., help="a karuku checkpoint of a shared-weight model"),
     out: Path = typer.Option(..., help="packed model to write (.krk)"),
     json_out: Path = typer.Option(None, "--json", help="also write the per-layer sizes to this JSON file"),
-    **options,
+    *,
+    cfg: PackConfig,
 ) -> None:
     """Pack a shared-weight model: relative indices and Huffman codes in one `.krk` file."""
-    from karuku.codec.krk import pack_checkpoint
+    from karuku.codec.job import pack_checkpoint
 
-    packed = pack_checkpoint(checkpoint, out, build_config(PackConfig, options))
+    packed = pack_checkpoint(checkpoint, cfg, out)
     sizes = packed.sizes()
     d = sizes.as_dict()
     dense = [n for n in packed.tensors if n not in packed.coded and n.endswith("weight")]
@@ -88,7 +72,7 @@ def unpack_cmd(
     out: Path = typer.Option(..., help="karuku checkpoint to write (.safetensors)"),
 ) -> None:
     """Rebuild the model of a `.krk` file and write it as a checkpoint."""
-    from karuku.codec.jobs import unpack
+    from karuku.codec.job import unpack_checkpoint
 
-    unpack(packed, out)
+    unpack_checkpoint(packed, out)
     console.print(f"unpacked {packed} → {out}", soft_wrap=True)

@@ -7,30 +7,30 @@ from pathlib import Path
 import typer
 
 from karuku.cli.app import app, guard
-from karuku.cli.commands.common import console, parse_kv
-from karuku.cli.options import build_config, with_configs
+from karuku.cli.commands.common import console
+from karuku.cli.options import Section, configs, parse_pairs
 from karuku.data.config import DataConfig
 from karuku.training.config import TrainConfig
 
 
 @app.command("train")
 @guard
-@with_configs({"": (TrainConfig, ()), "data_": (DataConfig, ("name",))})
+@configs(cfg=Section(TrainConfig), data=Section(DataConfig, "data"))
 def train_cmd(
     model: str = typer.Option(..., help="zoo name (see `karuku models`) or package.module:factory"),
-    data: str = typer.Option("mnist", help="dataset (see `karuku data list`)"),
     out: Path = typer.Option(..., help="checkpoint to write (.safetensors)"),
-    model_arg: list[str] = typer.Option(None, help="factory argument key=value (repeatable)"),
+    model_arg: list[str] = typer.Option(None, help="factory argument KEY=VALUE (repeatable), e.g. widths=[16,32]"),
     init: Path = typer.Option(None, help="start from these weights (.safetensors, or a .pt state dict)"),
     quiet: bool = typer.Option(False, help="no progress output"),
-    **options,
+    *,
+    cfg: TrainConfig,
+    data: DataConfig,
 ) -> None:
     """Train a model; the per-epoch state next to --out lets a crashed run resume."""
-    from karuku.api import fit
+    from karuku.training.job import train_checkpoint
 
-    train_cfg = build_config(TrainConfig, options)
-    data_cfg = build_config(DataConfig, options, "data_", name=data)
-    result = fit(model, data_cfg, train_cfg, out, model_kwargs=parse_kv(model_arg), init=init, verbose=not quiet)
+    result = train_checkpoint(model, cfg, out, data, model_kwargs=parse_pairs(model_arg, "--model-arg"), init=init,
+                              verbose=not quiet)
     if result is not None:
         test = result["metrics"]["test"]
         console.print(f"test accuracy {100 * test['accuracy']:.2f} % ({test['errors']} errors / {test['total']}) "

@@ -27,6 +27,8 @@ SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "cl
 
 @dataclass
 class CProject:
+    """Generated C sources of one model, with their memory figures (weights, arena, scratch)."""
+
     name: str
     files: dict[str, str] = field(default_factory=dict)
     arena_bytes: int = 0
@@ -40,6 +42,7 @@ class CProject:
 
 
 def c_name(name: str) -> str:
+    """A C identifier made from a layer or model name."""
     ident = re.sub(r"[^0-9A-Za-z_]", "_", name)
     return ident if ident and not ident[0].isdigit() else f"m_{ident}"
 
@@ -63,6 +66,7 @@ def _runtime(filename: str) -> str:
 
 
 def check_supported(im: IntegerModel) -> None:
+    """Every op of `im` has a C kernel, or one error naming the first that has none."""
     for op in im.ops:
         if op.kind not in SUPPORTED:
             raise KarukuError(f"the C generator has no kernel for op '{op.kind}' (layer '{op.name}')",

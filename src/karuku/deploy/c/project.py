@@ -59,6 +59,8 @@ def check_profile(proj, profile: str) -> None:
 
 def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...], check: int = 64,
              profile: str | None = None) -> str:
+    """Write the C project of `im` to `out` after a host build matches the integer engine on `check` inputs
+    (and, with `profile`, after the memory fits); return a one-line description."""
     proj = generate(im, name)
     if profile:
         check_profile(proj, profile)

@@ -67,12 +67,15 @@ int main(int argc, char **argv) {{
 
 @dataclass(frozen=True)
 class Build:
+    """A compiled C project: the binary and where it was built."""
+
     binary: Path
     map_file: Path | None
     float_build: bool
 
 
 def write_project(proj: CProject, folder: Path, float_build: bool = False) -> Path:
+    """Write the project's sources (and, with `float_build`, the float reference build's) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     for fname, text in proj.files.items():
         (folder / fname).write_text(text)

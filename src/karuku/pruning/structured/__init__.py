@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from karuku.pruning.structured.criteria import CRITERIA, Group, register_criterion
 from karuku.pruning.structured.graph import ChannelGraph, trace
-from karuku.pruning.structured.plan import METHODS, Plan, make_plan
+from karuku.pruning.structured.plan import Plan, make_plan
 from karuku.pruning.structured.rewrite import TRANSFORM, apply_edits, zero_channels
 
 
@@ -31,5 +32,6 @@ def prune_channels(model: nn.Module, input_shape: tuple[int, ...], amount: float
     return plan
 
 
-__all__ = ["METHODS", "TRANSFORM", "ChannelGraph", "Plan", "apply_edits", "plan_channels", "prune_channels",
+__all__ = ["CRITERIA", "TRANSFORM", "ChannelGraph", "Group", "Plan", "apply_edits", "plan_channels", "prune_channels",
+           "register_criterion",
            "trace", "zero_channels"]

@@ -23,11 +23,10 @@ from torch import nn
 
 from karuku.errors import KarukuError
 from karuku.measure.counts import layer_counts
+from karuku.pruning.structured.criteria import CRITERIA, Group
 from karuku.pruning.structured.graph import ChannelGraph, Seg
 from karuku.pruning.structured.rewrite import Edits
 from karuku.pruning.targets import check_patterns, matches
-
-METHODS = ("l1", "l2", "bn", "group", "random")
 
 
 @dataclass
@@ -67,75 +66,12 @@ def groups(graph: ChannelGraph, exclude: list[str]) -> dict[int, list[str]]:
     return out
 
 
-def _norm(w: torch.Tensor, p: int) -> torch.Tensor:
-    w = w.detach().flatten(1).double()
-    return w.abs().sum(1) if p == 1 else w.pow(2).sum(1).sqrt()
-
-
-def _segment_sum(graph: ChannelGraph, layouts: dict[str, list[Seg]], root: int, n: int, values) -> torch.Tensor:
-    """Sum, over modules with a per-channel layout, of their values on the channels of group `root`."""
-    s = torch.zeros(n, dtype=torch.double)
-    for name, segs in layouts.items():
-        start = 0
-        for seg in segs:
-            if graph.find(seg.space) == root:
-                s += values(name)[start:start + seg.length]
-            start += seg.length
-    return s
-
-
-def _in_norm(w: torch.Tensor, segs: list[Seg]) -> torch.Tensor:
-    """Squared L2 norm of each input feature's weights (columns of a consumer), in the consumer's layout."""
-    w = w.detach().double()
-    cols = w.transpose(0, 1).flatten(1).pow(2).sum(1)  # one value per input feature
-    out, start = [], 0
-    for seg in segs:  # a channel repeated `rep` times (after Flatten) owns `rep` consecutive features
-        out.append(cols[start:start + seg.length * seg.rep].view(seg.length, seg.rep).sum(1))
-        start += seg.length * seg.rep
-    return torch.cat(out)
-
-
 def score(model: nn.Module, graph: ChannelGraph, prunable: dict[int, list[str]], method: str,
           seed: int = 0) -> dict[int, torch.Tensor]:
-    """Per-channel importance of each group.
-
-    l1 / l2: summed norms of the filters that produce the channel (and depthwise filters on it);
-    bn: |γ| of its BatchNorms; group: squared L2 norm of every weight the channel touches — its
-    filters, depthwise filters, BatchNorm γ and the next layers' input weights (Torch-Pruning's
-    group magnitude importance).
-    """
-    if method not in METHODS:
-        raise KarukuError(f"unknown structured method '{method}'", f"structured methods: {', '.join(METHODS)}")
+    """Per-channel importance of each group, by the registered criterion `method` (see `criteria`)."""
+    criterion = CRITERIA.find(method)
     gen = torch.Generator().manual_seed(seed)
-    mods = dict(model.named_modules())
-    out: dict[int, torch.Tensor] = {}
-    for root in prunable:
-        n = graph.size[root]
-        if method == "random":
-            out[root] = torch.rand(n, generator=gen, dtype=torch.double)
-            continue
-        s = torch.zeros(n, dtype=torch.double)
-        if method == "group":
-            sq = lambda name: _norm(mods[name].weight, 2).pow(2)  # noqa: E731
-            for name, space in graph.producers.items():
-                if graph.find(space) == root:
-                    s += sq(name)
-            s += _segment_sum(graph, graph.depthwise, root, n, sq)
-            s += _segment_sum(graph, graph.norms, root, n, lambda name: mods[name].weight.detach().double().pow(2))
-            s += _segment_sum(graph, graph.consumers, root, n,
-                              lambda name: _in_norm(mods[name].weight, graph.consumers[name]))
-            out[root] = s
-            continue
-        if method == "bn":
-            s += _segment_sum(graph, graph.norms, root, n, lambda name: mods[name].weight.detach().double().abs())
-        if method != "bn" or not s.any():  # a group without BatchNorm falls back to L1
-            p = 2 if method == "l2" else 1
-            for name, space in graph.producers.items():
-                if graph.find(space) == root:
-                    s += _norm(mods[name].weight, p)
-            s += _segment_sum(graph, graph.depthwise, root, n, lambda name, p=p: _norm(mods[name].weight, p))
-        out[root] = s
-    return out
+    return {root: criterion(Group(model, graph, root, gen)) for root in prunable}
 
 
 def _top(s: torch.Tensor, k: int, round_to: int) -> torch.Tensor:

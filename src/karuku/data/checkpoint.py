@@ -1,0 +1,53 @@
+"""`for_checkpoint`: the data a checkpoint was made with, or the one a user names instead.
+
+Every job that reads a checkpoint (prune, quantize, cluster, distill, export, evaluate) asks here, so the
+same rules hold everywhere: the checkpoint's stored `DataConfig` is the default; settings the user gives
+override it (a different dataset name drops the stored settings); the inputs must have the model's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from karuku.data.config import DataConfig
+from karuku.data.splits import DataSplits, load_splits
+from karuku.errors import KarukuError
+
+
+def stored_config(ckpt) -> dict[str, Any] | None:
+    """The DataConfig settings a checkpoint records (meta "data"), or None."""
+    stored = ckpt.meta.get("data")
+    return dict(stored) if isinstance(stored, dict) and stored.get("name") else None
+
+
+def config_for(ckpt, data: DataConfig | dict[str, Any] | None = None, **settings: Any) -> DataConfig | None:
+    """The DataConfig for `ckpt`: `data` (a config replaces the stored one, a dict overrides it), then `settings`."""
+    if isinstance(data, DataConfig):
+        base: dict[str, Any] | None = data.model_dump()
+    else:
+        base = stored_config(ckpt)
+        given = {k: v for k, v in (data or {}).items() if v is not None}
+        if given.get("name") and (base is None or given["name"] != base.get("name")):
+            base = {}  # another dataset: the stored settings (its path, limits) describe the old one
+        if base is not None or given:
+            base = {**(base or {}), **given}
+    if base is None:
+        return None
+    return DataConfig(**{**base, **settings})
+
+
+def for_checkpoint(ckpt, data: DataConfig | dict[str, Any] | None = None, required: bool = True,
+                   **settings: Any) -> DataSplits | None:
+    """The splits for `ckpt` (see `config_for`), checked against its input shape; None when neither the
+    checkpoint nor the user names a dataset and `required` is False."""
+    cfg = config_for(ckpt, data, **settings)
+    source = getattr(ckpt, "path", None) or "the checkpoint"
+    if cfg is None:
+        if required:
+            raise KarukuError(f"{source} does not say which data it was trained on", "pass --data NAME")
+        return None
+    splits = load_splits(cfg)
+    if tuple(splits.input_shape) != tuple(ckpt.spec.input_shape):
+        raise KarukuError(f"dataset '{cfg.name}' has inputs {splits.input_shape} but {source} "
+                          f"expects {tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
+    return splits

@@ -1,0 +1,52 @@
+"""`export_checkpoint`: the whole job behind `karuku export` — a checkpoint to a deployable file, checked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from karuku.data.checkpoint import for_checkpoint
+from karuku.deploy.config import ExportConfig
+from karuku.errors import KarukuError
+from karuku.io.checkpoint import load_model
+
+
+def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
+                      out: str | os.PathLike | None = None) -> str:
+    """Export and verify; return a one-line description of what was written (default: next to the checkpoint)."""
+    cfg = cfg or ExportConfig()
+    path = Path(path)
+    model, ckpt = load_model(path)
+    from karuku.quant import QuantModel
+
+    quantized = isinstance(model, QuantModel)
+    if cfg.format == "onnx" and not cfg.int8 and not quantized:
+        from karuku.deploy.onnx_fp32 import export_fp32
+
+        target = Path(out or path.with_suffix(".onnx"))
+        res = export_fp32(model, tuple(ckpt.spec.input_shape), target)
+        return (f"wrote {res.path} ({res.bytes:,} bytes, self-contained fp32 ONNX); parity with PyTorch on "
+                f"{res.checked} inputs: max |diff| {res.max_abs_diff:.1e} ≤ 1e-4")
+    if not quantized:
+        raise KarukuError(f"--format {cfg.format}{' --int8' if cfg.int8 else ''} needs a quantized checkpoint",
+                          "run `karuku quantize CKPT --out Q.safetensors` first, then export Q.safetensors")
+    if cfg.format == "onnx":
+        from karuku.deploy.export import export_int8_onnx
+
+        return export_int8_onnx(model, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
+                                inputs=reference_inputs(ckpt), target_isa=cfg.target_isa,
+                                representation=cfg.representation)
+    from karuku.deploy.c.project import export_c
+    from karuku.quant import to_integer
+
+    return export_c(to_integer(model), ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,
+                    profile=cfg.profile)
+
+
+def reference_inputs(ckpt, n: int = 2000):
+    """The first test inputs of the data the checkpoint was trained on, when it says which and it loads here."""
+    try:
+        splits = for_checkpoint(ckpt, required=False, val_size=0, test_limit=n)
+    except KarukuError:  # data not available here (not fetched, another machine's path): random inputs instead
+        return None
+    return splits.test.tensors[0] if splits is not None else None

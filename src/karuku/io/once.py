@@ -1,0 +1,35 @@
+"""Steps that run once: a folder holds a step's outputs and, written last and atomically, its `result.json`.
+
+A step whose `result.json` exists is done and returns it; otherwise it runs and writes it. A run killed at
+any moment (even kill -9) restarts by skipping finished steps and redoing the partial one. The compression
+loop's run folders and lottery experiments are both built on this.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from karuku.io.atomic import write_text
+
+RESULT = "result.json"
+
+
+def done(folder: str | Path) -> dict[str, Any] | None:
+    """The result of the step in `folder`, or None when it has not finished."""
+    marker = Path(folder) / RESULT
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def once(folder: str | Path, fn: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """(`fn(folder)`'s JSON-able result, False), or (the stored result, True) when the step ran before."""
+    folder = Path(folder)
+    cached = done(folder)
+    if cached is not None:
+        return cached, True
+    folder.mkdir(parents=True, exist_ok=True)
+    result = fn(folder)
+    write_text(folder / RESULT, json.dumps(result, indent=2, sort_keys=True, default=str))
+    return result, False

@@ -1,0 +1,190 @@
+"""`evaluate`: every measurement of one model, in one typed `Evaluation`.
+
+The CLI (`karuku evaluate`, `karuku prune`), the compression loop and its report all measure through
+here, so a figure means the same everywhere: sizes of every deployed form (`forms`), the smallest one as
+the deployed size, activation bytes and energy of the form that is deployed, speed of its ONNX file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from torch import nn
+
+from karuku.measure import counts, energy, forms, memory
+from karuku.measure.profiles import Fit, Profile, check_fit, get_profile
+from karuku.measure.speed import latency
+
+DEFAULT_ON_CHIP = 1 << 20
+
+
+@dataclass
+class Evaluation:
+    """Accuracy, size, compute, speed and energy of one model as deployed (all per sample unless noted).
+
+    `sizes` holds every stored form (`fp32`, `int8`, `packed`); `deploy_kind` is the smallest. `integer`:
+    the model computes on 8-bit integers, so activations take one byte each. `latency` maps an engine
+    (`torch`: the float computation in eager PyTorch; `onnxruntime`: the deployed ONNX file) to its speed.
+    """
+
+    params: int
+    nonzeros: int
+    macs: int
+    effective_macs: int
+    sizes: dict[str, int]
+    deploy_kind: str
+    integer: bool
+    peak_activation_bytes: int
+    activation_traffic_bytes: int  # all leaf-module outputs of one inference (the energy model's activations)
+    energy: dict[str, Any]
+    threads: int
+    accuracy: float | None = None
+    errors: int | None = None
+    total: int | None = None
+    loss: float | None = None
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # technique figures (integer-engine accuracy, ...)
+    fits: dict[str, dict[str, Any]] = field(default_factory=dict)  # device profile -> {"fits", "reasons"}
+    cpu: str = ""  # what the speed figures were measured on (karuku.cpu.detect().summary())
+
+    def test_score(self) -> dict[str, Any] | None:
+        """The test figures as `karuku.training.Score.as_dict()` gives them (checkpoint metadata keeps these)."""
+        if self.accuracy is None:
+            return None
+        return {"loss": self.loss, "accuracy": self.accuracy, "errors": self.errors, "total": self.total}
+
+    @property
+    def deploy_bytes(self) -> int:
+        return self.sizes[self.deploy_kind]
+
+    @property
+    def sparsity(self) -> float:
+        return 1 - self.nonzeros / self.params if self.params else 0.0
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Batch-1 median of the deployed file in ONNX Runtime (else in torch)."""
+        speed = self.latency.get("onnxruntime") or self.latency.get("torch")
+        return speed["b1_median_ms"] if speed else None
+
+    @property
+    def throughput_b64(self) -> float | None:
+        speed = self.latency.get("onnxruntime") or self.latency.get("torch")
+        return speed["b64_per_s"] if speed else None
+
+    @property
+    def energy_uj(self) -> float:
+        return self.energy["total_uj"]
+
+    def fit(self, profile: str | Profile) -> Fit:
+        """Does the deployed form fit a device profile? The reasons carry the numbers."""
+        p = get_profile(profile) if isinstance(profile, str) else profile
+        return check_fit(p, self.deploy_bytes, self.peak_activation_bytes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, plus the derived figures reports read (deploy_bytes, latency_ms, throughput_b64, energy_uj)."""
+        return dict(asdict(self), deploy_bytes=self.deploy_bytes, latency_ms=self.latency_ms,
+                    throughput_b64=self.throughput_b64, energy_uj=self.energy_uj)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evaluation:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for a table."""
+        out: list[tuple[str, str]] = []
+        if self.accuracy is not None:
+            out.append(("test accuracy", f"{100 * self.accuracy:.2f} % ({self.errors} errors / {self.total})"))
+        out += [
+            ("parameters", f"{self.params:,}"),
+            ("nonzeros", f"{self.nonzeros:,} ({100 * self.sparsity:.1f} % sparse)"),
+            ("MACs / sample", f"{self.macs:,} (effective {self.effective_macs:,})"),
+        ]
+        out += [(f"size {k}" + (" (deployed)" if k == self.deploy_kind and len(self.sizes) > 1 else ""), _kb(v))
+                for k, v in self.sizes.items()]
+        out += [(k, _kb(v) if k.endswith("bytes") else str(v)) for k, v in self.extra.items()]
+        unit = "int8" if self.integer else "fp32"
+        out.append((f"peak activations {unit}", _kb(self.peak_activation_bytes)))
+        for engine, fig in self.latency.items():
+            what = f" ({self.deploy_kind})" if engine == "onnxruntime" and self.deploy_kind != "fp32" else ""
+            out.append((f"{engine} latency b1{what}",
+                        f"{fig['b1_median_ms']:.3f} ms median, {fig['b1_p90_ms']:.3f} p90"))
+            out.append((f"{engine} throughput b64{what}", f"{fig['b64_per_s']:,.0f} samples/s"))
+        out.append(("threads", str(self.threads)))
+        if self.cpu:
+            out.append(("CPU", self.cpu))
+        for name, f in self.fits.items():
+            out.append((f"fits {name}", ("yes" if f["fits"] else "NO") + ": " + "; ".join(f["reasons"])))
+        out.append(("energy / inference", f"{self.energy['total_uj']:.3f} µJ (weights in {self.energy['weights_in']})"))
+        out.append(("energy assumptions", self.energy["assumptions"]))
+        return out
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1000:,.1f} KB ({n:,} B)"
+
+
+def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = None, threads: int = 2,
+             engines=("torch", "onnxruntime"), runs: int = 30, *, sizes: dict[str, int] | None = None,
+             profile: str | None = None, on_chip_bytes: int | None = None, details: bool = False) -> Evaluation:
+    """Measure `model`: test accuracy (when `data`, a DataSplits, is given), counts, sizes, activations, speed, energy.
+
+    `sizes`: forms stored outside the model object (e.g. {"packed": bytes of a .krk file}). `profile`: check
+    the fit and take its on-chip memory for the energy estimate. `details`: add the techniques' own figures.
+    """
+    from karuku.training.evaluate import score
+
+    if input_shape is None:
+        if data is None:
+            raise ValueError("give data or input_shape")
+        input_shape = data.input_shape
+    input_shape = tuple(input_shape)
+    model.eval()
+    rows = counts.layer_counts(model, input_shape)
+    tot = counts.totals(model, input_shape, rows)
+    all_forms = forms.forms_of(model, sizes)
+    deploy = forms.deployed(all_forms)
+    integer = any(f.integer for f in all_forms)
+    acts = memory.activation_bytes(model, input_shape, bytes_per_value=1 if integer else 4)
+    p = get_profile(profile) if profile else None
+    chip = on_chip_bytes or (p.on_chip_bytes if p else DEFAULT_ON_CHIP)
+    en = energy.estimate(tot.effective_macs, deploy.bytes, acts["total"], integer=integer, on_chip_bytes=chip)
+    ev = Evaluation(tot.params, tot.nonzeros, tot.macs, tot.effective_macs, {f.kind: f.bytes for f in all_forms},
+                    deploy.kind, integer, acts["peak"], acts["total"], en.as_dict(), threads,
+                    layers=[asdict(r) for r in rows])
+    if data is not None:
+        s = score(model, data.test)
+        ev.accuracy, ev.errors, ev.total, ev.loss = s.accuracy, s.errors, s.total, s.loss
+    if engines:
+        from karuku.cpu import detect
+
+        ev.cpu = detect().summary()
+        reference, onnx = _deployed(model, all_forms, "onnxruntime" in engines)
+        ev.latency = {k: s.as_dict() for k, s in latency(reference, input_shape, threads, engines, runs, onnx).items()}
+    if details:
+        for f in all_forms:
+            if f.details is not None:
+                ev.extra.update(f.details(data))
+    if p is not None:
+        fit = ev.fit(p)
+        ev.fits[p.name] = {"fits": fit.fits, "reasons": list(fit.reasons)}
+    return ev
+
+
+def _deployed(model: nn.Module, all_forms: list[forms.Form], want_onnx: bool = True) -> tuple[nn.Module, bytes | None]:
+    """(the float computation of the model, its registered deployed ONNX or None for the fp32 export)."""
+    own = next((f for f in all_forms if f.onnx is not None or f.float_model is not None), None)
+    reference = own.float_model if own is not None and own.float_model is not None else model
+    onnx = own.onnx() if own is not None and own.onnx is not None and want_onnx else None
+    return reference, onnx
+
+
+def deployed_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """The ONNX file `model` deploys as: its form's own (int8 for a quantized model) or its fp32 export."""
+    from karuku.measure.onnx_runtime import export_bytes
+
+    reference, onnx = _deployed(model, forms.forms_of(model))
+    return onnx or export_bytes(reference, tuple(input_shape))

@@ -1,0 +1,83 @@
+"""The loop's two kinds of step, each cached in the run folder: the baseline, and one attempt of a stage."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from karuku.errors import KarukuError
+from karuku.io.checkpoint import load_model, save_checkpoint
+from karuku.models.spec import ModelSpec
+from karuku.pipeline.attempt import Attempt
+from karuku.pipeline.run import Run
+from karuku.pipeline.runfolder import key_of
+from karuku.pipeline.stages import keep_hooks, stage_for
+
+STEP_FORMAT = 2  # part of every step's key: steps cached by an older layout are redone, not misread
+
+
+def baseline_step(run: Run) -> Attempt:
+    """The recipe's checkpoint, or its model trained on its data: measured like every later candidate."""
+    r = run.recipe
+    key = key_of("baseline", STEP_FORMAT, r.model.model_dump(mode="json"), r.data.model_dump(mode="json"), r.seed)
+
+    def make(step_dir: Path) -> dict:
+        path = step_dir / "model.safetensors"
+        if r.model.checkpoint:
+            model, ckpt = load_model(r.model.checkpoint)
+            if tuple(ckpt.spec.input_shape) != run.input_shape:
+                raise KarukuError(f"model.checkpoint {r.model.checkpoint} expects inputs "
+                                  f"{tuple(ckpt.spec.input_shape)} but data '{r.data.name}' has {run.input_shape}",
+                                  "use the dataset the model was trained on")
+            shutil.copyfile(r.model.checkpoint, path)
+        else:
+            import torch
+
+            from karuku.training.loop import train
+
+            spec = ModelSpec(name=r.model.name, input_shape=run.input_shape, num_classes=run.splits.num_classes,
+                             kwargs=r.model.kwargs)
+            torch.manual_seed(r.seed)
+            model = spec.build()
+            cfg = r.model.train.model_copy(update={"seed": r.seed})
+            train(model, run.splits, cfg, state_path=step_dir / "train.state", verbose=run.verbose)
+            save_checkpoint(path, model, spec, {"stages": [], "transforms": []})
+        return Attempt("baseline", str(path), run.measure(model)).as_dict()
+
+    return Attempt.from_dict(run.folder.step(key, "baseline", make))
+
+
+def attempt_step(run: Run, parent: Attempt, index: int, settings, rnd: int) -> Attempt:
+    """Apply one stage with these settings to the parent; recover when over the accuracy budget."""
+    r, stage = run.recipe, stage_for(settings)
+    dump = settings.model_dump(mode="json")
+    key = key_of(parent.key, index, stage.kind, dump, r.recovery.model_dump(mode="json"), r.budget.max_accuracy_drop)
+    label = f"stage {index + 1} {stage.kind}" + (f" (back-off {rnd})" if rnd else "")
+
+    def make(step_dir: Path) -> dict:
+        model, ckpt = load_model(parent.checkpoint)
+        out = stage.apply(model, settings, run.stage_run(ckpt, step_dir))
+        fresh = out.spec is not None  # a new architecture (a distilled student) starts a fresh chain
+        sizes = dict(out.sizes) if fresh else {**ckpt.meta.get("sizes", {}), **out.sizes}
+        m = run.measure(out.model, sizes)
+        before, recovered = None, False
+        if out.recover and run.over_budget(m) and r.recovery.epochs:
+            before = m
+            run.recover(out.model, r.recovery.epochs, r.recovery.lr, keep_hooks(out.model, ckpt) + out.hooks)
+            m, recovered = run.measure(out.model, sizes), True
+        path = step_dir / "model.safetensors"
+        if fresh:
+            spec, sections, transforms, kinds = out.spec, dict(out.sections), list(out.transforms), [stage.kind]
+        else:
+            spec, sections = ckpt.spec, {**ckpt.sections, **out.sections}
+            transforms = [*ckpt.meta.get("transforms", []), *out.transforms]
+            kinds = [*ckpt.meta.get("stages", []), stage.kind]
+        meta = {"stages": kinds, "transforms": transforms, "sizes": sizes,
+                "stage_meta": {**ckpt.meta.get("stage_meta", {}), stage.kind: out.meta}}
+        save_checkpoint(path, out.model, spec, meta, sections)
+        return Attempt(stage.kind, str(path), m, index=index, round=rnd, settings=dump,
+                       settings_changed=settings.model_dump(mode="json", exclude_defaults=True),
+                       before_recovery=before, recovered=recovered, accuracy_drop=run.drop(m),
+                       within_accuracy=run.within_accuracy(m), stage_meta=out.meta, artifacts=out.artifacts).as_dict()
+
+    return Attempt.from_dict(run.folder.step(key, label, make))

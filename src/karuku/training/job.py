@@ -1,0 +1,49 @@
+"""`train_checkpoint`: the whole job behind `karuku train` — build a model for a dataset, train it, save it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from karuku.data.config import DataConfig
+from karuku.data.splits import load_splits
+from karuku.io.atomic import ensure_writable_dir
+from karuku.io.checkpoint import load_state, read_weights, save_checkpoint, trust_import
+from karuku.models.registry import resolve_factory
+from karuku.models.spec import ModelSpec
+from karuku.training import distributed
+from karuku.training.config import TrainConfig
+from karuku.training.evaluate import score
+from karuku.training.loop import train
+
+
+def train_checkpoint(model: str, cfg: TrainConfig, out: str | os.PathLike, data: DataConfig | None = None, *,
+                     model_kwargs: dict[str, Any] | None = None, init: str | os.PathLike | None = None,
+                     verbose: bool = True) -> dict[str, Any] | None:
+    """Build `model` (a zoo name or package.module:factory) for `data`, train it and write the checkpoint `out`.
+
+    `init`: start from these weights. Resumes from `<out>.state` when a previous run with the same settings
+    crashed. Returns the checkpoint's metadata (None on non-zero ranks of a multi-process run).
+    """
+    data = data or DataConfig()
+    resolve_factory(model)  # an unknown model fails before any data is loaded
+    trust_import(model)  # named by the user: its own checkpoints may load it back
+    out = ensure_writable_dir(out)
+    splits = load_splits(data)
+    spec = ModelSpec(name=model, input_shape=splits.input_shape, num_classes=splits.num_classes,
+                     kwargs=model_kwargs or {})
+    torch.manual_seed(cfg.seed)
+    net = spec.build()
+    if init:
+        load_state(net, read_weights(init), str(init), model)
+    result = train(net, splits, cfg, state_path=Path(f"{out}.state"), verbose=verbose)
+    if not distributed.finish():
+        return None
+    test = score(net, splits.test)
+    meta = {"data": data.model_dump(mode="json"), "training": cfg.model_dump(mode="json"),
+            "result": result.as_dict(), "history": result.history, "metrics": {"test": test.as_dict()}}
+    save_checkpoint(out, net, spec, meta)
+    return meta
