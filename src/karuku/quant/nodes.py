@@ -100,6 +100,7 @@ def bind(n: fx.Node, names: tuple[str, ...], **defaults) -> dict[str, Any]:
 
 
 def pair(v) -> list[int]:
+    """Two ints from an int or a pair (kernel, stride, padding arguments)."""
     return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
 
 
@@ -118,6 +119,7 @@ def reshape(ctx: Ctx, n: fx.Node, x) -> list[Node] | None:
 
 
 def transpose(ctx: Ctx, n: fx.Node, x, perm: list[int]) -> list[Node] | None:
+    """A permutation of the dimensions after the batch (`perm` over all of them, batch first)."""
     ins = ctx.tensors(x)
     if not ins or not perm or perm[0] != 0:
         return None  # moving the batch dimension mixes samples
@@ -165,6 +167,7 @@ def upsample(ctx: Ctx, n: fx.Node, x, mode: str) -> list[Node] | None:
 # ---- pools -------------------------------------------------------------------------------------------------
 def avgpool(ctx: Ctx, n: fx.Node, x, kernel, stride, padding, ceil_mode=False, include_pad=True,
             divisor=None) -> list[Node] | None:
+    """Average pooling; padding counts in the divisor (PyTorch's default), no ceil mode."""
     ins = ctx.tensors(x)
     padding = pair(padding)
     if not ins or ceil_mode or divisor is not None or (not include_pad and padding != [0, 0]):
@@ -215,6 +218,7 @@ def spatial_mean(ctx: Ctx, n: fx.Node, x, dim, keepdim) -> list[Node] | None:
 
 def maxpool(ctx: Ctx, n: fx.Node, x, kernel, stride, padding, dilation=1, ceil_mode=False,
             indices=False) -> list[Node] | None:
+    """Max pooling without dilation, ceil mode or indices."""
     ins = ctx.tensors(x)
     if not ins or ceil_mode or indices or pair(dilation) != [1, 1]:
         return None
@@ -234,6 +238,7 @@ def conv_padding(padding, kernel: list[int], dilation: list[int]) -> list[int] |
 
 
 def conv(ctx: Ctx, n: fx.Node, x, mod: nn.Conv2d, name: str) -> list[Node] | None:
+    """A Conv2d with zero padding (numbers, "same" or "valid") and no dilation."""
     ins = ctx.tensors(x)
     padding = conv_padding(mod.padding, list(mod.kernel_size), pair(mod.dilation))
     if not ins or mod.padding_mode != "zeros" or pair(mod.dilation) != [1, 1] or padding is None:
@@ -259,6 +264,7 @@ def functional_conv(ctx: Ctx, n: fx.Node) -> list[Node] | None:
 
 
 def functional_linear(ctx: Ctx, n: fx.Node) -> list[Node] | None:
+    """F.linear(x, self.weight, self.bias) on parameters: a linear node."""
     a = bind(n, ("input", "weight", "bias"), bias=None)
     w, b = ctx.param(a["weight"]), ctx.param(a["bias"])
     ins = ctx.tensors(a["input"])
@@ -274,16 +280,19 @@ def functional_linear(ctx: Ctx, n: fx.Node) -> list[Node] | None:
 
 # ---- elementwise -------------------------------------------------------------------------------------------
 def unary(ctx: Ctx, n: fx.Node, x, fn: str, **attrs) -> list[Node] | None:
+    """An elementwise activation of karuku.quant.unary (a table in the engine)."""
     ins = ctx.tensors(x)
     return [_node(ctx, n, "unary", ins, fn=fn, **attrs)] if ins else None
 
 
 def simple(ctx: Ctx, n: fx.Node, x, op: str) -> list[Node] | None:
+    """A one-input op with no constant arguments (ReLU, ReLU6)."""
     ins = ctx.tensors(x)
     return [_node(ctx, n, op, ins)] if ins else None
 
 
 def add(ctx: Ctx, n: fx.Node, a, b) -> list[Node] | None:
+    """The sum of two activations of the same shape (no broadcasting, no constants)."""
     ins = ctx.tensors(a, b)
     if not ins or len(ins) != 2 or not ctx.shape(ins[0]) == ctx.shape(ins[1]) == ctx.shape(n):
         return None  # broadcasting, or a constant operand
@@ -291,6 +300,7 @@ def add(ctx: Ctx, n: fx.Node, a, b) -> list[Node] | None:
 
 
 def cat(ctx: Ctx, n: fx.Node, tensors, dim) -> list[Node] | None:
+    """Concatenation along any dimension but the batch."""
     ins, out = ctx.tensors(tensors), ctx.shape(n)
     if not ins or out is None:
         return None

@@ -18,6 +18,7 @@ _IDENTITY = (nn.Dropout, nn.Identity, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropou
 
 
 def module_node(ctx: Ctx, n: fx.Node, mod: nn.Module) -> list[Node] | Alias | None:
+    """A call of a torch.nn module (fx keeps those whole)."""
     x = n.args[0] if n.args else None
     if isinstance(mod, _IDENTITY):
         ins = ctx.tensors(x)
@@ -61,6 +62,7 @@ def module_node(ctx: Ctx, n: fx.Node, mod: nn.Module) -> list[Node] | Alias | No
 
 
 def function_node(ctx: Ctx, n: fx.Node) -> list[Node] | Alias | None:
+    """A call of a function (torch.*, F.*, operator.*)."""
     fn, args = n.target, n.args
     x = args[0] if args else n.kwargs.get("input")
     if fn is F.dropout:
@@ -131,6 +133,7 @@ def _same_tensor(ctx: Ctx, n: fx.Node, x) -> bool:
 
 
 def method_node(ctx: Ctx, n: fx.Node) -> list[Node] | Alias | None:
+    """A tensor method (`x.view(...)`, `x.mean(...)`, ...)."""
     m, args = n.target, n.args
     x = args[0]
     if m == "contiguous" or m in ("to", "type_as", "float", "cpu") and _same_tensor(ctx, n, x):

@@ -17,6 +17,7 @@ import torch
 from karuku import __version__
 from karuku.deploy.c.arena import plan
 from karuku.deploy.c.codegen_float import float_source
+from karuku.deploy.c.csyntax import c_array as _array
 from karuku.deploy.c.movement import concat_parts, movement_call
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
@@ -45,20 +46,6 @@ def c_name(name: str) -> str:
     """A C identifier made from a layer or model name."""
     ident = re.sub(r"[^0-9A-Za-z_]", "_", name)
     return ident if ident and not ident[0].isdigit() else f"m_{ident}"
-
-
-def _array(ctype: str, ident: str, values, per_line: int = 24) -> str:
-    flat = [str(int(v)) if ctype != "float" else _float(v) for v in values]
-    lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
-    return f"static const {ctype} {ident}[{len(flat)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
-
-
-def _float(v: float) -> str:
-    """A C float literal that round-trips float32 (9 significant digits)."""
-    if not math.isfinite(v):
-        raise KarukuError(f"non-finite value {v} in a float build", "recalibrate the model")
-    text = f"{float(v):.9g}"
-    return (text if any(c in text for c in ".e") else text + ".0") + "f"
 
 
 def _runtime(filename: str) -> str:
@@ -116,7 +103,7 @@ int karuku_{name}_run_float(const float *in, float *out);
 #endif
 """
     proj.files[f"{name}.c"], proj.scratch_values = _int_source(im, name, offsets, arena)
-    proj.files[f"{name}_float.c"] = float_source(im, name, f_offsets, f_arena)
+    proj.files[f"{name}_float.c"] = float_source(im, name, f_offsets, f_arena, direct_conv)
     proj.files.update(runtime_files(im.rounding))
     return proj
 

@@ -6,20 +6,23 @@ For comparisons only (instruction counts, accuracy of the integer build against 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
 from karuku import __version__
+from karuku.deploy.c.csyntax import c_array as _array
+from karuku.deploy.c.csyntax import c_float as _float
 from karuku.deploy.c.movement import concat_parts, movement_call
 from karuku.quant.engine.graph import IntegerModel
 from karuku.quant.unary import get_unary
 
 
-def float_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) -> str:
+def float_source(im: IntegerModel, name: str, off: dict[str, int], arena: int,
+                 direct_conv: Callable[..., bool]) -> str:
     """The same graph in float: weights w·s_w, biases b·s_w·s_x, clamps at the quantized range in real units,
-    activations as functions (not tables), concatenation without requantization."""
-    from karuku.deploy.c.codegen import _array, _float, direct_conv  # here: codegen imports this module
-
+    activations as functions (not tables), concatenation without requantization. `direct_conv` is the integer
+    generator's choice of convolution kernel, which the float build follows."""
     decls, calls, scratch, funcs = [], [], 1, {}
     for i, op in enumerate(im.ops):
         a = op.attrs
