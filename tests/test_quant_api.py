@@ -14,6 +14,7 @@ from karuku.cli.app import app
 from karuku.data import DataConfig, load_splits
 from karuku.errors import KarukuError
 from karuku.io.checkpoint import load_checkpoint
+from karuku.measure.units import size
 from karuku.models import build
 from karuku.quant import IntegerModel, QuantConfig, load_quantized, quantize, to_integer
 from karuku.quant.mixed import auto_layer_bits, sensitivity
@@ -59,7 +60,7 @@ def test_cli_quantize_then_evaluate(trained, tmp_path):
         assert row in res.output, row
     # the profile is judged on the int8 size, as the compression loop judges it (not on the fp32 size)
     int8 = load_checkpoint(out).meta["quant"]["int_weight_bytes"]
-    assert "fits mcu-m4 " in res.output and f"weights {int8 / 1024:,.1f} KiB ≤ flash" in res.output
+    assert "fits mcu-m4 " in res.output and f"weights {size(int8)} ≤ flash" in res.output
     assert len(im.ops) == 4 and isinstance(qm, nn.Module)
 
 

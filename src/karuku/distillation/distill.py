@@ -33,6 +33,7 @@ def distill(teacher: nn.Module, student: nn.Module, data: DataSplits | DataConfi
     splits = data if isinstance(data, DataSplits) else load_splits(data)
     hook = make_hook(teacher, student, splits, cfg)
     try:
-        return train(student, splits, cfg.train, hooks=[hook, *hooks], state_path=state_path, verbose=verbose)
+        return train(student, splits, cfg.train, hooks=[hook, *hooks], state_path=state_path, verbose=verbose,
+                     label="distill")
     finally:
         hook.close()

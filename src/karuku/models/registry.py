@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
@@ -29,9 +31,26 @@ for _name, _factory in (
     MODELS.register(_name, _factory)
 
 
+@register_model("bert")
+def bert(**kwargs) -> nn.Module:
+    """A BERT sentence encoder (mean pooling, unit length) of any shape; karuku.text."""
+    from karuku.text.encoder import bert as make  # imported on use: keeps `import karuku` light
+
+    return make(**kwargs)
+
+
+@register_model("minilm-l6")
+def minilm_l6(**kwargs) -> nn.Module:
+    """all-MiniLM-L6-v2's shape (22.7 M parameters); real weights: karuku text fetch."""
+    from karuku.text.encoder import minilm_l6 as make
+
+    return make(**kwargs)
+
+
 def check_name(name: str) -> str:
     """For config validators: a zoo name or a `package.module:factory` path (imported only when used)."""
     return name if ":" in name else MODELS.check(name)
+
 
 
 def resolve_factory(name: str) -> Callable[..., nn.Module]:
@@ -44,14 +63,33 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
         return MODELS[name]
     module_name, _, attr = name.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ImportError as exc:
+        top = module_name.split(".")[0]
         raise KarukuError(f"cannot import '{module_name}' for model '{name}': {exc}",
-                          "check the import path and that the package is installed or on PYTHONPATH") from None
+                          f"run karuku from the folder that holds {top}.py (or the package {top}/), or add that "
+                          "folder to PYTHONPATH") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise KarukuError(f"'{module_name}' has no callable '{attr}'", "give package.module:factory")
     return factory
+
+
+def _import(module_name: str):
+    """Import a user's module as `python -m` would: the current folder is searched too (last, so it never hides
+    an installed package), and only for the module the user named. `karuku` is a console script, whose
+    sys.path holds its own folder, not the one it was started from."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        here = Path.cwd()
+        if exc.name != top or not ((here / f"{top}.py").is_file() or (here / top).is_dir()):
+            raise
+        if str(here) not in sys.path:
+            sys.path.append(str(here))
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:

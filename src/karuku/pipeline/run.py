@@ -37,7 +37,11 @@ class Run:
 
         if recipe.model.name:
             trust_import(recipe.model.name)  # the recipe's author named it
-        folder = RunFolder(run_dir or Path("runs") / f"{recipe.name}-{recipe.digest()}")
+        folder = RunFolder(run_dir or Path("runs") / f"{recipe.name}-{recipe.digest()}",
+                           echo=(lambda line: print(line, flush=True)) if verbose else None)
+        stages = ", ".join(s.kind for s in recipe.stages) or "none"
+        folder.log(f"recipe '{recipe.name}': baseline, then {len(recipe.stages)} stage(s): {stages}; "
+                   f"run folder {folder.root}")
         return cls(recipe, folder, load_splits(recipe.data.model_copy(update={"split_seed": recipe.seed})), verbose)
 
     @property

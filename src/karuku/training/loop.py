@@ -23,12 +23,12 @@ from torch.utils.data import TensorDataset
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
+from karuku.progress import Progress
 from karuku.training import resume
 from karuku.training.config import TrainConfig
 from karuku.training.distributed import barrier, world_from_env
 from karuku.training.evaluate import score
 from karuku.training.hooks import Hook
-from karuku.training.progress import Progress
 from karuku.training.state import TrainState
 
 
@@ -62,6 +62,11 @@ def lr_factor(cfg: TrainConfig, it: int, total: int) -> float:
     return 1.0
 
 
+def planned_iterations(cfg: TrainConfig, data: DataSplits) -> int:
+    """How many iterations `train(model, data, cfg)` runs: `cfg.iterations`, else its epochs over data.train."""
+    return cfg.iterations or cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
+
+
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     """The optimiser `cfg` names over `params`."""
     if cfg.optimizer == "sgd":
@@ -72,11 +77,13 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, hooks: list[Hook] | None = None,
-          state_path: str | os.PathLike | None = None, verbose: bool = True) -> TrainResult:
+          state_path: str | os.PathLike | None = None, verbose: bool = True, label: str = "train") -> TrainResult:
     """Train `model` in place on `data.train`, evaluating on `data.val`.
 
     `state_path`: where the per-epoch resume state lives; an existing one from the same
-    settings is resumed, and it is removed when training completes.
+    settings is resumed, and it is removed when training completes. `verbose`: progress on the console
+    (`karuku.progress`: a bar on a terminal, else a line per epoch and every half minute, each with the
+    elapsed time and an estimate), under `label`; inside a running `Progress` it counts toward that one.
     """
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
     if cfg.threads:
@@ -99,9 +106,13 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
         state.iteration, state.epoch, state.history = doc["iteration"], doc["epoch"], doc["history"]
     net = DistributedDataParallel(model) if world.size > 1 else model
     eval_every = cfg.eval_every or per_epoch
-    progress = Progress(total, enabled=verbose and world.is_main)
-    if world.is_main and state.iteration and verbose:
-        progress.line(f"resumed at epoch {state.epoch}, iteration {state.iteration}")
+    outer = Progress.current()
+    progress = (outer.part(total, label, done=state.iteration, lines=verbose) if outer is not None
+                else Progress(total, label, enabled=verbose and world.is_main, done=state.iteration))
+    if state.iteration:
+        progress.note(f"resumed at epoch {state.epoch}, iteration {state.iteration} of {total:,}")
+    elif outer is None:
+        progress.note(f"{total:,} iterations ({epochs} epoch{'s' * (epochs > 1)} of {per_epoch:,})")
     for h in hooks:
         h.on_start(state)
     start = time.perf_counter()
@@ -114,14 +125,15 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
                 running, seen = running + loss * len(y), seen + len(y)
                 if state.iteration % eval_every == 0 or state.iteration == total:
                     _evaluate(state, data.val)
-                progress.advance(state.iteration, f"loss {running / max(seen, 1):.4f}")
+                progress.update(state.iteration, f"loss {running / max(seen, 1):.4f}")
                 if state.iteration >= total:
                     break
             state.epoch += 1
             for h in hooks:
                 h.on_epoch_end(state)
             last = state.history[-1] if state.history else {}
-            progress.line(f"epoch {state.epoch}/{epochs}  iter {state.iteration}  loss {running / max(seen, 1):.4f}"
+            progress.line(f"epoch {state.epoch}/{epochs}  iter {state.iteration:,}/{total:,}  "
+                          f"loss {running / max(seen, 1):.4f}"
                           + (f"  val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%"
                              if last else ""))
             if state_path and world.is_main and state.iteration < total:
