@@ -182,7 +182,7 @@ def build_mcu(proj: CProject, folder: Path, float_build: bool = False, extra_fla
     link = [f"-L{folder}", f"-l{proj.library.name}"] if lib else []
     _run(["arm-none-eabi-gcc", *M4_FLAGS, "--specs=rdimon.specs", "-nostartfiles", "-T", "mcu.ld",
           f"-Wl,-Map={map_file.name}", *(["-Wl,--gc-sections"] if gc_sections else []), "-o", out.name, *objects,
-          *link], folder, "Cortex-M4 link")
+          *link, "-lm"], folder, "Cortex-M4 link")
     return Build(out, map_file, float_build)
 
 

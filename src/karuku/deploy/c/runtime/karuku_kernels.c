@@ -826,9 +826,14 @@ KK_DEFINE_MAXPOOL(kk_maxpool2d_u8, uint8_t, u8)
             for (oh = 0; oh < OH; oh++)                                                                      \
                 for (ow = 0; ow < OW; ow++) {                                                                \
                     int32_t acc = 0;                                                                         \
-                    for (kh = 0; kh < KH; kh++)                                                              \
-                        for (kw = 0; kw < KW; kw++)                                                          \
-                            acc += (int32_t)xs[((long)c * H + oh * SH + kh) * W + ow * SW + kw] - zx;        \
+                    for (kh = 0; kh < KH; kh++) {                                                            \
+                        int ih = oh * SH - PH + kh;                                                          \
+                        if (ih < 0 || ih >= H) continue; /* padding: x - zx = 0 */                           \
+                        for (kw = 0; kw < KW; kw++) {                                                        \
+                            int iw = ow * SW - PW + kw;                                                      \
+                            if (iw >= 0 && iw < W) acc += (int32_t)xs[((long)c * H + ih) * W + iw] - zx;     \
+                        }                                                                                    \
+                    }                                                                                        \
                     KK_STORE(y + ((long)c * OH + oh) * OW + ow, kk_requantize(acc, m0, shift, zy, lo, hi));  \
                 }                                                                                            \
     }
@@ -868,4 +873,90 @@ void kk_clamp(const uint8_t *x, int x_signed, int n, int32_t lo, int32_t hi, uin
         int32_t v = kk_load(x + i, x_signed);
         KK_STORE(y + i, v < lo ? lo : (v > hi ? hi : v));
     }
+}
+
+void kk_lut(const uint8_t *x, const uint8_t *table, long n, uint8_t *y) {
+    long i;
+    for (i = 0; i < n; i++) y[i] = table[x[i]];
+}
+
+void kk_concat_part(const uint8_t *x, const uint8_t *table, long rows, long len, long stride, uint8_t *y) {
+    long r;
+    for (r = 0; r < rows; r++, x += len, y += stride) {
+        if (table)
+            kk_lut(x, table, len, y);
+        else
+            memcpy(y, x, (size_t)len);
+    }
+}
+
+#define KK_MAX_RANK 8
+/* one element of `size` bytes: a plain byte copy for the integers (memcpy with a variable size is a call) */
+#define KK_COPY1(dst, src, size)                                                                             \
+    do {                                                                                                     \
+        if ((size) == 1) *(dst) = *(src);                                                                     \
+        else memcpy((dst), (src), (size_t)(size));                                                           \
+    } while (0)
+
+void kk_transpose(const void *x, int size, int rank, const int *dims, const int *perm, void *y) {
+    const uint8_t *xs = (const uint8_t *)x;
+    uint8_t *ys = (uint8_t *)y;
+    long stride[KK_MAX_RANK] = {0}, ostride[KK_MAX_RANK] = {0}, n = 1, i, j, inner, step;
+    int idx[KK_MAX_RANK] = {0}, k;
+    if (rank < 1 || rank > KK_MAX_RANK) return;
+    for (k = rank - 1; k >= 0; k--) {
+        stride[k] = n; /* elements between neighbours along input dimension k */
+        n *= dims[k];
+    }
+    for (k = 0; k < rank; k++) {
+        ostride[k] = stride[perm[k]];
+        idx[k] = 0;
+    }
+    inner = dims[perm[rank - 1]];
+    step = ostride[rank - 1];
+    for (i = 0; i < n; i += inner) { /* one run of the last output dimension; an odometer over the others */
+        long src = 0;
+        for (k = 0; k < rank - 1; k++) src += idx[k] * ostride[k];
+        if (size == 1)
+            for (j = 0; j < inner; j++) ys[i + j] = xs[src + j * step];
+        else
+            for (j = 0; j < inner; j++) memcpy(ys + (i + j) * size, xs + (src + j * step) * size, (size_t)size);
+        for (k = rank - 2; k >= 0 && ++idx[k] == dims[perm[k]]; k--) idx[k] = 0;
+    }
+}
+
+void kk_upsample(const void *x, int size, int C, int H, int W, int SH, int SW, void *y) {
+    const uint8_t *xs = (const uint8_t *)x;
+    uint8_t *ys = (uint8_t *)y;
+    int c, i, j, k, OW = W * SW;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < H * SH; i++) {
+            uint8_t *out = ys + ((long)c * H * SH + i) * OW * size;
+            if (i % SH) { /* a repeated row: copy the one above */
+                memcpy(out, out - (long)OW * size, (size_t)OW * size);
+                continue;
+            }
+            for (j = 0; j < W; j++)
+                for (k = 0; k < SW; k++)
+                    KK_COPY1(out + ((long)j * SW + k) * size, xs + (((long)c * H + i / SH) * W + j) * size, size);
+        }
+}
+
+void kk_pad(const void *x, int size, int C, int H, int W, int T, int L, int B, int R, const void *fill, void *y) {
+    const uint8_t *xs = (const uint8_t *)x, *f = (const uint8_t *)fill;
+    uint8_t *ys = (uint8_t *)y;
+    int c, i, j, OH = T + H + B, OW = L + W + R;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < OH; i++) {
+            uint8_t *out = ys + ((long)c * OH + i) * OW * size;
+            int inside = i >= T && i < T + H;
+            for (j = 0; j < OW; j++) {
+                if (inside && j == L) { /* the row of x, in one copy */
+                    memcpy(out + (long)j * size, xs + ((long)c * H + i - T) * W * size, (size_t)W * size);
+                    j += W - 1;
+                    continue;
+                }
+                KK_COPY1(out + (long)j * size, f, size);
+            }
+        }
 }

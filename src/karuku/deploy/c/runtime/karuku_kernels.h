@@ -43,8 +43,9 @@ void kk_linear_u8(KK_LINEAR_ARGS);
 void kk_maxpool2d_s8(KK_MAXPOOL_ARGS);
 void kk_maxpool2d_u8(KK_MAXPOOL_ARGS);
 
+/* padding (PH, PW on both sides) adds x - zx = 0 to the window, whose size stays KH × KW */
 #define KK_AVGPOOL_ARGS const uint8_t *x, int32_t zx, int C, int H, int W, uint8_t *y, int OH, int OW, int KH, \
-    int KW, int SH, int SW, int32_t m0, int32_t shift, int32_t zy, int32_t lo, int32_t hi
+    int KW, int SH, int SW, int PH, int PW, int32_t m0, int32_t shift, int32_t zy, int32_t lo, int32_t hi
 void kk_avgpool2d_s8(KK_AVGPOOL_ARGS);
 void kk_avgpool2d_u8(KK_AVGPOOL_ARGS);
 
@@ -54,4 +55,18 @@ void kk_add(const uint8_t *a, int a_signed, int32_t za, const uint8_t *b, int b_
             int32_t left_shift, int32_t a_m0, int32_t a_shift, int32_t b_m0, int32_t b_shift, int32_t m0,
             int32_t shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y);
 void kk_clamp(const uint8_t *x, int x_signed, int n, int32_t lo, int32_t hi, uint8_t *y);
+
+/* y[i] = table[x[i]]: a 256-entry table indexed by the stored byte (activations, requantization) */
+void kk_lut(const uint8_t *x, const uint8_t *table, long n, uint8_t *y);
+/* One input of a concatenation: `rows` runs of `len` bytes, run r written at y + r * stride, through `table`
+ * (NULL: copied as they are) */
+void kk_concat_part(const uint8_t *x, const uint8_t *table, long rows, long len, long stride, uint8_t *y);
+
+/* Data movement, on elements of `size` bytes (1 for the integers, 4 for the float build). */
+/* y = x with its `rank` dimensions (sizes `dims`) permuted: output dimension k is input dimension perm[k] */
+void kk_transpose(const void *x, int size, int rank, const int *dims, const int *perm, void *y);
+/* nearest-neighbour upsampling of C × H × W by whole factors: y[c, i, j] = x[c, i / SH, j / SW] */
+void kk_upsample(const void *x, int size, int C, int H, int W, int SH, int SW, void *y);
+/* C × H × W padded to C × (T + H + B) × (L + W + R) with the element at `fill` */
+void kk_pad(const void *x, int size, int C, int H, int W, int T, int L, int B, int R, const void *fill, void *y);
 #endif
