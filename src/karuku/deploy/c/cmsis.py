@@ -26,6 +26,7 @@ from karuku.deploy.c.toolchain import Library
 from karuku.deploy.tflite.lower import offset
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel, Op
+from karuku.quant.primitives import ROUNDINGS
 
 SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp")
 FOLDERS = ("ConvolutionFunctions", "FullyConnectedFunctions", "NNSupportFunctions", "BasicMathFunctions",
@@ -218,6 +219,9 @@ int karuku_{self.name}_run(const int8_t *in, int8_t *out) {{
 
 def generate_cmsis(im: IntegerModel, name: str, cmsis_nn: str | os.PathLike) -> CProject:
     """The C project for `im` on CMSIS-NN: `<name>.c/.h`, `karuku_cmsis.c/.h`; links CMSIS-NN from `cmsis_nn`."""
+    if im.rounding not in ROUNDINGS:  # before the library is built
+        raise KarukuError(f"CMSIS-NN requantizes in fixed point; this integer model uses rule '{im.rounding}'",
+                          f"convert it with one of: {', '.join(ROUNDINGS)}")
     lib = library(cmsis_nn, im.rounding)
     name = c_name(name)
     gen = _Gen(im, name)
