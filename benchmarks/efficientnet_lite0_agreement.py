@@ -42,17 +42,35 @@ def stage(node) -> str:
     return "stem" if node.op == "input" or "_conv_stem" in node.name or "_bn0" in node.name else "head"
 
 
-def variants(qm) -> dict[str, tuple[set, set]]:
-    """name → (nodes whose weights stay quantized, nodes whose output activations stay quantized)."""
+GROUPS = ("basic", "stages", "stem", "full")
+
+
+def variants(qm, groups: list[str]) -> dict[str, tuple[set, set]]:
+    """name → (nodes whose weights stay quantized, nodes whose output activations stay quantized), for the
+    `groups` asked: basic (nothing / both / weights / activations), stages (one stage at a time), stem (the
+    input's quantization, the stem's weights, the stem's output, each alone), full (both only)."""
     from karuku.quant.model import key
 
     layers = {n.name for n in qm.nodes if key(n.name) in qm.layers}
     acts = {n.name for n in qm.nodes if key(n.name) in qm.acts}
-    out = {"nothing (check: fp32 itself)": (set(), set()), "weights and activations": (layers, acts),
-           "weights only": (layers, set()), "activations only": (set(), acts)}
-    for s in dict.fromkeys(stage(n) for n in qm.nodes):  # in order of appearance
-        names = {n.name for n in qm.nodes if stage(n) == s}
-        out[f"only {s}"] = (layers & names, acts & names)
+    out = {}
+    if "basic" in groups:
+        out["nothing (check: fp32 itself)"] = (set(), set())
+    if "basic" in groups or "full" in groups:
+        out["weights and activations"] = (layers, acts)
+    if "basic" in groups:
+        out |= {"weights only": (layers, set()), "activations only": (set(), acts)}
+    if "stages" in groups:
+        for s in dict.fromkeys(stage(n) for n in qm.nodes):  # in order of appearance
+            names = {n.name for n in qm.nodes if stage(n) == s}
+            out[f"only {s}"] = (layers & names, acts & names)
+    if "stem" in groups:
+        inputs = {n.name for n in qm.nodes if n.op == "input"}
+        stem = {n.name for n in qm.nodes if stage(n) == "stem"} - inputs
+        out |= {"only the input's quantization": (set(), acts & inputs), "only the stem's weights": (layers & stem,
+                                                                                                     set()),
+                "only the stem's output activation": (set(), acts & stem),
+                "everything but the input's quantization": (layers, acts - inputs)}
     return out
 
 
@@ -112,6 +130,7 @@ def main() -> None:
     ap.add_argument("--eval", type=int, default=100)
     ap.add_argument("--observers", default="mse", help="comma-separated activation observers to compare; "
                     "`name/nobc`: that observer without bias correction")
+    ap.add_argument("--variants", default="basic,stages", help=f"comma-separated groups of {', '.join(GROUPS)}")
     ap.add_argument("--markdown", action="store_true", help="only print the tables of an earlier --out")
     args = ap.parse_args()
     if args.markdown:
@@ -148,7 +167,7 @@ def main() -> None:
                                              calib)
         res[f"bias-corrected layers ({obs})"] = sum(b is not None for b in biases.values())
         rows = {}
-        for name, (kw, ka) in variants(qm).items():
+        for name, (kw, ka) in variants(qm, args.variants.split(",")).items():
             got = run_variant(qm, biases, kw, ka, x)
             rows[name] = {"agreement": float((got.argmax(1) == ref.argmax(1)).mean()), "snr_db": snr_db(ref, got)}
             if name == "weights and activations":
