@@ -34,12 +34,21 @@ def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float(10 * np.log10((ref ** 2).sum() / max(((got - ref) ** 2).sum(), 1e-30)))
 
 
-def stage(node) -> str:
-    """The stage a node of the traced EfficientNet belongs to: stem (with the input), block<k> or head."""
-    m = re.match(r"_blocks[._](\d+)[._]", node.name)
-    if m:
-        return f"block{int(m.group(1))}"
-    return "stem" if node.op == "input" or "_conv_stem" in node.name or "_bn0" in node.name else "head"
+def stages(nodes) -> dict[str, str]:
+    """node name → the stage of the traced EfficientNet it belongs to: stem (with the input), block<k> or head.
+    A node traced from a function call (a residual `add`, ...) has no module path: it belongs to the stage of
+    the node before it."""
+    out, current = {}, "stem"
+    for n in nodes:
+        m = re.match(r"_blocks[._](\d+)[._]", n.name)
+        if m:
+            current = f"block{int(m.group(1))}"
+        elif n.op == "input" or "_conv_stem" in n.name or "_bn0" in n.name:
+            current = "stem"
+        elif re.match(r"_(conv_head|bn1|fc)\b", n.name):
+            current = "head"
+        out[n.name] = current
+    return out
 
 
 GROUPS = ("basic", "stages", "stem", "full")
@@ -60,13 +69,14 @@ def variants(qm, groups: list[str]) -> dict[str, tuple[set, set]]:
         out["weights and activations"] = (layers, acts)
     if "basic" in groups:
         out |= {"weights only": (layers, set()), "activations only": (set(), acts)}
+    of = stages(qm.nodes)
     if "stages" in groups:
-        for s in dict.fromkeys(stage(n) for n in qm.nodes):  # in order of appearance
-            names = {n.name for n in qm.nodes if stage(n) == s}
+        for s in dict.fromkeys(of.values()):  # in order of appearance
+            names = {n for n, t in of.items() if t == s}
             out[f"only {s}"] = (layers & names, acts & names)
     if "stem" in groups:
         inputs = {n.name for n in qm.nodes if n.op == "input"}
-        stem = {n.name for n in qm.nodes if stage(n) == "stem"} - inputs
+        stem = {n for n, t in of.items() if t == "stem"} - inputs
         out |= {"only the input's quantization": (set(), acts & inputs), "only the stem's weights": (layers & stem,
                                                                                                      set()),
                 "only the stem's output activation": (set(), acts & stem),
