@@ -51,7 +51,7 @@ def stages(nodes) -> dict[str, str]:
     return out
 
 
-GROUPS = ("basic", "stages", "stem", "full")
+GROUPS = ("basic", "stages", "stem", "full", "pixels")
 
 
 def variants(qm, groups: list[str]) -> dict[str, tuple[set, set]]:
@@ -165,6 +165,17 @@ def main() -> None:
     margin = top2[:, 1] - top2[:, 0]
     res["fp32"] = {"top1_prob_median": float(np.median(top2[:, 1])), "margin_median": float(np.median(margin)),
                    "classes": int(len(np.unique(ref.argmax(1))))}
+    if "pixels" in args.variants.split(","):  # the float model on the same crops stored as 8-bit images
+        from efficientnet_lite0 import MEAN, STD
+
+        pix = (torch.round((x * STD + MEAN).clamp(0, 1) * 255) / 255 - MEAN) / STD
+        got = logits(model, pix)
+        res["fp32 on the crops rounded to 8-bit pixels"] = {"agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
+                                                            "snr_db": snr_db(ref, got)}
+        print(json.dumps(res["fp32 on the crops rounded to 8-bit pixels"]), flush=True)
+        (args.out / "why.json").write_text(json.dumps(res, indent=2))
+        if args.variants == "pixels":
+            return
 
     def save():
         (args.out / "why.json").write_text(json.dumps(res, indent=2))
