@@ -51,13 +51,14 @@ def stages(nodes) -> dict[str, str]:
     return out
 
 
-GROUPS = ("basic", "stages", "stem", "full", "pixels")
+GROUPS = ("basic", "stages", "stem", "stemless", "full", "pixels")
 
 
 def variants(qm, groups: list[str]) -> dict[str, tuple[set, set]]:
     """name → (nodes whose weights stay quantized, nodes whose output activations stay quantized), for the
     `groups` asked: basic (nothing / both / weights / activations), stages (one stage at a time), stem (the
-    input's quantization, the stem's weights, the stem's output, each alone), full (both only)."""
+    input's quantization, the stem's weights, the stem's output, each alone), stemless (everything but the
+    stem's weights), full (both only)."""
     from karuku.quant.model import key
 
     layers = {n.name for n in qm.nodes if key(n.name) in qm.layers}
@@ -81,6 +82,8 @@ def variants(qm, groups: list[str]) -> dict[str, tuple[set, set]]:
                                                                                                      set()),
                 "only the stem's output activation": (set(), acts & stem),
                 "everything but the input's quantization": (layers, acts - inputs)}
+    if "stemless" in groups:
+        out["everything but the stem's weights"] = (layers - {n for n, t in of.items() if t == "stem"}, acts)
     return out
 
 
