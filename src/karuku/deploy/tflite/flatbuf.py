@@ -13,11 +13,14 @@ from karuku.deploy.tflite.graph import OPS, TYPES, Graph, Tensor
 from karuku.errors import KarukuError
 
 # the BuiltinOptions table of each operator (None: the operator has no options)
-OPTIONS = {"ADD": "AddOptions", "CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
-           "MAX_POOL_2D": "Pool2DOptions", "RELU": None,
-           "RELU6": None, "RESHAPE": "ReshapeOptions", "PAD": "PadOptions", "TRANSPOSE": "TransposeOptions",
-           "MEAN": "ReducerOptions", "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions",
-           "PADV2": "PadV2Options"}
+OPTIONS = {"ADD": "AddOptions", "CONCATENATION": "ConcatenationOptions", "CONV_2D": "Conv2DOptions",
+           "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions", "LOGISTIC": None, "MAX_POOL_2D": "Pool2DOptions",
+           "RELU": None, "RELU6": None, "RESHAPE": "ReshapeOptions", "TANH": None, "PAD": "PadOptions",
+           "GATHER": "GatherOptions", "TRANSPOSE": "TransposeOptions", "MEAN": "ReducerOptions", "CAST": None,
+           "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions", "PADV2": "PadV2Options",
+           "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions", "LEAKY_RELU": "LeakyReluOptions",
+           "QUANTIZE": None, "HARD_SWISH": None, "GELU": "GeluOptions"}
+PLACEHOLDER = 127  # deprecated_builtin_code of operators numbered 127 and up (schema.fbs)
 ALIGN = 16
 
 
@@ -61,7 +64,7 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
     """The .tflite bytes of `graph`."""
     flatbuffers, t = _schema()
     b = flatbuffers.Builder(1024 + graph.data_bytes() * 2)
-    codes = list(dict.fromkeys(o.op for o in graph.operators))
+    codes = list(dict.fromkeys(o.opcode for o in graph.operators))
     # buffers: 0 is the empty sentinel, then one per constant tensor
     buffers, tensor_buffer = [], {}
     t.BufferStart(b)
@@ -98,7 +101,7 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
         ins = _vector(b, t.OperatorStartInputsVector, o.inputs, b.PrependInt32)
         outs = _vector(b, t.OperatorStartOutputsVector, o.outputs, b.PrependInt32)
         t.OperatorStart(b)
-        t.OperatorAddOpcodeIndex(b, codes.index(o.op))
+        t.OperatorAddOpcodeIndex(b, codes.index(o.opcode))
         t.OperatorAddInputs(b, ins)
         t.OperatorAddOutputs(b, outs)
         if opts is not None:
@@ -118,10 +121,10 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
     t.SubGraphAddName(b, sg_name)
     subgraph = t.SubGraphEnd(b)
     opcodes = []
-    for name in codes:
-        code, version = OPS[name]
+    for name, version in codes:
+        code = OPS[name][0]
         t.OperatorCodeStart(b)
-        t.OperatorCodeAddDeprecatedBuiltinCode(b, code)  # < 127: readers of every age look here
+        t.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, PLACEHOLDER))  # readers of every age look here first
         t.OperatorCodeAddBuiltinCode(b, code)
         t.OperatorCodeAddVersion(b, version)
         opcodes.append(t.OperatorCodeEnd(b))
