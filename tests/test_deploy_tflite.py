@@ -60,6 +60,23 @@ def test_tflite_is_the_engine_in_both_interpreters(gap):
     assert len(raw) > data and raw[4:8] == b"TFL3"
 
 
+def test_equal_quantization_vectors_are_written_once():
+    """Every per-channel weight and bias of Net's 8-channel layers has 8 zero points 0: one vector in the file."""
+    import tflite
+
+    im, x = _engine(Net(True), (3, 8, 8))
+    eng, raw, _ = to_tflite(im)
+    g = tflite.Model.GetRootAsModel(raw, 0).Subgraphs(0)
+    places = {}
+    for i in range(g.TensorsLength()):
+        q = g.Tensors(i).Quantization()
+        if q is not None and q.ZeroPointLength() == 8:
+            places.setdefault(tuple(q.ZeroPointAsNumpy()), set()).add(q._tab.Vector(q._tab.Offset(10)))
+    assert list(places) == [(0,) * 8] and len(places[(0,) * 8]) == 1
+    assert sum(g.Tensors(i).Quantization().ZeroPointLength() == 8 for i in range(g.TensorsLength())
+               if g.Tensors(i).Quantization() is not None) >= 8  # 4 layers × weight and bias share it
+    assert agreement(eng, raw, x[:8])["tflm"] == 8
+
 def test_the_single_rounding_engine_differs_where_tflite_rounds_twice():
     """The reason the export converts to "double": with one rounding, some outputs move by a step."""
     im, x = _engine(Net(True), (3, 8, 8), n=192)

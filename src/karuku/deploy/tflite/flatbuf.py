@@ -2,7 +2,10 @@
 
 One subgraph, buffer 0 the empty sentinel the schema reserves, one buffer per constant tensor; every
 buffer's bytes are 16-byte aligned (TFLite Micro reads int32 biases in place). File identifier TFL3,
-schema version 3.
+schema version 3. Equal shape, scale and zero-point vectors and equal quantization tables are written once
+and referenced by every tensor that has them (a flatbuffer offset may be shared): per-channel weights and
+biases need a scale and a zero point per channel, and the zero points are all 0, so one vector of zeros per
+channel count serves them all.
 """
 
 from __future__ import annotations
@@ -49,15 +52,32 @@ def _bytes(b, data: np.ndarray) -> int:
     return b.EndVector()
 
 
-def _quant(b, t, tensor: Tensor) -> int:
-    scale = _vector(b, t.QuantizationParametersStartScaleVector, [float(s) for s in tensor.scale], b.PrependFloat32)
-    zp = _vector(b, t.QuantizationParametersStartZeroPointVector, [int(z) for z in tensor.zero_point],
-                 b.PrependInt64)
-    t.QuantizationParametersStart(b)
-    t.QuantizationParametersAddScale(b, scale)
-    t.QuantizationParametersAddZeroPoint(b, zp)
-    t.QuantizationParametersAddQuantizedDimension(b, tensor.axis)
-    return t.QuantizationParametersEnd(b)
+class _Shared:
+    """Each distinct vector or quantization table once: its offset, by kind and content."""
+
+    def __init__(self, b, t):
+        self.b, self.t, self.seen = b, t, {}
+
+    def vector(self, kind: str, start, values: list, prepend) -> int:
+        key = (kind, tuple(values))
+        if key not in self.seen:
+            self.seen[key] = _vector(self.b, start, values, prepend)
+        return self.seen[key]
+
+    def quant(self, tensor: Tensor) -> int:
+        b, t = self.b, self.t
+        scales = [float(np.float32(s)) for s in tensor.scale]
+        zps = [int(z) for z in tensor.zero_point]
+        key = ("quant", tuple(scales), tuple(zps), tensor.axis)
+        if key not in self.seen:
+            scale = self.vector("f32", t.QuantizationParametersStartScaleVector, scales, b.PrependFloat32)
+            zp = self.vector("i64", t.QuantizationParametersStartZeroPointVector, zps, b.PrependInt64)
+            t.QuantizationParametersStart(b)
+            t.QuantizationParametersAddScale(b, scale)
+            t.QuantizationParametersAddZeroPoint(b, zp)
+            t.QuantizationParametersAddQuantizedDimension(b, tensor.axis)
+            self.seen[key] = t.QuantizationParametersEnd(b)
+        return self.seen[key]
 
 
 def serialize(graph: Graph, description: str = "karuku") -> bytes:
@@ -76,11 +96,11 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
             t.BufferAddData(b, data)
             tensor_buffer[i] = len(buffers)
             buffers.append(t.BufferEnd(b))
-    tensors = []
+    tensors, shared = [], _Shared(b, t)
     for i, tensor in enumerate(graph.tensors):
         name = b.CreateString(tensor.name)
-        shape = _vector(b, t.TensorStartShapeVector, tensor.shape, b.PrependInt32)
-        quant = _quant(b, t, tensor) if tensor.scale is not None else None
+        shape = shared.vector("i32", t.TensorStartShapeVector, [int(d) for d in tensor.shape], b.PrependInt32)
+        quant = shared.quant(tensor) if tensor.scale is not None else None
         t.TensorStart(b)
         t.TensorAddShape(b, shape)
         t.TensorAddType(b, TYPES[tensor.dtype])
