@@ -3,6 +3,7 @@ CMSIS-NN vs float, .tflite equality in LiteRT / TFLite Micro, LiteRT vs ONNX Run
 
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py mcu [N]     # QEMU Cortex-M4: instructions, flash, RAM
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py tflite [MODEL...]   # whole MNIST test set, both interpreters
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py sizes [N]   # .tflite bytes vs what the weights need, N checked
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py x86         # LiteRT int8 vs ORT int8, batch 1 and 64
 
 CMSIS-NN comes from $KARUKU_CMSIS_NN or ../shared/vendor/CMSIS-NN. Prints Markdown for docs/bench/edge.md.
@@ -25,7 +26,7 @@ from karuku.deploy.c.cmsis import generate_cmsis
 from karuku.deploy.c.codegen import generate
 from karuku.deploy.c.project import to_bytes
 from karuku.deploy.tflite.export import to_tflite
-from karuku.deploy.tflite.verify import expected, litert, run_litert, run_tflm
+from karuku.deploy.tflite.verify import agreement, expected, litert, run_litert, run_tflm
 from karuku.deploy.tflite.verify import to_tflite as tflite_input
 from karuku.measure.onnx_runtime import session
 from karuku.models import build
@@ -101,9 +102,40 @@ def mcu(n: int = 20) -> None:
     print("\n".join(rows))
 
 
+def _needs(im) -> tuple[int, int]:
+    """(int8 weights + int32 biases, the same + a float32 scale per output channel for the weight and the bias)."""
+    wb = sum(t.numel() * t.element_size() for k, t in im.arrays.items() if k.endswith((".weight", ".bias")))
+    channels = sum(t.numel() for k, t in im.arrays.items() if k.endswith(".bias"))
+    return wb, wb + 8 * channels
+
+
+def sizes(check: int = 256) -> None:
+    """Every model's .tflite against what its weights need and MLPerf's reference int8 files; each file checked
+    byte for byte in both interpreters on `check` inputs."""
+    splits = load_splits(DataConfig(name="mnist", val_size=0))
+    rows = ["| model | weights | .tflite bytes | int8 weights + int32 biases | + a float32 scale per channel (weight, "
+            "bias) | MLPerf v1.3 reference int8 .tflite | LiteRT (reference): identical | TFLite Micro: identical |",
+            "|" + "---|" * 8]
+    models = [(n, *_tiny(n, c)) for n, c in TINY]
+    for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
+        model, origin = _trained(name, splits, epochs)
+        im = to_integer(quantize(model, QuantConfig(observer="mse"), splits.calibration(512)))
+        models.append((name, im, splits.test.tensors[0], origin))
+    for name, im, x, origin in models:
+        eng, raw, _ = to_tflite(im)
+        res = agreement(eng, raw, x[:check])
+        wb, scaled = _needs(im)
+        ref = f"{ANCHORS[name][1]:,} ({len(raw) / ANCHORS[name][1] - 1:+.1%})" if name in ANCHORS else "—"
+        rows.append(f"| {name} | {origin} | {len(raw):,} | {wb:,} ({len(raw) / wb - 1:+.1%}) | {scaled:,} "
+                    f"({len(raw) / scaled - 1:+.1%}) | {ref} | {res['litert']} / {res['inputs']} | "
+                    f"{res['tflm']} / {res['tflm_inputs']} |")
+        print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
 def tflite(only: tuple[str, ...] = ()) -> None:
     splits = load_splits(DataConfig(name="mnist", val_size=0))
-    rows = ["| model | weights | .tflite bytes | weights + biases | int8 params + per-channel scales / zero points | "
+    rows = ["| model | weights | .tflite bytes | weights + biases | + a float32 scale per channel (weight, bias) | "
             "LiteRT (reference kernels): identical | TFLite Micro: identical | LiteRT XNNPACK: identical | "
             "engine top-1 |", "|" + "---|" * 9]
     for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
@@ -120,10 +152,9 @@ def tflite(only: tuple[str, ...] = ()) -> None:
         tflm = int((run_tflm(raw, xi) == ref).all(1).sum())
         xnn = int((run_litert(raw, xi, "xnnpack") == ref).all(1).sum())
         acc = float((torch.from_numpy(ref.astype(np.int32)).argmax(1) == y).float().mean())
-        wb = sum(t.numel() * t.element_size() for k, t in im.arrays.items() if k.endswith((".weight", ".bias")))
-        channels = sum(t.numel() for k, t in im.arrays.items() if k.endswith(".bias"))
+        wb, scaled = _needs(im)
         rows.append(f"| {name} | {origin} | {len(raw):,} | {wb:,} ({len(raw) / wb - 1:+.1%}) | "
-                    f"{wb + 24 * channels:,} ({len(raw) / (wb + 24 * channels) - 1:+.1%}) | {lit:,} / {len(x):,} | "
+                    f"{scaled:,} ({len(raw) / scaled - 1:+.1%}) | {lit:,} / {len(x):,} | "
                     f"{tflm:,} / {len(x):,} | {xnn:,} / {len(x):,} | {100 * acc:.2f} % |")
         print(rows[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
     print("\n".join(rows))
@@ -174,5 +205,7 @@ if __name__ == "__main__":
         mcu(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     elif what == "tflite":
         tflite(tuple(sys.argv[2:]))
+    elif what == "sizes":
+        sizes(int(sys.argv[2]) if len(sys.argv) > 2 else 256)
     else:
         x86()
