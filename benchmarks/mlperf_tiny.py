@@ -4,6 +4,7 @@ CMSIS-NN vs float, .tflite equality in LiteRT / TFLite Micro, LiteRT vs ONNX Run
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py mcu [N]     # QEMU Cortex-M4: instructions, flash, RAM
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py tflite [MODEL...]   # whole MNIST test set, both interpreters
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py sizes [N]   # .tflite bytes vs what the weights need, N checked
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py depthwise [CxHxWxS...]   # one depthwise 3x3 layer on the M4
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py x86         # LiteRT int8 vs ORT int8, batch 1 and 64
 
 CMSIS-NN comes from $KARUKU_CMSIS_NN or ../shared/vendor/CMSIS-NN. Prints Markdown for docs/bench/edge.md.
@@ -98,6 +99,37 @@ def mcu(n: int = 20) -> None:
                     f"{kmem['flash_bytes'] / cmem['flash_bytes']:.2f}× | {fmem['flash_bytes']:,} | "
                     f"{kmem['ram_bytes']:,} | {cmem['ram_bytes']:,} | {fmem['ram_bytes']:,} | "
                     f"{f'{anchor[0] * 120e3:,.0f}' if anchor else '—'} |")
+        print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
+DEPTHWISE = ("64x25x5x1", "256x3x3x1", "128x6x6x1", "256x6x6x2", "32x24x24x1")  # DS-CNN's, MobileNetV1's
+
+
+def depthwise(specs: tuple[str, ...] = DEPTHWISE, n: int = 4) -> None:
+    """One depthwise 3×3 layer (C channels, H×W input, stride S, padding 1, BN + ReLU) as karuku's C and as CMSIS-NN's
+    on QEMU Cortex-M4: instructions per inference and per output (the call's copies of input and output included)."""
+    from torch import nn
+
+    rows = ["| depthwise 3×3 (C×H×W, stride) | karuku: identical | karuku instructions | per output | CMSIS-NN | "
+            "per output | karuku / CMSIS-NN |", "|" + "---|" * 7]
+    for spec in specs:
+        c, h, w, stride = map(int, spec.split("x"))
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(c, c, 3, stride, 1, groups=c), nn.BatchNorm2d(c), nn.ReLU()).eval()
+        x = torch.randn(64 + n, c, h, w)
+        im = to_integer(quantize(model, QuantConfig(), x[:64]))
+        q = im.quantize_input(x[64:])
+        with tempfile.TemporaryDirectory() as tmp:
+            kb = toolchain.build_mcu(generate(im, "dw"), Path(tmp) / "k", gc_sections=True)
+            cb = toolchain.build_mcu(generate_cmsis(im, "dw", CMSIS), Path(tmp) / "c", gc_sections=True)
+            kout, kt = toolchain.run(kb, to_bytes(q))
+            _, ct = toolchain.run(cb, tflite_input(im, q).view(np.uint8))
+        same = int((kout == to_bytes(im.run_int(q, fast=True))).all(1).sum())
+        ki, ci = (t * toolchain.INSNS_PER_TICK / n for t in (kt, ct))
+        outs = int(np.prod(im.values[im.output].shape))
+        rows.append(f"| {c}×{h}×{w}, {stride} | {same} / {n} | {ki:,.0f} | {ki / outs:.1f} | {ci:,.0f} | "
+                    f"{ci / outs:.1f} | {ki / ci:.2f}× |")
         print(rows[-1], flush=True)
     print("\n".join(rows))
 
@@ -205,6 +237,8 @@ if __name__ == "__main__":
         mcu(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     elif what == "tflite":
         tflite(tuple(sys.argv[2:]))
+    elif what == "depthwise":
+        depthwise(tuple(sys.argv[2:]) or DEPTHWISE)
     elif what == "sizes":
         sizes(int(sys.argv[2]) if len(sys.argv) > 2 else 256)
     else:
