@@ -797,14 +797,17 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                     const T *xc;                                                                             \
                     int16_t *d = scratch + ((long)r * CG + i) * Wp;                                          \
                     int c = 0;                                                                               \
-                    if (r < PH || r >= PH + H) {                                                             \
-                        for (; c < Wp; c++) d[c] = 0;                                                        \
+                    if (r < PH || r >= PH + H) { /* zeros: written for the first group, kept by the others */ \
+                        if (g == 0)                                                                          \
+                            for (; c < Wp; c++) d[c] = 0;                                                    \
                         continue;                                                                            \
                     }                                                                                        \
-                    xc = xs + ((long)(g * CG + i) * H + r - PH) * W;                                         \
-                    for (; c < PW; c++) d[c] = 0;                                                            \
-                    for (; c < PW + W; c++) d[c] = (int16_t)((int32_t)xc[c - PW] - zx);                      \
-                    for (; c < Wp; c++) d[c] = 0;                                                            \
+                    xc = xs + ((long)(g * CG + i) * H + r - PH) * W - PW;                                    \
+                    if (g == 0) {                                                                            \
+                        for (; c < PW; c++) d[c] = 0;                                                        \
+                        for (c = PW + W; c < Wp; c++) d[c] = 0;                                              \
+                    }                                                                                        \
+                    for (c = PW; c < PW + W; c++) d[c] = (int16_t)((int32_t)xc[c] - zx);                     \
                 }                                                                                            \
             for (oc = g * OCG; oc < oc1; oc += 2) {                                                          \
                 int ob = oc + 1 < oc1 ? oc + 1 : oc; /* an odd last channel: computed twice, same bytes */   \
