@@ -165,6 +165,18 @@ def sizes(check: int = 256) -> None:
     print("\n".join(rows))
 
 
+def _identical(name: str, kind: str, raw: bytes, xi: np.ndarray, ref: np.ndarray, chunk: int = 500) -> int:
+    """Rows of `xi` whose output equals `ref` in LiteRT ("reference" or "xnnpack" kernels) or TFLite Micro ("tflm"),
+    a progress line per chunk (a whole-set run on a loaded machine takes an hour)."""
+    same, t0 = 0, time.perf_counter()
+    for i in range(0, len(xi), chunk):
+        xs = xi[i:i + chunk]
+        out = run_tflm(raw, xs) if kind == "tflm" else run_litert(raw, xs, kind)
+        same += int((out == ref[i:i + chunk]).all(1).sum())
+        print(f"  {name} {kind}: {same:,} / {i + len(xs):,} identical ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return same
+
+
 def tflite(only: tuple[str, ...] = ()) -> None:
     splits = load_splits(DataConfig(name="mnist", val_size=0))
     rows = ["| model | weights | .tflite bytes | weights + biases | + a float32 scale per channel (weight, bias) | "
@@ -180,9 +192,7 @@ def tflite(only: tuple[str, ...] = ()) -> None:
         q = eng.quantize_input(x)
         xi, ref = tflite_input(eng, q), expected(eng, q)
         t0 = time.perf_counter()
-        lit = int((run_litert(raw, xi) == ref).all(1).sum())
-        tflm = int((run_tflm(raw, xi) == ref).all(1).sum())
-        xnn = int((run_litert(raw, xi, "xnnpack") == ref).all(1).sum())
+        lit, tflm, xnn = (_identical(name, kind, raw, xi, ref) for kind in ("reference", "tflm", "xnnpack"))
         acc = float((torch.from_numpy(ref.astype(np.int32)).argmax(1) == y).float().mean())
         wb, scaled = _needs(im)
         rows.append(f"| {name} | {origin} | {len(raw):,} | {wb:,} ({len(raw) / wb - 1:+.1%}) | "
