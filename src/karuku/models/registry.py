@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from karuku.errors import KarukuError, closest
-from karuku.models import convnets, lenet, mlp, mobilenet, resnet
+from karuku.models import convnets, lenet, mlp, mlperf_tiny, mobilenet, resnet
 from karuku.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -27,8 +27,27 @@ for _name, _factory in (
     ("conv2", convnets.conv2), ("conv4", convnets.conv4), ("conv6", convnets.conv6), ("resnet-s", resnet.ResNetS),
     ("mobilenetv2-s", mobilenet.MobileNetV2S), ("mlp-teacher", mlp.mlp_teacher), ("mlp-student", mlp.mlp_student),
     ("mnist1d-mlp", mlp.mnist1d_mlp), ("mnist1d-cnn", convnets.CNN1D), ("cnn-s", convnets.SmallCNN),
+    # MLPerf Tiny's reference models (docs/EDGE.md); their input shapes are the references'
+    ("ds-cnn", mlperf_tiny.DSCNN), ("resnet8", mlperf_tiny.ResNet8), ("fc-autoencoder", mlperf_tiny.fc_autoencoder),
+    ("mobilenetv1-025", mlperf_tiny.MobileNetV1),
 ):
     MODELS.register(_name, _factory)
+
+
+@register_model("bert")
+def bert(**kwargs) -> nn.Module:
+    """A BERT sentence encoder (mean pooling, unit length) of any shape; karuku.text."""
+    from karuku.text.encoder import bert as make  # imported on use: keeps `import karuku` light
+
+    return make(**kwargs)
+
+
+@register_model("minilm-l6")
+def minilm_l6(**kwargs) -> nn.Module:
+    """all-MiniLM-L6-v2's shape (22.7 M parameters); real weights: karuku text fetch."""
+    from karuku.text.encoder import minilm_l6 as make
+
+    return make(**kwargs)
 
 
 def check_name(name: str) -> str:
