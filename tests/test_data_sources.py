@@ -260,3 +260,13 @@ def test_pretrained_model_in_from_the_command_line_with_its_preprocessing(user_m
     expected = float((model((x - 0.5) / 0.25).argmax(1) == y).float().mean())
     got = json.loads((tmp_path / "e.json").read_text())
     assert got["accuracy"] == pytest.approx(expected) and got["peak_rss_bytes"] > 0
+
+
+def test_channel_stats_in_chunks_match_the_whole_array(monkeypatch):
+    from karuku.data import transforms
+
+    a = np.random.default_rng(3).random((50, 3, 4, 5)).astype(np.float32) * [[[[1.0]], [[4.0]], [[0.5]]]]
+    monkeypatch.setattr(transforms, "STATS_CHUNK", 7)  # one example per chunk
+    mean, std = transforms.channel_stats(a.astype(np.float32))
+    assert mean == pytest.approx(a.mean(axis=(0, 2, 3), dtype=np.float64).tolist(), rel=1e-12)
+    assert std == pytest.approx(a.std(axis=(0, 2, 3), dtype=np.float64).tolist(), rel=1e-12)

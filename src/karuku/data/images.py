@@ -119,16 +119,18 @@ def _mode(cfg: DataConfig, first: Path) -> str:
         return "RGB"  # the first file is unreadable: say so when it is decoded, with its name
 
 
-def _decode_all(ds: ImageFolder) -> tuple[torch.Tensor, torch.Tensor]:
-    keep, xs = [], []
+def _decode_all(ds: ImageFolder, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image decoded into one preallocated tensor (a list of images then a stack would hold them twice)."""
+    out = torch.empty(len(ds), *shape)
+    keep = []
     for i in range(len(ds)):
         x = ds.decode(i)
         if x is not None:
-            xs.append(x)
+            out[len(keep)] = x
             keep.append(i)
-    if not xs:
+    if not keep:
         raise KarukuError(f"{ds.root}: no readable images", "check the files")
-    return torch.stack(xs), torch.from_numpy(ds.labels[keep])
+    return out[: len(keep)], torch.from_numpy(ds.labels[keep])
 
 
 @register_dataset("images", "your own folder of images, one sub-folder per class (--data-path)")
@@ -156,7 +158,7 @@ def load_images(cfg: DataConfig) -> Sources:
     sets = {k: ImageFolder(r, f, lab, classes, mode, pre, skip, size) for k, (r, f, lab) in parts.items()}
     total = sum(len(d) for d in sets.values())
     stream = cfg.stream if cfg.stream is not None else total * first.numel() * 4 > IN_MEMORY_LIMIT
-    decoded = {k: _decode_all(d) for k, d in sets.items()} if not stream else {}
+    decoded = {k: _decode_all(d, tuple(first.shape)) for k, d in sets.items()} if not stream else {}
     if pre.mean is None and cfg.normalize:
         if stream:
             step = max(1, math.ceil(len(files) / STATS_SAMPLE))
@@ -166,7 +168,7 @@ def load_images(cfg: DataConfig) -> Sources:
             sample = decoded["train"][0]
         pre = pre.with_stats(*channel_stats(sample))
     if not stream:
-        out = {k: TensorDataset(pre.normalize(x), y) for k, (x, y) in decoded.items()}
+        out = {k: TensorDataset(pre.normalize(x, inplace=True), y) for k, (x, y) in decoded.items()}
     else:
         out = sets
         for d in sets.values():

@@ -50,8 +50,8 @@ class Preprocess:
             x = resize(x, self.resize)
         return center_crop(x, self.crop) if self.crop is not None else x
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(x, self.mean, self.std) if self.mean is not None else x
+    def normalize(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        return normalize(x, self.mean, self.std, inplace) if self.mean is not None else x
 
 
 def _size(v, what: str) -> tuple[int, int] | None:
@@ -81,8 +81,9 @@ def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[..., top: top + ch, left: left + cw]
 
 
-def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(x − mean) / std per channel (dimension 1); one value applies to every channel."""
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], inplace: bool = False) -> torch.Tensor:
+    """(x − mean) / std per channel (dimension 1); one value applies to every channel. `inplace`: overwrite `x`
+    (a freshly decoded batch: no second copy of it)."""
     c = x.shape[1] if x.dim() > 1 else 1
     if len(mean) not in (1, c) or len(std) not in (1, c):
         raise KarukuError(f"mean / std give {len(mean)} / {len(std)} values for inputs with {c} channels",
@@ -92,7 +93,12 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     view = (1, -1) + (1,) * max(0, x.dim() - 2)
     m = torch.tensor(mean, dtype=torch.float32).view(view) if len(mean) > 1 else float(mean[0])
     s = torch.tensor(std, dtype=torch.float32).view(view) if len(std) > 1 else float(std[0])
+    if inplace and x.is_floating_point():
+        return x.sub_(m).div_(s)
     return (x - m) / s
+
+
+STATS_CHUNK = 1 << 24  # values per chunk of the per-channel statistics (64 MB of float32)
 
 
 def channel_stats(x: np.ndarray | torch.Tensor) -> tuple[list[float], list[float]]:
@@ -101,9 +107,13 @@ def channel_stats(x: np.ndarray | torch.Tensor) -> tuple[list[float], list[float
     if a.ndim < 2 or a.shape[1] == 1:
         std = float(a.std())
         return [float(a.mean())], [std or 1.0]
-    axes = (0, *range(2, a.ndim))
-    mean, std = a.mean(axis=axes, dtype=np.float64), a.std(axis=axes, dtype=np.float64)
-    return [float(m) for m in mean], [float(s) or 1.0 for s in std]
+    # in chunks of examples: numpy's std of the whole array would hold a float64 copy of it (2× the data)
+    axes, step = (0, *range(2, a.ndim)), max(1, STATS_CHUNK // max(1, a[0].size))
+    count = a.size // a.shape[1]
+    mean = sum(a[i:i + step].sum(axis=axes, dtype=np.float64) for i in range(0, len(a), step)) / count
+    view = (1, -1) + (1,) * (a.ndim - 2)
+    var = sum(np.square(a[i:i + step] - mean.reshape(view)).sum(axis=axes) for i in range(0, len(a), step)) / count
+    return [float(m) for m in mean], [float(s) or 1.0 for s in np.sqrt(var)]
 
 
 def prepared(ds, pre: Preprocess):
