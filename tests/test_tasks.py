@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from karuku.errors import KarukuError
+from karuku.measure.config import MeasureConfig
 from karuku.tasks import TASKS, TaskConfig, measure_task
 
 
@@ -121,6 +122,11 @@ def test_an_embedding_model_through_prune_quantize_export_judged_by_fidelity(use
     assert (outcome.run_dir / "steps").is_dir() and any(outcome.run_dir.rglob("model.int8.onnx"))
     assert "test cosine" in (outcome.run_dir / "report.md").read_text()
     assert summary["peak_rss_bytes"] > 0 and summary["quality"]["metric"] == "cosine"
+    from karuku.api import evaluate_checkpoint
+
+    data = {"name": f"{user_module}:unlabelled", "val_size": 0}  # the run's task and baseline: from the file
+    ev = evaluate_checkpoint(outcome.run_dir / "final.safetensors", data, MeasureConfig(latency=False, runs=1))
+    assert ev.task == "fidelity" and ev.metrics["cosine"] == pytest.approx(final["metrics"]["cosine"], abs=1e-6)
 
 
 def test_a_budget_that_limits_nothing_is_refused(user_module, tmp_path):
@@ -135,3 +141,14 @@ def test_a_budget_that_limits_nothing_is_refused(user_module, tmp_path):
         update={"min_fidelity": 0.9})})
     with pytest.raises(KarukuError, match="min_fidelity applies to the fidelity task"):
         compress(r, tmp_path / "run2", verbose=False)
+
+
+def test_a_metric_alone_applies_to_the_data_own_task():
+    from karuku.tasks.checkpoint import task_for
+
+    ckpt = type("Ckpt", (), {"meta": {}, "path": "m.safetensors"})()
+    assert TaskConfig(metric="mae").name is None  # `--task-metric mae` alone is valid until the data says
+    assert task_for(ckpt, {"metric": "mae"}, targets="values") == TaskConfig(name="regression", metric="mae")
+    stored = type("Ckpt", (), {"meta": {"task": {"name": "fidelity", "baseline": "b.safetensors"}}})()
+    assert task_for(stored, {"metric": "agreement"}, targets="values").baseline == "b.safetensors"
+    assert task_for(ckpt, None) is None  # nothing said: the data's own task, decided when measured

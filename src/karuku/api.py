@@ -77,7 +77,7 @@ def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, An
     else:
         model, ckpt = load_model(path)
     splits = for_checkpoint(ckpt, data, required=False, val_size=0)
-    tcfg = task_for(ckpt, task)
+    tcfg = task_for(ckpt, task, splits.targets if splits is not None else "classes")
     reference = load_model(tcfg.baseline)[0] if tcfg is not None and tcfg.baseline else None
     ev = evaluate(model, splits, ckpt.spec.input_shape, threads=measure.threads, engines=measure.engines,
                   runs=measure.runs, sizes=sizes, profile=profile, details=True, task=tcfg, reference=reference)

@@ -83,6 +83,16 @@ class Run:
 
         return all(c["ok"] for c in quality_checks(m, self.baseline.measure, self.recipe.budget, self.metric))
 
+    def task_meta(self) -> dict:
+        """The task as checkpoints record it (meta "task"), so `karuku evaluate` of a run's model judges it the
+        same way: a fidelity task names the run's baseline checkpoint to compare with."""
+        meta = {"name": self.task.name, "metric": self.metric.name}
+        if ":" in self.task.name:
+            meta = {"name": self.task.name, "higher_is_better": self.metric.higher_is_better}
+        if self.task.needs == "baseline" and self.baseline is not None:
+            meta["baseline"] = str(Path(self.baseline.checkpoint).resolve())
+        return meta
+
     def rank(self, attempt: Attempt) -> tuple:
         return attempt.rank(self.metric)
 

@@ -41,7 +41,7 @@ def baseline_step(run: Run) -> Attempt:
             cfg = r.model.train.model_copy(update={"seed": r.seed})
             train(model, run.splits, cfg, state_path=step_dir / "train.state", verbose=run.verbose,
                   label="baseline training")
-            save_checkpoint(path, model, spec, {"stages": [], "transforms": []})
+            save_checkpoint(path, model, spec, {"stages": [], "transforms": [], "task": run.task_meta()})
         return Attempt("baseline", str(path), run.measure(model, reference=model)).as_dict()
 
     return Attempt.from_dict(run.folder.step(key, "baseline", make, describe))
@@ -73,7 +73,7 @@ def attempt_step(run: Run, parent: Attempt, index: int, settings, rnd: int) -> A
             spec, sections = ckpt.spec, {**ckpt.sections, **out.sections}
             transforms = [*ckpt.meta.get("transforms", []), *out.transforms]
             kinds = [*ckpt.meta.get("stages", []), stage.kind]
-        meta = {"stages": kinds, "transforms": transforms, "sizes": sizes,
+        meta = {"stages": kinds, "transforms": transforms, "sizes": sizes, "task": run.task_meta(),
                 "stage_meta": {**ckpt.meta.get("stage_meta", {}), stage.kind: out.meta}}
         save_checkpoint(path, out.model, spec, meta, sections)
         return Attempt(stage.kind, str(path), m, index=index, round=rnd, settings=dump,

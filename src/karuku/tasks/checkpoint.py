@@ -7,11 +7,13 @@ from typing import Any
 from karuku.tasks.config import TaskConfig
 
 
-def task_for(ckpt, task: TaskConfig | dict[str, Any] | None = None) -> TaskConfig | None:
+def task_for(ckpt, task: TaskConfig | dict[str, Any] | None = None, targets: str = "classes") -> TaskConfig | None:
     """A `TaskConfig` replaces the stored task (meta "task"), a dict overrides it (another task name drops the
-    stored settings); None when neither says (the data's own task then). A user's metric recorded in the file
-    is imported only when its module is trusted; one the user names now is trusted."""
+    stored settings); None when neither says (the data's own task then). Settings without a task name (e.g.
+    only a metric) apply to the data's own task (`targets`: "classes", "values" or "none"). A user's metric
+    recorded in the file is imported only when its module is trusted; one the user names now is trusted."""
     from karuku.io.checkpoint import check_trusted_name, trust_import
+    from karuku.tasks.measure import DEFAULT_TASKS
 
     stored = ckpt.meta.get("task") if isinstance(ckpt.meta.get("task"), dict) else None
     if isinstance(task, TaskConfig):
@@ -23,9 +25,10 @@ def task_for(ckpt, task: TaskConfig | dict[str, Any] | None = None) -> TaskConfi
             base = {}
         if not base and not given:
             return None
-        cfg = TaskConfig(**{**base, **given})
+        merged = {**base, **given}
+        cfg = TaskConfig(**{**merged, "name": merged.get("name") or DEFAULT_TASKS[targets]})
     named = cfg.name == (task.name if isinstance(task, TaskConfig) else (task or {}).get("name"))
-    if ":" in cfg.name:
+    if cfg.name and ":" in cfg.name:
         if named:
             trust_import(cfg.name)
         else:

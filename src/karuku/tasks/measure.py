@@ -12,6 +12,8 @@ from karuku.errors import KarukuError
 from karuku.tasks.config import TaskConfig
 from karuku.tasks.registry import TASKS, Metric, Task
 
+DEFAULT_TASKS = {"classes": "classification", "values": "regression", "none": "fidelity"}  # data's targets → task
+
 
 @dataclass(frozen=True)
 class TaskResult:
@@ -33,8 +35,9 @@ def resolve(task: TaskConfig | Task | str | None, targets: str = "classes") -> t
     if isinstance(task, Task):
         return task, task.metric()
     if task is None or isinstance(task, str):
-        default = {"classes": "classification", "values": "regression", "none": "fidelity"}[targets]
-        task = TaskConfig(name=task or default)
+        task = TaskConfig(name=task or DEFAULT_TASKS[targets])
+    elif task.name is None:  # settings for the data's own task (e.g. only a metric)
+        task = task.model_copy(update={"name": DEFAULT_TASKS[targets]})
     if ":" in task.name:  # a user's metric: whoever passes it here named it, or checked its trust (`task_for`)
         from karuku.tasks.user import user_task
 
