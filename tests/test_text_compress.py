@@ -11,7 +11,7 @@ import torch
 from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
-from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups
+from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups, plan
 from karuku.text.onnx_export import export_onnx
 from karuku.text.prune import HeadPruneConfig, importance, prune, shrink
 from karuku.text.quantize import QEmbedding, QLinear, dynamic_qparams, linear_names, quantize
@@ -174,6 +174,23 @@ def test_layer_dropping_and_distillation_reduce_the_loss(tok):
         drop_layers(teacher, 5)
     with pytest.raises(KarukuError, match="invalid distillation setting 'lr'"):
         TextDistillConfig(lr=-1)
+
+
+def test_keep_names_the_teacher_layers_and_their_hints():
+    teacher = tiny_encoder(layers=4)
+    cfg = TextDistillConfig(keep=[0, 3])
+    assert cfg.layers == 2
+    assert plan(4, 2, keep=[0, 3]) == [(0, 1), (3, 4)]  # each kept layer ends its group
+    assert plan(4, 2, "first") == [(0, 2), (2, 4)]
+    student = drop_layers(teacher, 2, keep=[0, 3])
+    assert torch.equal(student.layers[1].ffn.up.weight, teacher.layers[3].ffn.up.weight)
+    for bad, msg in [([2, 1], "increasing"), ([], "increasing"), ([-1, 2], "increasing")]:
+        with pytest.raises(KarukuError, match=msg):
+            TextDistillConfig(keep=bad)
+    with pytest.raises(KarukuError, match="layers 3 but keep names 2"):
+        TextDistillConfig(layers=3, keep=[0, 3])
+    with pytest.raises(KarukuError, match="keep names teacher layer 4"):
+        drop_layers(teacher, 2, keep=[0, 4])
 
 
 def test_fidelity_and_retrieval_measures(tok):
