@@ -36,18 +36,27 @@ def config_for(ckpt, data: DataConfig | dict[str, Any] | None = None, **settings
     return DataConfig(**{**base, **settings})
 
 
-def for_checkpoint(ckpt, data: DataConfig | dict[str, Any] | None = None, required: bool = True,
+def for_checkpoint(ckpt, data: DataSplits | DataConfig | dict[str, Any] | None = None, required: bool = True,
                    **settings: Any) -> DataSplits | None:
-    """The splits for `ckpt` (see `config_for`), checked against its input shape; None when neither the
-    checkpoint nor the user names a dataset and `required` is False."""
-    cfg = config_for(ckpt, data, **settings)
+    """The splits for `ckpt` (see `config_for`; `DataSplits` — e.g. `from_torch(...)` — are used as given),
+    checked against its input shape; None when neither the checkpoint nor the user names a dataset and
+    `required` is False. A data factory recorded in the checkpoint is imported only when trusted."""
     source = getattr(ckpt, "path", None) or "the checkpoint"
-    if cfg is None:
-        if required:
-            raise KarukuError(f"{source} does not say which data it was trained on", "pass --data NAME")
-        return None
-    splits = load_splits(cfg)
+    if isinstance(data, DataSplits):
+        splits = data
+    else:
+        cfg = config_for(ckpt, data, **settings)
+        if cfg is None:
+            if required:
+                raise KarukuError(f"{source} does not say which data it was trained on", "pass --data NAME")
+            return None
+        named = data.name if isinstance(data, DataConfig) else (data or {}).get("name")
+        if ":" in cfg.name and named != cfg.name:
+            from karuku.io.checkpoint import check_trusted_name
+
+            check_trusted_name(cfg.name, f"{source} reads its data")
+        splits = load_splits(cfg)
     if tuple(splits.input_shape) != tuple(ckpt.spec.input_shape):
-        raise KarukuError(f"dataset '{cfg.name}' has inputs {splits.input_shape} but {source} "
+        raise KarukuError(f"dataset '{splits.name}' has inputs {splits.input_shape} but {source} "
                           f"expects {tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
     return splits

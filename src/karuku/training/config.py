@@ -12,7 +12,8 @@ from karuku.config import Config
 class TrainConfig(Config):
     """How to train: optimiser, learning-rate schedule, length, batch, seed, evaluation cadence."""
 
-    epochs: int = Field(10, gt=0, description="passes over the training set (ignored when iterations is set)")
+    epochs: int = Field(10, ge=0, description="passes over the training set (ignored when iterations is set; "
+                        "0: no training, the weights as given)")
     iterations: int | None = Field(None, gt=0, description="train for exactly this many iterations instead")
     batch_size: int = Field(64, gt=0, description="global batch size (split across processes)")
     optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="optimiser")

@@ -82,8 +82,7 @@ def sensitivity_cmd(
     data: dict,
 ) -> None:
     """Prune one layer at a time over a sweep of rates and tabulate the accuracy drop."""
-    from torch.utils.data import TensorDataset
-
+    from karuku.data.batches import head
     from karuku.data.checkpoint import for_checkpoint
     from karuku.errors import KarukuError
     from karuku.io.atomic import ensure_writable_dir
@@ -100,7 +99,7 @@ def sensitivity_cmd(
     model, ckpt = load_model(checkpoint)
     splits = for_checkpoint(ckpt, data)
     split = splits.val if splits.val is not None else splits.test
-    subset = TensorDataset(*(t[:limit] for t in split.tensors))
+    subset = head(split, limit)
     result = sweep(model, subset, sweep_rates, method)
     paths = result.write(out)
     console.print(result.markdown())
