@@ -1,10 +1,18 @@
 """This machine's ONNX Runtime ceilings: fp32 MatMul, uint8 × int8 and uint8 × uint8 QLinearMatMul throughput at N³.
 
     .venv/bin/python benchmarks/ort_peak.py --n 1024 --threads 2
+    .venv/bin/python benchmarks/ort_peak.py --instructions
 
 The "fraction of peak" figures of the quantization benchmarks divide a model's ops per second by
 these (MACHINE.md's were measured on a different CPU). One op = one multiply or one add, so a
 matrix product of N³ multiply-adds is 2·N³ ops. Median of --runs timed runs after warm-up.
+
+`--instructions` measures the ceiling where no timing is possible — the AVX2 kernels, run under valgrind
+(its CPU has AVX2 but no AVX-512 / VNNI): ops per instruction of a large fp32 and int8 convolution (3×3,
+256 → 256 channels on 16×16, ONNX Runtime's QLinearConv kernels, the ones a CNN's int8 file runs) and of
+QLinearMatMul. A model's ops per instruction (benchmarks/quant_compare.py --instructions) over the conv
+ceiling is its fraction of it. Instructions are not cycles: the figure says how much work per instruction
+the kernels reach, not time.
 """
 
 from __future__ import annotations
@@ -45,6 +53,63 @@ def matmul_model(n: int, int8: bool, u8_weights: bool = False) -> bytes:
     return model.SerializeToString()
 
 
+def conv_model(c: int, hw: int, int8: bool, u8_weights: bool = False, batch: int = 1) -> bytes:
+    """A 3×3 convolution, c → c channels on batch × hw × hw, padding 1: fp32 Conv or QLinearConv with
+    per-channel int8 weights within ±63 (karuku's u8s7 on AVX2; u8_weights: u8u8)."""
+    rng = np.random.default_rng(0)
+    shape = [batch, c, hw, hw]
+    attrs = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    if not int8:
+        w = numpy_helper.from_array(rng.standard_normal((c, c, 3, 3)).astype(np.float32), "w")
+        node = helper.make_node("Conv", ["a", "w"], ["y"], **attrs)
+        graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("a", TensorProto.FLOAT, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], [w])
+    else:
+        w = rng.integers(-63, 64, (c, c, 3, 3), dtype=np.int8)
+        wq = (w.astype(np.int16) + 128).astype(np.uint8) if u8_weights else w
+        inits = [numpy_helper.from_array(wq, "w"),
+                 numpy_helper.from_array(np.array(0.02, np.float32), "sa"),
+                 numpy_helper.from_array(np.array(128, np.uint8), "za"),
+                 numpy_helper.from_array(np.full(c, 0.01, np.float32), "sw"),
+                 numpy_helper.from_array(np.full(c, 128 if u8_weights else 0, wq.dtype), "zw"),
+                 numpy_helper.from_array(np.array(20.0, np.float32), "sy"),
+                 numpy_helper.from_array(np.array(128, np.uint8), "zy")]
+        node = helper.make_node("QLinearConv", ["a", "sa", "za", "w", "sw", "zw", "sy", "zy"], ["y"], **attrs)
+        graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("a", TensorProto.UINT8, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def instructions(raw: bytes, runs: int = 2) -> float:
+    """Instructions per run of the ONNX model `raw` under valgrind's callgrind, only the runs counted."""
+    import tempfile
+    from pathlib import Path
+
+    from valgrind_count import instructions as count
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        path.write_bytes(raw)
+        return count(path, 1, runs)
+
+
+def ops_per_instruction(c: int = 256, hw: int = 16, n: int = 512, only_wide: bool = False) -> dict[str, float]:
+    conv_ops, mm_ops = 2 * c * c * 9 * hw * hw, 2 * n ** 3
+    # many rows (batch 8 of 32 × 32, 64 channels: resnet-s's widest stage at batch 8): the kernels' best case
+    wide = {"QLinearConv u8 x s7, 64 ch, 8 x 32 x 32": 2 * 64 * 64 * 9 * 32 * 32 * 8
+            / instructions(conv_model(64, 32, True, batch=8))}
+    if only_wide:
+        return wide
+    return {**wide,"fp32 Conv": conv_ops / instructions(conv_model(c, hw, False)),
+            "QLinearConv u8 x s7": conv_ops / instructions(conv_model(c, hw, True)),
+            "QLinearConv u8 x u8": conv_ops / instructions(conv_model(c, hw, True, True)),
+            "fp32 MatMul": mm_ops / instructions(matmul_model(n, False)),
+            "QLinearMatMul u8 x s8": mm_ops / instructions(matmul_model(n, True)),
+            "QLinearMatMul u8 x u8": mm_ops / instructions(matmul_model(n, True, True))}
+
+
 def gops(n: int, int8: bool, threads: int, runs: int, u8_weights: bool = False) -> float:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -66,6 +131,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--instructions", action="store_true",
+                    help="ops per instruction under valgrind (AVX2 kernels) instead of timing")
+    ap.add_argument("--only-wide", action="store_true", help="with --instructions: only the many-row convolution")
     args = ap.parse_args()
     try:
         from karuku.cpu import detect
@@ -73,6 +141,11 @@ def main() -> None:
         cpu = detect().summary()
     except ImportError:
         cpu = "unknown (karuku not importable)"
+    if args.instructions:
+        r = {"onnxruntime": ort.__version__, "cpu": "valgrind's (AVX2, no AVX-512 / VNNI) on " + cpu,
+             "ops per instruction": {k: round(v, 2) for k, v in ops_per_instruction(only_wide=args.only_wide).items()}}
+        print(json.dumps(r))
+        return
     r = {"onnxruntime": ort.__version__, "cpu": cpu, "n": args.n, "threads": args.threads,
          "fp32 MatMul GFLOP/s": round(gops(args.n, False, args.threads, args.runs), 1),
          "uint8 x int8 QLinearMatMul GOPS": round(gops(args.n, True, args.threads, args.runs), 1),

@@ -98,34 +98,12 @@ def throughput(paths: dict[str, Path], shape, rounds: int = 5, runs: int = 10) -
     return {k: 64 / float(np.median(v)) for k, v in times.items()}
 
 
-RUNNER = """
-import sys, numpy as np, onnxruntime as ort
-so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
-s = ort.InferenceSession(sys.argv[1], so, providers=["CPUExecutionProvider"])
-x = np.random.default_rng(0).standard_normal((int(sys.argv[3]), *map(int, sys.argv[4:]))).astype(np.float32)
-for _ in range(1 + int(sys.argv[2])):
-    s.run(None, {"input": x})
-"""
-
-
 def instructions(paths: dict[str, Path], shape, batch: int = 8, runs: int = 2) -> dict[str, float]:
     """Instructions per `batch`-sample inference under valgrind's callgrind (AVX2 kernels: valgrind has no
-    AVX-512): the count of a process that runs `runs` more inferences minus one that runs none, over `runs`."""
-    import subprocess
-    import sys
-    import tempfile
+    AVX-512), only the inferences counted (benchmarks/valgrind_count.py)."""
+    from valgrind_count import instructions as count
 
-    def total(path: Path, n: int) -> int:
-        with tempfile.TemporaryDirectory() as tmp:
-            script, out = Path(tmp) / "run.py", Path(tmp) / "cg.out"
-            script.write_text(RUNNER)
-            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q", sys.executable,
-                            str(script), str(path), str(n), str(batch), *map(str, shape)], check=True,
-                           capture_output=True)
-            ann = subprocess.run(["callgrind_annotate", str(out)], capture_output=True, text=True).stdout
-            return int(next(line for line in ann.splitlines() if "PROGRAM TOTALS" in line).split()[0].replace(",", ""))
-
-    return {k: (total(p, runs) - total(p, 0)) / runs for k, p in paths.items()}
+    return {k: count(p, batch, runs) for k, p in paths.items()}
 
 
 def accuracy(paths: dict[str, Path], folder: Path) -> dict[str, float]:
