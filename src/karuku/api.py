@@ -72,7 +72,7 @@ def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, An
     else:
         model, ckpt = load_model(path)
     splits = for_checkpoint(ckpt, data, required=False, val_size=0)
-    ev = evaluate(model, splits, ckpt.spec.input_shape, threads=measure.threads, engines=measure.engines,
+    ev = evaluate(model, splits, ckpt.spec.input_shape, engines=measure.engines,
                   runs=measure.runs, sizes=sizes, profile=profile, details=True)
     if packed is not None:
         ev.extra.update(packed.extra())
