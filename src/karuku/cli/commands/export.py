@@ -44,7 +44,7 @@ def bench_cmd(
 
     table = Table("batch", "median ms", "p90 ms", "samples/s", "runs", "threads", title=str(onnx_file),
                   title_justify="left")
-    for r in bench_onnx(onnx_file, measure.threads, runs=measure.runs):
+    for r in bench_onnx(onnx_file, runs=measure.runs):
         table.add_row(str(r["batch"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['per_s']:,.0f}",
                       str(r["runs"]), str(r["threads"]))
     console.print(table)

@@ -67,6 +67,7 @@ def pack_cmd(
 
 @app.command("unpack")
 @guard
+@configs()
 def unpack_cmd(
     packed: Path = typer.Argument(..., help="a packed model (.krk)"),
     out: Path = typer.Option(..., help="karuku checkpoint to write (.safetensors)"),
