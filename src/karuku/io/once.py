@@ -1,8 +1,9 @@
 """Steps that run once: a folder holds a step's outputs and, written last and atomically, its `result.json`.
 
 A step whose `result.json` exists is done and returns it; otherwise it runs and writes it. A run killed at
-any moment (even kill -9) restarts by skipping finished steps and redoing the partial one. The compression
-loop's run folders and lottery experiments are both built on this.
+any moment (even kill -9) restarts by skipping finished steps and redoing the partial one, resuming its
+training from the `*.state` files it left (`karuku.training.resume`), which are removed only once the
+result is written. The compression loop's run folders and lottery experiments are both built on this.
 """
 
 from __future__ import annotations
@@ -32,4 +33,6 @@ def once(folder: str | Path, fn: Callable[[Path], dict[str, Any]]) -> tuple[dict
     folder.mkdir(parents=True, exist_ok=True)
     result = fn(folder)
     write_text(folder / RESULT, json.dumps(result, indent=2, sort_keys=True, default=str))
+    for state in folder.rglob("*.state"):  # resume states of the step's training: the result is durable now
+        state.unlink(missing_ok=True)
     return result, False

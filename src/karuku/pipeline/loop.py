@@ -28,9 +28,11 @@ class Outcome:
     report: Path
 
 
-def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True, lang: str = "en") -> Outcome:
-    """Run a recipe; every step is cached in the run folder, so re-running resumes."""
-    run = Run.start(recipe, run_dir, verbose)
+def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True, lang: str = "en",
+             threads: int | None = None) -> Outcome:
+    """Run a recipe; every step is cached in the run folder, so re-running resumes. `threads`: overrides the
+    recipe's."""
+    run = Run.start(recipe, run_dir, verbose, threads)
     current = run.baseline = baseline_step(run)
     attempts = [current]
     for index, stage in enumerate(recipe.stages):
@@ -68,8 +70,9 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
         shutil.copyfile(final.checkpoint, tmp)
     summary = {"recipe": run.recipe.model_dump(mode="json"), "baseline": base.as_dict(), "final": final.as_dict(),
                "attempts": [a.as_dict() for a in attempts], "checks": checks, "ok": all(c["ok"] for c in checks),
-               "profiles": profile_fits(final.measure), "side_by_side": True,
-               "cpu": {**detect().as_dict(), "summary": detect().summary()}}
+               "profiles": profile_fits(final.measure), "side_by_side": True, "threads": run.threads,
+               # threads in the line the report shows: results (float sums) and timings depend on them
+               "cpu": {**detect().as_dict(), "summary": f"{detect().summary()}; {run.threads} thread(s)"}}
     run.folder.write_json("summary.json", summary)
     report = write_report(run.folder.root, summary, lang=lang)
     run.folder.log(f"finished: {'within budget' if summary['ok'] else 'budget NOT met'}; report {report}")

@@ -30,15 +30,31 @@ class Run:
     baseline: Attempt | None = None
     _teacher: nn.Module | None = field(default=None, repr=False)
 
+    threads: int = 1
+
     @classmethod
-    def start(cls, recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True) -> Run:
-        """The run folder (default runs/<name>-<hash of the recipe>) and the recipe's data."""
+    def start(cls, recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True,
+              threads: int | None = None) -> Run:
+        """The run folder (default runs/<name>-<hash of the recipe>), the threads (`threads`, else the
+        recipe's, else `karuku.threads.default_threads`) and the recipe's data."""
         from karuku.io.checkpoint import trust_import
+        from karuku.threads import usable_cores, use_threads
 
         if recipe.model.name:
             trust_import(recipe.model.name)  # the recipe's author named it
         folder = RunFolder(run_dir or Path("runs") / f"{recipe.name}-{recipe.digest()}")
-        return cls(recipe, folder, load_splits(recipe.data.model_copy(update={"split_seed": recipe.seed})), verbose)
+        wanted = threads or recipe.threads
+        if wanted and wanted > usable_cores():
+            note = (f"threads: the recipe asks for {wanted} but this process may use {usable_cores()} core(s); "
+                    f"using {usable_cores()}")
+            folder.log(note)
+            if verbose:
+                print(f"note: {note}", flush=True)
+            wanted = usable_cores()
+        used = use_threads(wanted)
+        folder.log(f"threads: {used}" + ("" if wanted else " (chosen from the usable cores and the machine's load)"))
+        splits = load_splits(recipe.data.model_copy(update={"split_seed": recipe.seed}))
+        return cls(recipe, folder, splits, verbose, threads=used)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -46,7 +62,7 @@ class Run:
 
     def measure(self, model: nn.Module, sizes: dict[str, int] | None = None) -> Evaluation:
         """Every candidate the same way: test accuracy and the deployed form's figures, its ONNX timed."""
-        return evaluate(model, self.splits, threads=2, engines=("onnxruntime",), runs=20, sizes=sizes)
+        return evaluate(model, self.splits, engines=("onnxruntime",), runs=20, sizes=sizes)
 
     def over_budget(self, m: Evaluation) -> bool:
         """More accuracy lost than the budget allows: recovery training is due."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from karuku.config import digest
-from karuku.io.atomic import write_text
+from karuku.io.atomic import ensure_writable_dir, write_text
 from karuku.io.once import once
 
 
@@ -23,17 +23,39 @@ class RunFolder:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        (self.root / "steps").mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(self.root / "steps" / "result.json")  # a bad --out fails before any work
 
     def step(self, key: str, label: str, fn: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-        """Run `fn(step_dir)` unless its result exists; return the result (a JSON-able dict with key and label)."""
+        """Run `fn(step_dir)` unless its result exists; return the result (a JSON-able dict with key and label).
+
+        The files a result names (`checkpoint`, `artifacts`) are stored relative to the run folder and handed
+        back under it: a run folder copied or moved elsewhere resumes from its own files.
+        """
         def run(folder: Path) -> dict[str, Any]:
             self.log(f"{label}: running ({key})")
-            return dict(fn(folder), key=key, label=label)
+            return self._paths(dict(fn(folder), key=key, label=label), self._relative)
 
         result, cached = once(self.root / "steps" / key, run)
         self.log(f"{label}: done before, skipped ({key})" if cached else f"{label}: finished")
-        return result
+        return self._paths(result, self._absolute)
+
+    @staticmethod
+    def _paths(result: dict[str, Any], convert: Callable[[str], str]) -> dict[str, Any]:
+        out = dict(result)
+        if isinstance(out.get("checkpoint"), str):
+            out["checkpoint"] = convert(out["checkpoint"])
+        if isinstance(out.get("artifacts"), dict):
+            out["artifacts"] = {k: convert(v) if isinstance(v, str) else v for k, v in out["artifacts"].items()}
+        return out
+
+    def _relative(self, path: str) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return path  # outside the run folder: kept as given
+
+    def _absolute(self, path: str) -> str:
+        return path if Path(path).is_absolute() else str(self.root / path)
 
     def log(self, line: str) -> None:
         """Append a time-stamped line to run.log."""

@@ -14,7 +14,7 @@ from karuku.io.atomic import ensure_writable_dir
 from karuku.io.checkpoint import load_state, read_weights, save_checkpoint, trust_import
 from karuku.models.registry import resolve_factory
 from karuku.models.spec import ModelSpec
-from karuku.training import distributed
+from karuku.training import distributed, resume
 from karuku.training.config import TrainConfig
 from karuku.training.evaluate import score
 from karuku.training.loop import train
@@ -39,11 +39,13 @@ def train_checkpoint(model: str, cfg: TrainConfig, out: str | os.PathLike, data:
     net = spec.build()
     if init:
         load_state(net, read_weights(init), str(init), model)
-    result = train(net, splits, cfg, state_path=Path(f"{out}.state"), verbose=verbose)
+    state = Path(f"{out}.state")
+    result = train(net, splits, cfg, state_path=state, verbose=verbose)
     if not distributed.finish():
         return None
     test = score(net, splits.test)
     meta = {"data": data.model_dump(mode="json"), "training": cfg.model_dump(mode="json"),
             "result": result.as_dict(), "history": result.history, "metrics": {"test": test.as_dict()}}
     save_checkpoint(out, net, spec, meta)
+    resume.discard(state)  # only now: a kill before the checkpoint is written resumes from the last epoch's end
     return meta

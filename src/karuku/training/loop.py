@@ -23,6 +23,7 @@ from torch.utils.data import TensorDataset
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
+from karuku.threads import adapt as adapt_threads
 from karuku.training import resume
 from karuku.training.config import TrainConfig
 from karuku.training.distributed import barrier, world_from_env
@@ -43,11 +44,13 @@ class TrainResult:
     best_val_loss: float | None
     best_iteration: int | None
     final_val: dict[str, Any] | None
+    threads: int = 1  # torch threads it ran with: float sums, and so the last digits, depend on them
+    threads_stepped: list[int] | None = None  # [iteration, threads] where an automatic count stepped down
 
     def as_dict(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "epochs": self.epochs, "seconds": round(self.seconds, 2),
                 "best_val_loss": self.best_val_loss, "best_iteration": self.best_iteration,
-                "final_val": self.final_val}
+                "final_val": self.final_val, "threads": self.threads, "threads_stepped": self.threads_stepped}
 
 
 def lr_factor(cfg: TrainConfig, it: int, total: int) -> float:
@@ -72,15 +75,14 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, hooks: list[Hook] | None = None,
-          state_path: str | os.PathLike | None = None, verbose: bool = True) -> TrainResult:
+          state_path: str | os.PathLike | None = None, verbose: bool = True, state_key: Any = None) -> TrainResult:
     """Train `model` in place on `data.train`, evaluating on `data.val`.
 
-    `state_path`: where the per-epoch resume state lives; an existing one from the same
-    settings is resumed, and it is removed when training completes.
+    `state_path`: where the per-epoch resume state lives (written at every epoch end, the last included). An
+    existing one of the same run — same settings, data, starting weights, hooks and `state_key` — is resumed;
+    one of another run is refused. The caller removes it with `resume.discard` once its result is written.
     """
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     world = world_from_env()
     loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
                          augment_shift=data.config.augment_shift, rank=world.rank, world=world.size)
@@ -91,9 +93,9 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     opt = make_optimizer(cfg, params)
     state = TrainState(model, opt, cfg, total, world)
     torch.manual_seed(cfg.seed)
-    config_hash = cfg.digest()
+    key = resume.state_key(cfg, data.config, model, hooks, state_key) if state_path else None
     if state_path and Path(state_path).exists():
-        hook_tensors, doc = resume.load_state(state_path, model, opt, config_hash)
+        hook_tensors, doc = resume.load_state(state_path, model, opt, key)
         for i, h in enumerate(hooks):
             h.load_state_dict({k.split(".", 1)[1]: v for k, v in hook_tensors.items() if k.startswith(f"{i}.")})
         state.iteration, state.epoch, state.history = doc["iteration"], doc["epoch"], doc["history"]
@@ -104,12 +106,15 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
         progress.line(f"resumed at epoch {state.epoch}, iteration {state.iteration}")
     for h in hooks:
         h.on_start(state)
-    start = time.perf_counter()
+    start, threads, stepped = time.perf_counter(), torch.get_num_threads(), None
     try:
         while state.iteration < total:
             loader.set_epoch(state.epoch)
             running, seen = 0.0, 0
             for x, y in loader:
+                if adapt_threads():  # an automatic thread count steps down when the machine gets busy
+                    stepped = [state.iteration, 1]
+                    progress.line(f"the machine got busy: continuing with 1 thread from iteration {state.iteration}")
                 loss = _step(net, state, hooks, x, y, lr_factor(cfg, state.iteration, total))
                 running, seen = running + loss * len(y), seen + len(y)
                 if state.iteration % eval_every == 0 or state.iteration == total:
@@ -124,17 +129,15 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
             progress.line(f"epoch {state.epoch}/{epochs}  iter {state.iteration}  loss {running / max(seen, 1):.4f}"
                           + (f"  val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%"
                              if last else ""))
-            if state_path and world.is_main and state.iteration < total:
-                _save(state_path, state, hooks, config_hash)
+            if state_path and world.is_main:
+                _save(state_path, state, hooks, key)
             barrier(world)
     finally:
         progress.close()
-    if state_path and world.is_main and Path(state_path).exists():
-        Path(state_path).unlink()
     best = state.best
     return TrainResult(state.iteration, state.epoch, time.perf_counter() - start, state.history,
                        best["val_loss"] if best else None, best["iteration"] if best else None,
-                       state.history[-1] if state.history else None)
+                       state.history[-1] if state.history else None, threads, stepped)
 
 
 def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: float) -> float:
@@ -177,8 +180,7 @@ def _evaluate(state: TrainState, val: TensorDataset | None) -> None:
                           "val_acc": s.accuracy})
 
 
-def _save(path, state: TrainState, hooks: list[Hook], config_hash: str) -> None:
+def _save(path, state: TrainState, hooks: list[Hook], key: dict[str, str]) -> None:
     hook_tensors = {f"{i}.{k}": v for i, h in enumerate(hooks) for k, v in h.state_dict().items()}
     resume.save_state(path, state.model, state.optimizer, hook_tensors,
-                      {"config_hash": config_hash, "iteration": state.iteration, "epoch": state.epoch,
-                       "history": state.history})
+                      {"key": key, "iteration": state.iteration, "epoch": state.epoch, "history": state.history})
