@@ -64,11 +64,15 @@ def read(path: str | os.PathLike, what: str = "checkpoint") -> tuple[dict[str, t
         raise KarukuError(f"{path} is not a readable safetensors {what} (truncated or corrupt: {exc})") from None
     if META_KEY not in meta:
         raise KarukuError(f"{path} has no karuku metadata",
-                          "it is a plain safetensors file; load it as weights with --model NAME --weights FILE")
+                          "it is a plain safetensors file: train from it with karuku train --model NAME --init FILE")
     try:
         doc = json.loads(meta[META_KEY])
     except json.JSONDecodeError:
         raise KarukuError(f"{path}: corrupt karuku metadata (not JSON)") from None
+    except RecursionError:
+        raise KarukuError(f"{path}: corrupt karuku metadata (nested deeper than JSON readers go)") from None
+    if not isinstance(doc, dict):
+        raise KarukuError(f"{path}: corrupt karuku metadata (a JSON {type(doc).__name__}, not an object)")
     if doc.get("tensors_sha256") != tensor_digest(tensors):
         raise KarukuError(f"{path} is corrupt: tensor checksum mismatch", "re-create or re-copy the file")
     return tensors, doc
