@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[dev]'
+	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e '.[dev,transformers,tflite]'
 	@touch $@
 
 demo: setup

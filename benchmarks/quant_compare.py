@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--peak-gops", type=float, help="int8 peak (benchmarks/ort_peak.py) for the fraction of peak")
     ap.add_argument("--instructions", action="store_true",
                     help="count instructions per batch-8 inference under valgrind (AVX2 kernels) instead of timing")
+    ap.add_argument("--only", nargs="*", help="only these variants (names as printed, e.g. 'fp32' 'karuku u8s7')")
     args = ap.parse_args()
     index = json.loads((args.folder / "index.json").read_text())
     results = {"onnxruntime": ort.__version__, "speed": {}, "accuracy": {}}
@@ -162,6 +163,7 @@ def main() -> None:
     if args.instructions:
         for name, info in index["speed"].items():
             paths = variants(Path(info["folder"]), args.reuse)
+            paths = {k: v for k, v in paths.items() if not args.only or k in args.only}
             results.setdefault("instructions_b8", {})[name] = counts = instructions(paths, info["input_shape"])
             print(name, json.dumps(counts), flush=True)
             args.out.write_text(json.dumps(results, indent=2))

@@ -62,4 +62,4 @@ def test_evaluate_with_a_profile(ckpt):
     res = runner.invoke(app, ["evaluate", str(ckpt), "--profile", "mcu-m4", "--no-latency"])
     assert res.exit_code == 0, res.output
     assert "fits mcu-m4" in res.output and "yes: weights" in res.output
-    assert "196608 B on-chip" in res.output  # the profile's SRAM drives the energy estimate
+    assert "196.6 KB on-chip" in res.output  # the profile's SRAM drives the energy estimate

@@ -32,8 +32,13 @@ def _qemu() -> str:
     return exe
 
 
-def _run_emulated(tmp: Path, x: np.ndarray, files: list[bytes]) -> tuple[str, list[dict]]:
-    np.save(tmp / "x.npy", x)
+def _run_emulated(tmp: Path, x: np.ndarray | dict[str, np.ndarray], files: list[bytes]) -> tuple[str, list[dict]]:
+    """Outputs of each ONNX file run by ONNX Runtime on an emulated Haswell; `x`: the input, or inputs by name."""
+    x_path = tmp / ("x.npz" if isinstance(x, dict) else "x.npy")
+    if isinstance(x, dict):
+        np.savez(x_path, **x)
+    else:
+        np.save(x_path, x)
     paths = []
     for i, raw in enumerate(files):
         paths.append(tmp / f"m{i}.onnx")
@@ -41,7 +46,7 @@ def _run_emulated(tmp: Path, x: np.ndarray, files: list[bytes]) -> tuple[str, li
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("KARUKU_CPU_FEATURES", None)
     proc = subprocess.run([_qemu(), "-cpu", "Haswell", sys.executable, str(HELPER), str(tmp / "out.npz"),
-                           str(tmp / "x.npy"), *map(str, paths)], capture_output=True, text=True, env=env,
+                           str(x_path), *map(str, paths)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     saved = np.load(tmp / "out.npz")
@@ -96,3 +101,31 @@ def test_portable_representations_are_exact_on_avx2_and_u8s8_is_not(tmp_path):
     assert departure is not None and departure.value == fc.output and departure.max_steps > 1
     assert departure.saturation_match is not None and departure.saturation_match >= 0.99
     assert "saturating int16" in cause and "--target-isa portable" in cause
+
+
+def test_transformer_int8_is_exact_on_avx2_in_its_representations(tmp_path):
+    """A sentence encoder's QAttention / DynamicQuantizeMatMul: u8s8 saturates on AVX2, u8u8 and u8s7 do not."""
+    from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
+    from karuku.text.onnx_export import export_onnx
+    from karuku.text.quantize import quantize as quantize_text
+
+    b = tiny_tokenizer(tmp_path / "vocab")(TEXTS)
+    m = tiny_encoder(layers=1, hidden=64, heads=2, ffn=128)
+    with torch.no_grad():  # every weight near ± its channel's maximum: adjacent products add up past int16
+        for lin in (m.layers[0].attn.q, m.layers[0].attn.k, m.layers[0].attn.v, m.layers[0].attn.o,
+                    m.layers[0].ffn.up, m.layers[0].ffn.down):
+            lin.weight.uniform_(0.5, 1.0)
+            lin.weight[::2] *= -1
+    cfg = {"mode": "dynamic", "layer_bits": {"embed.word": "float"}}
+    wide = quantize_text(m, QuantConfig(target_isa="avx512-vnni", **cfg))
+    seven = quantize_text(m, QuantConfig(target_isa="avx2", **cfg))
+    files = [export_onnx(wide, representation="u8s8"), export_onnx(wide, representation="u8u8"), export_onnx(seven)]
+    target, (u8s8, u8u8, u8s7) = _run_emulated(tmp_path, {"input_ids": b.input_ids.numpy(),
+                                                          "attention_mask": b.attention_mask.numpy()}, files)
+    assert target == "avx2"
+    with torch.no_grad():
+        ref_wide, ref_seven = wide(*b.inputs()).numpy(), seven(*b.inputs()).numpy()
+    for outs, ref in ((u8u8, ref_wide), (u8s7, ref_seven)):
+        off = np.abs(outs["embedding"] - ref).max(1) > 1e-5
+        assert off.sum() <= 2 and (outs["embedding"] * ref).sum(1).min() > 0.99999
+    assert (np.abs(u8s8["embedding"] - ref_wide).max(1) > 1e-3).sum() >= len(TEXTS) // 2  # saturated

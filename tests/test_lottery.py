@@ -84,7 +84,12 @@ def test_experiment_runs_every_variant_at_every_level(experiment):
     remaining = {r["level"]: r["weights_remaining"] for r in rows}
     assert remaining[0] == 1.0 and remaining[1] < 0.6 and remaining[2] < 0.35
     assert all(r["iterations"] == 30 and r["early_stop_iteration"] in (10, 20, 30) for r in rows)
-    assert len(lines) == 7
+    # before any training: the size of the experiment and a time estimate from iterations timed here
+    assert lines[0].startswith("lottery: 7 training runs of 30 iterations") and "ms per iteration" in lines[0]
+    assert "the 210 iterations left take about" in lines[0]
+    units = [line for line in lines if "weights, test" in line]  # one per finished unit, with the time left
+    assert len(units) == 7 and all("elapsed" in line for line in units)
+    assert "left]" in units[0] and "left]" not in units[-1]  # the last one has nothing left to estimate
 
 
 def test_ticket_weights_stay_pruned(experiment):
@@ -102,7 +107,9 @@ def test_rerun_skips_finished_units_and_redoes_a_lost_one(experiment):
     lost.unlink()
     lines = []
     run(_cfg(), out, log=lines.append)
-    assert len(lines) == 1 and "level 2 reinit" in lines[0]
+    units = [line for line in lines if "weights, test" in line]
+    assert len(units) == 1 and "level 2 reinit" in units[0]
+    assert "6 finished before" in lines[0] and "the 30 iterations left" in lines[0]
     after = json.loads(lost.read_text())
     assert after["test_acc"] == before["test_acc"] and after["early_stop_iteration"] == before["early_stop_iteration"]
 

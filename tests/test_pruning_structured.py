@@ -120,6 +120,44 @@ def test_unsupported_op_is_named_or_left_untouched():
     assert shrunk.bn.num_features < 14 and shrunk.fc1.out_features < 20  # the rest still shrinks
 
 
+class Functional(nn.Module):
+    """A user's CNN written with functional ops, in the spellings people use (issue 19)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 12, 3, padding=1), nn.Conv2d(12, 16, 1)
+        self.fc1, self.fc2 = nn.Linear(16 * 4, 24), nn.Linear(24, 10)
+
+    def forward(self, x):
+        F = nn.functional
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)  # 8x8 -> 4x4
+        x = torch.max_pool2d(torch.relu_(self.c2(x)), kernel_size=1)
+        x = F.avg_pool2d(F.hardtanh(x.clamp(min=-3.0)), 1)
+        x = F.adaptive_avg_pool2d(F.relu6(self.c3(F.dropout2d(x, 0.1, training=self.training))), 2)
+        x = torch.flatten(x, 1)
+        return self.fc2(F.relu(self.fc1(x), inplace=True))
+
+
+def test_functional_forms_prune_like_their_modules():
+    plan, shrunk = _check_equal(Functional().eval(), (1, 8, 8), scope="layer", method="l1")
+    assert not plan.skipped and shrunk.c2.out_channels < 12 and shrunk.fc1.in_features < 64
+
+
+class Cumulative(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.cumsum(self.c1(x), dim=1).mean((2, 3)))
+
+
+def test_an_unsupported_functional_op_is_one_line_naming_the_node():
+    with pytest.raises(KarukuError, match=r"cannot rewrite around function cumsum \(node 'cumsum'\)") as info:
+        plan_channels(Cumulative(), (1, 8, 8), 0.5)
+    assert "\n" not in str(info.value) and "--on-unsupported skip" in str(info.value)
+
+
 class CatOnly(nn.Module):
     def __init__(self):
         super().__init__()

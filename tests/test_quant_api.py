@@ -14,6 +14,7 @@ from karuku.cli.app import app
 from karuku.data import DataConfig, load_splits
 from karuku.errors import KarukuError
 from karuku.io.checkpoint import load_checkpoint
+from karuku.measure.units import size
 from karuku.models import build
 from karuku.quant import IntegerModel, QuantConfig, load_quantized, quantize, to_integer
 from karuku.quant.mixed import auto_layer_bits, sensitivity
@@ -59,7 +60,7 @@ def test_cli_quantize_then_evaluate(trained, tmp_path):
         assert row in res.output, row
     # the profile is judged on the int8 size, as the compression loop judges it (not on the fp32 size)
     int8 = load_checkpoint(out).meta["quant"]["int_weight_bytes"]
-    assert "fits mcu-m4 " in res.output and f"weights {int8 / 1024:,.1f} KiB ≤ flash" in res.output
+    assert "fits mcu-m4 " in res.output and f"weights {size(int8)} ≤ flash" in res.output
     assert len(im.ops) == 4 and isinstance(qm, nn.Module)
 
 
@@ -126,24 +127,31 @@ def test_bad_inputs_are_one_line_errors(splits):
     assert res.exit_code == 1 and "bits must be from 2 to 8" in res.output
 
 
-class WithSigmoid(nn.Module):
+class WithGate(nn.Module):
+    """A gated unit: the elementwise product of two tensors has no integer form in karuku."""
+
     def __init__(self):
         super().__init__()
         self.fc1, self.act, self.fc2 = nn.Linear(784, 32), nn.Sigmoid(), nn.Linear(32, 10)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x.flatten(1))))
+        h = self.fc1(x.flatten(1))
+        return self.fc2(h * self.act(h))
 
 
-def test_unquantizable_layer_warns_or_fails_in_strict_mode(splits):
+def test_a_layer_without_integer_form_is_named_when_quantizing(splits):
     x = splits.calibration(32)
-    with pytest.warns(UserWarning, match=r"cannot quantize act \(Sigmoid\); kept in float"):
-        qm = quantize(WithSigmoid(), QuantConfig(), x)
-    assert qm(x).shape == (32, 10)
-    with pytest.raises(KarukuError, match="layers kept in float"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one karuku error, not a Python warning and a failed export later
+        with pytest.raises(KarukuError, match=r"cannot quantize node 'mul' \(mul\): it has no integer form") as e:
+            quantize(WithGate(), QuantConfig(), x)
+    assert "layer_bits {'mul': 'float'}" in e.value.hint and len(str(e.value).splitlines()) == 1
+    qm = quantize(WithGate(), QuantConfig(layer_bits={"mul": "float"}), x)  # kept in float on purpose
+    assert qm(x).shape == (32, 10) and qm.float_layers == ["mul (mul)"]
+    with pytest.raises(KarukuError, match="layers kept in float: mul"):
         to_integer(qm)
-    with pytest.raises(KarukuError, match=r"cannot quantize act \(Sigmoid\)"):
-        quantize(WithSigmoid(), QuantConfig(strict=True), x)
+    with pytest.raises(KarukuError, match=r"cannot quantize node 'mul' \(mul\).*strict mode"):
+        quantize(WithGate(), QuantConfig(strict=True, layer_bits={"mul": "float"}), x)
 
 
 def test_dynamic_mode_quantizes_linear_layers(splits):

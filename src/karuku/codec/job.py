@@ -30,7 +30,7 @@ def cluster_checkpoint(path: str | os.PathLike, cfg: ClusterConfig, out: str | o
     if splits is not None:
         meta["metrics"] = {"test_before_tuning": score(model, splits.test).as_dict()}
         if cfg.finetune is not None:
-            train(model, splits, cfg.finetune, hooks=[sharing.hook()], verbose=verbose)
+            train(model, splits, cfg.finetune, hooks=[sharing.hook()], verbose=verbose, label="cluster tuning")
             meta["tuning"] = cfg.finetune.model_dump(mode="json")
         meta["metrics"]["test"] = score(model, splits.test).as_dict()
     save_checkpoint(out, model, ckpt.spec, meta, sections=ckpt.sections)

@@ -18,7 +18,8 @@ class ClusterStage(Stage):
     def apply(self, model: nn.Module, cfg: ClusterConfig, run: StageRun) -> StageOutput:
         sharing = cluster(model, cfg)
         if cfg.finetune is not None:
-            train(model, run.splits, run.train_config(cfg.finetune), hooks=[sharing.hook()], verbose=run.verbose)
+            train(model, run.splits, run.train_config(cfg.finetune), hooks=[sharing.hook()], verbose=run.verbose,
+                  label="cluster tuning")
         return StageOutput(model, meta=sharing.meta(), hooks=[sharing.hook()])
 
     def backoff(self, cfg: ClusterConfig, round_: int) -> ClusterConfig | None:

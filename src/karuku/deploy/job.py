@@ -37,11 +37,21 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
         return export_int8_onnx(model, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
                                 inputs=reference_inputs(ckpt), target_isa=cfg.target_isa,
                                 representation=cfg.representation)
-    from karuku.deploy.c.project import export_c
     from karuku.quant import to_integer
 
+    if cfg.format == "tflite":
+        import torch
+
+        from karuku.deploy.tflite.export import export_tflite
+
+        inputs = reference_inputs(ckpt)
+        if inputs is None:  # the same random inputs every run
+            inputs = torch.randn(256, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
+        return export_tflite(to_integer(model), Path(out or path.with_suffix(".tflite")), inputs)
+    from karuku.deploy.c.project import export_c
+
     return export_c(to_integer(model), ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,
-                    profile=cfg.profile)
+                    profile=cfg.profile, kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
 
 
 def reference_inputs(ckpt, n: int = 2000):

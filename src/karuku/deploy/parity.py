@@ -18,6 +18,7 @@ import torch
 from karuku.cpu import detect
 from karuku.errors import KarukuError
 from karuku.quant.engine import IntegerModel
+from karuku.quant.engine.ops import pads4
 from karuku.quant.primitives import requantize
 from karuku.quant.representation import exact_on, pair_saturating_dot
 
@@ -182,9 +183,9 @@ def _conv_saturating(x: np.ndarray, w: np.ndarray, zx: int, attrs: dict) -> np.n
     groups = attrs["groups"]
     if cg == 1 and groups == c and groups > 1:
         return None
-    (sh, sw), (ph, pw) = attrs["stride"], attrs["padding"]
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zx)
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    (sh, sw), (top, left, bottom, right) = attrs["stride"], pads4(attrs["padding"])
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=zx)
+    oh, ow = (h + top + bottom - kh) // sh + 1, (wd + left + right - kw) // sw + 1
     out = np.empty((n, cout, oh, ow), np.int64)
     per = cout // groups
     for g in range(groups):

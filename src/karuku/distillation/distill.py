@@ -36,6 +36,6 @@ def distill(teacher: nn.Module, student: nn.Module, data: DataSplits | DataConfi
     try:
         teacher_key = tensor_digest(teacher.state_dict()) if state_path else None  # another teacher: another run
         return train(student, splits, cfg.train, hooks=[hook, *hooks], state_path=state_path, verbose=verbose,
-                     state_key=teacher_key)
+                     label="distill", state_key=teacher_key)
     finally:
         hook.close()

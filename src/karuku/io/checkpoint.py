@@ -133,7 +133,21 @@ def check_trusted(spec: ModelSpec, source: str) -> None:
     if "*" in listed or any(module == p or module.startswith(p + ".") for p in [*listed, *_TRUSTED]):
         return
     raise KarukuError(f"{source} builds its model by importing '{spec.name}', which would run that code",
-                      f"if you trust it, set KARUKU_TRUSTED_IMPORTS={module}")
+                      f"if you trust it, set KARUKU_TRUSTED_IMPORTS={module}: export it or put it before the "
+                      f"command, comma-separated for several modules; run from the folder that holds {module}")
+
+
+def trust_note(name: str) -> str | None:
+    """What a person must know after writing a checkpoint of their own model (`package.module:factory`): later
+    commands load it only where that module is trusted. None for zoo models."""
+    from karuku.models.registry import MODELS
+
+    if name in MODELS or ":" not in name:
+        return None
+    module = name.partition(":")[0]
+    return (f"this checkpoint builds its model by importing '{module}': later commands load it only with "
+            f"KARUKU_TRUSTED_IMPORTS={module} set (e.g. KARUKU_TRUSTED_IMPORTS={module} karuku evaluate CKPT), "
+            "run from this folder")
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, arch: str = "") -> None:

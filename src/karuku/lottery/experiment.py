@@ -9,7 +9,6 @@ fresh initialisation), `random-mask` (same per-layer sparsity, random positions,
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +25,14 @@ from karuku.io.once import once
 from karuku.lottery import imp
 from karuku.lottery.config import LotteryConfig
 from karuku.models.spec import ModelSpec
+from karuku.progress import Progress, duration
 from karuku.pruning.mask import SECTION, Mask
 from karuku.pruning.masked import MaskedTraining
 from karuku.pruning.targets import prunable
+from karuku.training.estimate import seconds_per_iteration
 from karuku.training.evaluate import score
 from karuku.training.hooks import Hook
-from karuku.training.loop import train
+from karuku.training.loop import planned_iterations, train
 
 Log = Callable[[str], None]
 
@@ -71,12 +72,26 @@ def experiment_dir(out: str | Path, cfg: LotteryConfig) -> Path:
 
 def total_iterations(cfg: LotteryConfig, splits: DataSplits) -> int:
     """Training iterations of one run: `train.iterations`, else its epochs over the training split."""
-    per_epoch = math.ceil(len(splits.train) / cfg.train.batch_size)
-    return cfg.train.iterations or cfg.train.epochs * per_epoch
+    return planned_iterations(cfg.train, splits)
+
+
+def units(cfg: LotteryConfig, folder: Path) -> list[Path]:
+    """Every (trial, level, variant) folder of the experiment, in the order they run."""
+    out = []
+    for t in range(cfg.trials):
+        out.append(folder / f"trial-{t}" / "level-00" / "ticket")
+        for level in range(1, cfg.levels + 1):
+            out += [folder / f"trial-{t}" / f"level-{level:02d}" / v
+                    for v in ("ticket", *(c for c in ("reinit", "random-mask") if c in cfg.controls))]
+    return out
 
 
 def run(cfg: LotteryConfig, out: str | Path, log: Log = print) -> Path:
-    """Run (or resume) the whole experiment; return its folder."""
+    """Run (or resume) the whole experiment; return its folder.
+
+    Before training starts, `log` gets the experiment's size and a time estimate from iterations timed here;
+    then one line per finished unit, with the elapsed time and the estimate left (a bar on a terminal).
+    """
     splits = load_splits(cfg.data)
     total = total_iterations(cfg, splits)
     if cfg.rewind > total:
@@ -86,9 +101,25 @@ def run(cfg: LotteryConfig, out: str | Path, log: Log = print) -> Path:
     trust_import(cfg.model)  # named by the user; the experiment reloads its own tickets
     spec = ModelSpec(name=cfg.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
                      kwargs=cfg.model_kwargs)
-    for t in range(cfg.trials):
-        _trial(cfg, spec, splits, folder / f"trial-{t}", cfg.seed + t, log)
+    todo = [u for u in units(cfg, folder) if not (u / "result.json").is_file()]
+    if todo:
+        log(f"lottery: {estimate(cfg, spec, splits, len(units(cfg, folder)), len(todo), total)}")
+    with Progress(len(todo) * total, "lottery", echo=log) as progress:
+        for t in range(cfg.trials):
+            _trial(cfg, spec, splits, folder / f"trial-{t}", cfg.seed + t, progress.line)
     return folder
+
+
+def estimate(cfg: LotteryConfig, spec: ModelSpec, splits: DataSplits, runs: int, todo: int, total: int) -> str:
+    """The experiment's size and how long what is left will take, from training iterations timed here."""
+    per_iteration = seconds_per_iteration(_build(spec, cfg.seed), splits, cfg.train)
+    variants = ", ".join(["ticket", *cfg.controls])
+    done = f"; {runs - todo} finished before" if todo < runs else ""
+    trials = f"{cfg.trials} trial{'s' * (cfg.trials > 1)}"
+    return (f"{runs} training run{'s' * (runs != 1)} of {total:,} iterations ({trials}: the dense run, "
+            f"then {cfg.levels} level{'s' * (cfg.levels > 1)} × {variants}){done}. Timed here: "
+            f"{1000 * per_iteration:.1f} ms per iteration, so the {todo * total:,} iterations left take about "
+            f"{duration(todo * total * per_iteration)} (an estimate; a busy machine is slower)")
 
 
 def _build(spec: ModelSpec, seed: int) -> nn.Module:
@@ -104,7 +135,7 @@ def _unit(path: Path, label: str, log: Log, fn: Callable[[], dict[str, Any]]) ->
     result, cached = once(path, run)
     if not cached:
         log(f"{label}: {100 * result['weights_remaining']:.1f} % weights, test {100 * result['test_acc']:.2f} %, "
-            f"early stop at {result['early_stop_iteration']} ({result['seconds']:.0f} s)")
+            f"early stop at {result['early_stop_iteration']} ({duration(result['seconds'])})")
     return result
 
 
@@ -112,7 +143,8 @@ def _fit(model: nn.Module, mask: Mask | None, cfg: LotteryConfig, splits: DataSp
          extra: list[Hook] = ()) -> dict[str, Any]:
     hooks = ([MaskedTraining(mask)] if mask is not None else []) + list(extra)
     tcfg = cfg.train.model_copy(update={"seed": seed})
-    res = train(model, splits, tcfg, hooks=hooks, state_path=unit / "train.state", verbose=False)
+    res = train(model, splits, tcfg, hooks=hooks, state_path=unit / "train.state", verbose=False,
+                label=str(unit.relative_to(unit.parents[2])))
     best = min(res.history, key=lambda h: h["val_loss"]) if res.history else None
     names = prunable(model)
     params = dict(model.named_parameters())

@@ -1,8 +1,10 @@
 """Parameters, nonzeros and MACs, per layer and in total.
 
-MACs come from torch's own FlopCounterMode (one multiply-add = 2 FLOPs); per-layer
-figures are read off the leaf modules it attributes them to. Effective MACs scale each
-layer's dense MACs by the density of its weight: what a sparse kernel would need.
+MACs come from torch's own FlopCounterMode (one multiply-add = 2 FLOPs), which attributes
+each operation to every module on the call stack; a module's own MACs are its total less its
+children's, so work done in a module's own forward counts too (a Conv2d subclass that pads
+with a child module and calls F.conv2d itself, functional layers in a container). Effective
+MACs scale each layer's dense MACs by the density of its weight: what a sparse kernel would need.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _weight_density(module: nn.Module) -> float:
 
 @torch.no_grad()
 def layer_counts(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCount]:
-    """One row per leaf module that has parameters or does MACs, in definition order."""
+    """One row per module that has parameters of its own or does MACs itself, in definition order."""
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
@@ -48,22 +50,30 @@ def layer_counts(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCo
             model(torch.zeros(1, *input_shape))
     finally:
         model.train(was_training)
-    flops = counter.get_flop_counts()
+    flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
     root = type(model).__name__  # FlopCounterMode names modules "<RootClass>.<path>"
     rows = []
     for name, module in model.named_modules():
-        if list(module.children()):
-            continue
+        path = f"{root}.{name}" if name else root
+        children = sum(_called(flops, f"{path}.{c}", child) for c, child in module.named_children())
+        macs = max(flops.get(path, 0) - children, 0) // 2
         own = list(module.parameters(recurse=False)) + [b for b in module.buffers(recurse=False)
                                                          if b.is_floating_point()]
         params = sum(p.numel() for p in module.parameters(recurse=False))
         nonzeros = sum(int((p != 0).sum()) for p in module.parameters(recurse=False))
-        macs = sum(flops.get(f"{root}.{name}", {}).values()) // 2 if name else 0
         if not own and not macs:
             continue
         rows.append(LayerCount(name, type(module).__name__, params, nonzeros, macs,
                                round(macs * _weight_density(module))))
     return rows
+
+
+def _called(flops: dict[str, int], path: str, module: nn.Module) -> int:
+    """FLOPs done inside `module`: its own entry, or, for a container never called itself (a ModuleList a
+    parent iterates), the sum over its children."""
+    if path in flops:
+        return flops[path]
+    return sum(_called(flops, f"{path}.{c}", child) for c, child in module.named_children())
 
 
 @dataclass(frozen=True)

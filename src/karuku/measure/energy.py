@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from karuku.measure.units import size
+
 PJ = {  # picojoules per operation / per 32-bit access
     "int_add": 0.1,
     "float_add": 0.9,
@@ -30,6 +32,12 @@ class Energy:
     activations_uj: float
     weights_in: str  # "SRAM" or "DRAM"
     assumptions: str
+    # the figures behind `assumptions`, kept so a report can say them in its own language
+    mac_pj: float = 0.0
+    weight_bytes: int = 0
+    on_chip_bytes: int = 0
+    activation_bytes: int = 0
+    integer: bool = False
 
     @property
     def total_uj(self) -> float:
@@ -47,7 +55,8 @@ def estimate(macs: int, weight_bytes: int, activation_bytes: int, integer: bool 
     weight_pj = -(-weight_bytes // 4) * (PJ["sram_read"] if fits else PJ["dram_read"])
     act_pj = 2 * -(-activation_bytes // 4) * PJ["sram_read"]
     why = (f"45 nm table (Horowitz): {'int' if integer else 'float'} mult+add {mac_pj:.1f} pJ/MAC; "
-           f"weights {weight_bytes} B {'fit' if fits else 'exceed'} {on_chip_bytes} B on-chip → "
-           f"{'SRAM 5' if fits else 'DRAM 640'} pJ per 32-bit read; activations {activation_bytes} B "
+           f"weights {size(weight_bytes)} {'fit' if fits else 'exceed'} {size(on_chip_bytes)} on-chip → "
+           f"{'SRAM 5' if fits else 'DRAM 640'} pJ per 32-bit read; activations {size(activation_bytes)} "
            "read+written in SRAM")
-    return Energy(macs * mac_pj / 1e6, weight_pj / 1e6, act_pj / 1e6, "SRAM" if fits else "DRAM", why)
+    return Energy(macs * mac_pj / 1e6, weight_pj / 1e6, act_pj / 1e6, "SRAM" if fits else "DRAM", why,
+                  mac_pj, weight_bytes, on_chip_bytes, activation_bytes, integer)

@@ -15,6 +15,7 @@ from torch import nn
 from karuku.measure import counts, energy, forms, memory
 from karuku.measure.profiles import Fit, Profile, check_fit, get_profile
 from karuku.measure.speed import latency
+from karuku.measure.units import size
 
 DEFAULT_ON_CHIP = 1 << 20
 
@@ -126,7 +127,7 @@ class Evaluation:
 
 
 def _kb(n: int) -> str:
-    return f"{n / 1000:,.1f} KB ({n:,} B)"
+    return f"{size(n)} ({n:,} B)"
 
 
 def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = None, threads: int | None = None,
@@ -175,7 +176,7 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
                 ev.extra.update(f.details(data))
     if p is not None:
         fit = ev.fit(p)
-        ev.fits[p.name] = {"fits": fit.fits, "reasons": list(fit.reasons)}
+        ev.fits[p.name] = fit.as_dict()
     return ev
 
 

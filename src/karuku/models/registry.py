@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
 from karuku.errors import KarukuError, closest
-from karuku.models import convnets, lenet, mlp, mobilenet, resnet
+from karuku.models import convnets, lenet, mlp, mlperf_tiny, mobilenet, resnet
 from karuku.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -25,13 +27,33 @@ for _name, _factory in (
     ("conv2", convnets.conv2), ("conv4", convnets.conv4), ("conv6", convnets.conv6), ("resnet-s", resnet.ResNetS),
     ("mobilenetv2-s", mobilenet.MobileNetV2S), ("mlp-teacher", mlp.mlp_teacher), ("mlp-student", mlp.mlp_student),
     ("mnist1d-mlp", mlp.mnist1d_mlp), ("mnist1d-cnn", convnets.CNN1D),
+    # MLPerf Tiny's reference models (docs/EDGE.md); their input shapes are the references'
+    ("ds-cnn", mlperf_tiny.DSCNN), ("resnet8", mlperf_tiny.ResNet8), ("fc-autoencoder", mlperf_tiny.fc_autoencoder),
+    ("mobilenetv1-025", mlperf_tiny.MobileNetV1),
 ):
     MODELS.register(_name, _factory)
+
+
+@register_model("bert")
+def bert(**kwargs) -> nn.Module:
+    """A BERT sentence encoder (mean pooling, unit length) of any shape; karuku.text."""
+    from karuku.text.encoder import bert as make  # imported on use: keeps `import karuku` light
+
+    return make(**kwargs)
+
+
+@register_model("minilm-l6")
+def minilm_l6(**kwargs) -> nn.Module:
+    """all-MiniLM-L6-v2's shape (22.7 M parameters); real weights: karuku text fetch."""
+    from karuku.text.encoder import minilm_l6 as make
+
+    return make(**kwargs)
 
 
 def check_name(name: str) -> str:
     """For config validators: a zoo name or a `package.module:factory` path (imported only when used)."""
     return name if ":" in name else MODELS.check(name)
+
 
 
 def resolve_factory(name: str) -> Callable[..., nn.Module]:
@@ -44,14 +66,33 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
         return MODELS[name]
     module_name, _, attr = name.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ImportError as exc:
+        top = module_name.split(".")[0]
         raise KarukuError(f"cannot import '{module_name}' for model '{name}': {exc}",
-                          "check the import path and that the package is installed or on PYTHONPATH") from None
+                          f"run karuku from the folder that holds {top}.py (or the package {top}/), or add that "
+                          "folder to PYTHONPATH") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise KarukuError(f"'{module_name}' has no callable '{attr}'", "give package.module:factory")
     return factory
+
+
+def _import(module_name: str):
+    """Import a user's module as `python -m` would: the current folder is searched too (last, so it never hides
+    an installed package), and only for the module the user named. `karuku` is a console script, whose
+    sys.path holds its own folder, not the one it was started from."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        here = Path.cwd()
+        if exc.name != top or not ((here / f"{top}.py").is_file() or (here / top).is_dir()):
+            raise
+        if str(here) not in sys.path:
+            sys.path.append(str(here))
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:

@@ -23,7 +23,7 @@ def judge(m: Evaluation, baseline: Evaluation, budget) -> list[dict[str, Any]]:
     if budget.profile is not None:
         fit = m.fit(budget.profile)
         checks.append({"limit": "profile", "allowed": budget.profile, "value": "; ".join(fit.reasons), "unit": "",
-                       "ok": fit.fits})
+                       "ok": fit.fits, "fit": fit.as_dict()})
     return checks
 
 
@@ -32,5 +32,5 @@ def profile_fits(m: Evaluation) -> list[dict[str, Any]]:
     out = []
     for p in PROFILES.values():
         fit = m.fit(p)
-        out.append({"profile": p.name, "description": p.description, "fits": fit.fits, "reasons": list(fit.reasons)})
+        out.append({"profile": p.name, "description": p.description, **fit.as_dict()})
     return out

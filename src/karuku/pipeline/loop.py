@@ -60,6 +60,7 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
     from karuku.report import write_report
 
     # baseline and result timed together now: their step measurements may be hours and loads apart
+    run.folder.log("timing the baseline and the result side by side (ONNX Runtime)")
     steps = {"baseline": copy.deepcopy(run.baseline), "final": copy.deepcopy(final)}
     files = {k: deployed_onnx(load_model(a.checkpoint)[0], run.input_shape) for k, a in steps.items()}
     for k, speed in side_by_side(files, run.input_shape).items():

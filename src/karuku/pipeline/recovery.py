@@ -36,7 +36,7 @@ def recover(model: nn.Module, splits, cfg: TrainConfig, hooks: list, teacher: nn
     else:
         from karuku.training.loop import train
 
-        train(model, splits, cfg, hooks=hooks, verbose=verbose)
+        train(model, splits, cfg, hooks=hooks, verbose=verbose, label="recovery")
 
 
 class FinetuneConfig(Config):

@@ -42,14 +42,15 @@ class Run:
 
         if recipe.model.name:
             trust_import(recipe.model.name)  # the recipe's author named it
-        folder = RunFolder(run_dir or Path("runs") / f"{recipe.name}-{recipe.digest()}")
+        folder = RunFolder(run_dir or Path("runs") / f"{recipe.name}-{recipe.digest()}",
+                           echo=(lambda line: print(line, flush=True)) if verbose else None)
+        stages = ", ".join(s.kind for s in recipe.stages) or "none"
+        folder.log(f"recipe '{recipe.name}': baseline, then {len(recipe.stages)} stage(s): {stages}; "
+                   f"run folder {folder.root}")
         wanted = threads or recipe.threads
         if wanted and wanted > usable_cores():
-            note = (f"threads: the recipe asks for {wanted} but this process may use {usable_cores()} core(s); "
-                    f"using {usable_cores()}")
-            folder.log(note)
-            if verbose:
-                print(f"note: {note}", flush=True)
+            folder.log(f"threads: the recipe asks for {wanted} but this process may use {usable_cores()} core(s); "
+                       f"using {usable_cores()}")
             wanted = usable_cores()
         used = use_threads(wanted)
         folder.log(f"threads: {used}" + ("" if wanted else " (chosen from the usable cores and the machine's load)"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from karuku.config import digest
 from karuku.io.atomic import ensure_writable_dir, write_text
 from karuku.io.once import once
+from karuku.progress import duration
 
 
 def key_of(*parts: Any) -> str:
@@ -19,24 +21,35 @@ def key_of(*parts: Any) -> str:
 
 
 class RunFolder:
-    """One run's folder: the cached steps, `run.log` and the summary files."""
+    """One run's folder: the cached steps, `run.log` and the summary files.
 
-    def __init__(self, root: str | Path):
+    `echo`: where each logged line is announced too (the console, for `karuku compress`), so a person sees
+    which step runs, how long each took and what it gave, not only run.log.
+    """
+
+    def __init__(self, root: str | Path, echo: Callable[[str], None] | None = None):
         self.root = Path(root)
+        self.echo = echo
+        self.start = time.perf_counter()
         ensure_writable_dir(self.root / "steps" / "result.json")  # a bad --out fails before any work
 
-    def step(self, key: str, label: str, fn: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    def step(self, key: str, label: str, fn: Callable[[Path], dict[str, Any]],
+             describe: Callable[[dict[str, Any]], str] | None = None) -> dict[str, Any]:
         """Run `fn(step_dir)` unless its result exists; return the result (a JSON-able dict with key and label).
 
-        The files a result names (`checkpoint`, `artifacts`) are stored relative to the run folder and handed
-        back under it: a run folder copied or moved elsewhere resumes from its own files.
+        `describe(result)`: a few words on the result for the finished line (accuracy, size). The files a result
+        names (`checkpoint`, `artifacts`) are stored relative to the run folder and handed back under it: a run
+        folder copied or moved elsewhere resumes from its own files.
         """
         def run(folder: Path) -> dict[str, Any]:
             self.log(f"{label}: running ({key})")
             return self._paths(dict(fn(folder), key=key, label=label), self._relative)
 
+        start = time.perf_counter()
         result, cached = once(self.root / "steps" / key, run)
-        self.log(f"{label}: done before, skipped ({key})" if cached else f"{label}: finished")
+        said = f": {describe(result)}" if describe else ""
+        self.log(f"{label}: done before, skipped ({key}){said}" if cached else
+                 f"{label}: finished in {duration(time.perf_counter() - start)}{said}")
         return self._paths(result, self._absolute)
 
     @staticmethod
@@ -58,10 +71,12 @@ class RunFolder:
         return path if Path(path).is_absolute() else str(self.root / path)
 
     def log(self, line: str) -> None:
-        """Append a time-stamped line to run.log."""
+        """Append a time-stamped line to run.log (and announce it, with the run's elapsed time, to `echo`)."""
         stamp = datetime.datetime.now().isoformat(timespec="seconds")
         with open(self.root / "run.log", "a", encoding="utf-8") as fh:
             fh.write(f"{stamp} {line}\n")
+        if self.echo is not None:
+            self.echo(f"compress: {line}  [{duration(time.perf_counter() - self.start)} elapsed]")
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write `obj` as JSON to `name` in the run folder, atomically."""

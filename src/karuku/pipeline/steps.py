@@ -42,11 +42,12 @@ def baseline_step(run: Run) -> Attempt:
             torch.manual_seed(r.seed)
             model = spec.build()
             cfg = r.model.train.model_copy(update={"seed": r.seed})
-            train(model, run.splits, cfg, state_path=step_dir / "train.state", verbose=run.verbose)
+            train(model, run.splits, cfg, state_path=step_dir / "train.state", verbose=run.verbose,
+                  label="baseline training")
             save_checkpoint(path, model, spec, {"stages": [], "transforms": []})
         return Attempt("baseline", str(path), run.measure(model)).as_dict()
 
-    return Attempt.from_dict(run.folder.step(key, "baseline", make))
+    return Attempt.from_dict(run.folder.step(key, "baseline", make, describe))
 
 
 def attempt_step(run: Run, parent: Attempt, index: int, settings, rnd: int) -> Attempt:
@@ -54,7 +55,7 @@ def attempt_step(run: Run, parent: Attempt, index: int, settings, rnd: int) -> A
     r, stage = run.recipe, stage_for(settings)
     dump = settings.model_dump(mode="json")
     key = key_of(parent.key, index, stage.kind, dump, r.recovery.model_dump(mode="json"), r.budget.max_accuracy_drop)
-    label = f"stage {index + 1} {stage.kind}" + (f" (back-off {rnd})" if rnd else "")
+    label = f"stage {index + 1}/{len(r.stages)} {stage.kind}" + (f" (back-off {rnd})" if rnd else "")
 
     def make(step_dir: Path) -> dict:
         model, ckpt = load_model(parent.checkpoint)
@@ -82,4 +83,14 @@ def attempt_step(run: Run, parent: Attempt, index: int, settings, rnd: int) -> A
                        before_recovery=before, recovered=recovered, accuracy_drop=run.drop(m),
                        within_accuracy=run.within_accuracy(m), stage_meta=out.meta, artifacts=out.artifacts).as_dict()
 
-    return Attempt.from_dict(run.folder.step(key, label, make))
+    return Attempt.from_dict(run.folder.step(key, label, make, describe))
+
+
+def describe(result: dict) -> str:
+    """A finished step in a few words: its accuracy (and drop), deployed size, whether it was recovered."""
+    from karuku.measure.units import size
+
+    m = result["measure"]
+    drop = f" ({-result['accuracy_drop']:+.2f} pt)" if result.get("index") is not None else ""
+    return (f"test accuracy {100 * m['accuracy']:.2f} %{drop}, {size(m['sizes'][m['deploy_kind']])} "
+            f"({m['deploy_kind']})" + (", after recovery training" if result.get("recovered") else ""))

@@ -9,13 +9,14 @@ from torch import nn
 
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
+from karuku.progress import Progress
 from karuku.pruning.config import PruneConfig
 from karuku.pruning.mask import Mask
 from karuku.pruning.masked import MaskedTraining, bake
 from karuku.pruning.schedules import AGP, iterative_sparsity
 from karuku.pruning.unstructured import compute_mask
 from karuku.training.evaluate import score
-from karuku.training.loop import train
+from karuku.training.loop import planned_iterations, train
 
 
 @dataclass
@@ -52,6 +53,14 @@ def prune(model: nn.Module, config: PruneConfig | None = None, data: DataSplits 
     """
     cfg = config or PruneConfig()
     _check(cfg, data)
+    if cfg.finetune is None or cfg.rounds == 1:
+        return _prune(model, cfg, data, mask, input_shape, verbose)
+    # several rounds of fine-tuning: one progress over all of them, so the estimate is the whole schedule's
+    with Progress(cfg.rounds * planned_iterations(cfg.finetune, data), "prune", enabled=verbose):
+        return _prune(model, cfg, data, mask, input_shape, verbose)
+
+
+def _prune(model, cfg, data, mask, input_shape, verbose) -> PruneResult:
     finetune = cfg.finetune
     if cfg.structured:
         return _structured(model, cfg, data, finetune, mask, input_shape or (data.input_shape if data else None),
@@ -61,7 +70,7 @@ def prune(model: nn.Module, config: PruneConfig | None = None, data: DataSplits 
         mask.check(model, "the given mask")
     if cfg.kind == "agp":
         hook = AGP(cfg, mask)
-        train(model, data, finetune, hooks=[hook], verbose=verbose)
+        train(model, data, finetune, hooks=[hook], verbose=verbose, label="prune (agp)")
         mask = hook.mask
         result.rounds.append({"round": 1, "sparsity": mask.sparsity, "val_acc": _val(model, data)})
     else:
@@ -70,7 +79,8 @@ def prune(model: nn.Module, config: PruneConfig | None = None, data: DataSplits 
                                 at=lambda r, k=k: iterative_sparsity(r, k, cfg.rounds))
             mask.apply(model)
             if finetune is not None:
-                train(model, data, finetune, hooks=[MaskedTraining(mask)], verbose=verbose)
+                train(model, data, finetune, hooks=[MaskedTraining(mask)], verbose=verbose,
+                      label=f"fine-tuning round {k}/{cfg.rounds} ({100 * mask.sparsity:.1f} % sparse)")
             result.rounds.append({"round": k, "sparsity": mask.sparsity, "val_acc": _val(model, data)})
     bake(model, mask)
     result.mask = mask
@@ -94,7 +104,8 @@ def _structured(model, cfg, data, finetune, mask, input_shape, verbose) -> Prune
         if mask is not None:  # an earlier unstructured mask: keep its zeros in the shrunk layers
             mask = Mask.from_model(model, [n for n in mask if n in dict(model.named_parameters())])
         if finetune is not None:
-            train(model, data, finetune, hooks=[MaskedTraining(mask)] if mask else [], verbose=verbose)
+            train(model, data, finetune, hooks=[MaskedTraining(mask)] if mask else [], verbose=verbose,
+                  label=f"fine-tuning round {k}/{cfg.rounds} ({plan.channels_after:,} channels)")
         result.rounds.append({"round": k, "channels": [plan.channels_before, plan.channels_after],
                               "macs": [plan.macs_before, plan.macs_after], "skipped": plan.skipped,
                               "val_acc": _val(model, data)})

@@ -16,6 +16,8 @@ from torch import nn
 from karuku.quant.observers import Observer, weight_range
 from karuku.quant.primitives import choose_qparams, qrange
 
+BIAS_LIMIT = float(1 << 30)  # the largest int32 bias a layer gets (see QLayer.weight_scale)
+
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
@@ -102,9 +104,16 @@ class QLayer(nn.Module):
         w = self.weight * factor.reshape(-1, *[1] * (self.weight.dim() - 1))
         return w, (self.bias - self.bn.running_mean) * factor + self.bn.bias, factor
 
-    def weight_scale(self, w: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-output-channel scale of the symmetric narrow-range weights (one value repeated if per tensor)."""
-        w = self._folded()[0] if w is None else w
+    def weight_scale(self, w: torch.Tensor | None = None, in_scale: torch.Tensor | float | None = None
+                     ) -> torch.Tensor:
+        """Per-output-channel scale of the symmetric narrow-range weights (one value repeated if per tensor).
+
+        With the input's scale known, no channel's scale is so small that its int32 bias b / (s_w · s_in)
+        exceeds ±2^30 (room left for the sum of products): BatchNorm folded into a channel it nearly
+        switched off leaves tiny weights beside a large bias, and such a channel gets a coarser scale.
+        """
+        folded_w, folded_b, _ = self._folded()
+        w = folded_w if w is None else w
         amax = weight_range(w, self.bits, self.weight_method)
         # a channel whose weights are all zero (pruned away) would get scale 0 and an int32 bias scale of 0;
         # any scale represents its zeros exactly, so borrow the largest channel's (or 1) to keep its bias finite
@@ -112,40 +121,50 @@ class QLayer(nn.Module):
         if bool(zero.any()):
             fallback = amax[~zero].max() if bool((~zero).any()) else torch.ones((), dtype=amax.dtype)
             amax = torch.where(zero, fallback, amax)
+        if in_scale is not None:
+            need = folded_b.detach().abs().float() * qrange(self.bits, True, narrow=True)[1] / (
+                torch.as_tensor(in_scale, dtype=torch.float32) * BIAS_LIMIT)
+            amax = torch.maximum(amax, need)
         if not self.per_channel:
             amax = amax.max().expand_as(amax)
         return amax / qrange(self.bits, True, narrow=True)[1]
 
-    def quant_weight(self, w: torch.Tensor) -> torch.Tensor:
+    def quant_weight(self, w: torch.Tensor, in_scale: torch.Tensor | None = None) -> torch.Tensor:
         if self.bits is None:
             return w
         qmin, qmax = qrange(self.bits, True, narrow=True)
-        s = self.weight_scale(w.detach()).reshape(-1, *[1] * (w.dim() - 1))
+        s = self.weight_scale(w.detach(), in_scale).reshape(-1, *[1] * (w.dim() - 1))
         return torch.clamp(_ste_round(w / s), qmin, qmax) * s
 
     def quant_bias(self, b: torch.Tensor, w: torch.Tensor, in_scale: torch.Tensor | None) -> torch.Tensor:
         if self.bits is None or in_scale is None:
             return b
-        s = self.weight_scale(w.detach()) * in_scale
+        s = self.weight_scale(w.detach(), in_scale) * in_scale
         return _ste_round(b / s) * s
 
     def _conv_or_linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         if self.op == "conv":
-            return F.conv2d(x, w, b, self.attrs["stride"], self.attrs["padding"], 1, self.attrs["groups"])
+            pad = self.attrs["padding"]
+            if len(pad) == 4:  # [top, left, bottom, right]: asymmetric (TF "same"), zero-padded first
+                x, pad = F.pad(x, (pad[1], pad[3], pad[0], pad[2])), [0, 0]
+            return F.conv2d(x, w, b, self.attrs["stride"], pad, 1, self.attrs["groups"])
         return F.linear(x, w, b)
 
     def forward(self, x: torch.Tensor, in_scale: torch.Tensor | None = None) -> torch.Tensor:
-        if self.in_mean is not None:  # calibration: remember E[x] per input channel
-            dims = [0, 2, 3] if x.dim() == 4 else [0]
+        if self.in_mean is not None:  # calibration: remember E[x] per input channel (dim 1 of a conv's
+            # input, the last of a linear's: inputs may have any number of leading dimensions)
+            keep = 1 if self.op == "conv" else x.dim() - 1
+            dims = [d for d in range(x.dim()) if d != keep]
             self.in_mean = self.in_mean + x.detach().mean(dims)
             self.in_count += 1
         w, b, factor = self._folded()
         if self.bn is not None and self.training and not self.bn_frozen:
             # Train with batch statistics: undo the running-std scaling after the quantized conv, then BN.
-            y = self._conv_or_linear(x, self.quant_weight(w), None) / factor.reshape(1, -1, *[1] * (x.dim() - 2))
+            y = self._conv_or_linear(x, self.quant_weight(w, in_scale), None) / factor.reshape(
+                1, -1, *[1] * (x.dim() - 2))
             y = self.bn(y + self.bias.reshape(1, -1, *[1] * (x.dim() - 2)))
         else:
-            y = self._conv_or_linear(x, self.quant_weight(w), self.quant_bias(b, w, in_scale))
+            y = self._conv_or_linear(x, self.quant_weight(w, in_scale), self.quant_bias(b, w, in_scale))
         act = self.attrs.get("act")
         if act == "relu":
             y = F.relu(y)

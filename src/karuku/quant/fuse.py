@@ -1,45 +1,25 @@
 """From any traceable nn.Module to a flat list of quantizable nodes, BatchNorm folded, activations fused.
 
-torch.fx traces the model; each fx node becomes one `Node` whose `op` is one of OPS. BatchNorm
-after a conv / linear is folded into its weights and bias; ReLU / ReLU6 after a conv, linear or
-add becomes that node's `act` (its clamp); dropout and identities disappear. Anything else is an
-`op="float"` node that runs unquantized (the caller warns, or refuses in strict mode).
+torch.fx traces the model; `recognise` turns each fx call into `Node`s (karuku.quant.nodes lists the ops).
+BatchNorm after a conv / linear is folded into its weights and bias; ReLU / ReLU6 after a conv, linear or
+add becomes that node's `act` (its clamp); zero padding before a conv becomes the conv's own (asymmetric)
+padding; dropout and identities disappear. Values that are not batched tensors (sizes, devices,
+parameters read by a float op) are `aux` nodes; what nothing uses is dropped. Anything else is an
+`op="float"` node that runs unquantized (PTQ / QAT refuse it unless the user keeps it in float).
 """
 
 from __future__ import annotations
 
 import copy
-import operator
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from karuku.errors import KarukuError
+from karuku.quant.nodes import PASS_THROUGH, WEIGHTED, Alias, Ctx, Node
+from karuku.quant.recognise import function_node, method_node, module_node
 
-OPS = ("input", "conv", "linear", "relu", "relu6", "maxpool", "avgpool", "add", "flatten", "float")
-WEIGHTED = ("conv", "linear")
-_IDENTITY = (nn.Dropout, nn.Identity, nn.Dropout1d, nn.Dropout2d)
-
-
-@dataclass
-class Node:
-    """One step of the traced model: `op` on the values named `inputs`, producing the value `name`."""
-
-    name: str
-    op: str
-    inputs: list[str]
-    attrs: dict[str, Any] = field(default_factory=dict)
-    module: nn.Module | None = None  # conv / linear (folded), or the float fallback's callable
-    shape: tuple[int, ...] = ()  # output shape without the batch dimension
-    raw: nn.Module | None = None  # conv / linear before BatchNorm folding (QAT folds on the fly)
-    bn: nn.Module | None = None  # the BatchNorm that was folded
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-able structure (no weights): what checkpoints store to recognise a model."""
-        return {"name": self.name, "op": self.op, "inputs": list(self.inputs), "shape": list(self.shape)}
+__all__ = ["PASS_THROUGH", "WEIGHTED", "Node", "fold_bn", "trace"]
 
 
 def fold_bn(layer: nn.Module, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
@@ -56,49 +36,6 @@ def fold_bn(layer: nn.Module, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
     return out
 
 
-def _pair(v) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
-
-
-def _module_node(name: str, mod: nn.Module, args: list[str]) -> Node:
-    if isinstance(mod, nn.Conv2d) and mod.padding_mode == "zeros" and _pair(mod.dilation) == [1, 1] \
-            and not isinstance(mod.padding, str):
-        return Node(name, "conv", args, {"stride": _pair(mod.stride), "padding": _pair(mod.padding),
-                                         "groups": mod.groups}, copy.deepcopy(mod))
-    if isinstance(mod, nn.Linear):
-        return Node(name, "linear", args, {}, copy.deepcopy(mod))
-    if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return Node(name, "bn", args, {}, mod)
-    if isinstance(mod, nn.ReLU) or (isinstance(mod, nn.Hardtanh) and (mod.min_val, mod.max_val) == (0.0, 6.0)
-                                     and not isinstance(mod, nn.ReLU6)):
-        return Node(name, "relu", args)
-    if isinstance(mod, nn.ReLU6):
-        return Node(name, "relu6", args)
-    if isinstance(mod, nn.MaxPool2d) and not mod.ceil_mode and _pair(mod.dilation) == [1, 1]:
-        return Node(name, "maxpool", args, {"kernel": _pair(mod.kernel_size), "padding": _pair(mod.padding),
-                                            "stride": _pair(mod.stride or mod.kernel_size)})
-    if isinstance(mod, nn.AdaptiveAvgPool2d) and _pair(mod.output_size) == [1, 1]:
-        return Node(name, "avgpool", args, {"global": True})
-    if isinstance(mod, nn.AvgPool2d) and _pair(mod.padding) == [0, 0] and not mod.ceil_mode:
-        return Node(name, "avgpool", args, {"global": False, "kernel": _pair(mod.kernel_size),
-                                            "stride": _pair(mod.stride or mod.kernel_size)})
-    if isinstance(mod, nn.Flatten) and mod.start_dim == 1 and mod.end_dim == -1:
-        return Node(name, "flatten", args)
-    return Node(name, "float", args, {"kind": type(mod).__name__}, mod)
-
-
-def _function_node(name: str, fn, args: list[str], kwargs: dict) -> Node:
-    if fn in (operator.add, torch.add) and len(args) == 2 and not kwargs:
-        return Node(name, "add", args)
-    if fn in (F.relu, torch.relu):
-        return Node(name, "relu", args[:1])
-    if fn is F.relu6:
-        return Node(name, "relu6", args[:1])
-    if fn is torch.flatten:
-        return Node(name, "flatten", args[:1])
-    return Node(name, "float", args, {"kind": getattr(fn, "__name__", str(fn))}, None)
-
-
 def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
     """Trace `model` (eval mode) into nodes with output shapes; BN folded, activations fused."""
     model = model.eval()
@@ -109,54 +46,78 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
                           "quantization needs a model without data-dependent control flow") from None
     from torch.fx.passes.shape_prop import ShapeProp
 
-    try:
-        ShapeProp(gm).propagate(example[:1])
+    try:  # a batch of two tells batched tensors (first dimension 2) from everything else
+        ShapeProp(gm).propagate(torch.cat([example[:1], example[:1]]))
     except Exception as exc:
         raise KarukuError(f"calibration inputs of shape {tuple(example.shape[1:])} do not fit "
                           f"{type(model).__name__} ({str(exc).splitlines()[0][:160]})",
                           "give inputs shaped like the model's training data") from None
     alias: dict[str, str] = {}
+    aux_values: set[str] = set()
+    ctx = Ctx(gm, lambda a: alias.get(a.name, a.name), aux_values)
     nodes: list[Node] = []
     seen: set[str] = set()
     output = None
     for n in gm.graph.nodes:
-        args = [alias.get(a.name, a.name) for a in n.all_input_nodes]
         if n.op == "output":
-            output = args[0]
+            output = ctx.name_of(n.args[0]) if isinstance(n.args[0], fx.Node) else None
             continue
-        shape = tuple(n.meta["tensor_meta"].shape[1:]) if hasattr(n.meta.get("tensor_meta"), "shape") else ()
         if n.op == "placeholder":
-            node = Node(n.name, "input", [])
+            found = [Node(n.name, "input", [])]
         elif n.op == "call_module":
-            mod = gm.get_submodule(n.target)
-            if isinstance(mod, _IDENTITY):
-                alias[n.name] = args[0]
-                continue
-            node = _module_node(n.target, mod, args)
+            found = module_node(ctx, n, gm.get_submodule(n.target))
         elif n.op == "call_function":
-            if n.target is F.dropout:
-                alias[n.name] = args[0]
-                continue
-            node = _function_node(n.name, n.target, args, {k: v for k, v in n.kwargs.items() if k != "inplace"})
-        elif n.op == "call_method" and n.target in ("view", "reshape", "flatten") and len(shape) == 1:
-            node = Node(n.name, "flatten", args[:1])
-        elif n.op == "call_method" and n.target == "size":
-            continue  # only feeds a view/reshape, which became a flatten
+            found = function_node(ctx, n)
+        elif n.op == "call_method":
+            found = method_node(ctx, n)
         else:
-            node = Node(n.name, "float", args, {"kind": str(n.target)})
-            node.module = _FxCall(gm, n)
-        node.shape = shape
-        if node.op == "flatten" and len(shape) != 1:
-            node.op, node.attrs = "float", {"kind": "flatten to more than one dimension"}
-            node.module = _FxCall(gm, n)
-        if node.op == "float" and node.module is None:
-            node.module = _FxCall(gm, n)
-        while node.name in seen:  # a module called twice gets a second name
-            node.name += "_"
-        seen.add(node.name)
-        alias[n.name] = node.name
-        nodes.append(node)
-    return _fuse(nodes, output)
+            found = None
+        if isinstance(found, Alias):
+            alias[n.name] = found.value
+            continue
+        if found is None:  # no integer form: run the original call in float
+            ins = [ctx.name_of(a) for a in n.all_input_nodes]
+            tensor = hasattr(n.meta.get("tensor_meta"), "shape")
+            # not an activation: a parameter read, a size or device, or what only those feed
+            aux = n.op == "get_attr" or not tensor or all(i in aux_values for i in ins)
+            found = [Node(ctx.label(n), "aux" if aux else "float", ins, {"kind": _kind(gm, n)}, _FxCall(gm, n))]
+        local: dict[str, str] = {}  # names inside one group of nodes (a channel shuffle's three)
+        for node in found:
+            if node is found[-1]:
+                node.shape = ctx.shape(n) or ()
+            node.inputs = [local.get(i, i) for i in node.inputs]
+            old = node.name
+            while node.name in seen:  # a module called twice gets a second name
+                node.name += "_"
+            seen.add(node.name)
+            local[old] = node.name
+            if node.op == "aux":
+                aux_values.add(node.name)
+            nodes.append(node)
+        alias[n.name] = found[-1].name
+    if output is None:
+        raise KarukuError("the traced model does not return one tensor",
+                          "quantize a model whose forward returns one tensor (not a tuple or dict)")
+    return _fuse(_live(nodes, output), output)
+
+
+def _kind(gm: fx.GraphModule, n: fx.Node) -> str:
+    if n.op == "call_module":
+        return type(gm.get_submodule(n.target)).__name__
+    return getattr(n.target, "__name__", str(n.target))
+
+
+def _live(nodes: list[Node], output: str) -> list[Node]:
+    """The nodes the output depends on (sizes that fed a reshape, unused branches: gone)."""
+    by_name = {n.name: n for n in nodes}
+    need, stack = set(), [output]
+    while stack:
+        v = stack.pop()
+        if v in need or v not in by_name:
+            continue
+        need.add(v)
+        stack.extend(by_name[v].inputs)
+    return [n for n in nodes if n.name in need or n.op == "input"]
 
 
 class _FxCall(nn.Module):
@@ -167,6 +128,12 @@ class _FxCall(nn.Module):
         order = list(n.all_input_nodes)
         self.op, self.target = n.op, n.target
         self.owner = gm.get_submodule(n.target) if n.op == "call_module" else None
+        if n.op == "get_attr":  # a parameter or buffer read: kept out of the state (the float model has it)
+            value = gm
+            for part in n.target.split("."):
+                value = getattr(value, part)
+            self.register_buffer("value", value.detach() if isinstance(value, torch.Tensor) else None,
+                                 persistent=False)
         self.args_ = fx.node.map_arg(n.args, lambda a: ("__slot__", order.index(a)))
         self.kwargs_ = fx.node.map_arg(n.kwargs, lambda a: ("__slot__", order.index(a)))
 
@@ -180,6 +147,8 @@ class _FxCall(nn.Module):
                 return {k: fill(v) for k, v in a.items()}
             return a
 
+        if self.op == "get_attr":
+            return self.value
         args, kwargs = fill(self.args_), fill(self.kwargs_)
         if self.op == "call_module":
             return self.owner(*args, **kwargs)
@@ -206,6 +175,10 @@ def _fuse(nodes: list[Node], output: str | None) -> list[Node]:
             rename[n.name] = src.name
             users[src.name] = users.get(n.name, 0)
             continue
+        if n.op == "conv" and single and src.op == "pad":  # TF "same" padding: the conv pads asymmetrically
+            n.attrs["padding"] = _add_pads(src.attrs["pads"], n.attrs["padding"])
+            n.inputs = [src.inputs[0], *n.inputs[1:]]
+            kept = [k for k in kept if k is not src]
         if n.op in ("relu", "relu6") and single and src.op in (*WEIGHTED, "add") and "act" not in src.attrs:
             src.attrs["act"] = n.op
             rename[n.name] = src.name
@@ -214,9 +187,14 @@ def _fuse(nodes: list[Node], output: str | None) -> list[Node]:
         if n.op == "bn":
             n.op, n.attrs = "float", {"kind": type(n.module).__name__}
         kept.append(n)
-    if output is None:
-        raise KarukuError("the traced model has no output", "quantize a model whose forward returns a tensor")
     out = rename.get(output, output)
     for n in kept:
         n.attrs.setdefault("is_output", n.name == out)
     return kept
+
+
+def _add_pads(pads: list[int], padding: list[int]) -> list[int]:
+    """Zero padding [top, left, bottom, right] plus a conv's padding ([ph, pw] or four): [ph, pw] if symmetric."""
+    own = padding * 2 if len(padding) == 2 else padding
+    total = [a + b for a, b in zip(pads, own)]
+    return total[:2] if total[:2] == total[2:] else total

@@ -1,9 +1,11 @@
 """QuantModel: the traced nodes run in float with fake quantization at every integer boundary.
 
 Every value the integer engine stores gets an `ActQuant` (the input, each conv / linear / add /
-average-pool / float-fallback output); max-pool, flatten and standalone ReLU keep their input's
-quantizer, since the engine runs them on the integers unchanged. Its structure is rebuilt from
-(model, settings) by `build_quant_model`, so a checkpoint stores only tensors and the settings.
+average-pool / concatenation / activation-table / float-fallback output); the ops that move integers
+without arithmetic (max-pool, flatten, reshape, transpose, nearest upsampling, zero padding, ReLU) keep
+their input's quantizer, since the engine runs them on the integers unchanged. `aux` values (sizes,
+parameters read by a float op) are not activations and get none. Its structure is rebuilt from
+(model, settings) by `store.rebuild`, so a checkpoint stores only tensors and the settings.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from torch import nn
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
 from karuku.quant.fakequant import ActQuant, QLayer
-from karuku.quant.fuse import WEIGHTED, Node
+from karuku.quant.nodes import PASS_THROUGH, WEIGHTED, Node
+from karuku.quant.unary import apply as apply_unary
 
-PASS_THROUGH = ("maxpool", "flatten", "relu", "relu6")
+# pass-through ops whose output is exactly on the input's grid: no second fake quantization
+EXACT = ("maxpool", "flatten", "relu", "reshape", "transpose", "upsample", "pad")
 
 
 def key(name: str) -> str:
@@ -40,7 +44,8 @@ def layer_bits(name: str, cfg: QuantConfig) -> int | None:
 class QuantModel(nn.Module):
     """A fake-quantized model: `nodes` in order, with `layers`, `acts` and float fallbacks as submodules."""
 
-    def __init__(self, nodes: list[Node], cfg: QuantConfig, bns: dict[str, nn.Module] | None = None):
+    def __init__(self, nodes: list[Node], cfg: QuantConfig, bns: dict[str, nn.Module] | None = None,
+                 check: bool = True):
         super().__init__()
         self.nodes, self.cfg = nodes, cfg
         self.layers, self.acts, self.floats = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
@@ -56,10 +61,13 @@ class QuantModel(nn.Module):
                     floats.append(n.name)
                 self.layers[key(n.name)] = QLayer(n.module, n.op, n.attrs, bits, cfg.per_channel,
                                                   cfg.weight_observer, (bns or {}).get(n.name))
-            elif n.op == "float":
-                floats.append(f"{n.name} ({n.attrs.get('kind')})")
+            elif n.op in ("float", "aux"):
+                if n.op == "float":
+                    floats.append(f"{n.name} ({n.attrs.get('kind')})")
                 if isinstance(n.module, nn.Module):
                     self.floats[key(n.name)] = n.module
+            if n.op == "aux":
+                continue
             if n.op in PASS_THROUGH:
                 self.quantizer[n.name] = self.quantizer[n.inputs[0]]
             else:
@@ -68,15 +76,11 @@ class QuantModel(nn.Module):
         if dynamic:
             linear_inputs = {n.inputs[0] for n in nodes if n.op == "linear"}
             for n in nodes:
-                self.act(n.name).dynamic = self.act(n.name).dynamic or n.name in linear_inputs
+                if n.name in self.quantizer:
+                    self.act(n.name).dynamic = self.act(n.name).dynamic or n.name in linear_inputs
         self.float_layers = [] if dynamic else floats
-        unsupported = [f for f in floats if "(" in f]
-        if unsupported:
-            msg = f"cannot quantize {', '.join(unsupported[:4])}"
-            if cfg.strict:
-                raise KarukuError(msg, "replace the layer, or drop --strict to keep it in float")
-            warnings.warn(f"{msg}; kept in float (the integer engine and int8 ONNX need every layer quantized)",
-                          stacklevel=3)
+        if check:
+            _check_supported(nodes, cfg)
 
     def act(self, name: str) -> ActQuant:
         """The quantizer that holds the range of value `name`."""
@@ -101,16 +105,29 @@ class QuantModel(nn.Module):
                 y = F.max_pool2d(ins[0], n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"])
             elif n.op == "avgpool":
                 y = (ins[0].mean((2, 3), keepdim=True) if n.attrs["global"]
-                     else F.avg_pool2d(ins[0], n.attrs["kernel"], n.attrs["stride"]))
+                     else F.avg_pool2d(ins[0], n.attrs["kernel"], n.attrs["stride"], n.attrs.get("padding", 0)))
             elif n.op == "flatten":
                 y = ins[0].flatten(1)
             elif n.op == "relu":
                 y = F.relu(ins[0])
             elif n.op == "relu6":
                 y = F.relu6(ins[0])
-            else:  # float fallback
+            elif n.op == "cat":
+                y = torch.cat(ins, n.attrs["axis"])
+            elif n.op == "unary":
+                y = apply_unary(n.attrs["fn"], ins[0], n.attrs)
+            elif n.op == "reshape":
+                y = ins[0].reshape(len(ins[0]), *n.shape)
+            elif n.op == "transpose":
+                y = ins[0].permute(0, *[p + 1 for p in n.attrs["perm"]])
+            elif n.op == "upsample":
+                y = ins[0].repeat_interleave(n.attrs["scale"][0], 2).repeat_interleave(n.attrs["scale"][1], 3)
+            elif n.op == "pad":
+                top, left, bottom, right = n.attrs["pads"]
+                y = F.pad(ins[0], (left, right, top, bottom))
+            else:  # float fallback, or an aux value
                 y = self.floats[key(n.name)](*ins)
-            if n.op not in ("maxpool", "flatten", "relu"):  # those stay on their input's grid exactly
+            if n.op != "aux" and n.op not in EXACT:  # those stay on their input's grid exactly
                 y = self.act(n.name)(y)
             env[n.name] = y
             if n.attrs.get("is_output"):
@@ -125,3 +142,28 @@ class QuantModel(nn.Module):
     def describe(self) -> list[dict]:
         """The structure, for checkpoints and mismatch checks."""
         return [n.describe() for n in self.nodes]
+
+
+def _check_supported(nodes: list[Node], cfg: QuantConfig) -> None:
+    """PTQ / QAT: a node with no integer form is an error now, not a failed export later; the user may keep
+    it in float on purpose (`layer_bits={name: "float"}`, fake-quant only) unless `strict`. Dynamic
+    quantization runs everything but its Linear layers in float anyway: a warning there."""
+    unsupported = [n for n in nodes if n.op == "float"]
+    if not unsupported:
+        return
+    first = unsupported[0]
+    what = f"node '{first.name}' ({first.attrs.get('kind')})"
+    more = f" and {len(unsupported) - 1} more" if len(unsupported) > 1 else ""
+    if cfg.mode == "dynamic":
+        warnings.warn(f"cannot quantize {what}{more}; kept in float", stacklevel=4)
+        return
+    blocked = [n for n in unsupported if cfg.strict or layer_bits(n.name, cfg) is not None]
+    if not blocked:
+        return
+    first = blocked[0]
+    what = f"node '{first.name}' ({first.attrs.get('kind')})"
+    more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
+    hint = ("strict mode keeps nothing in float: replace the layer" if cfg.strict else
+            f"replace it with a layer docs/QUANTIZATION.md lists, or keep it in float with layer_bits "
+            f"{{'{first.name}': 'float'}} (--layer '{first.name}=float'; fake-quant only, no int8 export)")
+    raise KarukuError(f"cannot quantize {what}{more}: it has no integer form", hint)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from karuku.errors import KarukuError
+from karuku.quant.engine.ops import pads4
 from karuku.quant.model import QuantModel, key
 from karuku.quant.primitives import qrange
 from karuku.quant.representation import REPRESENTATIONS
@@ -63,9 +64,8 @@ def export_dynamic(qm: QuantModel, opset: int = OPSET, representation: str = "u8
             w, b = layer.weight.detach(), layer.bias.detach()
             k = key(n.name)
             if n.op == "conv":
-                ph, pw = n.attrs["padding"]
                 node("Conv", [ins[0], init(f"{k}.w", w.numpy()), init(f"{k}.b", b.numpy())], y,
-                     strides=n.attrs["stride"], pads=[ph, pw, ph, pw], group=n.attrs["groups"])
+                     strides=n.attrs["stride"], pads=pads4(n.attrs["padding"]), group=n.attrs["groups"])
             elif layer.bits is None:
                 node("Gemm", [ins[0], init(f"{k}.w", w.numpy()), init(f"{k}.b", b.numpy())], y, transB=1)
             else:

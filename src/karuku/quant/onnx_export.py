@@ -13,8 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from karuku.errors import KarukuError
-from karuku.quant.engine.graph import DTYPES, IntegerModel, Value
+from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
+from karuku.quant.engine.ops import pads4
 from karuku.quant.representation import REPRESENTATIONS
+from karuku.quant.unary import get_unary
 
 OPSET = 17
 
@@ -73,6 +75,15 @@ class _Builder:
         return (self.node("DequantizeLinear", [wq, ws, wz], f"{key}.w", axis=0),
                 self.node("DequantizeLinear", [bq, bs, bz], f"{key}.b", axis=0))
 
+    def on_integers(self, op: str, inputs: list[str], name: str, **attrs) -> str:
+        """An op that reads and writes the integers themselves (no DequantizeLinear / QuantizeLinear): its
+        output is the value `name` (scale and zero point as a QuantizeLinear would have)."""
+        self.qparams(name, self.im.values[name])
+        return self.node(op, inputs, f"q:{name}", **attrs)
+
+    def ints(self, name: str, values) -> str:
+        return self.init(name, np.array(values, np.int64))
+
     def clamp(self, y: str, out: Value, lo: int, hi: int) -> str:
         """An explicit Relu / Clip only where the output type's saturation does not already clamp."""
         qmin, qmax = DTYPES[out.dtype]
@@ -103,11 +114,13 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
         out, a = im.values[op.output], op.attrs
         x = b.dequant(op.inputs[0])
         y = f"y:{op.output}"
+        if op.kind == "linear" and len(im.values[op.inputs[0]].shape) > 1:
+            _linear_nd(b, op)  # Gemm takes two dimensions: the rows of every sample, reshaped on the integers
+            continue
         if op.kind in ("conv2d", "linear"):
             w, bias = b.weights(op.arrays["weight"].rsplit(".", 1)[0], im.values[op.inputs[0]].scale)
             if op.kind == "conv2d":
-                ph, pw = a["padding"]
-                b.node("Conv", [x, w, bias], y, strides=a["stride"], pads=[ph, pw, ph, pw], group=a["groups"])
+                b.node("Conv", [x, w, bias], y, strides=a["stride"], pads=pads4(a["padding"]), group=a["groups"])
             else:
                 b.node("Gemm", [x, w, bias], y, transB=1)
             y = b.clamp(y, out, a["lo"], a["hi"])
@@ -119,18 +132,49 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
             b.node("MaxPool", [x], y, kernel_shape=a["kernel"], strides=a["stride"], pads=[ph, pw, ph, pw])
         elif op.kind == "avgpool2d":
             h, w_ = im.values[op.inputs[0]].shape[1:]
-            if list(a["kernel"]) == [h, w_]:
+            pads = pads4(a.get("padding", [0, 0]))
+            if list(a["kernel"]) == [h, w_] and not any(pads):
                 b.node("GlobalAveragePool", [x], y)
             else:
-                b.node("AveragePool", [x], y, kernel_shape=a["kernel"], strides=a["stride"])
+                b.node("AveragePool", [x], y, kernel_shape=a["kernel"], strides=a["stride"], pads=pads,
+                       count_include_pad=1)
         elif op.kind == "flatten":
             b.node("Flatten", [x], y, axis=1)
         elif op.kind == "clamp":
             y = b.clamp(x, out, a["lo"], a["hi"])
+        elif op.kind == "concat":  # QLinearConcat (its tables are the engine's: dequantize, quantize in float32)
+            b.node("Concat", [x, *(b.dequant(i) for i in op.inputs[1:])], y, axis=a["axis"])
+        elif op.kind == "lut" and get_unary(a["fn"]).onnx_op:  # QLinearSigmoid / QLinearLeakyRelu
+            extra = {"alpha": float(a["slope"])} if a["fn"] == "leaky_relu" else {}
+            b.node(get_unary(a["fn"]).onnx_op, [x], y, **extra)
+        elif op.kind == "lut":  # no int8 kernel in ONNX Runtime: the engine's table itself, indexed by the byte
+            _table_lookup(b, op)
+            continue
+        elif op.kind == "reshape":
+            b.node("Reshape", [x, b.ints(f"{op.output}.shape", [0, *out.shape])], y)
+        elif op.kind == "transpose":
+            b.node("Transpose", [x], y, perm=[0, *(p + 1 for p in a["perm"])])
+        elif op.kind == "upsample":  # PyTorch's nearest: source index floor(i / scale)
+            scales = b.init(f"{op.output}.scales", np.array([1, 1, *a["scale"]], np.float32))
+            b.node("Resize", [x, "", scales], y, mode="nearest", coordinate_transformation_mode="asymmetric",
+                   nearest_mode="floor")
+        elif op.kind == "pad":  # on the integers: the padding holds the zero point (real 0)
+            src = im.values[op.inputs[0]]
+            zp = b.init(f"{op.output}.pad_value", np.array(src.zero_point + _offset(src), np.uint8))
+            top, left, bottom, right = pads4(a["pads"])
+            b.on_integers("Pad", [f"q:{op.inputs[0]}", b.ints(f"{op.output}.pads", [0, 0, top, left, 0, 0, bottom,
+                                                                                    right]), zp], op.output)
+            continue
         else:
             raise KarukuError(f"op '{op.kind}' has no ONNX form")
         b.quant(y, op.output)
     b.node("DequantizeLinear", [f"q:{im.output}", f"{im.output}.scale", f"{im.output}.zero_point"], "logits")
+    used = {"logits"}  # drop what nothing reads (the DequantizeLinear of an op that works on the integers)
+    for node in reversed(b.nodes):
+        if any(o in used for o in node.output):
+            used.update(node.input)
+    b.nodes = [node for node in b.nodes if any(o in used for o in node.output)]
+    b.inits = [t for t in b.inits if t.name in used]
     h = b.helper
     graph = h.make_graph(b.nodes, "karuku_int8",
                          [h.make_tensor_value_info("input", b.tp.FLOAT, ["batch", *vin.shape])],
@@ -146,3 +190,31 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
     h.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
+
+
+def _offset(v: Value) -> int:
+    """What the file adds to the engine's integers of `v` to store them as uint8 (see `_Builder.qparams`)."""
+    return 128 if v.dtype == "int8" else 0
+
+
+def _table_lookup(b: _Builder, op: Op) -> None:
+    """y = table[x] as Gather on the stored uint8 integers: exactly the engine's op (its table, indexed by the
+    engine's byte, re-indexed by the stored byte and re-encoded as stored)."""
+    vin, out = b.im.values[op.inputs[0]], b.im.values[op.output]
+    stored = np.arange(256) - _offset(vin)  # the engine value each stored byte holds
+    table = (b.im.arrays[op.arrays["table"]].numpy()[stored & 0xFF] + _offset(out)).astype(np.uint8)
+    idx = b.node("Cast", [f"q:{op.inputs[0]}"], f"{op.output}:index", to=b.tp.INT32)
+    b.on_integers("Gather", [b.init(f"{op.output}.table", table), idx], op.output, axis=0)
+
+
+def _linear_nd(b: _Builder, op: Op) -> None:
+    """A linear layer on [..., K] inputs: reshaped to rows on the integers, QGemm, reshaped back."""
+    vin, out, a = b.im.values[op.inputs[0]], b.im.values[op.output], op.attrs
+    rows = b.node("Reshape", [f"q:{op.inputs[0]}", b.ints(f"{op.output}.rows", [-1, vin.shape[-1]])],
+                  f"q:{op.inputs[0]}:rows:{len(b.nodes)}")
+    x = b.node("DequantizeLinear", [rows, f"{op.inputs[0]}.scale", f"{op.inputs[0]}.zero_point"], f"{rows}:f")
+    w, bias = b.weights(op.arrays["weight"].rsplit(".", 1)[0], vin.scale)
+    y = b.clamp(b.node("Gemm", [x, w, bias], f"y:{op.output}", transB=1), out, a["lo"], a["hi"])
+    s, z = b.qparams(op.output, out)
+    q = b.node("QuantizeLinear", [y, s, z], f"q:{op.output}:rows")
+    b.node("Reshape", [q, b.ints(f"{op.output}.shape", [-1, *out.shape])], f"q:{op.output}")

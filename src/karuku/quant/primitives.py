@@ -97,7 +97,9 @@ def fake_quantize(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int, axis
 def quantize_multiplier(m: float) -> tuple[int, int]:
     """(M0, shift) with m ≈ M0 · 2^−31 · 2^−shift, M0 in [2^30, 2^31) (0, 0 for m = 0).
 
-    shift is in −31..31; it is negative (a left shift) when m ≥ 1.
+    shift is in −31..31; it is negative (a left shift) when m ≥ 1. M0 = frac · 2^31 rounded half away from
+    zero, as TFLite's QuantizeMultiplier does, so that an interpreter deriving multipliers from a .tflite's
+    scales arrives at the same integers (frac · 2^31 is exact in a double; + ½ too).
     """
     if not math.isfinite(m) or m < 0:
         raise KarukuError(f"requantization multiplier must be finite and ≥ 0, got {m}",
@@ -105,7 +107,7 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     if m == 0:
         return 0, 0
     frac, exp = math.frexp(m)  # m = frac · 2^exp, frac in [0.5, 1)
-    m0 = round(frac * (1 << 31))
+    m0 = math.floor(frac * (1 << 31) + 0.5)
     if m0 == 1 << 31:  # frac rounded up to 1.0
         m0 //= 2
         exp += 1
@@ -115,6 +117,22 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     if shift < -31:
         raise KarukuError(f"requantization multiplier {m:.3g} is too large", "a scale is degenerate; recalibrate")
     return m0, shift
+
+
+def mean_multiplier(m: float, n: int) -> tuple[int, int]:
+    """(M0, shift) of m / n the way TFLite's quantized MEAN derives it (reference_ops::QuantizedMeanOrSum).
+
+    m (= s_x / s_y) is quantized first; then, with p = floor(log2 n) (at most 32, and at most 31 + TFLite's
+    exponent −shift), M0' = floor(M0 · 2^p / n) and shift' = shift + p. M0' lies in (2^29, 2^31): one bit less
+    precise than `quantize_multiplier(m / n)`, and the integers TFLite Micro and LiteRT compute a mean with.
+    """
+    if n < 1:
+        raise KarukuError(f"a mean over {n} elements", "the pooling window is empty")
+    m0, shift = quantize_multiplier(m)
+    if m0 == 0:
+        return 0, 0
+    p = min(n.bit_length() - 1, 32, 31 - shift)
+    return (m0 << p) // n, shift + p
 
 
 def srdhm(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:

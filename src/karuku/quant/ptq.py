@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
-from karuku.quant.fuse import Node, trace
-from karuku.quant.model import QuantModel
+from karuku.quant.fuse import WEIGHTED, Node, trace
+from karuku.quant.model import QuantModel, key
 from karuku.quant.observers import get_observer
 
 
@@ -88,17 +88,20 @@ def calibrate(qm: QuantModel, x: torch.Tensor, cfg: QuantConfig) -> QuantModel:
             a.observer = None
     for k, a in qm.acts.items():
         a.set_range(*observers[k].range(a.bits, a.signed))
-    for layer in qm.layers.values():
+    for n in qm.nodes:
+        layer = qm.layers[key(n.name)] if n.op in WEIGHTED else None
+        if layer is None:
+            continue
         if layer.in_mean is not None and layer.bits is not None and not isinstance(layer.in_mean, int):
-            correct_bias(layer, layer.in_mean / layer.in_count)
+            correct_bias(layer, layer.in_mean / layer.in_count, qm.act(n.inputs[0]).qparams()[0])
         layer.in_mean = None
     return qm
 
 
-def correct_bias(layer, mean: torch.Tensor) -> None:
+def correct_bias(layer, mean: torch.Tensor, in_scale: torch.Tensor | None = None) -> None:
     """b −= (W_q − W)·E[x]: the expected output shift of weight rounding removed (Nagel et al. 2019)."""
     w = layer.weight
-    dw = (layer.quant_weight(w) - w).detach()
+    dw = (layer.quant_weight(w, in_scale) - w).detach()
     dw = dw.sum((2, 3)) if dw.dim() == 4 else dw  # (Cout, Cin/groups)
     groups = layer.attrs.get("groups", 1)
     cout, per_group = dw.shape

@@ -77,5 +77,5 @@ def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration: torch.Ten
 
     calib = calibration if calibration is not None else splits.calibration(cfg.calibration)
     qm = prepare_qat(model, cfg, calib)
-    train(qm, splits, cfg.finetune, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose)
+    train(qm, splits, cfg.finetune, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose, label="QAT")
     return finish_qat(qm)

@@ -40,8 +40,8 @@ class QParams:
     def from_model(cls, qm: QuantModel) -> QParams:
         acts = {}
         for n in qm.nodes:
-            a = qm.act(n.name)
-            if bool(a.enabled):
+            a = qm.act(n.name) if n.name in qm.quantizer else None
+            if a is not None and bool(a.enabled):
                 s, z = a.qparams()
                 acts[n.name] = {"scale": float(s), "zero_point": int(z), "bits": a.bits,
                                 "dtype": ("int" if a.signed else "uint") + str(a.bits)}
@@ -51,7 +51,9 @@ class QParams:
                 layer = qm.layers[key(n.name)]
                 bits[n.name] = layer.bits
                 if layer.bits is not None:
-                    scales[n.name] = layer.weight_scale().detach().clone()
+                    src = qm.act(n.inputs[0])
+                    in_scale = src.qparams()[0] if bool(src.enabled) and not src.dynamic else None
+                    scales[n.name] = layer.weight_scale(None, in_scale).detach().clone()
         return cls(acts, scales, bits)
 
     def meta(self) -> dict[str, Any]:
@@ -98,7 +100,8 @@ def rebuild(model: nn.Module, params: dict[str, Any]) -> QuantModel:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the warning about float layers was given when quantizing
-        return QuantModel(nodes, cfg)  # ranges and their `enabled` flags come with the weights
+        return QuantModel(nodes, cfg, check=False)  # ranges and `enabled` flags come with the weights; the
+        # check for layers without an integer form was made when quantizing
 
 
 def save_quantized(path: str | os.PathLike, qm: QuantModel, spec: ModelSpec, meta: dict[str, Any] | None = None,

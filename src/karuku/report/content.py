@@ -1,20 +1,20 @@
 """The report's content, once, as blocks that both the HTML and the Markdown writers render.
 
 It reads like the chain: background (the baseline) → compression (every attempt) → effects
-(baseline vs result, with ratios) → edge (budget limits and device profiles).
+(baseline vs result, with ratios) → edge (budget limits and device profiles). Every size is in one
+convention (`karuku.measure.units`), every name the page shows is in the page's language.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from karuku.measure.units import size
 from karuku.report import plots
+from karuku.report.i18n import name
 
-Block = tuple  # ("h1"|"h2"|"p", text) | ("table", headers, rows) | ("img", png, caption, filename)
-
-
-def _kb(n: float) -> str:
-    return f"{n / 1000:,.1f} KB"
+Block = tuple  # ("h1"|"h2"|"p", text) | ("table", headers, rows) | ("svg", svg, caption, filename)
+WEIGHTED = ("Linear", "Conv2d", "Conv1d")
 
 
 def _pct(x: float) -> str:
@@ -29,46 +29,101 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b else "—"
 
 
+def accuracy(m: dict[str, Any], t: dict[str, str]) -> str:
+    """'98.05 % (195 errors of 10,000)', in the page's language."""
+    errors, total = f"{m['errors']:,}", f"{m['total']:,}"
+    return f"{_pct(m['accuracy'])} ({t['errors'].format(errors=errors, total=total)})"
+
+
+def attempt_label(a: dict[str, Any], t: dict[str, str]) -> str:
+    """'stage 2 prune (back-off 1)' in the page's language (the summary's English label for an unknown shape)."""
+    if a.get("index") is None:
+        return name(t["lang"], "stage", a["kind"], a.get("label") or a["kind"])
+    kind = name(t["lang"], "stage", a["kind"])
+    label = t["stage_label"].format(n=a["index"] + 1, kind=kind)
+    return label + (t["backoff_label"].format(round=a["round"]) if a.get("round") else "")
+
+
+def fit_reasons(fit: dict[str, Any], t: dict[str, str]) -> str:
+    """Why a model fits a device or not, from the numbers (older summaries: their stored English reasons)."""
+    if "flash_bytes" not in fit:
+        return "; ".join(fit.get("reasons", []))
+
+    def cmp(need: int, have: int) -> str:
+        return "≤" if need <= have else ">"
+
+    ram = t["reason_ram_weights" if fit["weights_in_ram"] else "reason_ram"]
+    return "; ".join([
+        t["reason_flash"].format(need=size(fit["weight_bytes"]), cmp=cmp(fit["weight_bytes"], fit["flash_bytes"]),
+                                 have=size(fit["flash_bytes"])),
+        ram.format(need=size(fit["ram_need_bytes"]), cmp=cmp(fit["ram_need_bytes"], fit["ram_bytes"]),
+                   have=size(fit["ram_bytes"]))])
+
+
+def energy_text(e: dict[str, Any], t: dict[str, str]) -> str:
+    """The energy model's assumptions in the page's language (older summaries: their stored English text)."""
+    if not e.get("weight_bytes"):
+        return e["assumptions"]
+    fits = e["weights_in"] == "SRAM"
+    return t["energy_text"].format(
+        arith=t["int" if e["integer"] else "float"], mac_pj=e["mac_pj"], weights=size(e["weight_bytes"]),
+        fit=t["fit" if fits else "exceed"], on_chip=size(e["on_chip_bytes"]),
+        memory="SRAM 5" if fits else "DRAM 640", acts=size(e["activation_bytes"]))
+
+
+def _check_value(c: dict[str, Any], t: dict[str, str]) -> str:
+    return fit_reasons(c["fit"], t) if "fit" in c else f"{c['value']} {c['unit']}".strip()
+
+
 def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     """The report's blocks from a run's summary, in the language of `t`."""
-    base, final = summary["baseline"]["measure"], summary["final"]["measure"]
     recipe = summary["recipe"]
-    model_name = recipe["model"].get("name") or recipe["model"].get("checkpoint")
     blocks: list[Block] = [("h1", f"{t['title']}: {recipe['name']}")]
     failed = [c for c in summary["checks"] if not c["ok"]]
     blocks.append(("p", t["summary_ok"] if not failed else t["summary_fail"] + "; ".join(
-        f"{c['limit']} ({c['value']} {c['unit']} > {c['allowed']})" for c in failed)))
+        f"{c['limit']} ({_check_value(c, t)}" + ("" if "fit" in c else f" > {c['allowed']}") + ")" for c in failed)))
+    return blocks + background(summary, t) + compression(summary, t) + effects(summary, t) + edge(summary, t)
 
-    blocks.append(("h2", t["background"]))
-    blocks.append(("table", [t["metric"], t["baseline"]], [
+
+def background(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
+    """1. The baseline: what was compressed and how it measured."""
+    base, recipe = summary["baseline"]["measure"], summary["recipe"]
+    model_name = recipe["model"].get("name") or recipe["model"].get("checkpoint")
+    return [("h2", t["background"]), ("table", [t["metric"], t["baseline"]], [
         [t["model"], str(model_name)], [t["data"], recipe["data"]["name"]],
-        [t["accuracy"], f"{_pct(base['accuracy'])} ({base['errors']} / {base['total']})"],
-        [t["params"], f"{base['params']:,}"], [t["size"], f"{_kb(base['deploy_bytes'])} ({base['deploy_kind']})"],
+        [t["accuracy"], accuracy(base, t)],
+        [t["params"], f"{base['params']:,}"], [t["size"], f"{size(base['deploy_bytes'])} ({base['deploy_kind']})"],
         [t["macs"], f"{base['macs']:,}"], [t["latency"], f"{base['latency_ms']:.3f} ms"],
-        [t["energy"], f"{base['energy_uj']:.3f} µJ"]]))
+        [t["energy"], f"{base['energy_uj']:.3f} µJ"]])]
 
-    blocks.append(("h2", t["compression"]))
+
+def compression(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
+    """2. Every attempt, numbered as in the plot (0 is the baseline)."""
     rows = []
-    for a in summary["attempts"][1:]:
+    for i, a in enumerate(summary["attempts"][1:], start=1):
         m = a["measure"]
         shown = _settings(a.get("settings_changed", a.get("settings")))
-        rows.append([a["label"], str(a["round"]), shown, t["yes"] if a["recovered"] else t["no"],
-                     _pct(m["accuracy"]), f"{a['accuracy_drop']:+.2f}", _kb(m["deploy_bytes"]),
+        rows.append([str(i), attempt_label(a, t), str(a["round"]), shown, t["yes"] if a["recovered"] else t["no"],
+                     _pct(m["accuracy"]), f"{a['accuracy_drop']:+.2f}", size(m["deploy_bytes"]),
                      f"{m['nonzeros']:,}", "★" if a["key"] == summary["final"]["key"] else ""])
-    blocks.append(("table", [t["stage"], t["round"], t["settings"], t["recovered"], t["accuracy"], t["drop"],
-                             t["size"], t["nonzeros"], t["chosen"]], rows))
-    blocks.append(("img", plots.accuracy_vs_size(summary["attempts"], summary["final"]["key"]),
-                   t["plot_pareto"], "pareto.png"))
+    return [("h2", t["compression"]),
+            ("table", [t["number"], t["stage"], t["round"], t["settings"], t["recovered"], t["accuracy"], t["drop"],
+                       t["size"], t["nonzeros"], t["chosen"]], rows),
+            ("svg", plots.accuracy_vs_size(summary["attempts"], summary["final"]["key"], t), t["plot_pareto"],
+             "pareto.svg")]
 
-    blocks.append(("h2", t["effects"]))
+
+def effects(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
+    """3. Baseline vs result with ratios, and the result's layers against the baseline's."""
+    base, final = summary["baseline"]["measure"], summary["final"]["measure"]
     sizes = sorted(set(base["sizes"]) | set(final["sizes"]))
     eff = [
         [t["accuracy"], _pct(base["accuracy"]), _pct(final["accuracy"]),
          f"{100 * (final['accuracy'] - base['accuracy']):+.2f} pt"],
         [t["params"], f"{base['params']:,}", f"{final['params']:,}", _ratio(base["params"], final["params"])],
         [t["nonzeros"], f"{base['nonzeros']:,}", f"{final['nonzeros']:,}", _ratio(base["nonzeros"], final["nonzeros"])],
-        *[[f"{t['size']} ({k})", _kb(base["sizes"][k]) if k in base["sizes"] else "—",
-           _kb(final["sizes"][k]) if k in final["sizes"] else "—",
+        *[[f"{t['size']} ({k})", size(base["sizes"][k]) if k in base["sizes"] else "—",
+           size(final["sizes"][k]) if k in final["sizes"] else "—",
            _ratio(base["sizes"]["fp32"], final["sizes"][k]) if k in final["sizes"] else "—"] for k in sizes],
         [t["macs"], f"{base['macs']:,}", f"{final['macs']:,}", _ratio(base["macs"], final["macs"])],
         [t["eff_macs"], f"{base['effective_macs']:,}", f"{final['effective_macs']:,}",
@@ -77,28 +132,59 @@ def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
          _ratio(base["latency_ms"], final["latency_ms"])],
         [t["throughput"], f"{base['throughput_b64']:,.0f}/s", f"{final['throughput_b64']:,.0f}/s",
          _ratio(final["throughput_b64"], base["throughput_b64"])],
-        [t["peak"], _kb(base["peak_activation_bytes"]), _kb(final["peak_activation_bytes"]),
+        [t["peak"], size(base["peak_activation_bytes"]), size(final["peak_activation_bytes"]),
          _ratio(base["peak_activation_bytes"], final["peak_activation_bytes"])],
         [t["energy"], f"{base['energy_uj']:.3f} µJ", f"{final['energy_uj']:.3f} µJ",
          _ratio(base["energy_uj"], final["energy_uj"])],
     ]
-    blocks.append(("table", [t["metric"], t["baseline"], t["result"], t["change"]], eff))
+    blocks: list[Block] = [("h2", t["effects"]), ("table", [t["metric"], t["baseline"], t["result"], t["change"]], eff)]
     if final["nonzeros"] < final["params"] and final["macs"] == base["macs"]:
         blocks.append(("p", t["no_speed"]))
     if summary.get("side_by_side"):
         blocks.append(("p", t["timing_note"]))
-    blocks.append(("p", f"{t['energy_note']}: {final['energy']['assumptions']}"))
-    blocks.append(("h2", t["layers"]))
-    weighted = [x for x in final["layers"] if x["params"]]
-    layers = [x for x in weighted if x["kind"] in ("Linear", "Conv2d", "Conv1d")] or weighted
-    blocks.append(("table", [t["layer"], "kind", t["params"], t["nonzeros"], t["kept"]],
-                   [[x["name"], x["kind"], f"{x['params']:,}", f"{x['nonzeros']:,}",
-                     f"{100 * x['nonzeros'] / max(1, x['params']):.1f} %"] for x in layers]))
-    blocks.append(("img", plots.layers_kept(layers), t["plot_layers"], "layers.png"))
+    blocks.append(("p", f"{t['energy_note']}: {energy_text(final['energy'], t)}"))
+    return blocks + layers(base, final, t)
 
-    blocks.append(("h2", t["edge"]))
+
+def layer_rows(base: dict[str, Any], final: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The result's weighted layers, each with `base_params` (its parameters in the baseline) and `kept`
+    (nonzeros / base_params): structured pruning shrinks a layer, so comparing it with itself would say 100 %.
+    Second: whether every layer was found in the baseline (False for a new architecture, e.g. distilled)."""
+    def weighted(rows):
+        rows = [x for x in rows if x["params"]]
+        return [x for x in rows if x["kind"] in WEIGHTED] or rows
+
+    before = {x["name"]: x for x in weighted(base.get("layers", []))}
+    out, matched = [], True
+    for x in weighted(final["layers"]):
+        b = before.get(x["name"])
+        same = b is not None and b["kind"] == x["kind"] and b["params"] >= x["params"]
+        matched &= same
+        base_params = b["params"] if same else x["params"]
+        out.append(dict(x, base_params=base_params, kept=x["nonzeros"] / max(1, base_params)))
+    return out, matched
+
+
+def layers(base: dict[str, Any], final: dict[str, Any], t: dict[str, str]) -> list[Block]:
+    """Per layer: parameters in the baseline and now, nonzeros, and the share of the baseline's weights kept."""
+    rows, matched = layer_rows(base, final)
+    blocks: list[Block] = [("h2", t["layers"])]
+    if not matched:
+        blocks.append(("p", t["new_arch"]))
+    blocks.append(("table", [t["layer"], t["kind"], t["params_base"], t["params_now"], t["nonzeros"], t["kept"]],
+                   [[x["name"], name(t["lang"], "layer", x["kind"]), f"{x['base_params']:,}", f"{x['params']:,}",
+                     f"{x['nonzeros']:,}", f"{100 * x['kept']:.1f} %"] for x in rows]))
+    blocks.append(("svg", plots.layers_kept([(x["name"], 100 * x["kept"]) for x in rows], t), t["plot_layers"],
+                   "layers.svg"))
+    return blocks
+
+
+def edge(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
+    """4. The budget's limits with verdicts, the CPU, int8 ONNX notes, and which device profiles fit."""
+    lang = t["lang"]
+    blocks: list[Block] = [("h2", t["edge"])]
     blocks.append(("table", [t["limit"], t["allowed"], t["measured"], t["verdict"]],
-                   [[c["limit"], f"{c['allowed']} {c['unit']}".strip(), f"{c['value']} {c['unit']}".strip(),
+                   [[c["limit"], f"{c['allowed']} {c['unit']}".strip(), _check_value(c, t),
                      t["pass"] if c["ok"] else t["fail"]] for c in summary["checks"]]))
     if summary.get("cpu"):
         blocks.append(("p", f"{t['cpu']}: {summary['cpu']['summary']}"))
@@ -108,7 +194,11 @@ def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
             blocks.append(("p", f"{t['int8_onnx']}: {onnx['result']}"))
             if onnx.get("fallback"):
                 blocks.append(("p", f"{t['fallback']}: {onnx['fallback']}"))
-    blocks.append(("table", [t["profile"], t["verdict"], t["why"]],
-                   [[f"{p['profile']}: {p['description']}", t["fits"] if p["fits"] else t["not_fits"],
-                     "; ".join(p["reasons"])] for p in summary["profiles"]]))
+    rows = []
+    for p in summary["profiles"]:
+        what = f"{p['profile']}: {name(lang, 'profile', p['profile'], p['description'])}"
+        if "flash_bytes" in p:
+            what += f" ({t['memory'].format(flash=size(p['flash_bytes']), ram=size(p['ram_bytes']))})"
+        rows.append([what, t["fits"] if p["fits"] else t["not_fits"], fit_reasons(p, t)])
+    blocks.append(("table", [t["profile"], t["verdict"], t["why"]], rows))
     return blocks

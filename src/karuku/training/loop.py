@@ -23,13 +23,13 @@ from torch.utils.data import TensorDataset
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
+from karuku.progress import Progress
 from karuku.threads import adapt as adapt_threads
 from karuku.training import resume
 from karuku.training.config import TrainConfig
 from karuku.training.distributed import barrier, world_from_env
 from karuku.training.evaluate import score
 from karuku.training.hooks import Hook
-from karuku.training.progress import Progress
 from karuku.training.state import TrainState
 
 
@@ -65,6 +65,11 @@ def lr_factor(cfg: TrainConfig, it: int, total: int) -> float:
     return 1.0
 
 
+def planned_iterations(cfg: TrainConfig, data: DataSplits) -> int:
+    """How many iterations `train(model, data, cfg)` runs: `cfg.iterations`, else its epochs over data.train."""
+    return cfg.iterations or cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
+
+
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     """The optimiser `cfg` names over `params`."""
     if cfg.optimizer == "sgd":
@@ -75,12 +80,16 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, hooks: list[Hook] | None = None,
-          state_path: str | os.PathLike | None = None, verbose: bool = True, state_key: Any = None) -> TrainResult:
+          state_path: str | os.PathLike | None = None, verbose: bool = True, label: str = "train",
+          state_key: Any = None) -> TrainResult:
     """Train `model` in place on `data.train`, evaluating on `data.val`.
 
     `state_path`: where the per-epoch resume state lives (written at every epoch end, the last included). An
     existing one of the same run — same settings, data, starting weights, hooks and `state_key` — is resumed;
     one of another run is refused. The caller removes it with `resume.discard` once its result is written.
+    `verbose`: progress on the console (`karuku.progress`: a bar on a terminal, else a line per epoch and every
+    half minute, each with the elapsed time and an estimate), under `label`; inside a running `Progress` it
+    counts toward that one.
     """
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
     world = world_from_env()
@@ -101,9 +110,13 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
         state.iteration, state.epoch, state.history = doc["iteration"], doc["epoch"], doc["history"]
     net = DistributedDataParallel(model) if world.size > 1 else model
     eval_every = cfg.eval_every or per_epoch
-    progress = Progress(total, enabled=verbose and world.is_main)
-    if world.is_main and state.iteration and verbose:
-        progress.line(f"resumed at epoch {state.epoch}, iteration {state.iteration}")
+    outer = Progress.current()
+    progress = (outer.part(total, label, done=state.iteration, lines=verbose) if outer is not None
+                else Progress(total, label, enabled=verbose and world.is_main, done=state.iteration))
+    if state.iteration:
+        progress.note(f"resumed at epoch {state.epoch}, iteration {state.iteration} of {total:,}")
+    elif outer is None:
+        progress.note(f"{total:,} iterations ({epochs} epoch{'s' * (epochs > 1)} of {per_epoch:,})")
     for h in hooks:
         h.on_start(state)
     start, threads, stepped = time.perf_counter(), torch.get_num_threads(), None
@@ -114,19 +127,20 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
             for x, y in loader:
                 if adapt_threads():  # an automatic thread count steps down when the machine gets busy
                     stepped = [state.iteration, 1]
-                    progress.line(f"the machine got busy: continuing with 1 thread from iteration {state.iteration}")
+                    progress.note(f"the machine got busy: continuing with 1 thread from iteration {state.iteration}")
                 loss = _step(net, state, hooks, x, y, lr_factor(cfg, state.iteration, total))
                 running, seen = running + loss * len(y), seen + len(y)
                 if state.iteration % eval_every == 0 or state.iteration == total:
                     _evaluate(state, data.val)
-                progress.advance(state.iteration, f"loss {running / max(seen, 1):.4f}")
+                progress.update(state.iteration, f"loss {running / max(seen, 1):.4f}")
                 if state.iteration >= total:
                     break
             state.epoch += 1
             for h in hooks:
                 h.on_epoch_end(state)
             last = state.history[-1] if state.history else {}
-            progress.line(f"epoch {state.epoch}/{epochs}  iter {state.iteration}  loss {running / max(seen, 1):.4f}"
+            progress.line(f"epoch {state.epoch}/{epochs}  iter {state.iteration:,}/{total:,}  "
+                          f"loss {running / max(seen, 1):.4f}"
                           + (f"  val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%"
                              if last else ""))
             if state_path and world.is_main:

@@ -36,9 +36,16 @@ def print_outcome(outcome) -> None:
         table.add_row(c["limit"], f"{c['allowed']} {c['unit']}".strip(), f"{c['value']} {c['unit']}".strip(),
                       "pass" if c["ok"] else "[bold red]FAIL[/]")
     console.print(table)
+    from karuku.measure.units import size
+
     m = outcome.final["measure"]
-    console.print(f"result: {100 * m['accuracy']:.2f} % test accuracy, {m['deploy_bytes'] / 1000:,.1f} KB "
+    console.print(f"result: {100 * m['accuracy']:.2f} % test accuracy, {size(m['deploy_bytes'])} "
                   f"({m['deploy_kind']}), {m['latency_ms']:.3f} ms batch-1 latency", soft_wrap=True)
     console.print(f"report: {outcome.report}", soft_wrap=True)
+    from karuku.io.checkpoint import load_checkpoint, trust_note
+
+    note = trust_note(load_checkpoint(outcome.run_dir / "final.safetensors").spec.name)
+    if note:
+        console.print(f"note: final.safetensors: {note}", soft_wrap=True, markup=False)
     if not outcome.ok:
         console.print("[bold red]budget not met[/] (the best candidate was still written: final.safetensors)")

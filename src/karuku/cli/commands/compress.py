@@ -22,10 +22,16 @@ def compress_cmd(
     out: Path = typer.Option(None, help="run folder (default runs/<name>-<hash of the recipe>)"),
     strict: bool = typer.Option(False, help="exit non-zero when the budget is not met"),
     lang: str = typer.Option("en", metavar="en|ja", help="report language"),
-    quiet: bool = typer.Option(False, help="no training progress"),
+    quiet: bool = typer.Option(False, help="no progress output (stage announcements, training progress)"),
     threads: int = typer.Option(None, metavar="N", help=THREADS_HELP + "; overrides the recipe's threads"),
 ) -> None:
     """Run a recipe: baseline → compress → evaluate → recover → report. Re-running resumes."""
+    from karuku.text.recipe import is_text_recipe
+
+    if is_text_recipe(recipe):  # `task: sentence-embedding`: karuku.text's own stages and measures
+        from karuku.cli.commands.text import compress_cmd as text_compress
+
+        return text_compress(recipe, out, None, None, strict, threads)
     from karuku.pipeline import compress, load_recipe
     from karuku.report.i18n import text
 
@@ -40,6 +46,12 @@ def compress_cmd(
 @guard
 def validate_cmd(path: Path = typer.Argument(..., help="recipe YAML")) -> None:
     """Report every problem of a recipe with its YAML path and the allowed values."""
+    from karuku.text.recipe import is_text_recipe
+
+    if is_text_recipe(path):
+        from karuku.cli.commands.text import validate_cmd as text_validate
+
+        return text_validate(path)
     from karuku.pipeline import load_recipe
 
     recipe = load_recipe(path)

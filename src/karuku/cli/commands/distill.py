@@ -27,6 +27,7 @@ def distill_cmd(
     """Distil a teacher into a student (on the teacher's data unless --data says); the per-epoch state next to
     --out lets a crashed run resume."""
     from karuku.distillation.job import distill_checkpoint
+    from karuku.io.checkpoint import trust_note
 
     meta = distill_checkpoint(teacher, cfg, out, data, verbose=not quiet)
     if meta is not None:
@@ -35,3 +36,6 @@ def distill_cmd(
                       f"{test['total']}); teacher {100 * t['accuracy']:.2f} % ({t['errors']} errors) "
                       f"after {meta['result']['iterations']} iterations in {meta['result']['seconds']:.1f} s → {out}",
                       soft_wrap=True)
+        note = trust_note(cfg.student or "")
+        if note:
+            console.print(f"note: {note}", soft_wrap=True, markup=False)

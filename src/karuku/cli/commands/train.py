@@ -28,6 +28,7 @@ def train_cmd(
     data: DataConfig,
 ) -> None:
     """Train a model; the per-epoch state next to --out lets a crashed run resume."""
+    from karuku.io.checkpoint import trust_note
     from karuku.training.job import train_checkpoint
 
     result = train_checkpoint(model, cfg, out, data, model_kwargs=parse_pairs(model_arg, "--model-arg"), init=init,
@@ -37,3 +38,6 @@ def train_cmd(
         console.print(f"test accuracy {100 * test['accuracy']:.2f} % ({test['errors']} errors / {test['total']}) "
                       f"after {result['result']['iterations']} iterations in {result['result']['seconds']:.1f} s "
                       f"→ {out}", soft_wrap=True)
+        note = trust_note(model)
+        if note:
+            console.print(f"note: {note}", soft_wrap=True, markup=False)

@@ -16,10 +16,14 @@ import torch
 
 from karuku import __version__
 from karuku.deploy.c.arena import plan
+from karuku.deploy.c.codegen_float import float_source
+from karuku.deploy.c.csyntax import c_array as _array
+from karuku.deploy.c.movement import concat_parts, movement_call
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
 
-SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp")
+SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
+             "transpose", "upsample", "pad")
 
 
 @dataclass
@@ -36,26 +40,14 @@ class CProject:
     input_dtype: str = "uint8"
     output_dtype: str = "uint8"
     scratch_values: int = 0  # int16 values of the im2col / input-vector scratch buffer
+    kernel_sources: tuple[str, ...] = ("karuku_kernels.c",)  # compiled with the model's source (int8 build)
+    library: object | None = None  # a toolchain.Library the int8 build links (CMSIS-NN: karuku.deploy.c.cmsis)
 
 
 def c_name(name: str) -> str:
     """A C identifier made from a layer or model name."""
     ident = re.sub(r"[^0-9A-Za-z_]", "_", name)
     return ident if ident and not ident[0].isdigit() else f"m_{ident}"
-
-
-def _array(ctype: str, ident: str, values, per_line: int = 24) -> str:
-    flat = [str(int(v)) if ctype != "float" else _float(v) for v in values]
-    lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
-    return f"static const {ctype} {ident}[{len(flat)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
-
-
-def _float(v: float) -> str:
-    """A C float literal that round-trips float32 (9 significant digits)."""
-    if not math.isfinite(v):
-        raise KarukuError(f"non-finite value {v} in a float build", "recalibrate the model")
-    text = f"{float(v):.9g}"
-    return (text if any(c in text for c in ".e") else text + ".0") + "f"
 
 
 def _runtime(filename: str) -> str:
@@ -90,8 +82,8 @@ def generate(im: IntegerModel, name: str) -> CProject:
     f_offsets, f_arena = plan(f_order, f_sizes, f_reads)
     vin, vout = im.values[im.input], im.values[im.output]
     proj = CProject(name, arena_bytes=arena, float_arena_bytes=f_arena,
-                    weight_bytes=sum(t.numel() * t.element_size() for k, t in im.arrays.items()
-                                     if not k.endswith("weight_scale")),
+                    weight_bytes=sum(t.numel() * (1 if ".table" in k else t.element_size())  # tables: bytes
+                                     for k, t in im.arrays.items() if not k.endswith("weight_scale")),
                     input_size=sizes[im.input], output_size=sizes[im.output], input_dtype=vin.dtype,
                     output_dtype=vout.dtype)
     up = name.upper()
@@ -113,7 +105,7 @@ int karuku_{name}_run_float(const float *in, float *out);
 #endif
 """
     proj.files[f"{name}.c"], proj.scratch_values = _int_source(im, name, offsets, arena)
-    proj.files[f"{name}_float.c"] = _float_source(im, name, f_offsets, f_arena)
+    proj.files[f"{name}_float.c"] = float_source(im, name, f_offsets, f_arena, direct_conv)
     proj.files.update(runtime_files(im.rounding))
     return proj
 
@@ -136,28 +128,41 @@ def kernel_order(weight: torch.Tensor) -> torch.Tensor:
     return rows
 
 
-DIRECT_SCRATCH_BYTES = 16384  # the most int16 bytes a direct convolution's padded input copy may take
+KERNEL_TILE = 4  # pixels whose windows the im2col kernel gathers at once (KK_TILE in karuku_kernels.c)
+DIRECT_SCRATCH_BYTES = 16384
+DIRECT_MAX_CHANNELS = 8  # the most int16 bytes a direct convolution's padded input copy may take
 
 
 def direct_conv(c: int, h: int, w: int, kw: int, groups: int, padding) -> bool:
     """Whether a convolution takes the direct kernel (no im2col): windows at least 3 wide (a kernel row is
-    padded to an even width, so narrower ones would waste SMLAD lanes) and a padded input copy that is small."""
-    return kw >= 3 and 2 * (c // groups) * (h + 2 * padding[0]) * (w + 2 * padding[1] + 1) <= DIRECT_SCRATCH_BYTES
+    padded to an even width, so narrower ones would waste SMLAD lanes), at most DIRECT_MAX_CHANNELS input
+    channels per group (where gathering windows costs most per MAC; the direct kernel's int16 weights take
+    twice the flash, so wider layers keep int8 weights) and a padded input copy that is small."""
+    return (kw >= 3 and c // groups <= DIRECT_MAX_CHANNELS
+            and 2 * (c // groups) * (h + 2 * padding[0]) * (w + 2 * padding[1] + 1) <= DIRECT_SCRATCH_BYTES)
 
 
 def direct_order(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """The direct kernel's weights (see karuku_kernels.h): each kernel row padded with a zero to an even width,
-    two int16 weights per int32 word (the even one in the low half), kernel row before input channel, the words
-    of each pair of output channels of a group interleaved; an odd last channel of a group is paired with itself."""
+    """The direct kernel's weights (see karuku_kernels.h), flat: each kernel row padded with a zero to an even
+    width, two int16 weights per int32 word (the even one in the low half), kernel row before input channel, the
+    words of each pair of output channels of a group interleaved; an odd last channel of a group (every channel
+    of a depthwise convolution) has its words alone."""
     w = torch.nn.functional.pad(weight.to(torch.int64), (0, weight.shape[-1] % 2))
     words = w[..., 1::2] * 65536 + (w[..., 0::2] & 0xFFFF)  # OC × CG × KH × KWp/2
     ocg = w.shape[0] // groups
-    pairs = []
+    parts = []
     for g in range(groups):
         for oc in range(g * ocg, (g + 1) * ocg, 2):
-            ob = oc + 1 if oc + 1 < (g + 1) * ocg else oc
-            pairs.append(torch.stack([words[oc], words[ob]], -1).transpose(0, 1))  # KH × CG × KWp/2 × 2
-    return torch.stack(pairs).to(torch.int32)
+            if oc + 1 < (g + 1) * ocg:
+                parts.append(torch.stack([words[oc], words[oc + 1]], -1).transpose(0, 1).flatten())
+            else:
+                parts.append(words[oc].transpose(0, 1).flatten())  # KH × CG × KWp/2
+    return torch.cat(parts).to(torch.int32)
+
+
+def _bytes(table: torch.Tensor) -> list[int]:
+    """A table of int8 / uint8 values as the bytes the C code stores."""
+    return [int(v) & 0xFF for v in table.flatten().tolist()]
 
 
 def _signed(im: IntegerModel, value: str) -> str:
@@ -172,8 +177,8 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
         vin, vout = im.values[op.inputs[0]], im.values[op.output]
         if op.kind in ("conv2d", "linear"):
             arr = {r: im.arrays[k] for r, k in op.arrays.items()}
-            direct = op.kind == "conv2d" and direct_conv(*vin.shape, arr["weight"].shape[-1], a["groups"],
-                                                          a["padding"])
+            direct = op.kind == "conv2d" and len(a["padding"]) == 2 and direct_conv(
+                *vin.shape, arr["weight"].shape[-1], a["groups"], a["padding"])  # asymmetric: im2col
             if direct:
                 words = direct_order(arr["weight"], a["groups"]).flatten().tolist()
                 decls.append(_array("int32_t", f"op{i}_weight", words))
@@ -181,7 +186,8 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
                 decls.append(_array("int8_t", f"op{i}_weight", kernel_order(arr["weight"]).flatten().tolist()))
             for role in ("bias", "m0", "shift"):
                 decls.append(_array("int32_t", f"op{i}_{role}", arr[role].flatten().tolist()))
-            common = f"op{i}_weight, op{i}_bias, op{i}_m0, op{i}_shift, {vout.zero_point}, {a['lo']}, {a['hi']}, {y}"
+            params = f"op{i}_weight, op{i}_bias, op{i}_m0, op{i}_shift, {vout.zero_point}, {a['lo']}, {a['hi']}"
+            common = f"{params}, {y}"
             if op.kind == "conv2d":
                 c, h, w = vin.shape
                 oc, oh, ow = vout.shape
@@ -190,13 +196,16 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
                 calls.append(f"{kern}_{_signed(im, op.inputs[0])}({x}, {vin.zero_point}, {c}, {h}, {w}, {common}, "
                              f"{oc}, {oh}, {ow}, {kh}, {kw}, {a['stride'][0]}, {a['stride'][1]}, {a['padding'][0]}, "
                              f"{a['padding'][1]}, {a['groups']}, S);")
-                ph, pw = a["padding"]
+                ph, pw = a["padding"][:2]
                 scratch = max(scratch, (c // a["groups"]) * (h + 2 * ph) * (w + 2 * pw + 1) if direct
-                              else 2 * (c // a["groups"]) * kh * kw)  # the padded input, or two windows
-            else:
-                calls.append(f"kk_linear_{_signed(im, op.inputs[0])}({x}, {vin.zero_point}, {vin.shape[0]}, {common}, "
-                             f"{vout.shape[0]}, S);")
-                scratch = max(scratch, vin.shape[0])
+                              else KERNEL_TILE * (c // a["groups"]) * kh * kw)  # the padded input, or a tile of windows
+            else:  # [..., K]: each of the leading positions is one row
+                rows, k_in, k_out = math.prod(vin.shape[:-1]), vin.shape[-1], vout.shape[-1]
+                xr, yr = (x, y) if rows == 1 else (f"{x} + r * {k_in}", f"{y} + r * {k_out}")
+                call = (f"kk_linear_{_signed(im, op.inputs[0])}({xr}, {vin.zero_point}, {k_in}, "
+                        f"{params}, {yr}, {k_out}, S);")
+                calls.append(call if rows == 1 else f"{{ int r; for (r = 0; r < {rows}; r++) {call} }}")
+                scratch = max(scratch, k_in)
         elif op.kind == "maxpool2d":
             c, h, w = vin.shape
             _, oh, ow = vout.shape
@@ -206,9 +215,10 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
         elif op.kind == "avgpool2d":
             c, h, w = vin.shape
             _, oh, ow = vout.shape
+            ph, pw = a.get("padding", [0, 0])
             calls.append(f"kk_avgpool2d_{_signed(im, op.inputs[0])}({x}, {vin.zero_point}, {c}, {h}, {w}, {y}, {oh}, "
-                         f"{ow}, {a['kernel'][0]}, {a['kernel'][1]}, {a['stride'][0]}, {a['stride'][1]}, {a['m0']}, "
-                         f"{a['shift']}, {vout.zero_point}, {a['lo']}, {a['hi']});")
+                         f"{ow}, {a['kernel'][0]}, {a['kernel'][1]}, {a['stride'][0]}, {a['stride'][1]}, {ph}, {pw}, "
+                         f"{a['m0']}, {a['shift']}, {vout.zero_point}, {a['lo']}, {a['hi']});")
         elif op.kind == "add":
             vb = im.values[op.inputs[1]]
             n = math.prod(vout.shape)
@@ -219,8 +229,24 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
         elif op.kind == "clamp":
             calls.append(f"kk_clamp({x}, {int(vin.dtype == 'int8')}, {math.prod(vout.shape)}, {a['lo']}, {a['hi']}, "
                          f"{y});")
-        elif op.kind == "flatten":
+        elif op.kind in ("flatten", "reshape"):
             calls.append(f"memmove({y}, {x}, {math.prod(vout.shape)});")
+        elif op.kind == "lut":
+            decls.append(_array("uint8_t", f"op{i}_table", _bytes(im.arrays[op.arrays["table"]])))
+            calls.append(f"kk_lut({x}, op{i}_table, {math.prod(vout.shape)}L, {y});")
+        elif op.kind == "concat":
+            parts = []
+            for j, (src, rows, length, stride, at) in enumerate(concat_parts(im, op)):
+                table = "NULL"
+                if f"table{j}" in op.arrays:
+                    decls.append(_array("uint8_t", f"op{i}_table{j}", _bytes(im.arrays[op.arrays[f"table{j}"]])))
+                    table = f"op{i}_table{j}"
+                parts.append(f"kk_concat_part(A + {off[src]}, {table}, {rows}L, {length}L, {stride}L, {y} + {at});")
+            calls.append(" ".join(parts))
+        else:  # transpose, upsample, pad
+            decl, call = movement_call(im, op, i, x, y, 1)
+            decls.append(decl)
+            calls.append(call)
     body = "\n    ".join(f"{c}  /* {op.name} */" for c, op in zip(calls, im.ops))
     return _INT_TEMPLATE.format(version=__version__, name=name, decls="".join(decls), arena=max(arena, 4),
                                 scratch=scratch, in_off=off[im.input], in_n=math.prod(im.values[im.input].shape),
@@ -229,88 +255,22 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
 
 
 _INT_TEMPLATE = """/* generated by karuku {version}: integer-only {name}; do not edit */
+#include <stddef.h>
 #include <string.h>
 #include "karuku_kernels.h"
 #include "{name}.h"
 
 {decls}
 static uint8_t karuku_arena[{arena}];
-static int16_t karuku_scratch[{scratch}]; /* a padded input, two windows or the input vector as int16 (x - zx) */
+static int16_t karuku_scratch[{scratch}]; /* a padded input, a tile of windows or the input vector as int16 (x - zx) */
 
 int karuku_{name}_run(const int8_t *in, int8_t *out) {{
     uint8_t *const A = karuku_arena;
     int16_t *const S = karuku_scratch;
+    (void)S; /* unused when the model has no convolution or linear layer */
     memcpy(A + {in_off}, in, {in_n});
     {body}
     memcpy(out, A + {out_off}, {out_n});
-    return 0;
-}}
-"""
-
-
-def _float_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) -> str:
-    """The same graph in float: weights w·s_w, biases b·s_w·s_x, clamps at the quantized range in real units."""
-    decls, calls, scratch = [], [], 1
-    for i, op in enumerate(im.ops):
-        a = op.attrs
-        vin, vout = im.values[op.inputs[0]], im.values[op.output]
-        x, y = f"F + {off[op.inputs[0]] // 4}", f"F + {off[op.output] // 4}"
-        lo = hi = None
-        if "lo" in a:
-            lo, hi = (a["lo"] - vout.zero_point) * vout.scale, (a["hi"] - vout.zero_point) * vout.scale
-        if op.kind in ("conv2d", "linear"):
-            arr = {r: im.arrays[k].to(torch.float64) for r, k in op.arrays.items()}
-            s_w = arr["weight_scale"].reshape(-1, *[1] * (arr["weight"].dim() - 1))
-            decls.append(_array("float", f"op{i}_w", (arr["weight"] * s_w).flatten().tolist()))
-            decls.append(_array("float", f"op{i}_b", (arr["bias"] * arr["weight_scale"] * vin.scale).tolist()))
-            if op.kind == "conv2d":
-                c, h, w = vin.shape
-                oc, oh, ow = vout.shape
-                _, _, kh, kw = arr["weight"].shape
-                ph, pw = a["padding"]
-                direct = direct_conv(c, h, w, kw, a["groups"], a["padding"])
-                calls.append(f"kf_conv2d{'_direct' if direct else ''}({x}, {c}, {h}, {w}, op{i}_w, op{i}_b, "
-                             f"{_float(lo)}, {_float(hi)}, {y}, {oc}, {oh}, {ow}, {kh}, {kw}, {a['stride'][0]}, "
-                             f"{a['stride'][1]}, {ph}, {pw}, {a['groups']}, S);")
-                scratch = max(scratch, ((c // a["groups"]) * (h + 2 * ph) * (w + 2 * pw) if ph or pw else 1) if direct
-                              else 2 * (c // a["groups"]) * kh * kw)  # the padded input (if any), or two windows
-            else:
-                calls.append(f"kf_linear({x}, {vin.shape[0]}, op{i}_w, op{i}_b, {_float(lo)}, {_float(hi)}, {y}, "
-                             f"{vout.shape[0]});")
-        elif op.kind == "maxpool2d":
-            c, h, w = vin.shape
-            _, oh, ow = vout.shape
-            calls.append(f"kf_maxpool2d({x}, {c}, {h}, {w}, {y}, {oh}, {ow}, {a['kernel'][0]}, {a['kernel'][1]}, "
-                         f"{a['stride'][0]}, {a['stride'][1]}, {a['padding'][0]}, {a['padding'][1]});")
-        elif op.kind == "avgpool2d":
-            c, h, w = vin.shape
-            _, oh, ow = vout.shape
-            calls.append(f"kf_avgpool2d({x}, {c}, {h}, {w}, {y}, {oh}, {ow}, {a['kernel'][0]}, {a['kernel'][1]}, "
-                         f"{a['stride'][0]}, {a['stride'][1]});")
-        elif op.kind == "add":
-            calls.append(f"kf_add({x}, F + {off[op.inputs[1]] // 4}, {math.prod(vout.shape)}, {_float(lo)}, "
-                         f"{_float(hi)}, {y});")
-        elif op.kind == "clamp":
-            calls.append(f"kf_clamp({x}, {math.prod(vout.shape)}, {_float(lo)}, {_float(hi)}, {y});")
-        elif op.kind == "flatten":
-            calls.append(f"memmove({y}, {x}, {4 * math.prod(vout.shape)});")
-    body = "\n    ".join(f"{c}  /* {op.name} */" for c, op in zip(calls, im.ops))
-    return f"""/* generated by karuku {__version__}: float build of {name} (comparison only); do not edit */
-#include <string.h>
-#include "karuku_float_kernels.h"
-#include "{name}.h"
-
-{"".join(decls)}
-static float karuku_float_arena[{max(arena // 4, 1)}];
-static float karuku_float_scratch[{scratch}];
-
-int karuku_{name}_run_float(const float *in, float *out) {{
-    float *const F = karuku_float_arena;
-    float *const S = karuku_float_scratch;
-    (void)S; /* unused when the model has no convolution */
-    memcpy(F + {off[im.input] // 4}, in, {4 * math.prod(im.values[im.input].shape)});
-    {body}
-    memcpy(out, F + {off[im.output] // 4}, {4 * math.prod(im.values[im.output].shape)});
     return 0;
 }}
 """

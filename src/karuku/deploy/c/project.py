@@ -59,9 +59,18 @@ def check_profile(proj, profile: str) -> None:
 
 
 def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...], check: int = 64,
-             profile: str | None = None) -> str:
+             profile: str | None = None, kernels: str = "karuku", cmsis_nn: str | None = None) -> str:
     """Write the C project of `im` to `out` after a host build matches the integer engine on `check` inputs
-    (and, with `profile`, after the memory fits); return a one-line description."""
+    (and, with `profile`, after the memory fits); return a one-line description. `kernels` "cmsis-nn" builds
+    the project on Arm's CMSIS-NN from the folder `cmsis_nn` (karuku.deploy.c.cmsis)."""
+    if kernels not in ("karuku", "cmsis-nn"):
+        raise KarukuError(f"unknown kernels '{kernels}'", "use karuku or cmsis-nn")
+    if kernels == "cmsis-nn":
+        if cmsis_nn is None:
+            raise KarukuError("--kernels cmsis-nn needs the CMSIS-NN sources", "add --cmsis-nn DIR")
+        return _export_cmsis(im, name, out, input_shape, cmsis_nn, check, profile)
+    if cmsis_nn is not None:
+        raise KarukuError("--cmsis-nn is for --kernels cmsis-nn", "add --kernels cmsis-nn")
     proj = generate(im, name)
     if profile:
         check_profile(proj, profile)
@@ -77,3 +86,23 @@ def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...
                                                 ozp=vout.zero_point))
     return (f"wrote C project {out} (weights {proj.weight_bytes:,} B const, arena {proj.arena_bytes:,} B static); "
             f"host build with gcc -std=c99 -Wall -Wextra -Werror identical to the integer engine on {n} inputs")
+
+
+def _export_cmsis(im: IntegerModel, name: str, out: Path, input_shape, cmsis_nn, check: int,
+                  profile: str | None) -> str:
+    """The project on CMSIS-NN's kernels (karuku.deploy.c.cmsis), checked on the host before it is written."""
+    from karuku.deploy.c.cmsis import cmsis_check, generate_cmsis, readme
+
+    proj = generate_cmsis(im, name, cmsis_nn)
+    if profile:
+        check_profile(proj, profile)
+    with tempfile.TemporaryDirectory(prefix="karuku-cmsis-") as tmp:
+        x = torch.randn(check, *input_shape, generator=torch.Generator().manual_seed(0))
+        n = cmsis_check(im, proj, x, Path(tmp))
+    out.mkdir(parents=True, exist_ok=True)
+    for fname, text in proj.files.items():
+        (out / fname).write_text(text)
+    (out / "README.md").write_text(readme(proj, im))
+    return (f"wrote C project {out} on CMSIS-NN kernels (weights {proj.weight_bytes:,} B const, arena "
+            f"{proj.arena_bytes:,} B static; CMSIS-NN from {cmsis_nn} is not copied); host build identical to the "
+            f"integer engine on {n} inputs")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -66,6 +67,17 @@ int main(int argc, char **argv) {{
 
 
 @dataclass(frozen=True)
+class Library:
+    """A C library the project links (CMSIS-NN): its sources, include folders and defines; compiled with
+    -O2 like the project, without -Werror (not karuku's code), into a static library in the build folder."""
+
+    name: str
+    sources: tuple[Path, ...]
+    include_dirs: tuple[Path, ...]
+    defines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Build:
     """A compiled C project: the binary and where it was built."""
 
@@ -90,7 +102,36 @@ def write_project(proj: CProject, folder: Path, float_build: bool = False) -> Pa
 def _sources(proj: CProject, float_build: bool) -> list[str]:
     if float_build:
         return ["main_float.c", f"{proj.name}_float.c", "karuku_float_kernels.c"]
-    return ["main.c", f"{proj.name}.c", "karuku_kernels.c"]
+    return ["main.c", f"{proj.name}.c", *proj.kernel_sources]
+
+
+def _library(proj: CProject, folder: Path, float_build: bool, compiler: str, flags: list[str]) -> list[str]:
+    """Compile and archive the project's library (if any); the flags to compile against it and to link it."""
+    lib = proj.library
+    if lib is None or float_build:
+        return []
+    includes = [f"-I{d}" for d in lib.include_dirs] + [f"-D{d}" for d in lib.defines]
+    archive = folder / f"lib{lib.name}.a"
+    key = (compiler, tuple(flags), lib)
+    if key in _ARCHIVES and _ARCHIVES[key].is_file():  # built before in this process: the same bytes
+        shutil.copyfile(_ARCHIVES[key], archive)
+        return includes
+    objdir = folder / f"lib{lib.name}"
+    objdir.mkdir(exist_ok=True)
+    objects = []
+    for src in lib.sources:
+        obj = objdir / f"{src.stem}.o"
+        _run([compiler, "-O2", *flags, *includes, "-c", str(src), "-o", str(obj)], folder, f"{lib.name} build")
+        objects.append(str(obj))
+    archive.unlink(missing_ok=True)
+    _run([compiler.replace("gcc", "ar"), "rcs", archive.name, *objects], folder, f"{lib.name} archive")
+    cached = Path(tempfile.mkdtemp(prefix="karuku-lib-")) / archive.name
+    shutil.copyfile(archive, cached)
+    _ARCHIVES[key] = cached
+    return includes
+
+
+_ARCHIVES: dict[tuple, Path] = {}  # compiled libraries, by compiler, flags and library
 
 
 def _run(cmd: list[str], cwd: Path, what: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -108,26 +149,40 @@ def build_host(proj: CProject, folder: Path, float_build: bool = False) -> Build
     """gcc -std=c99 -Wall -Wextra -Werror: warnings are errors."""
     write_project(proj, folder, float_build)
     out = folder / ("host_float" if float_build else "host_int8")
-    _run(["gcc", *HOST_FLAGS, "-o", out.name, *_sources(proj, float_build), "-lm"], folder, "host C build")
+    lib = _library(proj, folder, float_build, "gcc", [])
+    link = [f"-L{folder}", f"-l{proj.library.name}"] if lib else []
+    _run(["gcc", *HOST_FLAGS, *lib, "-o", out.name, *_sources(proj, float_build), *link, "-lm"], folder,
+         "host C build")
     return Build(out, None, float_build)
 
 
-def build_mcu(proj: CProject, folder: Path, float_build: bool = False, extra_flags: tuple[str, ...] = ()) -> Build:
+GC_FLAGS = ("-ffunction-sections", "-fdata-sections")  # with --gc-sections: only the functions a model calls
+
+
+def build_mcu(proj: CProject, folder: Path, float_build: bool = False, extra_flags: tuple[str, ...] = (),
+              gc_sections: bool = False) -> Build:
     """arm-none-eabi-gcc for Cortex-M4F with newlib semihosting; the linker map is kept. `extra_flags` go to
-    every compile (e.g. "-ffp-contract=fast": fused multiply-add in the float build, which -std=c99 turns off)."""
+    every compile (e.g. "-ffp-contract=fast": fused multiply-add in the float build, which -std=c99 turns off).
+    `gc_sections` links only the functions and data that are used (what a firmware build does; a library's
+    unused kernels then cost no flash)."""
+    if gc_sections:
+        extra_flags = (*extra_flags, *GC_FLAGS)
     write_project(proj, folder, float_build)
     for f in ("mcu_startup.c", "mcu.ld"):
         (folder / f).write_text(resources.files("karuku.deploy.c").joinpath("runtime").joinpath(f).read_text())
     out = folder / ("m4_float.elf" if float_build else "m4_int8.elf")
     map_file = out.with_suffix(".map")
+    lib = _library(proj, folder, float_build, "arm-none-eabi-gcc", [*M4_FLAGS, *extra_flags])
     objects = []
     for src in ["mcu_startup.c", *_sources(proj, float_build)]:  # named objects, so the map attributes sizes
         obj = f"m4_{Path(src).stem}.o"
-        _run(["arm-none-eabi-gcc", *HOST_FLAGS, *M4_FLAGS, *extra_flags, "-DKARUKU_MCU", "-c", src, "-o", obj], folder,
-             "Cortex-M4 cross build")
+        _run(["arm-none-eabi-gcc", *HOST_FLAGS, *M4_FLAGS, *extra_flags, *lib, "-DKARUKU_MCU", "-c", src, "-o", obj],
+             folder, "Cortex-M4 cross build")
         objects.append(obj)
+    link = [f"-L{folder}", f"-l{proj.library.name}"] if lib else []
     _run(["arm-none-eabi-gcc", *M4_FLAGS, "--specs=rdimon.specs", "-nostartfiles", "-T", "mcu.ld",
-          f"-Wl,-Map={map_file.name}", "-o", out.name, *objects], folder, "Cortex-M4 link")
+          f"-Wl,-Map={map_file.name}", *(["-Wl,--gc-sections"] if gc_sections else []), "-o", out.name, *objects,
+          *link, "-lm"], folder, "Cortex-M4 link")
     return Build(out, map_file, float_build)
 
 
@@ -151,17 +206,19 @@ def run(build: Build, inputs: np.ndarray, timeout: float = 600) -> tuple[np.ndar
 
 
 def memory_from_map(map_file: Path, objects: tuple[str, ...]) -> dict[str, int]:
-    """Flash (text + rodata + data image) and RAM (data + bss) of the named object files, from the linker map."""
-    text = map_file.read_text()
+    """Flash (text + rodata + data image) and RAM (data + bss) of the named object files, from the linker map
+    (a library's members match by name, "libcmsisnn.a(" matches them all)."""
+    text = map_file.read_text().split("Linker script and memory map", 1)[-1]  # not the discarded sections
     flash = ram = 0
-    pattern = re.compile(r"^\s*(\.\w[\w.]*)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+\.o)\s*$", re.MULTILINE)
+    pattern = re.compile(r"^\s*(\.\w[\w.]*)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+\.o\)?)\s*$", re.MULTILINE)
     section = None
     for line in text.splitlines():
         head = re.match(r"^\s(\.[\w.]+)", line)
         if head:
             section = head.group(1)
         m = pattern.match(line)
-        if not m or not any(m.group(3).endswith(o) for o in objects):
+        if not m or not any(m.group(3).endswith(o) or m.group(3).endswith(f"({o})") or o in m.group(3)
+                            for o in objects):
             continue
         sec = m.group(1) or section or ""
         size = int(m.group(2), 16)

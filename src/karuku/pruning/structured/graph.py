@@ -76,10 +76,19 @@ PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Si
                 nn.Hardsigmoid, nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool1d,
                 nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
                 nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Upsample)
-PASS_FUNCS = {F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.leaky_relu, F.elu, torch.sigmoid,
-              F.sigmoid, torch.tanh, F.tanh, F.dropout, F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d,
-              F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, operator.neg, F.hardsigmoid}
-PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach", "neg", "float"}
+# Functional forms that act on each channel alone (activations, pooling, dropout, clamping to scalar bounds),
+# in every spelling a forward may use: F.relu, torch.relu, torch.relu_, x.relu(), ... A tensor bound
+# (clamp(x, min=t)) makes one of them binary: `function` checks that only the first argument is a tensor.
+PASS_FUNCS = {F.relu, torch.relu, F.relu_, torch.relu_, F.relu6, F.gelu, F.silu, F.mish, F.hardswish, F.leaky_relu,
+              F.leaky_relu_, F.elu, F.elu_, F.selu, F.celu, F.softplus, F.softsign, F.hardtanh, F.hardtanh_,
+              F.logsigmoid, F.tanhshrink, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.hardsigmoid, operator.neg,
+              torch.neg, torch.abs, torch.clamp, torch.clip, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
+              F.alpha_dropout, F.feature_alpha_dropout, F.max_pool1d, F.max_pool2d, torch.max_pool1d,
+              torch.max_pool2d, F.avg_pool1d, F.avg_pool2d, torch.avg_pool1d, F.lp_pool1d, F.lp_pool2d,
+              F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, torch.adaptive_avg_pool1d, F.adaptive_max_pool1d,
+              F.adaptive_max_pool2d}
+PASS_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "clip_", "abs",
+                "contiguous", "clone", "detach", "neg", "float"}
 BINARY = {operator.add, operator.iadd, operator.sub, operator.mul, operator.imul, operator.truediv, torch.add,
           torch.sub, torch.mul, torch.div}
 BINARY_METHODS = {"add", "add_", "sub", "mul", "mul_", "div"}
@@ -217,6 +226,8 @@ class _Walker:
         if (is_method and target in QUERIES) or target in (getattr, operator.getitem) and _shape(node) is None:
             return None
         if (is_method and target in PASS_METHODS) or (not is_method and target in PASS_FUNCS):
+            if len(ins) > 1:
+                return self.unsupported(node, f"{desc} with a tensor argument")
             return self.layout[ins[0]]
         if (is_method and target in BINARY_METHODS) or (not is_method and target in BINARY):
             return self.binary(node, ins, desc)

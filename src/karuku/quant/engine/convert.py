@@ -7,7 +7,8 @@ import torch
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
 from karuku.quant.model import QuantModel, key
-from karuku.quant.primitives import INT32_MAX, INT32_MIN, qrange, quantize_multiplier
+from karuku.quant.primitives import INT32_MAX, INT32_MIN, mean_multiplier, qrange, quantize, quantize_multiplier
+from karuku.quant.unary import apply as apply_unary
 
 ADD_LEFT_SHIFT = 20  # TFLite's: (x − z) · 2^20 keeps 8-bit inputs well inside int32 with headroom
 
@@ -64,11 +65,12 @@ def to_integer(qm: QuantModel) -> IntegerModel:
         if n.op in ("conv", "linear"):
             layer = qm.layers[key(n.name)]
             w = layer.weight
-            s_w = layer.weight_scale(w).double()
+            s_in = torch.tensor(vin.scale, dtype=torch.float32)
+            s_w = layer.weight_scale(w, s_in).double()
             qmin, qmax = qrange(layer.bits, True, narrow=True)
             shape = (-1, *[1] * (w.dim() - 1))
             w_int = torch.clamp(torch.round(w / s_w.float().reshape(shape)), qmin, qmax).to(torch.int8)
-            s_b = (layer.weight_scale(w) * torch.tensor(vin.scale, dtype=torch.float32))
+            s_b = layer.weight_scale(w, s_in) * s_in
             b_int = torch.round(layer.bias / s_b).double()
             if (b_int.abs() > INT32_MAX).any():
                 raise KarukuError(f"layer '{n.name}': bias does not fit int32", "recalibrate with a wider range")
@@ -101,16 +103,49 @@ def to_integer(qm: QuantModel) -> IntegerModel:
         elif n.op == "avgpool":
             kernel = vin.shape[1:] if n.attrs["global"] else n.attrs["kernel"]
             stride = kernel if n.attrs["global"] else n.attrs["stride"]
-            m0, shift = quantize_multiplier(vin.scale / (v.scale * kernel[0] * kernel[1]))
+            # M = s_x / (s_y · window) in the integers TFLite's MEAN derives from the same scales (one bit
+            # less precise than quantize_multiplier(M)), so a .tflite export computes the same bytes
+            m0, shift = mean_multiplier(vin.scale / v.scale, kernel[0] * kernel[1])
             lo, hi = DTYPES[v.dtype]
-            ops_.append(Op("avgpool2d", [n.inputs[0]], n.name, n.name,
-                           {"kernel": list(kernel), "stride": list(stride), "m0": m0, "shift": shift,
-                            "lo": lo, "hi": hi}))
+            attrs = {"kernel": list(kernel), "stride": list(stride), "m0": m0, "shift": shift, "lo": lo, "hi": hi}
+            if n.attrs.get("padding", [0, 0]) != [0, 0]:
+                attrs["padding"] = list(n.attrs["padding"])
+            ops_.append(Op("avgpool2d", [n.inputs[0]], n.name, n.name, attrs))
         elif n.op == "flatten":
             ops_.append(Op("flatten", [n.inputs[0]], n.name, n.name))
         elif n.op in ("relu", "relu6"):
             lo, hi = _clamp(n.op, v)
             ops_.append(Op("clamp", [n.inputs[0]], n.name, n.name, {"lo": lo, "hi": hi}))
+        elif n.op == "cat":
+            k, roles = key(n.name), {}
+            for j, name in enumerate(n.inputs):
+                vi = values[name]
+                if (vi.scale, vi.zero_point, vi.dtype) != (v.scale, v.zero_point, v.dtype):
+                    arrays[f"{k}.table{j}"] = table(vi, v)
+                    roles[f"table{j}"] = f"{k}.table{j}"
+            ops_.append(Op("concat", list(n.inputs), n.name, n.name, {"axis": n.attrs["axis"]}, roles))
+        elif n.op == "unary":
+            k = key(n.name)
+            attrs = {a: n.attrs[a] for a in n.attrs if a not in ("is_output",)}
+            arrays[f"{k}.table"] = table(vin, v, lambda x, a=attrs: apply_unary(a["fn"], x, a))
+            ops_.append(Op("lut", [n.inputs[0]], n.name, n.name, attrs, {"table": f"{k}.table"}))
+        elif n.op in ("reshape", "transpose", "upsample", "pad"):
+            attrs = {a: n.attrs[a] for a in ("perm", "scale", "pads") if a in n.attrs}
+            ops_.append(Op(n.op, [n.inputs[0]], n.name, n.name, attrs))
         else:
             raise KarukuError(f"layer '{n.name}' ({n.op}) has no integer op", "keep the model to supported layers")
     return IntegerModel(inp, out, values, ops_, arrays, qm.cfg.rounding)
+
+
+def byte_values(dtype: str) -> torch.Tensor:
+    """The integer each stored byte 0..255 stands for (two's complement for int8)."""
+    b = torch.arange(256, dtype=torch.int32)
+    return b if dtype == "uint8" else torch.where(b < 128, b, b - 256)
+
+
+def table(vin: Value, vout: Value, fn=None) -> torch.Tensor:
+    """256 output integers, by input byte: quantize(fn(s_in · (q − z_in))) on the output's grid, in float32
+    exactly as the fake-quant model computes it (dequantize, the function, x / s rounded half to even)."""
+    x = (byte_values(vin.dtype) - vin.zero_point).to(torch.float32) * torch.tensor(vin.scale, dtype=torch.float32)
+    y = fn(x) if fn is not None else x
+    return quantize(y, vout.scale, vout.zero_point, *DTYPES[vout.dtype])

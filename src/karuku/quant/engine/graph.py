@@ -21,8 +21,10 @@ from karuku.quant.engine import ops
 from karuku.quant.primitives import check_rounding, quantize
 
 FORMAT = "karuku.int-engine"
-FORMAT_VERSION = 2  # 2 added `rounding`; version-1 files were made with "double"
-KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp")
+FORMAT_VERSION = 3  # 2 added `rounding` (version-1 files were made with "double"); 3 added the kinds from
+# concat on (tables, asymmetric conv padding, padded average pooling); older files read unchanged
+KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
+         "transpose", "upsample", "pad")
 DTYPES = {"uint8": (0, 255), "int8": (-128, 127)}
 
 
@@ -112,7 +114,7 @@ class IntegerModel:
             return ops.maxpool2d(x, a["kernel"], a["stride"], a["padding"], vin.qmin)
         if op.kind == "avgpool2d":
             return ops.avgpool2d(x, vin.zero_point, a["kernel"], a["stride"], a["m0"], a["shift"],
-                                 vout.zero_point, a["lo"], a["hi"], self.rounding)
+                                 vout.zero_point, a["lo"], a["hi"], self.rounding, a.get("padding", [0, 0]))
         if op.kind == "add":
             vb = self.values[op.inputs[1]]
             return ops.add(x, vin.zero_point, env[op.inputs[1]], vb.zero_point, a["left_shift"], a["a_m0"],
@@ -122,6 +124,19 @@ class IntegerModel:
             return ops.flatten(x)
         if op.kind == "clamp":
             return ops.clamp(x, a["lo"], a["hi"])
+        if op.kind == "concat":
+            return ops.concat([env[i] for i in op.inputs], [arr.get(f"table{j}") for j in range(len(op.inputs))],
+                              a["axis"])
+        if op.kind == "lut":
+            return ops.lut(x, arr["table"])
+        if op.kind == "reshape":
+            return ops.reshape(x, vout.shape)
+        if op.kind == "transpose":
+            return ops.transpose(x, a["perm"])
+        if op.kind == "upsample":
+            return ops.upsample(x, a["scale"])
+        if op.kind == "pad":
+            return ops.pad(x, a["pads"], vin.zero_point)
         raise KarukuError(f"unknown integer op '{op.kind}'", f"known: {', '.join(KINDS)}")
 
     # ---- file ------------------------------------------------------------------------------
@@ -156,6 +171,9 @@ class IntegerModel:
             raise KarukuError(f"{source}: malformed integer-model document ({exc})") from None
         for o in op_list:
             missing = [k for k in o.arrays.values() if k not in tensors]
+            tables = [tensors[k] for r, k in o.arrays.items() if r.startswith("table") and k in tensors]
+            if any(t.shape != (256,) for t in tables):
+                missing.append("a 256-entry table")
             if o.kind not in KINDS or missing or any(i not in values for i in [*o.inputs, o.output]):
                 raise KarukuError(f"{source}: op '{o.name}' ({o.kind}) is malformed or refers to missing data")
         return cls(doc["input"], doc["output"], values, op_list, dict(tensors), rounding)

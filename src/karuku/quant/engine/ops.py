@@ -1,9 +1,10 @@
 """The integer operators: int32 tensors in, int32 tensors (holding int8 / uint8 values) out.
 
 Each function is the executable form of one op of docs/QUANTIZATION.md ("The integer engine"):
-accumulators are int32, requantization is `requantize` (fixed point, by the model's rounding rule),
-and no float is used.
-Layout is NCHW; a conv's padding contributes the input zero point, i.e. nothing to the sum.
+accumulators are int32, requantization is `requantize` (fixed point, by the model's rounding rule) or a
+256-entry table indexed by the input's byte, and no float is used.
+Layout is NCHW; a conv's padding contributes the input zero point, i.e. nothing to the sum. Padding is
+[ph, pw] (both sides) or [top, left, bottom, right].
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ def _per_channel(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.reshape(1, -1, *[1] * (ndim - 2))
 
 
+def pads4(padding: list[int]) -> list[int]:
+    """[top, left, bottom, right] from [ph, pw] or four values."""
+    return list(padding) * 2 if len(padding) == 2 else list(padding)
+
+
+def _torch_pad(padding: list[int]) -> tuple[int, int, int, int]:
+    top, left, bottom, right = pads4(padding)
+    return left, right, top, bottom
+
+
 def conv2d(x: torch.Tensor, zx: int, weight: torch.Tensor, bias: torch.Tensor, m0: torch.Tensor,
            shift: torch.Tensor, zy: int, lo: int, hi: int, stride: list[int], padding: list[int],
            groups: int, fast: bool = False, rounding: str = "single") -> torch.Tensor:
@@ -27,13 +38,13 @@ def conv2d(x: torch.Tensor, zx: int, weight: torch.Tensor, bias: torch.Tensor, m
     partial sum is an integer below 2^31 < 2^53, which float64 holds exactly in any summation order.
     """
     if fast:
-        xs = (x.to(torch.int32) - zx).to(torch.float64)
-        acc = F.conv2d(xs, weight.to(torch.float64), None, stride, padding, 1, groups).to(torch.int32)
+        xs = F.pad((x.to(torch.int32) - zx).to(torch.float64), _torch_pad(padding))
+        acc = F.conv2d(xs, weight.to(torch.float64), None, stride, 0, 1, groups).to(torch.int32)
         acc = acc + _per_channel(bias.to(torch.int32), 4)
         return requantize(acc, _per_channel(m0, 4), _per_channel(shift, 4), zy, lo, hi, rounding)
     n, c, _, _ = x.shape
     cout, cg, kh, kw = weight.shape
-    xs = F.pad(x.to(torch.int32) - zx, (padding[1], padding[1], padding[0], padding[0]))
+    xs = F.pad(x.to(torch.int32) - zx, _torch_pad(padding))
     cols = xs.unfold(2, kh, stride[0]).unfold(3, kw, stride[1])  # N, C, OH, OW, kh, kw
     oh, ow = cols.shape[2], cols.shape[3]
     g = groups
@@ -68,9 +79,10 @@ def maxpool2d(x: torch.Tensor, kernel: list[int], stride: list[int], padding: li
 
 
 def avgpool2d(x: torch.Tensor, zx: int, kernel: list[int], stride: list[int], m0: int, shift: int, zy: int,
-              lo: int, hi: int, rounding: str = "single") -> torch.Tensor:
-    """acc = Σ (x − zx) over the window; y = requantize(acc) with M = s_x / (s_y · window size)."""
-    xs = x.to(torch.int32) - zx
+              lo: int, hi: int, rounding: str = "single", padding: list[int] = (0, 0)) -> torch.Tensor:
+    """acc = Σ (x − zx) over the window (padding adds 0: it counts, as PyTorch's count_include_pad);
+    y = requantize(acc) with M = s_x / (s_y · window size)."""
+    xs = F.pad(x.to(torch.int32) - zx, _torch_pad(padding))
     cols = xs.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])
     acc = cols.sum((-1, -2), dtype=torch.int32)
     return requantize(acc, m0, shift, zy, lo, hi, rounding)
@@ -93,3 +105,33 @@ def clamp(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
 def flatten(x: torch.Tensor) -> torch.Tensor:
     """NCHW → N, C·H·W (C-major order; no arithmetic)."""
     return x.reshape(x.shape[0], -1)
+
+
+def lut(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """y = table[byte of x]: 256 entries indexed by the stored byte (an int8 value v by v & 0xFF)."""
+    return table.to(torch.int32)[(x.to(torch.int32) & 0xFF).long()]
+
+
+def concat(xs: list[torch.Tensor], tables: list[torch.Tensor | None], axis: int) -> torch.Tensor:
+    """Inputs on the output's scale copied, the others through their requantization table, joined on `axis`."""
+    return torch.cat([x.to(torch.int32) if t is None else lut(x, t) for x, t in zip(xs, tables)], axis)
+
+
+def reshape(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    """The same integers in C order, viewed as N × `shape`."""
+    return x.reshape(x.shape[0], *shape)
+
+
+def transpose(x: torch.Tensor, perm: list[int]) -> torch.Tensor:
+    """Dimensions of each sample permuted (`perm` over the dimensions after the batch)."""
+    return x.permute(0, *[p + 1 for p in perm]).contiguous()
+
+
+def upsample(x: torch.Tensor, scale: list[int]) -> torch.Tensor:
+    """Nearest-neighbour upsampling of NCHW by whole factors: y[c, i, j] = x[c, i // sh, j // sw]."""
+    return x.repeat_interleave(scale[0], 2).repeat_interleave(scale[1], 3)
+
+
+def pad(x: torch.Tensor, pads: list[int], value: int) -> torch.Tensor:
+    """NCHW padded [top, left, bottom, right] with the integer `value` (the zero point: real 0)."""
+    return F.pad(x.to(torch.int32), _torch_pad(pads), value=value)

@@ -312,14 +312,21 @@ void kf_maxpool2d(const float *x, int C, int H, int W, float *y, int OH, int OW,
             }
 }
 
-void kf_avgpool2d(const float *x, int C, int H, int W, float *y, int OH, int OW, int KH, int KW, int SH, int SW) {
+void kf_avgpool2d(const float *x, int C, int H, int W, float *y, int OH, int OW, int KH, int KW, int SH, int SW,
+                  int PH, int PW) {
     int c, oh, ow, kh, kw;
     for (c = 0; c < C; c++)
         for (oh = 0; oh < OH; oh++)
             for (ow = 0; ow < OW; ow++) {
                 float acc = 0.0f;
-                for (kh = 0; kh < KH; kh++)
-                    for (kw = 0; kw < KW; kw++) acc += x[((long)c * H + oh * SH + kh) * W + ow * SW + kw];
+                for (kh = 0; kh < KH; kh++) {
+                    int ih = oh * SH - PH + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    for (kw = 0; kw < KW; kw++) {
+                        int iw = ow * SW - PW + kw;
+                        if (iw >= 0 && iw < W) acc += x[((long)c * H + ih) * W + iw];
+                    }
+                }
                 y[((long)c * OH + oh) * OW + ow] = acc / (float)(KH * KW);
             }
 }
@@ -332,4 +339,51 @@ void kf_add(const float *a, const float *b, int n, float lo, float hi, float *y)
 void kf_clamp(const float *x, int n, float lo, float hi, float *y) {
     int i;
     for (i = 0; i < n; i++) y[i] = kf_clip(x[i], lo, hi);
+}
+
+void kf_map(const float *x, long n, float a, float (*f)(float, float), float *y) {
+    long i;
+    for (i = 0; i < n; i++) y[i] = f(x[i], a);
+}
+
+void kf_concat_part(const float *x, long rows, long len, long stride, float *y) {
+    long r, i;
+    for (r = 0; r < rows; r++, x += len, y += stride)
+        for (i = 0; i < len; i++) y[i] = x[i];
+}
+
+#define KF_MAX_RANK 8
+void kf_transpose(const float *x, int rank, const int *dims, const int *perm, float *y) {
+    long stride[KF_MAX_RANK], ostride[KF_MAX_RANK], n = 1, i;
+    int idx[KF_MAX_RANK], k;
+    for (k = rank - 1; k >= 0; k--) {
+        stride[k] = n;
+        n *= dims[k];
+    }
+    for (k = 0; k < rank; k++) {
+        ostride[k] = stride[perm[k]];
+        idx[k] = 0;
+    }
+    for (i = 0; i < n; i++) {
+        long src = 0;
+        for (k = 0; k < rank; k++) src += idx[k] * ostride[k];
+        y[i] = x[src];
+        for (k = rank - 1; k >= 0 && ++idx[k] == dims[perm[k]]; k--) idx[k] = 0;
+    }
+}
+
+void kf_upsample(const float *x, int C, int H, int W, int SH, int SW, float *y) {
+    int c, i, j, OW = W * SW;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < H * SH; i++)
+            for (j = 0; j < OW; j++) y[((long)c * H * SH + i) * OW + j] = x[((long)c * H + i / SH) * W + j / SW];
+}
+
+void kf_pad(const float *x, int C, int H, int W, int T, int L, int B, int R, float *y) {
+    int c, i, j, OH = T + H + B, OW = L + W + R;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++)
+                y[((long)c * OH + i) * OW + j] = (i < T || i >= T + H || j < L || j >= L + W)
+                                                     ? 0.0f : x[((long)c * H + i - T) * W + j - L];
 }

@@ -13,7 +13,17 @@ void kf_conv2d_direct(const float *x, int C, int H, int W, const float *w, const
 void kf_linear(const float *x, int IN, const float *w, const float *bias, float lo, float hi, float *y, int OUT);
 void kf_maxpool2d(const float *x, int C, int H, int W, float *y, int OH, int OW, int KH, int KW, int SH, int SW,
                   int PH, int PW);
-void kf_avgpool2d(const float *x, int C, int H, int W, float *y, int OH, int OW, int KH, int KW, int SH, int SW);
+/* padding (PH, PW on both sides) adds zeros to the window, whose size stays KH × KW */
+void kf_avgpool2d(const float *x, int C, int H, int W, float *y, int OH, int OW, int KH, int KW, int SH, int SW,
+                  int PH, int PW);
 void kf_add(const float *a, const float *b, int n, float lo, float hi, float *y);
 void kf_clamp(const float *x, int n, float lo, float hi, float *y);
+/* y[i] = f(x[i], a): an elementwise activation (the generated code defines f) */
+void kf_map(const float *x, long n, float a, float (*f)(float, float), float *y);
+/* one input of a concatenation: `rows` runs of `len` floats, run r written at y + r * stride */
+void kf_concat_part(const float *x, long rows, long len, long stride, float *y);
+/* data movement as the integer kernels do it, on floats */
+void kf_transpose(const float *x, int rank, const int *dims, const int *perm, float *y);
+void kf_upsample(const float *x, int C, int H, int W, int SH, int SW, float *y);
+void kf_pad(const float *x, int C, int H, int W, int T, int L, int B, int R, float *y);
 #endif

@@ -127,6 +127,15 @@ static __inline__ int32_t kk_sx13(uint32_t v) {
 #endif
 #include <string.h>
 
+/* kk_rq when the clamp is the whole uint8 / int8 range and the channel takes the usual path (q->e1 >= 0) */
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+#define KK_SAT_U8(v, q) (int32_t)__usat(kk_rq_raw(v, &q, zy), 8)
+#define KK_SAT_S8(v, q) __ssat(kk_rq_raw(v, &q, zy), 8)
+#else
+#define KK_SAT_U8(v, q) kk_rq(v, &q, zy, 0, 255)
+#define KK_SAT_S8(v, q) kk_rq(v, &q, zy, -128, 127)
+#endif
+
 /* the portable paths' four MACs of int16 values c[k..k+3] with a group of four weights stored as
  * w0, w2, w1, w3 (the SIMD paths' order, see kk_dot) */
 #define KK_MAC4(c, w, k) \
@@ -352,6 +361,12 @@ static inline void kk_dot22(const int16_t *c0, const int8_t *w0, int K, int32_t 
                      int SH, int SW, int PH, int PW, int16_t *col) {                                         \
         int oh = p / OW, ow = p - oh * OW, ic, kh, kw;                                                       \
         int ih0 = oh * SH - PH, iw0 = ow * SW - PW;                                                          \
+        if (KH == 1 && KW == 1 && PH == 0 && PW == 0) { /* 1×1: one value per channel, H·W apart */          \
+            const T *xp = xs + (long)g * CG * H * W + ih0 * W + iw0;                                          \
+            long hw = (long)H * W;                                                                           \
+            for (ic = 0; ic < CG; ic++, xp += hw) *col++ = (int16_t)((int32_t)*xp - zx);                     \
+            return;                                                                                          \
+        }                                                                                                    \
         int inside = ih0 >= 0 && iw0 >= 0 && ih0 + KH <= H && iw0 + KW <= W;                                 \
         for (ic = 0; ic < CG; ic++) {                                                                        \
             const T *xc = xs + (long)(g * CG + ic) * H * W;                                                  \
@@ -374,58 +389,68 @@ static inline void kk_dot22(const int16_t *c0, const int8_t *w0, int K, int32_t 
 KK_DEFINE_GATHER(kk_gather_s8, int8_t)
 KK_DEFINE_GATHER(kk_gather_u8, uint8_t)
 
-/* Output pixels two at a time (CMSIS-NN's 2×2 kernel): both windows are gathered, then each pair of
- * channels takes four dot products in one pass; an odd last pixel or channel takes the 2×1 / 1×2 kernels. */
+/* Pixels in tiles of KK_TILE: their windows are gathered once, then each pair of channels (requantization
+ * set up once per tile) takes the tile's pixels two at a time, four dot products in one pass (CMSIS-NN's
+ * 2×2 kernel); an odd last pixel or channel takes the 2×1 / 1×2 kernels. */
+#define KK_TILE 4
+/* the tile's pixels two at a time against the channel pair, each output stored by STORE */
+#define KK_C_PAIRS(STORE)                                                                                    \
+    for (t = 0; t + 1 < n; t += 2) {                                                                         \
+        const int16_t *c0 = scratch + t * K;                                                                 \
+        int32_t a[4];                                                                                        \
+        a[0] = a[2] = bias[oc];                                                                              \
+        a[1] = a[3] = bias[ob];                                                                              \
+        if (two) {                                                                                           \
+            kk_dot22(c0, w0, K, a);                                                                          \
+            KK_STORE(y1 + t, STORE(a[1], q1));                                                               \
+            KK_STORE(y1 + t + 1, STORE(a[3], q1));                                                           \
+        } else {                                                                                             \
+            kk_dot2c(c0, c0 + K, w0, K, a + 1); /* a[1]: pixel t, a[2]: pixel t + 1 */                        \
+            a[0] = a[1];                                                                                     \
+        }                                                                                                    \
+        KK_STORE(y0 + t, STORE(a[0], q0));                                                                   \
+        KK_STORE(y0 + t + 1, STORE(a[2], q0));                                                               \
+    }
+#define KK_C_U8(v, q) KK_SAT_U8(v, q)
+#define KK_C_S8(v, q) KK_SAT_S8(v, q)
+#define KK_C_RQ(v, q) kk_rq(v, &q, zy, lo, hi)
 #define KK_DEFINE_CONV(NAME, T, GATHER)                                                                      \
     void NAME(KK_CONV_ARGS) {                                                                                \
         const T *xs = (const T *)(const void *)x;                                                            \
-        int CG = C / G, OCG = OC / G, K = CG * KH * KW, P = OH * OW, g, oc, p;                               \
-        int16_t *c0 = scratch, *c1 = scratch + K;                                                            \
+        int CG = C / G, OCG = OC / G, K = CG * KH * KW, P = OH * OW, g, oc, p, t, n, sat;                    \
         for (g = 0; g < G; g++) {                                                                            \
             int oc1 = (g + 1) * OCG;                                                                         \
-            for (p = 0; p + 1 < P; p += 2) {                                                                 \
-                uint8_t *y0 = y + p, *y1 = y + p + 1;                                                        \
-                GATHER(xs, zx, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);                              \
-                GATHER(xs, zx, H, W, CG, g, p + 1, OW, KH, KW, SH, SW, PH, PW, c1);                          \
-                for (oc = g * OCG; oc + 1 < oc1; oc += 2) {                                                  \
-                    int32_t a[4];                                                                            \
-                    kk_chan q0, q1;                                                                          \
-                    kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
-                    kk_chan_init(&q1, m0[oc + 1], shift[oc + 1]);                                            \
-                    a[0] = a[2] = bias[oc];                                                                  \
-                    a[1] = a[3] = bias[oc + 1];                                                              \
-                    kk_dot22(c0, w + (long)oc * K, K, a);                        \
-                    KK_STORE(y0 + (long)oc * P, kk_rq(a[0], &q0, zy, lo, hi));                               \
-                    KK_STORE(y0 + (long)(oc + 1) * P, kk_rq(a[1], &q1, zy, lo, hi));                         \
-                    KK_STORE(y1 + (long)oc * P, kk_rq(a[2], &q0, zy, lo, hi));                               \
-                    KK_STORE(y1 + (long)(oc + 1) * P, kk_rq(a[3], &q1, zy, lo, hi));                         \
-                }                                                                                            \
-                if (oc < oc1) {                                                                              \
-                    int32_t a[2];                                                                            \
-                    kk_chan q0;                                                                              \
-                    kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
-                    a[0] = a[1] = bias[oc];                                                                  \
-                    kk_dot2c(c0, c1, w + (long)oc * K, K, a);                                                \
-                    KK_STORE(y0 + (long)oc * P, kk_rq(a[0], &q0, zy, lo, hi));                               \
-                    KK_STORE(y1 + (long)oc * P, kk_rq(a[1], &q0, zy, lo, hi));                               \
-                }                                                                                            \
-            }                                                                                                \
-            if (p < P) {                                                                                     \
-                GATHER(xs, zx, H, W, CG, g, p, OW, KH, KW, SH, SW, PH, PW, c0);                              \
+            for (p = 0; p < P; p += KK_TILE) {                                                               \
+                n = P - p < KK_TILE ? P - p : KK_TILE;                                                       \
+                for (t = 0; t < n; t++) GATHER(xs, zx, H, W, CG, g, p + t, OW, KH, KW, SH, SW, PH, PW, scratch + t * K); \
                 for (oc = g * OCG; oc < oc1; oc += 2) {                                                      \
-                    int32_t a[2];                                                                            \
+                    int two = oc + 1 < oc1, ob = two ? oc + 1 : oc;                                          \
+                    const int8_t *w0 = w + (long)oc * K;                                                     \
+                    uint8_t *y0 = y + (long)oc * P + p, *y1 = y + (long)ob * P + p;                          \
                     kk_chan q0, q1;                                                                          \
                     kk_chan_init(&q0, m0[oc], shift[oc]);                                                    \
-                    a[0] = bias[oc];                                                                         \
-                    if (oc + 1 < oc1) {                                                                      \
-                        kk_chan_init(&q1, m0[oc + 1], shift[oc + 1]);                                        \
-                        a[1] = bias[oc + 1];                                                                 \
-                        kk_dot2(c0, w + (long)oc * K, w + (long)(oc + 1) * K, K, a);                         \
-                        KK_STORE(y + (long)(oc + 1) * P + p, kk_rq(a[1], &q1, zy, lo, hi));                  \
+                    kk_chan_init(&q1, m0[ob], shift[ob]);                                                    \
+                    sat = q0.e1 < 0 || q1.e1 < 0 ? 0 : lo == 0 && hi == 255 ? 1 : lo == -128 && hi == 127 ? 2 : 0; \
+                    if (sat == 1) {                                                                          \
+                        KK_C_PAIRS(KK_C_U8)                                                                  \
+                    } else if (sat == 2) {                                                                   \
+                        KK_C_PAIRS(KK_C_S8)                                                                  \
                     } else {                                                                                 \
-                        a[0] = kk_dot(c0, w + (long)oc * K, K, a[0]);                                        \
+                        KK_C_PAIRS(KK_C_RQ)                                                                  \
                     }                                                                                        \
-                    KK_STORE(y + (long)oc * P + p, kk_rq(a[0], &q0, zy, lo, hi));                            \
+                    if (t < n) {                                                                             \
+                        const int16_t *c0 = scratch + t * K;                                                 \
+                        int32_t a[2];                                                                        \
+                        a[0] = bias[oc];                                                                     \
+                        if (two) {                                                                           \
+                            a[1] = bias[ob];                                                                 \
+                            kk_dot2(c0, w0, w0 + K, K, a);                                                   \
+                            KK_STORE(y1 + t, kk_rq(a[1], &q1, zy, lo, hi));                                  \
+                        } else {                                                                             \
+                            a[0] = kk_dot(c0, w0, K, a[0]);                                                  \
+                        }                                                                                    \
+                        KK_STORE(y0 + t, kk_rq(a[0], &q0, zy, lo, hi));                                      \
+                    }                                                                                        \
                 }                                                                                            \
             }                                                                                                \
         }                                                                                                    \
@@ -438,7 +463,7 @@ KK_DEFINE_CONV(kk_conv2d_u8, uint8_t, kk_gather_u8)
  * straight from those rows. Each kernel row is padded to an even width KWp with a zero weight (it meets
  * the spare column) and stored as KWp / 2 words of two int16 weights (w[2j] low, w[2j + 1] high), the
  * words of two output channels interleaved (channel pair, input channel, kernel row, word, channel; an
- * odd last channel is paired with itself), so one SMLAD multiplies a weight word with the two input
+ * odd last channel has its words alone), so one SMLAD multiplies a weight word with the two input
  * values at the same offset. Four neighbouring output pixels × two channels per pass. */
 #define KK_W_LO(v) ((int32_t)(int16_t)(uint16_t)((uint32_t)(v) & 0xFFFFu))
 #define KK_W_HI(v) ((int32_t)(v) >> 16)
@@ -454,25 +479,26 @@ KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, i
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
     int row, j;
 #ifdef KK_SIMD
-    if (SW == 1 && (KWp == 6 || KWp == 4)) {
+    if ((SW == 1 || SW == 2) && (KWp == 6 || KWp == 4)) {
         /* one row per iteration: per weight word pair (LDRD), four input words (an unaligned LDR at odd
          * pixels) feed eight SMLADs; the row stride and the end come from memory (no register is left) */
         const int16_t *r = xr;
         const int32_t *w = wp, *wend = wp + NR * KWp;
         int32_t stride = 2 * Wp; /* bytes */
         uint32_t wa, wb, x;
-#define KK_D_STEP(O)                                                                                         \
+/* the weight word pair at byte offset O of the row, pixels S bytes apart (2 SW) */
+#define KK_D_STEP(O, S)                                                                                      \
     "ldrd %[wa], %[wb], [%[w]], #8\n\t"                                                                      \
     "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
     "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
     "smlad %[a1], %[x], %[wb], %[a1]\n\t"                                                                    \
-    "ldr %[x], [%[r], #" #O "+2]\n\t"                                                                        \
+    "ldr %[x], [%[r], #" #O "+" #S "]\n\t"                                                                   \
     "smlad %[a2], %[x], %[wa], %[a2]\n\t"                                                                    \
     "smlad %[a3], %[x], %[wb], %[a3]\n\t"                                                                    \
-    "ldr %[x], [%[r], #" #O "+4]\n\t"                                                                        \
+    "ldr %[x], [%[r], #" #O "+2*" #S "]\n\t"                                                                 \
     "smlad %[a4], %[x], %[wa], %[a4]\n\t"                                                                    \
     "smlad %[a5], %[x], %[wb], %[a5]\n\t"                                                                    \
-    "ldr %[x], [%[r], #" #O "+6]\n\t"                                                                        \
+    "ldr %[x], [%[r], #" #O "+3*" #S "]\n\t"                                                                 \
     "smlad %[a6], %[x], %[wa], %[a6]\n\t"                                                                    \
     "smlad %[a7], %[x], %[wb], %[a7]\n\t"
 #define KK_D_TAIL                                                                                            \
@@ -486,10 +512,14 @@ KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, i
       [a6] "+r"(a6), [a7] "+r"(a7), [r] "+r"(r), [w] "+r"(w), [wa] "=&r"(wa), [wb] "=&r"(wb), [x] "=&r"(x)   \
     : [st] "m"(stride), [we] "m"(wend)                                                                       \
     : "cc", "memory"
-        if (KWp == 6)
-            __asm__ volatile("1:\n\t" KK_D_STEP(0) KK_D_STEP(4) KK_D_STEP(8) KK_D_TAIL KK_D_OPS);
+        if (SW == 1 && KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 2) KK_D_STEP(4, 2) KK_D_STEP(8, 2) KK_D_TAIL KK_D_OPS);
+        else if (SW == 1)
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 2) KK_D_STEP(4, 2) KK_D_TAIL KK_D_OPS);
+        else if (KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 4) KK_D_STEP(4, 4) KK_D_STEP(8, 4) KK_D_TAIL KK_D_OPS);
         else
-            __asm__ volatile("1:\n\t" KK_D_STEP(0) KK_D_STEP(4) KK_D_TAIL KK_D_OPS);
+            __asm__ volatile("1:\n\t" KK_D_STEP(0, 4) KK_D_STEP(4, 4) KK_D_TAIL KK_D_OPS);
         NR = 0;
     }
 #endif
@@ -510,15 +540,73 @@ KK_INLINE void kk_block4(const int16_t *xr, int Wp, const int32_t *wp, int NR, i
     a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6; a[7] = a7;
 }
 
-/* one pixel × the channel pair */
-static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int32_t *a) {
+/* four pixels × one channel (a group's odd last channel, or a depthwise channel), whose words are stored
+ * alone: a[0], a[2], a[4], a[6] */
+KK_INLINE void kk_block4_1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int SW, int32_t *a) {
+    int32_t a0 = a[0], a2 = a[2], a4 = a[4], a6 = a[6];
+    int row, j;
+#ifdef KK_SIMD
+    if ((SW == 1 || SW == 2) && (KWp == 6 || KWp == 4)) {
+        const int16_t *r = xr;
+        const int32_t *w = wp, *wend = wp + NR * KWp / 2;
+        int32_t stride = 2 * Wp; /* bytes */
+        uint32_t wa, x;
+#define KK_D1_STEP(O, S)                                                                                     \
+    "ldr %[wa], [%[w]], #4\n\t"                                                                              \
+    "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
+    "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+" #S "]\n\t"                                                                   \
+    "smlad %[a2], %[x], %[wa], %[a2]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+2*" #S "]\n\t"                                                                 \
+    "smlad %[a4], %[x], %[wa], %[a4]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+3*" #S "]\n\t"                                                                 \
+    "smlad %[a6], %[x], %[wa], %[a6]\n\t"
+#define KK_D1_OPS                                                                                            \
+    : [a0] "+r"(a0), [a2] "+r"(a2), [a4] "+r"(a4), [a6] "+r"(a6), [r] "+r"(r), [w] "+r"(w), [wa] "=&r"(wa),  \
+      [x] "=&r"(x)                                                                                           \
+    : [st] "m"(stride), [we] "m"(wend)                                                                       \
+    : "cc", "memory"
+        if (SW == 1 && KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 2) KK_D1_STEP(4, 2) KK_D1_STEP(8, 2) KK_D_TAIL KK_D1_OPS);
+        else if (SW == 1)
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 2) KK_D1_STEP(4, 2) KK_D_TAIL KK_D1_OPS);
+        else if (KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 4) KK_D1_STEP(4, 4) KK_D1_STEP(8, 4) KK_D_TAIL KK_D1_OPS);
+        else
+            __asm__ volatile("1:\n\t" KK_D1_STEP(0, 4) KK_D1_STEP(4, 4) KK_D_TAIL KK_D1_OPS);
+        NR = 0;
+    }
+#endif
+    for (row = 0; row < NR; row++, xr += Wp) {
+        const int16_t *s1 = xr + SW, *s2 = xr + 2 * SW, *s3 = xr + 3 * SW;
+        for (j = 0; j < KWp; j += 2, wp++) {
+            int32_t w0 = KK_W_LO(wp[0]), w1 = KK_W_HI(wp[0]);
+            a0 += xr[j] * w0 + xr[j + 1] * w1;
+            a2 += s1[j] * w0 + s1[j + 1] * w1;
+            a4 += s2[j] * w0 + s2[j + 1] * w1;
+            a6 += s3[j] * w0 + s3[j + 1] * w1;
+        }
+    }
+    a[0] = a0; a[2] = a2; a[4] = a4; a[6] = a6;
+}
+
+/* one pixel × the channel pair (a[0], a[1]); with `one`, a lone channel (a[0]) whose words are stored alone */
+static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int one, int32_t *a) {
     int32_t a0 = a[0], a1 = a[1];
     int row, j;
+    int step = one ? 1 : 2; /* a lone channel's words are stored alone */
     for (row = 0; row < NR; row++, xr += Wp)
-        for (j = 0; j < KWp; j += 2, wp += 2) {
+        for (j = 0; j < KWp; j += 2, wp += step) {
+#ifdef KK_SIMD
+            int32_t x01;
+            memcpy(&x01, xr + j, 4);
+            a0 = __smlad(x01, wp[0], a0);
+            if (!one) a1 = __smlad(x01, wp[1], a1);
+#else
             int32_t x0 = xr[j], x1 = xr[j + 1];
             a0 += x0 * KK_W_LO(wp[0]) + x1 * KK_W_HI(wp[0]);
-            a1 += x0 * KK_W_LO(wp[1]) + x1 * KK_W_HI(wp[1]);
+            if (!one) a1 += x0 * KK_W_LO(wp[1]) + x1 * KK_W_HI(wp[1]);
+#endif
         }
     a[0] = a0;
     a[1] = a1;
@@ -534,6 +622,11 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
     KK_STORE(y1 + ow + 2, EXPR(a[5], q1));                                                                   \
     KK_STORE(y0 + ow + 3, EXPR(a[6], q0));                                                                   \
     KK_STORE(y1 + ow + 3, EXPR(a[7], q1));
+#define KK_D_STORE1_LOOP(EXPR) /* one channel's four pixels (a[0], a[2], a[4], a[6]) */                      \
+    KK_STORE(y0 + ow, EXPR(a[0], q0));                                                                       \
+    KK_STORE(y0 + ow + 1, EXPR(a[2], q0));                                                                   \
+    KK_STORE(y0 + ow + 2, EXPR(a[4], q0));                                                                   \
+    KK_STORE(y0 + ow + 3, EXPR(a[6], q0));
 #define KK_D_CLAMPED(v, q) kk_rq(v, &q, zy, lo, hi)
 #ifdef KK_SIMD
 #define KK_D_USAT(v, q) __usat(kk_rq_raw(v, &q, zy), 8)
@@ -546,14 +639,29 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
     } else {                                                                                                 \
         KK_D_STORE_LOOP(KK_D_CLAMPED)                                                                        \
     }
+#define KK_D_STORE4_1                                                                                        \
+    if (sat == 1) {                                                                                          \
+        KK_D_STORE1_LOOP(KK_D_USAT)                                                                          \
+    } else if (sat == 2) {                                                                                   \
+        KK_D_STORE1_LOOP(KK_D_SSAT)                                                                          \
+    } else {                                                                                                 \
+        KK_D_STORE1_LOOP(KK_D_CLAMPED)                                                                       \
+    }
 #else
 #define KK_D_STORE4 (void)sat; KK_D_STORE_LOOP(KK_D_CLAMPED)
+#define KK_D_STORE4_1 (void)sat; KK_D_STORE1_LOOP(KK_D_CLAMPED)
 #endif
 
 /* the next block of four pixels; a last partial block overlaps the one before it (same values written twice) */
 #define KK_NEXT4(ow, OW) ((ow) + 8 <= (OW) || (ow) + 4 == (OW) ? (ow) + 4 : (OW) - 4)
+/* the padding loops stay loops: gcc would call memset for each row's one or two zeros */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KK_NO_MEMSET __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define KK_NO_MEMSET
+#endif
 #define KK_DEFINE_CONVD(NAME, T)                                                                             \
-    void NAME(KK_CONVD_ARGS) {                                                                               \
+    KK_NO_MEMSET void NAME(KK_CONVD_ARGS) {                                                                  \
         const T *xs = (const T *)(const void *)x;                                                            \
         int CG = C / G, OCG = OC / G, KWp = KW + (KW & 1), Hp = H + 2 * PH, Wp = W + 2 * PW + 1;             \
         int KC = CG * KH * KWp, P = OH * OW, g, oc, oh, ow, i, r, sat; /* KC: words per channel pair */  \
@@ -575,7 +683,8 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                 }                                                                                            \
             for (oc = g * OCG; oc < oc1; oc += 2) {                                                          \
                 int ob = oc + 1 < oc1 ? oc + 1 : oc; /* an odd last channel: computed twice, same bytes */   \
-                const int32_t *wp = w + (long)(oc - g * OCG) / 2 * KC + (long)g * ((OCG + 1) / 2) * KC;       \
+                /* a group: OCG / 2 pairs of KC words, then a lone channel's KC / 2 words if OCG is odd */     \
+                const int32_t *wp = w + (long)(oc - g * OCG) / 2 * KC + (long)g * ((OCG / 2) * KC + (OCG & 1) * KC / 2); \
                 kk_chan q0, q1;                                                                              \
                 kk_chan_init(&q0, m0[oc], shift[oc]);                                                        \
                 kk_chan_init(&q1, m0[ob], shift[ob]);                                                        \
@@ -587,16 +696,21 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                         int32_t a[8];                                                                        \
                         a[0] = a[2] = a[4] = a[6] = bias[oc];                                                \
                         a[1] = a[3] = a[5] = a[7] = bias[ob];                                                \
-                        kk_block4(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                                   \
+                        if (ob == oc) { /* one channel (depthwise, or a group's odd last): computed once */  \
+                            kk_block4_1(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                          \
+                            KK_D_STORE4_1                                                                    \
+                            continue;                                                                        \
+                        }                                                                                    \
+                        kk_block4(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                                \
                         KK_D_STORE4                                                                          \
                     }                                                                                        \
                     for (; ow < OW; ow++) {                                                                  \
                         int32_t a[2];                                                                        \
                         a[0] = bias[oc];                                                                     \
                         a[1] = bias[ob];                                                                     \
-                        kk_block1(xr + ow * SW, Wp, wp, CG * KH, KWp, a);                                       \
+                        kk_block1(xr + ow * SW, Wp, wp, CG * KH, KWp, ob == oc, a);                          \
                         KK_STORE(y0 + ow, kk_rq(a[0], &q0, zy, lo, hi));                                     \
-                        KK_STORE(y1 + ow, kk_rq(a[1], &q1, zy, lo, hi));                                     \
+                        if (ob != oc) KK_STORE(y1 + ow, kk_rq(a[1], &q1, zy, lo, hi));                       \
                     }                                                                                        \
                 }                                                                                            \
             }                                                                                                \
@@ -712,9 +826,14 @@ KK_DEFINE_MAXPOOL(kk_maxpool2d_u8, uint8_t, u8)
             for (oh = 0; oh < OH; oh++)                                                                      \
                 for (ow = 0; ow < OW; ow++) {                                                                \
                     int32_t acc = 0;                                                                         \
-                    for (kh = 0; kh < KH; kh++)                                                              \
-                        for (kw = 0; kw < KW; kw++)                                                          \
-                            acc += (int32_t)xs[((long)c * H + oh * SH + kh) * W + ow * SW + kw] - zx;        \
+                    for (kh = 0; kh < KH; kh++) {                                                            \
+                        int ih = oh * SH - PH + kh;                                                          \
+                        if (ih < 0 || ih >= H) continue; /* padding: x - zx = 0 */                           \
+                        for (kw = 0; kw < KW; kw++) {                                                        \
+                            int iw = ow * SW - PW + kw;                                                      \
+                            if (iw >= 0 && iw < W) acc += (int32_t)xs[((long)c * H + ih) * W + iw] - zx;     \
+                        }                                                                                    \
+                    }                                                                                        \
                     KK_STORE(y + ((long)c * OH + oh) * OW + ow, kk_requantize(acc, m0, shift, zy, lo, hi));  \
                 }                                                                                            \
     }
@@ -729,6 +848,18 @@ void kk_add(const uint8_t *a, int a_signed, int32_t za, const uint8_t *b, int b_
             int32_t left_shift, int32_t a_m0, int32_t a_shift, int32_t b_m0, int32_t b_shift, int32_t m0,
             int32_t shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y) {
     int i;
+    if (n >= 1024) { /* each input's 256 possible rescaled values once, then two table reads per element */
+        int32_t ta[256], tb[256];
+        kk_chan q;
+        kk_chan_init(&q, m0, shift);
+        for (i = 0; i < 256; i++) {
+            uint8_t v = (uint8_t)i;
+            ta[i] = kk_mbqm((int32_t)((kk_load(&v, a_signed) - za) * (1L << left_shift)), a_m0, a_shift);
+            tb[i] = kk_mbqm((int32_t)((kk_load(&v, b_signed) - zb) * (1L << left_shift)), b_m0, b_shift);
+        }
+        for (i = 0; i < n; i++) KK_STORE(y + i, kk_rq(ta[a[i]] + tb[b[i]], &q, zy, lo, hi));
+        return;
+    }
     for (i = 0; i < n; i++) {
         int32_t a1 = kk_mbqm((int32_t)((kk_load(a + i, a_signed) - za) * (1L << left_shift)), a_m0, a_shift);
         int32_t b1 = kk_mbqm((int32_t)((kk_load(b + i, b_signed) - zb) * (1L << left_shift)), b_m0, b_shift);
@@ -742,4 +873,90 @@ void kk_clamp(const uint8_t *x, int x_signed, int n, int32_t lo, int32_t hi, uin
         int32_t v = kk_load(x + i, x_signed);
         KK_STORE(y + i, v < lo ? lo : (v > hi ? hi : v));
     }
+}
+
+void kk_lut(const uint8_t *x, const uint8_t *table, long n, uint8_t *y) {
+    long i;
+    for (i = 0; i < n; i++) y[i] = table[x[i]];
+}
+
+void kk_concat_part(const uint8_t *x, const uint8_t *table, long rows, long len, long stride, uint8_t *y) {
+    long r;
+    for (r = 0; r < rows; r++, x += len, y += stride) {
+        if (table)
+            kk_lut(x, table, len, y);
+        else
+            memcpy(y, x, (size_t)len);
+    }
+}
+
+#define KK_MAX_RANK 8
+/* one element of `size` bytes: a plain byte copy for the integers (memcpy with a variable size is a call) */
+#define KK_COPY1(dst, src, size)                                                                             \
+    do {                                                                                                     \
+        if ((size) == 1) *(dst) = *(src);                                                                     \
+        else memcpy((dst), (src), (size_t)(size));                                                           \
+    } while (0)
+
+void kk_transpose(const void *x, int size, int rank, const int *dims, const int *perm, void *y) {
+    const uint8_t *xs = (const uint8_t *)x;
+    uint8_t *ys = (uint8_t *)y;
+    long stride[KK_MAX_RANK] = {0}, ostride[KK_MAX_RANK] = {0}, n = 1, i, j, inner, step;
+    int idx[KK_MAX_RANK] = {0}, k;
+    if (rank < 1 || rank > KK_MAX_RANK) return;
+    for (k = rank - 1; k >= 0; k--) {
+        stride[k] = n; /* elements between neighbours along input dimension k */
+        n *= dims[k];
+    }
+    for (k = 0; k < rank; k++) {
+        ostride[k] = stride[perm[k]];
+        idx[k] = 0;
+    }
+    inner = dims[perm[rank - 1]];
+    step = ostride[rank - 1];
+    for (i = 0; i < n; i += inner) { /* one run of the last output dimension; an odometer over the others */
+        long src = 0;
+        for (k = 0; k < rank - 1; k++) src += idx[k] * ostride[k];
+        if (size == 1)
+            for (j = 0; j < inner; j++) ys[i + j] = xs[src + j * step];
+        else
+            for (j = 0; j < inner; j++) memcpy(ys + (i + j) * size, xs + (src + j * step) * size, (size_t)size);
+        for (k = rank - 2; k >= 0 && ++idx[k] == dims[perm[k]]; k--) idx[k] = 0;
+    }
+}
+
+void kk_upsample(const void *x, int size, int C, int H, int W, int SH, int SW, void *y) {
+    const uint8_t *xs = (const uint8_t *)x;
+    uint8_t *ys = (uint8_t *)y;
+    int c, i, j, k, OW = W * SW;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < H * SH; i++) {
+            uint8_t *out = ys + ((long)c * H * SH + i) * OW * size;
+            if (i % SH) { /* a repeated row: copy the one above */
+                memcpy(out, out - (long)OW * size, (size_t)OW * size);
+                continue;
+            }
+            for (j = 0; j < W; j++)
+                for (k = 0; k < SW; k++)
+                    KK_COPY1(out + ((long)j * SW + k) * size, xs + (((long)c * H + i / SH) * W + j) * size, size);
+        }
+}
+
+void kk_pad(const void *x, int size, int C, int H, int W, int T, int L, int B, int R, const void *fill, void *y) {
+    const uint8_t *xs = (const uint8_t *)x, *f = (const uint8_t *)fill;
+    uint8_t *ys = (uint8_t *)y;
+    int c, i, j, OH = T + H + B, OW = L + W + R;
+    for (c = 0; c < C; c++)
+        for (i = 0; i < OH; i++) {
+            uint8_t *out = ys + ((long)c * OH + i) * OW * size;
+            int inside = i >= T && i < T + H;
+            for (j = 0; j < OW; j++) {
+                if (inside && j == L) { /* the row of x, in one copy */
+                    memcpy(out + (long)j * size, xs + ((long)c * H + i - T) * W * size, (size_t)W * size);
+                    j += W - 1;
+                    continue;
+                }
+                KK_COPY1(out + (long)j * size, f, size);
+            }
+        }
 }

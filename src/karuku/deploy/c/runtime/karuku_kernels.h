@@ -24,7 +24,8 @@ void kk_conv2d_u8(KK_CONV_ARGS);
  * padding, CG × (H + 2 PH) × (W + 2 PW + 1) values, and take the weights of each pair of output channels
  * interleaved: per input channel and kernel row, KWp / 2 words (KWp = KW rounded up to even, the row padded
  * with a zero) of two int16 weights (w[2j] in the low half, w[2j + 1] in the high half), each word of the
- * first channel followed by the same word of the second; a group's odd last channel is paired with itself. */
+ * first channel followed by the same word of the second; a group's odd last channel (every channel of a
+ * depthwise convolution) has its words alone. */
 #define KK_CONVD_ARGS const uint8_t *x, int32_t zx, int C, int H, int W, const int32_t *w, const int32_t *bias, \
     const int32_t *m0, const int32_t *shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y, int OC, int OH, \
     int OW, int KH, int KW, int SH, int SW, int PH, int PW, int G, int16_t *scratch
@@ -42,14 +43,30 @@ void kk_linear_u8(KK_LINEAR_ARGS);
 void kk_maxpool2d_s8(KK_MAXPOOL_ARGS);
 void kk_maxpool2d_u8(KK_MAXPOOL_ARGS);
 
+/* padding (PH, PW on both sides) adds x - zx = 0 to the window, whose size stays KH × KW */
 #define KK_AVGPOOL_ARGS const uint8_t *x, int32_t zx, int C, int H, int W, uint8_t *y, int OH, int OW, int KH, \
-    int KW, int SH, int SW, int32_t m0, int32_t shift, int32_t zy, int32_t lo, int32_t hi
+    int KW, int SH, int SW, int PH, int PW, int32_t m0, int32_t shift, int32_t zy, int32_t lo, int32_t hi
 void kk_avgpool2d_s8(KK_AVGPOOL_ARGS);
 void kk_avgpool2d_u8(KK_AVGPOOL_ARGS);
 
-/* a and b may have different signedness: 2 bits select the variant (a signed, b signed) */
+/* a and b may have different signedness: 2 bits select the variant (a signed, b signed). From 1024 elements on,
+ * each input's 256 possible rescaled values are tabulated first (2 KiB of stack). */
 void kk_add(const uint8_t *a, int a_signed, int32_t za, const uint8_t *b, int b_signed, int32_t zb, int n,
             int32_t left_shift, int32_t a_m0, int32_t a_shift, int32_t b_m0, int32_t b_shift, int32_t m0,
             int32_t shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y);
 void kk_clamp(const uint8_t *x, int x_signed, int n, int32_t lo, int32_t hi, uint8_t *y);
+
+/* y[i] = table[x[i]]: a 256-entry table indexed by the stored byte (activations, requantization) */
+void kk_lut(const uint8_t *x, const uint8_t *table, long n, uint8_t *y);
+/* One input of a concatenation: `rows` runs of `len` bytes, run r written at y + r * stride, through `table`
+ * (NULL: copied as they are) */
+void kk_concat_part(const uint8_t *x, const uint8_t *table, long rows, long len, long stride, uint8_t *y);
+
+/* Data movement, on elements of `size` bytes (1 for the integers, 4 for the float build). */
+/* y = x with its `rank` dimensions (sizes `dims`) permuted: output dimension k is input dimension perm[k] */
+void kk_transpose(const void *x, int size, int rank, const int *dims, const int *perm, void *y);
+/* nearest-neighbour upsampling of C × H × W by whole factors: y[c, i, j] = x[c, i / SH, j / SW] */
+void kk_upsample(const void *x, int size, int C, int H, int W, int SH, int SW, void *y);
+/* C × H × W padded to C × (T + H + B) × (L + W + R) with the element at `fill` */
+void kk_pad(const void *x, int size, int C, int H, int W, int T, int L, int B, int R, const void *fill, void *y);
 #endif

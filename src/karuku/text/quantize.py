@@ -1,0 +1,225 @@
+"""int8 for sentence encoders by module rewrite (torch.fx cannot trace attention with masks; it needs none):
+every Linear becomes a `QLinear` holding int8 weights, the word embedding a weight-only `QEmbedding`.
+
+`QLinear` computes what ONNX Runtime computes for the exported file, so its outputs are the reference the
+export is checked against:
+- weights per output channel, symmetric, narrow range (−127..127 at 8 bits; at most 7 bits where the target's
+  u8 × s8 kernels saturate, `karuku.quant.representation`);
+- activations uint8 per tensor, either dynamic (each call's min / max, as DynamicQuantizeLinear: scale =
+  (max(0, max) − min(0, min)) / 255, zero point round(−min / scale)) or static (a range calibrated on texts);
+- the integer products summed exactly, scaled by s_x · s_w, plus the float bias.
+LayerNorm, softmax, GELU and pooling stay float: int8 there costs accuracy and saves little time.
+`layer_bits` in QuantConfig picks per layer (fnmatch patterns over `layers.3.ffn.down`, `embed.word`, ...):
+8, 7, 4 bits, or "float". `sensitivity` measures what each layer alone costs, to choose them.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from karuku.errors import KarukuError
+from karuku.quant.config import QuantConfig
+from karuku.text.encoder import SentenceEncoder
+from karuku.text.tokenizer import Batch
+
+EMBEDDING = "embed.word"
+
+
+def dynamic_qparams(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, zero point) of ONNX DynamicQuantizeLinear for x: uint8 over [min(0, x), max(0, x)]."""
+    lo, hi = torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
+    scale = (hi - lo) / 255.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zp = torch.clamp(torch.round(-lo / scale), 0, 255)
+    return scale.float(), zp.float()
+
+
+def weight_qparams(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int weights as float, per-row scale): symmetric, narrow range, one scale per output channel."""
+    qmax = (1 << (bits - 1)) - 1
+    scale = w.abs().amax(1).clamp(min=1e-12) / qmax
+    return torch.clamp(torch.round(w / scale[:, None]), -qmax, qmax), scale
+
+
+class QLinear(nn.Module):
+    """A Linear with int8 weights and uint8 activations (dynamic, or static once `act_range` is set)."""
+
+    def __init__(self, linear: nn.Linear, bits: int, smooth: torch.Tensor | None = None):
+        super().__init__()
+        self.bits = bits
+        w = linear.weight.detach().float()
+        # SmoothQuant: x / s in, W · s stored: the same product, with outlier channels tamed before rounding
+        self.register_buffer("in_scale", torch.ones(0) if smooth is None else 1.0 / smooth.float())
+        w_int, scale = weight_qparams(w if smooth is None else w * smooth.float()[None, :], bits)
+        self.register_buffer("w_int", w_int.to(torch.int8))
+        self.register_buffer("w_scale", scale)
+        self.register_buffer("bias", linear.bias.detach().clone())
+        self.register_buffer("act_range", torch.zeros(0))  # (lo, hi) when static
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    @property
+    def static(self) -> bool:
+        return self.act_range.numel() == 2
+
+    def act_qparams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.static:
+            return dynamic_qparams(x)
+        return dynamic_qparams(self.act_range)  # the same formula over the calibrated range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_scale.numel():
+            x = x * self.in_scale
+        scale, zp = self.act_qparams(x)
+        xq = torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp  # exact small integers, held in float
+        # float64 sums integer products exactly (|sum| < 2^53), as the int32 accumulators do
+        acc = xq.double() @ self.w_int.double().t()
+        return (acc * (scale.double() * self.w_scale.double())).float() + self.bias
+
+
+class QEmbedding(nn.Module):
+    """A weight-only quantized embedding table: `bits` (8 or 4) per row block of `block` values, symmetric."""
+
+    def __init__(self, emb: nn.Embedding, bits: int, block: int = 32):
+        super().__init__()
+        w = emb.weight.detach().float()
+        n, d = w.shape
+        if d % block:
+            raise KarukuError(f"embedding width {d} is not a multiple of the block size {block}",
+                              "use a block size that divides it")
+        self.bits, self.block = bits, block
+        blocks = w.view(n, d // block, block)
+        qmax = (1 << (bits - 1)) - 1
+        scale = blocks.abs().amax(-1).clamp(min=1e-12) / qmax
+        self.register_buffer("w_int", torch.clamp(torch.round(blocks / scale[..., None]), -qmax, qmax)
+                             .to(torch.int8).view(n, d))
+        self.register_buffer("scale", scale)  # (rows, blocks)
+        self.num_embeddings, self.embedding_dim = n, d
+
+    @property
+    def weight(self) -> torch.Tensor:
+        n, d = self.w_int.shape
+        return (self.w_int.view(n, d // self.block, self.block).float() * self.scale[..., None]).view(n, d)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
+
+
+def _bits(name: str, cfg: QuantConfig) -> int | None:
+    bits: int | str = cfg.bits
+    for pattern, value in cfg.layer_bits.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            bits = value
+    return None if bits == "float" else int(bits)
+
+
+def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration: Batch | None = None,
+             smooth: float | None = None) -> SentenceEncoder:
+    """A copy of `model` with int8 Linear layers (and the word embedding, weight-only) as `cfg` says.
+
+    `cfg.mode`: "dynamic" (activation ranges per call) or "ptq" (static ranges calibrated on `calibration`, a
+    tokenized Batch). `cfg.target_isa` caps the weight bits where its int8 kernels saturate. The word
+    embedding follows `cfg.bits` unless `layer_bits` names `embed.word` (8, 4 or "float").
+
+    `smooth` (α, e.g. 0.5; needs `calibration`): SmoothQuant (Xiao et al. 2023) — each Linear's input channel j
+    is divided by s_j = max|x_j|^α / max|W_:j|^(1−α) (an elementwise Mul before quantizing) and W's column j
+    multiplied by it, so channels with outliers no longer set every other channel's step. Q, K and V share one s
+    (one input). The float function is unchanged; only what rounding loses moves."""
+    cfg = (cfg or QuantConfig(mode="dynamic")).for_target()
+    if not isinstance(model, SentenceEncoder):
+        raise KarukuError(f"karuku.text.quantize needs a SentenceEncoder, got {type(model).__name__}",
+                          "use karuku.quantize for other models")
+    if cfg.mode not in ("dynamic", "ptq"):
+        raise KarukuError(f"mode '{cfg.mode}' is not available for sentence encoders",
+                          "use mode dynamic or ptq (QAT for transformers is not built yet)")
+    if (cfg.mode == "ptq" or smooth is not None) and calibration is None:
+        raise KarukuError("static quantization and smoothing need calibration texts", "pass a tokenized Batch")
+    qm = copy.deepcopy(model).eval()
+    scales = smooth_scales(qm, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
+    for name, module in list(qm.named_modules()):
+        if isinstance(module, nn.Linear):
+            bits = _bits(name, cfg)
+            if bits is not None:
+                _replace(qm, name, QLinear(module, bits, scales.get(name)))
+    emb_bits = _bits(EMBEDDING, cfg)
+    if emb_bits is not None:
+        qm.embed.word = QEmbedding(qm.embed.word, 4 if emb_bits <= 4 else 8)
+    if cfg.mode == "ptq":
+        calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)
+    qm.quant_cfg = cfg
+    return qm
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, new)
+
+
+@torch.no_grad()
+def calibrate(qm: SentenceEncoder, batch: Batch, batch_size: int = 32, limit: int | None = None) -> None:
+    """Static ranges: the min and max each QLinear's input takes over the calibration texts (padding tokens
+    included: the exported graph quantizes them too)."""
+    layers = {n: m for n, m in qm.named_modules() if isinstance(m, QLinear)}
+    seen: dict[str, list[float]] = {}
+
+    def hook(name):
+        def fn(_m, inputs):
+            x = inputs[0]
+            lo, hi = float(x.min()), float(x.max())
+            old = seen.get(name, [lo, hi])
+            seen[name] = [min(old[0], lo), max(old[1], hi)]
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
+    try:
+        n = min(len(batch), limit or len(batch))
+        for i in range(0, n, batch_size):
+            qm(*batch[i:i + batch_size].inputs())
+    finally:
+        for h in handles:
+            h.remove()
+    for name, m in layers.items():
+        m.act_range = torch.tensor(seen[name], dtype=torch.float32)
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    """The names of every Linear / QLinear (what `layer_bits` patterns match)."""
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, QLinear))]
+
+
+
+@torch.no_grad()
+def smooth_scales(model: SentenceEncoder, batch: Batch, alpha: float, batch_size: int = 32,
+                  limit: int | None = None) -> dict[str, torch.Tensor]:
+    """SmoothQuant's per-input-channel s for every Linear (Q, K, V: one shared s), from the largest |x_j| over
+    the calibration texts and the largest |W_:j|."""
+    if not 0 <= alpha <= 1:
+        raise KarukuError(f"smoothing α {alpha} is outside 0..1", "use 0.5 (SmoothQuant's default)")
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def fn(_m, inputs):
+            amax = inputs[0].detach().abs().flatten(0, -2).amax(0)
+            seen[name] = torch.maximum(seen[name], amax) if name in seen else amax
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
+    try:
+        n = min(len(batch), limit or len(batch))
+        for i in range(0, n, batch_size):
+            model(*batch[i:i + batch_size].inputs())
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for name in linears:
+        parent, leaf = name.rsplit(".", 1)
+        group = [f"{parent}.{k}" for k in ("q", "k", "v")] if leaf in ("q", "k", "v") else [name]
+        w_max = torch.stack([linears[g].weight.abs().amax(0) for g in group]).amax(0).clamp(min=1e-5)
+        out[name] = (seen[name].clamp(min=1e-5) ** alpha / w_max ** (1 - alpha)).clamp(min=1e-5)
+    return out

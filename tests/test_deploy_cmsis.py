@@ -1,0 +1,131 @@
+"""The C project on CMSIS-NN kernels: byte-identical to the integer engine on the host and on QEMU Cortex-M4.
+
+CMSIS-NN is Arm's library, not karuku's: the tests build it from a copy at ../shared/vendor/CMSIS-NN (beside
+the repository; CI has it there) or $KARUKU_CMSIS_NN. Without it the tests that need it are skipped with the
+place they looked, and under CI (CI=true) they fail instead: a missing copy must not pass as green.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from karuku.deploy.c import toolchain
+from karuku.deploy.c.cmsis import check_cmsis_nn, cmsis_check, generate_cmsis
+from karuku.deploy.tflite.verify import expected, to_tflite
+from karuku.errors import KarukuError
+from karuku.quant import QuantConfig, quantize, to_integer
+
+ROOT = Path(__file__).resolve().parents[1]
+PLACES = [Path(p) for p in (os.environ.get("KARUKU_CMSIS_NN"), ROOT.parent / "shared/vendor/CMSIS-NN",
+                            Path("/work/shared/vendor/CMSIS-NN")) if p]
+
+
+@pytest.fixture(scope="module")
+def cmsis() -> Path:
+    for place in PLACES:
+        if (place / "Include/arm_nnfunctions.h").is_file():
+            return place
+    msg = f"CMSIS-NN not found (looked in {', '.join(map(str, PLACES))}); set KARUKU_CMSIS_NN to a CMSIS-NN checkout"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+class Net(nn.Module):
+    """Conv (stride 2, padded), depthwise with ReLU6, padded max pool, residual add with ReLU, then either a
+    global average pool or a flatten of 2×2 pixels (weight columns permuted to NHWC) before two linears."""
+
+    def __init__(self, gap: bool):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8), nn.ReLU6())
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.head = nn.Conv2d(8, 6, 1)
+        self.gap = nn.AdaptiveAvgPool2d(1) if gap else nn.Identity()
+        self.fc1 = nn.Linear(6 if gap else 6 * 2 * 2, 12)
+        self.fc2 = nn.Linear(12, 5)
+
+    def forward(self, x):
+        y = self.features(x)
+        y = self.relu(y + self.pw(self.dw(y)))
+        y = self.gap(self.head(self.pool(y)))
+        return self.fc2(self.relu(self.fc1(torch.flatten(y, 1))))
+
+
+def _engine(model, shape, rounding="single"):
+    torch.manual_seed(0)
+    x = torch.randn(96, *shape)
+    return to_integer(quantize(model.eval(), QuantConfig(rounding=rounding), x[:64])), x[64:]
+
+
+@pytest.mark.parametrize("rounding", ["single", "double"])
+def test_cmsis_nn_project_is_the_engine_on_the_host(cmsis, tmp_path, rounding):
+    for i, (model, shape) in enumerate([(Net(True), (3, 8, 8)), (Net(False), (3, 8, 8)),
+                                        (nn.Sequential(nn.ReLU(), nn.Linear(20, 16), nn.ReLU6(), nn.Linear(16, 7)),
+                                         (20,)),
+                                        (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten()), (2, 5, 5))]):
+        im, x = _engine(model, shape, rounding)
+        proj = generate_cmsis(im, f"m{i}", cmsis)
+        assert cmsis_check(im, proj, x, tmp_path / f"m{i}") == 32
+        assert ("CMSIS_NN_USE_SINGLE_ROUNDING" in proj.library.defines) == (rounding == "single")
+    assert "kc_nhwc_to_nchw" in proj.files["m3.c"]  # a flatten that is the output reorders at run time
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs gcc-arm-none-eabi and qemu-system-arm (see .ci/run)")
+def test_cmsis_nn_project_is_the_engine_on_cortex_m4(cmsis, tmp_path):
+    im, x = _engine(Net(True), (3, 8, 8))
+    proj = generate_cmsis(im, "net", cmsis)
+    build = toolchain.build_mcu(proj, tmp_path, gc_sections=True)
+    q = im.quantize_input(x)
+    out, ticks = toolchain.run(build, to_tflite(im, q).view(np.uint8))
+    assert np.array_equal(out, expected(im, q).view(np.uint8)) and ticks > 0
+    mem = toolchain.memory_from_map(build.map_file, ("m4_net.o", "m4_karuku_cmsis.o", "libcmsisnn.a("))
+    lib = toolchain.memory_from_map(build.map_file, ("libcmsisnn.a(",))
+    assert 0 < lib["flash_bytes"] < mem["flash_bytes"]
+
+
+def test_a_folder_that_is_not_cmsis_nn_is_one_line(tmp_path):
+    (tmp_path / "Include").mkdir()
+    with pytest.raises(KarukuError, match=r"is not CMSIS-NN \(Include/arm_nnfunctions.h is missing\)"):
+        check_cmsis_nn(tmp_path)
+
+
+def test_no_cmsis_nn_kernel_is_named_with_the_layer(cmsis):
+    im, _ = _engine(nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 8, 3, groups=2)), (4, 7, 7))
+    with pytest.raises(KarukuError, match=r"no kernel for a convolution with 2 groups \(layer '1'\)"):
+        generate_cmsis(im, "g", cmsis)
+
+
+def test_cli_export_c_on_cmsis_nn(cmsis, tmp_path):
+    from typer.testing import CliRunner
+
+    from karuku.cli import commands  # noqa: F401  (registers the commands)
+    from karuku.cli.app import app
+    from karuku.models import ModelSpec
+    from karuku.quant import save_quantized
+
+    spec = ModelSpec(name="lenet300", input_shape=(1, 28, 28), num_classes=10)
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    q = save_quantized(tmp_path / "q.safetensors", quantize(model, QuantConfig(), torch.randn(64, 1, 28, 28)), spec)
+    out = tmp_path / "proj"
+    runner = CliRunner()
+    res = runner.invoke(app, ["export", str(q), "--format", "c", "--kernels", "cmsis-nn", "--cmsis-nn", str(cmsis),
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "identical to the integer engine" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "karuku_cmsis.c", "karuku_cmsis.h", "lenet300.c",
+                                                     "lenet300.h"]  # nothing of CMSIS-NN is copied
+    res = runner.invoke(app, ["export", str(q), "--format", "c", "--kernels", "cmsis-nn", "--cmsis-nn", str(tmp_path)])
+    assert res.exit_code == 1 and "is not CMSIS-NN" in res.output
+    res = runner.invoke(app, ["export", str(q), "--format", "c", "--kernels", "cmsis-nn"])
+    assert res.exit_code == 1 and "--cmsis-nn DIR" in res.output

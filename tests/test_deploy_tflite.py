@@ -1,0 +1,158 @@
+""".tflite export: every output byte equal to the integer engine in LiteRT (reference kernels) and TFLite Micro."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from karuku.deploy.tflite.export import export_tflite, to_tflite
+from karuku.deploy.tflite.lower import lower, same_padding, tflite_activation_range
+from karuku.deploy.tflite.verify import agreement, expected, run_litert, run_tflm
+from karuku.deploy.tflite.verify import to_tflite as tflite_input
+from karuku.errors import KarukuError
+from karuku.quant import QuantConfig, quantize, to_integer
+from karuku.quant.primitives import mean_multiplier, quantize_multiplier, rescale
+
+
+class Net(nn.Module):
+    """Every op the exporter writes: SAME and explicit padding, depthwise with ReLU6, padded max pool (PADV2 with
+    the minimum), residual add with ReLU, global mean or a flatten of 2×2 pixels, linear layers."""
+
+    def __init__(self, gap: bool):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8), nn.ReLU6())
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.head = nn.Conv2d(8, 6, 1)
+        self.gap = nn.AdaptiveAvgPool2d(1) if gap else nn.Identity()
+        self.fc1 = nn.Linear(6 if gap else 6 * 2 * 2, 12)
+        self.fc2 = nn.Linear(12, 5)
+
+    def forward(self, x):
+        y = self.features(x)
+        y = self.relu(y + self.pw(self.dw(y)))
+        y = self.gap(self.head(self.pool(y)))
+        return self.fc2(self.relu(self.fc1(torch.flatten(y, 1))))
+
+
+def _engine(model, shape, n=96, **cfg):
+    torch.manual_seed(0)
+    model.eval()
+    x = torch.randn(n, *shape)
+    return to_integer(quantize(model, QuantConfig(**cfg), x[:64])), x[64:]
+
+
+@pytest.mark.parametrize("gap", [True, False])
+def test_tflite_is_the_engine_in_both_interpreters(gap):
+    im, x = _engine(Net(gap), (3, 8, 8))  # default rounding "single": the export matches the "double" engine
+    eng, raw, data = to_tflite(im)
+    assert eng.rounding == "double" and im.rounding == "single"
+    res = agreement(eng, raw, x)
+    assert res == {"inputs": 32, "litert": 32, "tflm_inputs": 32, "tflm": 32}
+    ops = [o.op for o in lower(eng).operators]
+    assert ops.count("DEPTHWISE_CONV_2D") == 1 and "PAD" in ops and "PADV2" in ops and "ADD" in ops
+    assert ("MEAN" in ops) == gap and ops[-1] == "RESHAPE"  # [1, 1, 1, 5] -> [1, 5]
+    assert "TRANSPOSE" not in ops  # the flatten of 2×2 pixels permutes fc1's columns instead
+    assert len(raw) > data and raw[4:8] == b"TFL3"
+
+
+def test_the_single_rounding_engine_differs_where_tflite_rounds_twice():
+    """The reason the export converts to "double": with one rounding, some outputs move by a step."""
+    im, x = _engine(Net(True), (3, 8, 8), n=192)
+    _, raw, _ = to_tflite(im)
+    q = im.quantize_input(x)
+    got = run_tflm(raw, tflite_input(im, q))
+    assert (got != expected(im, q)).any()  # im is the single-rounding engine
+    assert np.array_equal(run_litert(raw, tflite_input(im, q)), got)
+
+
+def test_mlp_input_vector_and_standalone_clamps():
+    model = nn.Sequential(nn.ReLU(), nn.Linear(20, 16), nn.ReLU6(), nn.Linear(16, 20))
+    im, x = _engine(model, (20,))
+    assert im.ops[0].kind == "clamp"
+    eng, raw, _ = to_tflite(im)
+    assert agreement(eng, raw, x) == {"inputs": 32, "litert": 32, "tflm_inputs": 32, "tflm": 32}
+    g = lower(eng)
+    assert [o.op for o in g.operators][:2] in (["RESHAPE", "RELU"], ["RESHAPE", "MAXIMUM"])
+    assert g.tensors[g.inputs[0]].shape == [1, 20] and g.tensors[g.outputs[0]].shape == [1, 20]
+
+
+def test_export_writes_only_a_checked_file(tmp_path):
+    im, x = _engine(Net(True), (3, 8, 8))
+    msg = export_tflite(im, tmp_path / "m.tflite", x)
+    assert "identical to the integer engine" in msg and (tmp_path / "m.tflite").stat().st_size > 0
+
+
+def test_no_tflite_equivalent_is_named_with_the_layer():
+    grouped = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.Flatten(),
+                            nn.Linear(8 * 6 * 6, 3))
+    im, _ = _engine(grouped, (4, 6, 6))
+    with pytest.raises(KarukuError, match=r"layer '1'.*2 groups.*no TFLite equivalent"):
+        to_tflite(im)
+    pooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 3))
+    im, _ = _engine(pooled, (3, 8, 8))
+    with pytest.raises(KarukuError, match=r"layer '1'.*average pool over part of the input"):
+        to_tflite(im)
+
+
+def test_activation_ranges_and_same_padding_follow_tflite():
+    assert tflite_activation_range("RELU", 0.05, -128) == (-128, 127)
+    assert tflite_activation_range("RELU", 0.05, -3) == (-3, 127)
+    assert tflite_activation_range("RELU6", 0.05, -128) == (-128, -8)  # 6 / 0.05 = 120
+    assert tflite_activation_range("RELU6", 6 / 255, -128) == (-128, 127)
+    assert same_padding(28, 5, 1, 2) and same_padding(32, 3, 1, 1)
+    assert not same_padding(32, 3, 2, 1)  # SAME pads 0 on top and 1 below
+    assert same_padding(33, 3, 2, 1)
+
+
+def test_mean_multiplier_is_tflite_s():
+    """TFLite: M0' = (M0 << p) / n with p = floor(log2 n), shift' = shift + p; the result is m / n to ~2^-29."""
+    for m, n in ((0.9, 64), (1.7, 9), (0.3, 125), (1.0, 1), (2.5, 49)):
+        m0, shift = quantize_multiplier(m)
+        got = mean_multiplier(m, n)
+        p = n.bit_length() - 1
+        assert got == ((m0 << p) // n, shift + p)
+        assert abs(got[0] * 2.0 ** -(31 + got[1]) - m / n) <= m / n * 2 ** -28
+    acc = torch.arange(-3000, 3000, dtype=torch.int32)
+    m0, shift = mean_multiplier(1.0, 64)
+    assert torch.equal(rescale(acc * 64, m0, shift, "double"), rescale(acc, *quantize_multiplier(1.0), "double"))
+
+
+def test_quantize_multiplier_rounds_ties_away_from_zero():
+    m = (2 ** 30 + 0.5) / 2 ** 31  # frac · 2^31 = 2^30 + 1/2 exactly
+    assert quantize_multiplier(m) == (2 ** 30 + 1, 0)
+
+
+@pytest.fixture
+def quantized(tmp_path):
+    """A lenet5-lecun checkpoint, its quantized form (random calibration data), both saved."""
+    from karuku.io.checkpoint import save_checkpoint
+    from karuku.models import ModelSpec
+    from karuku.quant import save_quantized
+
+    torch.manual_seed(0)
+    spec = ModelSpec(name="lenet5-lecun", input_shape=(1, 28, 28), num_classes=10)
+    model = spec.build().eval()
+    qm = quantize(model, QuantConfig(), torch.randn(64, 1, 28, 28))
+    return save_checkpoint(tmp_path / "f.safetensors", model, spec), save_quantized(tmp_path / "q.safetensors", qm,
+                                                                                   spec)
+
+
+def test_cli_export_tflite(quantized, tmp_path):
+    from typer.testing import CliRunner
+
+    from karuku.cli import commands  # noqa: F401  (registers the commands)
+    from karuku.cli.app import app
+
+    runner = CliRunner()
+    fp, q = quantized
+    res = runner.invoke(app, ["export", str(q), "--format", "tflite", "--out", str(tmp_path / "m.tflite")])
+    assert res.exit_code == 0, res.output
+    assert "identical to the integer engine" in res.output and (tmp_path / "m.tflite").stat().st_size > 60_000
+    res = runner.invoke(app, ["export", str(fp), "--format", "tflite"])  # float: no int8 .tflite without ranges
+    assert res.exit_code == 1 and "needs a quantized checkpoint" in res.output and "karuku quantize" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(app, ["export", str(q), "--format", "tflite", "--kernels", "cmsis-nn"])
+    assert res.exit_code == 1 and "use them with --format c" in res.output

@@ -1,0 +1,290 @@
+"""Sentence encoders compressed: int8 (dynamic / static, int4 embeddings) in ONNX, head / FFN pruning, layer
+dropping with distillation, and the sentence-embedding task's measures. All on a tiny random encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
+from karuku.errors import KarukuError
+from karuku.quant.config import QuantConfig
+from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups
+from karuku.text.onnx_export import export_onnx
+from karuku.text.prune import HeadPruneConfig, importance, prune, shrink
+from karuku.text.quantize import QEmbedding, QLinear, dynamic_qparams, linear_names, quantize
+from karuku.text.task import encode, fidelity, fixed_batch, neighbours, onnx_fn
+
+
+@pytest.fixture
+def tok(tmp_path):
+    return tiny_tokenizer(tmp_path)
+
+
+def _ort(onnx_bytes: bytes, batch) -> np.ndarray:
+    return onnx_fn(onnx_bytes)(batch.input_ids.numpy(), batch.attention_mask.numpy())
+
+
+def _same_integers(got: np.ndarray, ref: np.ndarray) -> None:
+    """ONNX Runtime computed the reference's integers: sentences agree to float rounding, except where a value
+    lands within float error of a rounding tie in dynamic quantization (a step there moves one sentence a
+    little); saturating kernels would move most of them."""
+    off = np.abs(got - ref).max(1) > 1e-5
+    assert off.sum() <= max(1, len(got) // 8), off
+    assert (got * ref).sum(1).min() > 0.99999
+
+
+def _props(onnx_bytes: bytes) -> dict:
+    return {p.key: p.value for p in onnx.load_from_string(onnx_bytes).metadata_props}
+
+
+def test_dynamic_qparams_match_onnx_dynamic_quantize_linear():
+    from onnx import helper
+    from onnxruntime import InferenceSession
+
+    x = torch.randn(3, 7) * 3 + 1
+    g = helper.make_graph([helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, 7])],
+                          [helper.make_tensor_value_info(n, t, None) for n, t in
+                           (("q", onnx.TensorProto.UINT8), ("s", onnx.TensorProto.FLOAT),
+                            ("z", onnx.TensorProto.UINT8))])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    q, s, z = InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})
+    scale, zp = dynamic_qparams(x)
+    assert float(scale) == pytest.approx(float(s), rel=1e-6) and int(zp) == int(z)
+    assert np.array_equal(np.clip(np.round(x.numpy() / float(s)) + int(z), 0, 255).astype(np.uint8), q)
+
+
+def test_fp32_onnx_matches_torch(tok):
+    m = tiny_encoder()
+    b = tok(TEXTS)
+    with torch.no_grad():
+        ref = m(*b.inputs()).numpy()
+    raw = export_onnx(m)
+    assert np.abs(_ort(raw, b) - ref).max() < 1e-5
+    props = _props(raw)
+    assert props["karuku.quantization"] == "float" and "karuku.representation" not in props
+
+
+@pytest.mark.parametrize("target,rep", [("avx512-vnni", "u8s8"), ("avx2", "u8s7"), ("portable", "u8s7")])
+def test_dynamic_int8_onnx_computes_what_the_torch_reference_does(tok, target, rep):
+    m = tiny_encoder()
+    b = tok(TEXTS)
+    q = quantize(m, QuantConfig(mode="dynamic", target_isa=target))
+    layers = [mod for mod in q.modules() if isinstance(mod, QLinear)]
+    assert len(layers) == 12 and isinstance(q.embed.word, QEmbedding)
+    assert max(int(x.w_int.abs().max()) for x in layers) == (127 if rep == "u8s8" else 63)
+    raw = export_onnx(q)
+    props = _props(raw)
+    assert props["karuku.representation"] == rep and props["karuku.target_isa"] == target
+    assert props["karuku.quantization"] == "dynamic"
+    with torch.no_grad():
+        ref, fp = q(*b.inputs()).numpy(), m(*b.inputs()).numpy()
+    got = _ort(raw, b)
+    _same_integers(got, ref)
+    assert (got * fp).sum(1).min() > 0.99  # and close to the float model
+    ops = {n.op_type for n in onnx.load_from_string(raw).graph.node}
+    assert {"QAttention", "DynamicQuantizeMatMul", "GatherBlockQuantized", "Gelu", "LayerNormalization"} <= ops
+
+
+def test_u8u8_and_u8s8_store_the_same_integers(tok):
+    q = quantize(tiny_encoder(), QuantConfig(mode="dynamic", target_isa="avx512-vnni"))
+    b = tok(TEXTS)
+    a, u = export_onnx(q, representation="u8s8"), export_onnx(q, representation="u8u8")
+    assert _props(u)["karuku.representation"] == "u8u8"
+    _same_integers(_ort(a, b), _ort(u, b))
+    with pytest.raises(KarukuError, match="more than the u8s7 representation holds"):
+        export_onnx(q, representation="u8s7")
+
+
+def test_static_int8_int4_embedding_and_float_layers(tok):
+    m = tiny_encoder()
+    b = tok(TEXTS)
+    cfg = QuantConfig(mode="ptq", target_isa="avx2", layer_bits={"embed.word": 4, "layers.1.ffn.*": "float"})
+    q = quantize(m, cfg, calibration=b)
+    assert isinstance(q.layers[1].ffn.up, torch.nn.Linear) and q.embed.word.bits == 4
+    assert all(x.static for x in q.modules() if isinstance(x, QLinear))
+    raw = export_onnx(q)
+    with torch.no_grad():
+        ref = q(*b.inputs()).numpy()
+    _same_integers(_ort(raw, b), ref)
+    assert _props(raw)["karuku.quantization"] == "static"
+    int4 = [t for t in onnx.load_from_string(raw).graph.initializer if t.data_type == onnx.TensorProto.INT4]
+    assert len(int4) == 1 and len(int4[0].raw_data) == q.embed.word.w_int.numel() // 2
+    with pytest.raises(KarukuError, match="calibration texts"):
+        quantize(m, QuantConfig(mode="ptq"))
+    with pytest.raises(KarukuError, match="quantized differently"):
+        export_onnx(quantize(m, QuantConfig(mode="dynamic", layer_bits={"layers.0.attn.q": "float"})))
+    assert "layers.0.attn.q" in linear_names(m)
+
+
+def test_head_pruning_shrinks_and_keeps_the_important_parts(tok):
+    m = tiny_encoder(heads=4, ffn=64)
+    b = tok(TEXTS)
+    with torch.no_grad():  # make head 2 of layer 0 and neurons 0..15 of layer 1 matter little
+        m.layers[0].attn.o.weight[:, 16:24] *= 1e-3
+        m.layers[1].ffn.down.weight[:, :16] *= 1e-3
+    imp = importance(m, b)
+    assert int(imp.heads[0].argmin()) == 2 and set(imp.neurons[1].argsort()[:16].tolist()) == set(range(16))
+    small, info = prune(m, HeadPruneConfig(heads=0.25, ffn=0.25, round_to=16), b)
+    assert small.cfg.heads == (3, 3) and small.cfg.intermediate == (48, 48)
+    assert 2 not in info["heads"][0]
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in m.parameters())
+    assert set(range(16)).isdisjoint(info["ffn_kept"][1])
+    # keeping the least important instead is further from the original model
+    worst = shrink(m, [torch.sort(h.argsort()[:3]).values for h in imp.heads],
+                   [torch.sort(n.argsort()[:48]).values for n in imp.neurons])
+    with torch.no_grad():
+        ref = m(*b.inputs())
+        assert (small(*b.inputs()) * ref).sum(1).mean() > (worst(*b.inputs()) * ref).sum(1).mean()
+    # shrinking with everything kept is the identity
+    same = shrink(m, [torch.arange(4)] * 2, [torch.arange(64)] * 2)
+    with torch.no_grad():
+        assert torch.allclose(same(*b.inputs()), m(*b.inputs()), atol=1e-6)
+    # the pruned encoder exports (per-layer head counts, FFN widths) and matches in ONNX Runtime
+    with torch.no_grad():
+        assert np.abs(_ort(export_onnx(small), b) - small(*b.inputs()).numpy()).max() < 1e-5
+    with pytest.raises(KarukuError, match="leave a layer with none") as e:
+        prune(m, HeadPruneConfig(heads=1.0), b)
+    assert "at least one head" in e.value.hint
+    glob, _ = prune(m, HeadPruneConfig(heads=0.9, scope="global", round_to=1), b)
+    assert min(glob.cfg.heads) >= 1
+
+
+def test_layer_dropping_and_distillation_reduce_the_loss(tok):
+    teacher = tiny_encoder(layers=4)
+    assert [list(g) for g in groups(6, 3)] == [[0, 1], [2, 3], [4, 5]]
+    assert [list(g) for g in groups(4, 3)] == [[0], [1, 2], [3]]
+    student = drop_layers(teacher, 2)
+    assert len(student.layers) == 2
+    assert torch.equal(student.layers[1].ffn.up.weight, teacher.layers[2].ffn.up.weight)
+    held = tok(TEXTS[12:])
+    with torch.no_grad():
+        before = fidelity(teacher(*held.inputs()).numpy(), student(*held.inputs()).numpy(), k=2)
+    cfg = TextDistillConfig(layers=2, epochs=30, batch_size=6, lr=3e-3, attention_weight=0.1)
+    hist = distill(teacher, student, TEXTS[:12], tok, cfg, log=lambda _: None)
+    assert hist[-1]["embedding"] < 0.5 * hist[0]["embedding"] and "attention" in hist[0]
+    with torch.no_grad():
+        after = fidelity(teacher(*held.inputs()).numpy(), student(*held.inputs()).numpy(), k=2)
+    assert after.mean_cosine > before.mean_cosine
+    with pytest.raises(KarukuError, match="a student of 5 layers"):
+        drop_layers(teacher, 5)
+    with pytest.raises(KarukuError, match="invalid distillation setting 'lr'"):
+        TextDistillConfig(lr=-1)
+
+
+def test_fidelity_and_retrieval_measures(tok):
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(40, 8)).astype(np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    same = fidelity(ref, ref.copy(), k=5)
+    assert same.mean_cosine == pytest.approx(1, abs=1e-6) and same.top10_overlap == 1.0 and same.texts == 40
+    noisy = fidelity(ref, ref + rng.normal(scale=0.3, size=ref.shape).astype(np.float32), k=5)
+    assert noisy.mean_cosine < 0.99 and noisy.p1_cosine < noisy.mean_cosine and noisy.top10_overlap < 1
+    nb = neighbours(ref, 3)
+    assert nb.shape == (40, 3) and not (nb == np.arange(40)[:, None]).any()
+    with pytest.raises(KarukuError, match="cannot return 10 neighbours"):
+        neighbours(ref[:5], 10)
+    m = tiny_encoder()
+    emb = encode(m, TEXTS, tok, batch_size=5)  # length-sorted batches come back in input order
+    with torch.no_grad():
+        assert np.abs(emb - m(*tok(TEXTS).inputs()).numpy()).max() < 1e-5
+    fb = fixed_batch(tok, TEXTS, 2, 12)
+    assert fb.input_ids.shape == (2, 12) and int(fb.attention_mask.sum()) == 24 and fb.input_ids[0, 0] == tok.cls
+
+
+def test_text_recipe_runs_resumes_and_reports(tmp_path, monkeypatch):
+    """prune → distil → int8 → ONNX on a tiny fake pretrained model and corpus, through the CLI."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from helpers.procs import karuku_cli
+    from helpers.textmodels import write_vocab
+    from karuku.text import pretrained
+    from karuku.text.pretrained import Pretrained, state_dict_hf
+    from karuku.text.recipe import load_recipe
+    from karuku.text.run import compress_text, load_encoder
+
+    m = tiny_encoder(max_positions=128)
+    folder = write_vocab(tmp_path / "model")
+    save_file({k: v.contiguous() for k, v in state_dict_hf(m).items()}, str(folder / "model.safetensors"))
+    from helpers.textmodels import hf_config
+
+    (folder / "config.json").write_text(hf_config(m))
+    files = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
+             for n in ("model.safetensors", "config.json", "vocab.txt")}
+    monkeypatch.setitem(pretrained.PRETRAINED, "tiny", Pretrained("tiny", "tiny==1", "m", files, 64, "test"))
+    from karuku.text import corpus as corpus_mod
+
+    texts = [f"{t} {t} {i}" for i in range(20) for t in TEXTS]  # 320 texts (digits become [UNK])
+    monkeypatch.setattr(corpus_mod, "load_corpus",
+                        lambda name="fortunes", source=None, log=print: corpus_mod.Corpus(texts[:280], texts[280:],
+                                                                                          "test"))
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text("""version: 1
+name: tiny-edge
+model: {pretrained: tiny}
+data: {calibration: 32}
+budget: {min_mean_cosine: 0.5}
+stages:
+  - prune: {heads: 0.5, ffn: 0.25, round_to: 16}
+  - distill: {layers: 1, epochs: 1, batch_size: 16, lr: 0.001}
+  - quantize: {mode: dynamic, target_isa: avx2, smooth: 0.75, layer_bits: {embed.word: 4}}
+  - export: {}
+""")
+    recipe = load_recipe(recipe_path)
+    logs = []
+    s = compress_text(recipe, tmp_path / "run", model_source=folder, log=logs.append, time_rounds=1)
+    kinds = [st["kind"] for st in s["steps"]]
+    assert kinds == ["pretrained", "prune", "distill", "quantize", "export"]
+    assert s["steps"][1]["shape"] == {"heads": [1, 1], "ffn": [48, 48]}
+    assert s["steps"][2]["shape"]["heads"] == [1] and s["steps"][2]["params"] < s["steps"][1]["params"]
+    assert s["steps"][0]["fidelity"]["mean_cosine"] == pytest.approx(1, abs=1e-6)
+    final = onnx.load(str(tmp_path / "run" / "model.onnx"))
+    assert {p.key: p.value for p in final.metadata_props}["karuku.representation"] == "u8s7"
+    assert set(s["timing"]) == {"fp32 ONNX (standard export)", "fp32 ONNX (karuku fused graph)", "result"}
+    assert s["ok"] == (s["steps"][-1]["fidelity"]["mean_cosine"] >= 0.5)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| distill |" in report and "batch 32 × 128 tokens" in report
+    student = load_encoder(s["steps"][2]["checkpoint"])
+    assert student.cfg.heads == (1,)
+    # a second run resumes: prune and distil are not redone
+    logs.clear()
+    compress_text(recipe, tmp_path / "run", model_source=folder, log=logs.append, time_rounds=1)
+    assert "skipped" in (tmp_path / "run" / "run.log").read_text()
+    # the recipe validator names the faulty stage
+    recipe_path.write_text("version: 1\nname: x\nstages:\n  - prune: {heads: 2}\n  - distil: {}\n")
+    with pytest.raises(KarukuError, match="unknown stage 'distil'.*did you mean 'distill'"):
+        load_recipe(recipe_path)
+    recipe_path.write_text("version: 1\nname: x\nstages:\n  - prune: {heads: 2}\n")
+    with pytest.raises(KarukuError, match=r"stages\[0\].prune: invalid pruning setting 'heads'"):
+        load_recipe(recipe_path)
+    out = karuku_cli(["text", "validate", "recipes/minilm-edge.yaml"])
+    assert "prune → distill → quantize → export" in out.stdout
+
+
+def test_smoothing_tames_an_outlier_channel(tok):
+    """One residual channel 40× larger than the rest (as in real BERTs): per-tensor int8 activations lose the
+    others; SmoothQuant's per-channel division (a Mul before quantizing, exported too) wins them back."""
+    m = tiny_encoder()
+    b = tok(TEXTS)
+    with torch.no_grad():
+        for norm in (m.embed.norm, m.layers[0].attn.norm, m.layers[0].ffn.norm, m.layers[1].attn.norm):
+            norm.weight[5] *= 40
+        ref = m(*b.inputs()).numpy()
+    cfg = QuantConfig(mode="dynamic", target_isa="avx2", layer_bits={"embed.word": "float"})
+    plain, smoothed = quantize(m, cfg), quantize(m, cfg, calibration=b, smooth=0.5)
+    assert smoothed.layers[0].attn.q.in_scale.shape == (32,)
+    assert torch.equal(smoothed.layers[0].attn.q.in_scale, smoothed.layers[0].attn.v.in_scale)  # shared input
+    raw = export_onnx(smoothed)
+    with torch.no_grad():
+        _same_integers(_ort(raw, b), smoothed(*b.inputs()).numpy())
+        err_plain = 1 - (plain(*b.inputs()).numpy() * ref).sum(1).mean()
+        err_smooth = 1 - (smoothed(*b.inputs()).numpy() * ref).sum(1).mean()
+    assert err_smooth < 0.7 * err_plain
+    with pytest.raises(KarukuError, match="need calibration texts"):
+        quantize(m, cfg, smooth=0.5)
