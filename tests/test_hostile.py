@@ -162,6 +162,11 @@ def test_an_unwritable_out_fails_before_training(tmp_path, idx_dir):
     recipe.write_text("version: 1\nmodel: {name: lenet300}\ndata: {name: digits, val_size: 100}\n")
     res = runner.invoke(app, ["compress", str(recipe), "--out", "/proc/run"])
     assert res.exit_code == 1 and "cannot create folder /proc/run" in res.output
+    for args in (["evaluate", "m.safetensors", "--json", "/proc/x.json"], ["lottery", "--out", "/proc/lottery"],
+                 ["export", "m.safetensors", "--out", "/proc/m.onnx"],
+                 ["prune", "m.safetensors", "--out", str(tmp_path / "p.safetensors"), "--json", "/proc/p.json"]):
+        res = runner.invoke(app, args)  # the checkpoint does not exist either: the output is checked first
+        assert res.exit_code == 1 and "/proc" in res.output and "not found" not in res.output, (args, res.output)
 
 
 def test_temp_files_of_killed_writers_are_removed(tmp_path):

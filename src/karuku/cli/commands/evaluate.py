@@ -27,7 +27,10 @@ def evaluate_cmd(
     """Score a checkpoint (on its own dataset unless --data says) and measure it: params, MACs, sizes, latency,
     energy."""
     from karuku.api import evaluate_checkpoint
+    from karuku.io.atomic import ensure_writable_dir
 
+    if json_out:
+        ensure_writable_dir(json_out)  # before the measuring, not after it
     ev = evaluate_checkpoint(checkpoint, data, measure, profile=profile)
     print_table(f"karuku evaluate {checkpoint}", ev.rows())
     if json_out:

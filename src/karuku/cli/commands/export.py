@@ -24,7 +24,10 @@ def export_cmd(
 ) -> None:
     """Export a deployable file, checked for parity on export."""
     from karuku.deploy.job import export_checkpoint
+    from karuku.io.atomic import ensure_writable_dir
 
+    if out is not None:  # a folder for C, a file otherwise: writable before the export and its checks
+        ensure_writable_dir(out / "model.c" if cfg.format == "c" else out)
     console.print(export_checkpoint(checkpoint, cfg, out), soft_wrap=True)
 
 

@@ -30,8 +30,10 @@ def lottery_cmd(
         return
     if out is None:
         raise click_errors.UsageError("Missing option '--out'.", ctx=ctx)
+    from karuku.io.atomic import ensure_writable_dir
     from karuku.lottery.job import lottery_experiment
 
+    ensure_writable_dir(out / "settings.json")  # an unwritable --out fails before any training
     folder = lottery_experiment(cfg, out, log=lambda s: console.print(s, soft_wrap=True))
     console.print(f"experiment {folder}: table.csv, table.json, lottery.png, report.md", soft_wrap=True)
 

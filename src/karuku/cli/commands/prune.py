@@ -34,8 +34,11 @@ def prune_cmd(
     measure: MeasureConfig,
 ) -> None:
     """Prune a checkpoint (unstructured masks or structured channel removal), optionally fine-tune."""
+    from karuku.io.atomic import ensure_writable_dir
     from karuku.pruning.job import prune_checkpoint
 
+    if json_out:
+        ensure_writable_dir(json_out)  # before the pruning, not after it
     figures = prune_checkpoint(checkpoint, cfg, out, data, measure=measure, verbose=not quiet)
     _print(figures, checkpoint, out)
     if json_out:
