@@ -99,10 +99,9 @@ def _export_cmsis(im: IntegerModel, name: str, out: Path, input_shape, cmsis_nn,
     with tempfile.TemporaryDirectory(prefix="karuku-cmsis-") as tmp:
         x = torch.randn(check, *input_shape, generator=torch.Generator().manual_seed(0))
         n = cmsis_check(im, proj, x, Path(tmp))
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, text in proj.files.items():
-        (out / fname).write_text(text)
-    (out / "README.md").write_text(readme(proj, im))
+    for fname, text in proj.files.items():  # each file atomically, as the portable project's
+        write_text(out / fname, text)
+    write_text(out / "README.md", readme(proj, im))
     return (f"wrote C project {out} on CMSIS-NN kernels (weights {proj.weight_bytes:,} B const, arena "
             f"{proj.arena_bytes:,} B static; CMSIS-NN from {cmsis_nn} is not copied); host build identical to the "
             f"integer engine on {n} inputs")
