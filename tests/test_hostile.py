@@ -264,3 +264,20 @@ def test_a_document_missing_what_karuku_reads(tmp_path):
     doc = json.dumps({"format": "karuku.checkpoint", "tensors_sha256": digest})
     with pytest.raises(KarukuError, match="invalid checkpoint document at 'format_version'"):
         load_model(raw_safetensors(tmp_path, doc))
+
+
+@pytest.mark.parametrize("factory", ["lstm", "attention"])
+def test_quantizing_recurrent_and_attention_models_is_no_raw_exception(tmp_path, factory):
+    """The defect: `nn.LSTM` and `nn.MultiheadAttention` reached the user as AttributeError / TypeError."""
+    ckpt = tmp_path / "m.safetensors"
+    res = runner.invoke(app, ["train", "--model", f"helpers.oddmodels:{factory}", "--data", "digits",
+                              "--data-val-size", "100", "--epochs", "1", "--quiet", "--out", str(ckpt)])
+    assert res.exit_code == 0, res.output
+    for mode in ("ptq", "dynamic", "qat"):
+        args = ["quantize", str(ckpt), "--mode", mode, "--calibration", "64", "--quiet",
+                "--out", str(tmp_path / f"q-{mode}.safetensors")] + (["--finetune-iterations", "5"] if mode == "qat"
+                                                                      else [])
+        res = runner.invoke(app, args)
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 0 or (res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: ")
+                                      and "Error:" not in lines[0]), (mode, res.output)
