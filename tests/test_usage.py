@@ -218,3 +218,15 @@ def test_quantize_onnx_out_is_the_checked_int8_export(tmp_path, idx_dir):
     assert res.exit_code == 0 and "top-1 agreement with the integer engine" in res.output, res.output
     assert runner.invoke(app, ["export", str(q), "--int8", "--out", str(tmp_path / "b.onnx")]).exit_code == 0
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_a_run_that_will_take_hours_says_so_as_it_starts(tmp_path, monkeypatch):
+    from karuku.progress import Progress
+    from karuku.training import loop
+
+    monkeypatch.setattr(loop, "LONG_AFTER", 0.0)  # judge after the first step (a real run: after 2 s)
+    monkeypatch.setattr(Progress, "estimate", lambda self: 2 * 3600.0 + 60)
+    res = runner.invoke(app, ["train", "--model", "lenet300", "--data", "digits", "--data-val-size", "100",
+                              "--epochs", "1", "--out", str(tmp_path / "m.safetensors")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("this will take about 2 h 01 min") == 1

@@ -120,6 +120,7 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     for h in hooks:
         h.on_start(state)
     start, threads, stepped = time.perf_counter(), torch.get_num_threads(), None
+    long_note: float | None = LONG_AFTER
     try:
         while state.iteration < total:
             loader.set_epoch(state.epoch)
@@ -133,6 +134,8 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
                 if state.iteration % eval_every == 0 or state.iteration == total:
                     _evaluate(state, data.val)
                 progress.update(state.iteration, f"loss {running / max(seen, 1):.4f}")
+                if long_note is not None and time.perf_counter() - start > long_note:
+                    long_note = _say_if_long(progress)
                 if state.iteration >= total:
                     break
             state.epoch += 1
@@ -152,6 +155,20 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     return TrainResult(state.iteration, state.epoch, time.perf_counter() - start, state.history,
                        best["val_loss"] if best else None, best["iteration"] if best else None,
                        state.history[-1] if state.history else None, threads, stepped)
+
+
+LONG = 3600.0  # a run (or the job it is part of) that will take longer than this says so as it starts
+LONG_AFTER = 2.0  # seconds of timed steps before it judges
+
+def _say_if_long(progress) -> None:  # returns None: the loop asks once
+    """After the first seconds: one line when the job will take hours at this pace (then it is never asked again)."""
+    from karuku.progress import duration
+
+    left = progress.estimate()
+    if left is not None and left > LONG:
+        progress.note(f"this will take about {duration(left)} at the pace of the first iterations here; Ctrl-C "
+                      "stops it and the same command resumes (fewer epochs, or --threads, change the time)")
+    return None
 
 
 def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: float) -> float:
