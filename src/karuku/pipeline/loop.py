@@ -30,8 +30,7 @@ class Outcome:
 
 def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True, lang: str = "en",
              threads: int | None = None) -> Outcome:
-    """Run a recipe; every step is cached in the run folder, so re-running resumes. `threads`: overrides the
-    recipe's."""
+    """Run a recipe (`threads` overrides its own); every step is cached in the run folder, so re-running resumes."""
     run = Run.start(recipe, run_dir, verbose, threads)
     current = run.baseline = baseline_step(run)
     attempts = [current]
