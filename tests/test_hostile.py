@@ -107,7 +107,19 @@ def test_a_fifo_as_a_checkpoint_does_not_hang(tmp_path):
     os.mkfifo(fifo)
     code = ("import sys\nfrom karuku.cli.app import main\nsys.argv = ['karuku', 'evaluate', sys.argv[1]]\nmain()")
     proc = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "not found" in proc.stderr
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "is not a regular file" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["evaluate", "{}"], ["bench", "{}"], ["recipe", "validate", "{}"],
+                                  ["train", "--model", "lenet300", "--data", "digits", "--data-val-size", "100",
+                                   "--init", "{}", "--out", "OUT"]])
+def test_a_folder_or_device_is_named_as_such_not_as_missing(tmp_path, args):
+    for path, needle in ((tmp_path, "is a folder"), ("/dev/null", "is not a regular file")):
+        given = [str(tmp_path / "m.safetensors") if a == "OUT" else a.format(path) for a in args]
+        res = runner.invoke(app, given)
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 1 and len(lines) == 1 and needle in lines[0] and "not found" not in lines[0], (
+            args, res.output)
 
 
 @pytest.mark.parametrize("text, needle", [

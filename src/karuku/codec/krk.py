@@ -25,6 +25,7 @@ from karuku.errors import KarukuError
 from karuku.io.allocation import AllocationBudget, budget_for
 from karuku.io.atomic import write_bytes
 from karuku.io.checkpoint import Checkpoint
+from karuku.io.paths import regular_file
 from karuku.models.spec import ModelSpec
 
 KEEP_META = ("transforms", "data", "metrics", "cluster")  # checkpoint metadata worth its bytes
@@ -102,9 +103,7 @@ def pack_model(model: nn.Module, spec: ModelSpec, out: str | os.PathLike, meta: 
 
 def read_packed(path: str | os.PathLike, max_elements: int = container.MAX_ELEMENTS) -> Packed:
     """Read and check a `.krk` file (every kind of damage is one KarukuError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"packed model {path} not found")
+    path = regular_file(path, "packed model")
     if path.stat().st_size > container.MAX_FILE_BYTES:
         raise KarukuError(f"{path} is larger than {container.MAX_FILE_BYTES >> 30} GiB", "not a karuku .krk file")
     return from_bytes(path.read_bytes(), str(path), max_elements)

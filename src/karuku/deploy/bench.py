@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 
 from karuku.errors import KarukuError
+from karuku.io.paths import regular_file
 from karuku.measure.onnx_runtime import session
 from karuku.measure.timing import time_call
 
@@ -40,9 +40,7 @@ def bench_onnx(path: str | os.PathLike, threads: int | None = None, batches: tup
     from karuku.measure.inputs import MAX_INPUT_BYTES
     from karuku.threads import current_threads
 
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"ONNX file {path} not found")
+    path = regular_file(path, "ONNX file")
     threads = threads or current_threads()
     try:
         sess = session(path, threads)

@@ -24,6 +24,7 @@ from karuku import __version__
 from karuku.errors import KarukuError
 from karuku.io import safefile
 from karuku.io.allocation import AllocationBudget, budget_for
+from karuku.io.paths import regular_file
 from karuku.models.spec import ModelSpec
 from karuku.registry import Registry
 
@@ -243,9 +244,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, Checkpoint]:
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A user's weights: a state dict in `.pt`/`.pth` (read with weights_only=True) or `.safetensors`."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"weights file {path} not found")
+    path = regular_file(path, "weights file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -18,6 +18,7 @@ from safetensors.torch import save as st_save
 
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_bytes
+from karuku.io.paths import regular_file
 
 META_KEY = "karuku"
 MAX_FILE_BYTES = 8 << 30  # refuse to read anything larger (8 GiB) into memory
@@ -48,9 +49,7 @@ def write(path: str | os.PathLike, tensors: dict[str, torch.Tensor], doc: dict[s
 
 def read(path: str | os.PathLike, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and the JSON document; every kind of damage is one KarukuError."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"{what} {path} not found")
+    path = regular_file(path, what)
     if path.stat().st_size > MAX_FILE_BYTES:
         raise KarukuError(f"{what} {path} is larger than {MAX_FILE_BYTES >> 30} GiB")
     raw = path.read_bytes()

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from karuku.config import Config, digest, field_at, fields_at, seed_field
 from karuku.data.config import DataConfig
 from karuku.errors import KarukuError, closest
+from karuku.io.paths import regular_file
 from karuku.pipeline.recovery import Recovery
 from karuku.training.config import TrainConfig
 
@@ -219,9 +220,7 @@ def _file_problems(raw: dict) -> list[str]:
 
 def read_yaml(path: str | Path, what: str = "recipe") -> Any:
     """A small YAML file, bounded in size, depth and alias expansion; every kind of damage is one KarukuError."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"{what} {path} not found")
+    path = regular_file(path, what)
     if path.stat().st_size > MAX_RECIPE_BYTES:
         raise KarukuError(f"{what} {path} is larger than {MAX_RECIPE_BYTES >> 20} MiB", f"is it a {what}?")
     try:
