@@ -293,3 +293,22 @@ def test_quantizing_recurrent_and_attention_models_is_no_raw_exception(tmp_path,
         lines = res.output.strip().splitlines()
         assert res.exit_code == 0 or (res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: ")
                                       and "Error:" not in lines[0]), (mode, res.output)
+
+
+ODD = "helpers.oddmodels"
+
+
+@pytest.mark.parametrize("model, needle", [
+    (f"{ODD}:pair", "the model returns a tuple, not a tensor of class scores"),
+    (f"{ODD}:wrong_width", "the model does not run on this data's inputs (1, 8, 8): RuntimeError: mat1 and mat2"),
+    (f"{ODD}:few_classes", "shape (2, 3) for 2 inputs, not (2, 10) for this data's 10 classes"),
+    (f"{ODD}:fails", f"model factory '{ODD}:fails' failed: ValueError: the factory's own complaint"),
+    ("helpers.brokenmodels:net", "importing 'helpers.brokenmodels' for model 'helpers.brokenmodels:net' failed: "
+                                 "ValueError: invalid literal"),
+])
+def test_an_own_model_that_does_not_fit_the_data_is_one_line(tmp_path, model, needle):
+    """The defect: TypeError / RuntimeError / ValueError from inside the training loop, the factory or the import."""
+    res = runner.invoke(app, ["train", "--model", model, "--data", "digits", "--data-val-size", "100",
+                              "--epochs", "1", "--out", str(tmp_path / "m.safetensors")])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1 and needle in lines[0], res.output

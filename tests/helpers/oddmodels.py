@@ -37,3 +37,32 @@ def lstm(input_shape=(1, 8, 8), num_classes=10):
 
 def attention(input_shape=(1, 8, 8), num_classes=10):
     return AttentionNet(input_shape, num_classes)
+
+
+class Pair(nn.Module):
+    """Returns (scores, features): karuku needs the scores alone."""
+
+    def __init__(self, input_shape=(1, 8, 8), num_classes=10):
+        super().__init__()
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        y = self.fc(x.flatten(1))
+        return y, x
+
+
+def pair(input_shape=(1, 8, 8), num_classes=10):
+    return Pair(input_shape, num_classes)
+
+
+def wrong_width(input_shape=(1, 8, 8), num_classes=10):
+    """Built for 63 inputs: does not take the data's."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(63, num_classes))
+
+
+def few_classes(input_shape=(1, 8, 8), num_classes=10):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+
+
+def fails(input_shape=(1, 8, 8), num_classes=10):
+    raise ValueError("the factory's own complaint")

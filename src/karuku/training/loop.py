@@ -23,6 +23,7 @@ from torch.utils.data import TensorDataset
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
+from karuku.models.check import check_forward
 from karuku.progress import Progress
 from karuku.threads import adapt as adapt_threads
 from karuku.training import resume
@@ -92,6 +93,7 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     counts toward that one.
     """
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
+    check_forward(model, data.train.tensors[0][:2], data.num_classes)  # one line before any step, not a raw error
     world = world_from_env()
     loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
                          augment_shift=data.config.augment_shift, rank=world.rank, world=world.size)
