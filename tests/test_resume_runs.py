@@ -127,3 +127,26 @@ def test_a_run_folder_resumes_after_it_is_moved(tmp_path):
     assert log.count("done before, skipped") == 2
     assert again.final["measure"]["accuracy"] == first.final["measure"]["accuracy"]
     assert str(tmp_path / "b") in again.final["checkpoint"]
+
+
+def test_a_kill_after_the_baseline_trained_loses_no_training(tmp_path, monkeypatch):
+    """The same window in `compress`: the baseline's state outlives its training until result.json is written."""
+    from karuku.pipeline import steps
+
+    doc = dict(RECIPE, stages=[{"prune": {"sparsity": 0.5}}])  # no training after the baseline's
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    real = steps.save_checkpoint
+
+    def killed(*args, **kwargs):
+        raise Crash()
+
+    monkeypatch.setattr(steps, "save_checkpoint", killed)
+    with pytest.raises(Crash):
+        compress(load_recipe(path), tmp_path / "run", verbose=False)
+    assert len(list((tmp_path / "run").rglob("*.state"))) == 1
+    monkeypatch.setattr(steps, "save_checkpoint", real)
+    trained = []
+    monkeypatch.setattr("karuku.training.loop._step", lambda *a, **k: trained.append(1))
+    compress(load_recipe(path), tmp_path / "run", verbose=False)
+    assert trained == [] and not list((tmp_path / "run").rglob("*.state"))
