@@ -221,12 +221,23 @@ def test_quantize_onnx_out_is_the_checked_int8_export(tmp_path, idx_dir):
 
 
 def test_a_run_that_will_take_hours_says_so_as_it_starts(tmp_path, monkeypatch):
+    from karuku.data import DataConfig, load_splits
+    from karuku.models import ModelSpec
     from karuku.progress import Progress
-    from karuku.training import loop
+    from karuku.training import TrainConfig, loop
 
     monkeypatch.setattr(loop, "LONG_AFTER", 0.0)  # judge after the first step (a real run: after 2 s)
     monkeypatch.setattr(Progress, "estimate", lambda self: 2 * 3600.0 + 60)
     res = runner.invoke(app, ["train", "--model", "lenet300", "--data", "digits", "--data-val-size", "100",
                               "--epochs", "1", "--out", str(tmp_path / "m.safetensors")])
     assert res.exit_code == 0, res.output
-    assert res.output.count("this will take about 2 h 01 min") == 1
+    assert res.output.count("this will take about 2 h 01 min") == 1 and "same command resumes" in res.output
+    # a job of many trainings (prune rounds) says it once; without a resume state it does not promise one
+    lines = []
+    splits = load_splits(DataConfig(name="digits", val_size=100, train_limit=200))
+    with Progress(100, "prune", echo=lines.append) as job:
+        for _ in range(3):
+            loop.train(ModelSpec(name="lenet300", input_shape=(1, 8, 8), num_classes=10).build(), splits,
+                       TrainConfig(iterations=2, batch_size=32))
+    said = [line for line in lines if "this will take about" in line]
+    assert len(said) == 1 and "starts over" in said[0] and job.long_said, lines

@@ -24,7 +24,7 @@ from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
 from karuku.models.check import check_forward
-from karuku.progress import Progress
+from karuku.progress import Progress, duration
 from karuku.threads import adapt as adapt_threads
 from karuku.training import resume
 from karuku.training.config import TrainConfig
@@ -122,7 +122,7 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     for h in hooks:
         h.on_start(state)
     start, threads, stepped = time.perf_counter(), torch.get_num_threads(), None
-    long_note: float | None = LONG_AFTER
+    judged = False  # whether the run's length was judged (once, after LONG_AFTER seconds of steps)
     try:
         while state.iteration < total:
             loader.set_epoch(state.epoch)
@@ -136,8 +136,9 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
                 if state.iteration % eval_every == 0 or state.iteration == total:
                     _evaluate(state, data.val)
                 progress.update(state.iteration, f"loss {running / max(seen, 1):.4f}")
-                if long_note is not None and time.perf_counter() - start > long_note:
-                    long_note = _say_if_long(progress)
+                if not judged and time.perf_counter() - start > LONG_AFTER:
+                    judged = True
+                    _say_if_long(progress, resumable=state_path is not None)
                 if state.iteration >= total:
                     break
             state.epoch += 1
@@ -162,15 +163,21 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
 LONG = 3600.0  # a run (or the job it is part of) that will take longer than this says so as it starts
 LONG_AFTER = 2.0  # seconds of timed steps before it judges
 
-def _say_if_long(progress) -> None:  # returns None: the loop asks once
-    """After the first seconds: one line when the job will take hours at this pace (then it is never asked again)."""
-    from karuku.progress import duration
 
+def _say_if_long(progress: Progress, resumable: bool) -> None:
+    """One line when the job (this training, or the longer step it is part of) will take hours at this pace;
+    a job of many trainings (prune rounds, a lottery) says it once."""
+    root = progress
+    while hasattr(root, "outer"):
+        root = root.outer
     left = progress.estimate()
-    if left is not None and left > LONG:
-        progress.note(f"this will take about {duration(left)} at the pace of the first iterations here; Ctrl-C "
-                      "stops it and the same command resumes (fewer epochs, or --threads, change the time)")
-    return None
+    if root.long_said or left is None or left <= LONG:
+        return
+    root.long_said = True
+    stop = ("Ctrl-C stops it and the same command resumes from the last epoch's end" if resumable else
+            "Ctrl-C stops it (rerun, this step starts over)")
+    progress.note(f"this will take about {duration(left)} at the pace of the first iterations here; {stop}; "
+                  "fewer epochs or iterations shorten it")
 
 
 def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: float) -> float:
