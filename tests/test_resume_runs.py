@@ -150,3 +150,37 @@ def test_a_kill_after_the_baseline_trained_loses_no_training(tmp_path, monkeypat
     monkeypatch.setattr("karuku.training.loop._step", lambda *a, **k: trained.append(1))
     compress(load_recipe(path), tmp_path / "run", verbose=False)
     assert trained == [] and not list((tmp_path / "run").rglob("*.state"))
+
+
+def test_a_damaged_state_is_one_line(tmp_path, monkeypatch):
+    """A state whose counts or history are not what karuku writes: was a TypeError / AttributeError, or a resume
+    that silently skipped training (an iteration past the end)."""
+    from karuku.io import safefile
+
+    out = tmp_path / "m.safetensors"
+    real = crash_after_first_epoch(monkeypatch)
+    with pytest.raises(Crash):
+        train_checkpoint("lenet300", CFG, out, data(), verbose=False)
+    monkeypatch.setattr(resume, "save_state", real)
+    state = tmp_path / "m.safetensors.state"
+    tensors, doc = safefile.read(state, "training state")
+    doc.pop("tensors_sha256")
+    for change in ({"iteration": "abc"}, {"epoch": None}, {"epoch": -3}, {"history": 5}, {"iteration": 10**12}):
+        safefile.write(state, tensors, dict(doc, **change))  # checksum valid: the damage is the content
+        with pytest.raises(KarukuError, match="m.safetensors.state is damaged") as err:
+            train_checkpoint("lenet300", CFG, out, data(), verbose=False)
+        assert "\n" not in str(err.value) and not out.exists(), change
+
+
+@pytest.mark.parametrize("text", ["{", "[1, 2]", "\udcff"])
+def test_a_damaged_result_or_settings_file_is_one_line(tmp_path, text):
+    from karuku.io.once import once
+    from karuku.lottery.config import LotteryConfig
+    from karuku.lottery.experiment import experiment_dir
+
+    (tmp_path / "result.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(KarukuError, match="result.json is damaged .* redo that step"):
+        once(tmp_path, lambda folder: {})
+    (tmp_path / "settings.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(KarukuError, match="settings.json is damaged"):
+        experiment_dir(tmp_path, LotteryConfig())

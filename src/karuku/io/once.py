@@ -13,15 +13,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from karuku.errors import KarukuError
 from karuku.io.atomic import write_text
 
 RESULT = "result.json"
 
 
+def read_object(path: str | Path, hint: str) -> dict[str, Any]:
+    """A JSON object karuku wrote into a folder (a result, settings), or one KarukuError when it was damaged or
+    edited into something else (`hint`: how to redo it)."""
+    try:
+        doc = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        doc = exc
+    if not isinstance(doc, dict):
+        raise KarukuError(f"{path} is damaged (not the JSON object karuku writes)", hint)
+    return doc
+
+
 def done(folder: str | Path) -> dict[str, Any] | None:
     """The result of the step in `folder`, or None when it has not finished."""
     marker = Path(folder) / RESULT
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    if not marker.is_file():
+        return None
+    return read_object(marker, f"delete the folder {marker.parent} to redo that step")
 
 
 def once(folder: str | Path, fn: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:

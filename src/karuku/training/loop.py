@@ -110,6 +110,9 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
         for i, h in enumerate(hooks):
             h.load_state_dict({k.split(".", 1)[1]: v for k, v in hook_tensors.items() if k.startswith(f"{i}.")})
         state.iteration, state.epoch, state.history = doc["iteration"], doc["epoch"], doc["history"]
+        if state.iteration != min(state.epoch * per_epoch, total):  # states are written at epoch ends only
+            raise KarukuError(f"{state_path} is damaged (iteration {state.iteration} is not the end of epoch "
+                              f"{state.epoch} of this run)", f"delete {Path(state_path).name} to start afresh")
     net = DistributedDataParallel(model) if world.size > 1 else model
     eval_every = cfg.eval_every or per_epoch
     outer = Progress.current()

@@ -90,6 +90,10 @@ def load_state(path: str | os.PathLike, model: torch.nn.Module, opt: torch.optim
     differ = [KEY_PARTS.get(k, k) for k in key if stored.get(k) != key[k]]
     if differ:
         raise KarukuError(f"{path} belongs to another run: its {', '.join(differ)} differ from this one's", fresh)
+    counts = [doc.get("iteration"), doc.get("epoch")]
+    if not (all(type(c) is int and c >= 0 for c in counts) and isinstance(doc.get("history"), list)
+            and all(isinstance(h, dict) for h in doc["history"])):
+        raise KarukuError(f"{path} is damaged (its iteration, epoch or history is not what karuku writes)", fresh)
     try:
         load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
         _join_optimizer(opt, tensors, doc["optimizer"])
