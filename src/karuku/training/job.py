@@ -12,6 +12,7 @@ from karuku.data.config import DataConfig
 from karuku.data.splits import load_splits
 from karuku.io.atomic import ensure_writable_dir
 from karuku.io.checkpoint import load_state, read_weights, save_checkpoint, trust_import
+from karuku.io.paths import regular_file
 from karuku.models.registry import resolve_factory
 from karuku.models.spec import ModelSpec
 from karuku.training import distributed, resume
@@ -32,6 +33,8 @@ def train_checkpoint(model: str, cfg: TrainConfig, out: str | os.PathLike, data:
     resolve_factory(model)  # an unknown model fails before any data is loaded
     trust_import(model)  # named by the user: its own checkpoints may load it back
     out = ensure_writable_dir(out)
+    if init:
+        regular_file(init, "weights file")  # a wrong --init fails before any data is fetched or loaded
     splits = load_splits(data)
     spec = ModelSpec(name=model, input_shape=splits.input_shape, num_classes=splits.num_classes,
                      kwargs=model_kwargs or {})
