@@ -312,3 +312,12 @@ def test_an_own_model_that_does_not_fit_the_data_is_one_line(tmp_path, model, ne
                               "--epochs", "1", "--out", str(tmp_path / "m.safetensors")])
     lines = res.output.strip().splitlines()
     assert res.exit_code == 1 and len(lines) == 1 and needle in lines[0], res.output
+
+
+def test_a_key_value_option_nested_too_deep_is_one_line(tmp_path):
+    """The defect: `--model-arg x=[[[[...` reached the user as RecursionError."""
+    res = runner.invoke(app, ["train", "--model", "lenet300", "--model-arg", "x=" + "[" * 50_000,
+                              "--out", str(tmp_path / "m.safetensors")])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1 and "bad --model-arg 'x': its value nests deeper" in lines[0], (
+        res.output[:300])

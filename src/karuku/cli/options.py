@@ -175,6 +175,9 @@ def parse_pairs(items: list[str] | None, flag: str, example: str = "KEY=VALUE") 
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+        except RecursionError:
+            raise KarukuError(f"bad {flag} '{key}': its value nests deeper than JSON readers go",
+                              f"give a flat value, e.g. {flag} {example}") from None
     return out
 
 
