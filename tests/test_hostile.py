@@ -321,3 +321,18 @@ def test_a_key_value_option_nested_too_deep_is_one_line(tmp_path):
     lines = res.output.strip().splitlines()
     assert res.exit_code == 1 and len(lines) == 1 and "bad --model-arg 'x': its value nests deeper" in lines[0], (
         res.output[:300])
+
+
+def test_a_model_larger_than_free_memory_is_one_line_before_allocating(monkeypatch):
+    """The defect: `--model-arg hidden=[100000000000,5]` reached the user as the allocator's RuntimeError (or, with
+    overcommit, a kill mid-build)."""
+    from karuku.io import allocation
+
+    huge = ModelSpec(name="mnist1d-mlp", input_shape=(1, 40), num_classes=10, kwargs={"hidden": [2**40, 5]})
+    with pytest.raises(KarukuError, match="'mnist1d-mlp': building it allocates more than this machine's free"):
+        huge.build()
+    monkeypatch.setattr(allocation, "free_memory_bytes", lambda: 1_000_000)  # lenet300: 266,610 values, 1.07 MB
+    with pytest.raises(KarukuError, match="free memory"):
+        ModelSpec(name="lenet300", input_shape=(1, 28, 28), num_classes=10).build()
+    monkeypatch.setattr(allocation, "free_memory_bytes", lambda: 2_000_000)
+    ModelSpec(name="lenet300", input_shape=(1, 28, 28), num_classes=10).build()

@@ -8,7 +8,9 @@ seconds of lazy imports on first use while this runs at normal speed.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -29,9 +31,20 @@ class AllocationBudget(TorchFunctionMode):
     FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn,
                            torch.empty_strided})
 
-    def __init__(self, budget: int, source: str, hint: str = "the spec does not match the stored weights"):
+    def __init__(self, budget: int, source: str, hint: str = "the spec does not match the stored weights",
+                 too_much: str = "building its model spec allocates far more than the file holds"):
         super().__init__()
-        self.left, self.source, self.hint = budget, source, hint
+        self.left, self.source, self.hint, self.too_much = budget, source, hint, too_much
+
+    active = 0  # budgets entered and not left: a file's budget, tighter, then speaks for the build
+
+    def __enter__(self):
+        AllocationBudget.active += 1
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        AllocationBudget.active -= 1
+        return super().__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -47,6 +60,31 @@ class AllocationBudget(TorchFunctionMode):
                 raise KarukuError(f"{self.source}: its model spec asks for a tensor of negative size", self.hint)
             self.left -= numel
             if self.left < 0:
-                raise KarukuError(f"{self.source}: building its model spec allocates far more than the file holds",
-                                  self.hint)
+                raise KarukuError(f"{self.source}: {self.too_much}", self.hint)
         return func(*args, **kwargs)
+
+
+def free_memory_bytes() -> int | None:
+    """Memory this machine can give now without swapping (`MemAvailable`), or None where it cannot say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_budget(name: str):
+    """The budget of any model build: tensors beyond this machine's free memory (in float32 elements) are one
+    KarukuError before the allocator fails (a raw RuntimeError) or the kernel kills the process mid-build."""
+    free = None if AllocationBudget.active else free_memory_bytes()
+    if free is None:
+        return contextlib.nullcontext()
+    return AllocationBudget(free // 4, f"model '{name}'", "smaller model arguments (--model-arg), or a machine with "
+                            "more memory", f"building it allocates more than this machine's free memory "
+                            f"({free / 1e9:.1f} GB)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from karuku.errors import KarukuError, closest
+from karuku.io.allocation import machine_budget
 from karuku.models import convnets, lenet, mlp, mlperf_tiny, mobilenet, resnet
 from karuku.registry import Registry
 
@@ -112,7 +113,8 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -
         if key in params or takes_any:
             args.setdefault(key, value)
     try:
-        model = factory(**args)
+        with machine_budget(name):
+            model = factory(**args)
     except TypeError as exc:
         raise KarukuError(f"cannot build model '{name}' with {sorted(args)}: {exc}") from None
     except (KarukuError, MemoryError, RecursionError):
