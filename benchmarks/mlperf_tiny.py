@@ -3,6 +3,8 @@ CMSIS-NN vs float, .tflite equality in LiteRT / TFLite Micro, LiteRT vs ONNX Run
 
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py mcu [N]     # QEMU Cortex-M4: instructions, flash, RAM
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py tflite [MODEL...]   # whole MNIST test set, both interpreters
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py sizes [N]   # .tflite bytes vs what the weights need, N checked
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py depthwise [CxHxWxS...]   # one depthwise 3x3 layer on the M4
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py x86         # LiteRT int8 vs ORT int8, batch 1 and 64
 
 CMSIS-NN comes from $KARUKU_CMSIS_NN or ../shared/vendor/CMSIS-NN. Prints Markdown for docs/bench/edge.md.
@@ -25,7 +27,7 @@ from karuku.deploy.c.cmsis import generate_cmsis
 from karuku.deploy.c.codegen import generate
 from karuku.deploy.c.project import to_bytes
 from karuku.deploy.tflite.export import to_tflite
-from karuku.deploy.tflite.verify import expected, litert, run_litert, run_tflm
+from karuku.deploy.tflite.verify import agreement, expected, litert, run_litert, run_tflm
 from karuku.deploy.tflite.verify import to_tflite as tflite_input
 from karuku.measure.onnx_runtime import session
 from karuku.models import build
@@ -101,9 +103,83 @@ def mcu(n: int = 20) -> None:
     print("\n".join(rows))
 
 
+DEPTHWISE = ("64x25x5x1", "256x3x3x1", "128x6x6x1", "256x6x6x2", "32x24x24x1")  # DS-CNN's, MobileNetV1's
+
+
+def depthwise(specs: tuple[str, ...] = DEPTHWISE, n: int = 4) -> None:
+    """One depthwise 3×3 layer (C channels, H×W input, stride S, padding 1, BN + ReLU) as karuku's C and as CMSIS-NN's
+    on QEMU Cortex-M4: instructions per inference and per output (the call's copies of input and output included)."""
+    from torch import nn
+
+    rows = ["| depthwise 3×3 (C×H×W, stride) | karuku: identical | karuku instructions | per output | CMSIS-NN | "
+            "per output | karuku / CMSIS-NN |", "|" + "---|" * 7]
+    for spec in specs:
+        c, h, w, stride = map(int, spec.split("x"))
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(c, c, 3, stride, 1, groups=c), nn.BatchNorm2d(c), nn.ReLU()).eval()
+        x = torch.randn(64 + n, c, h, w)
+        im = to_integer(quantize(model, QuantConfig(), x[:64]))
+        q = im.quantize_input(x[64:])
+        with tempfile.TemporaryDirectory() as tmp:
+            kb = toolchain.build_mcu(generate(im, "dw"), Path(tmp) / "k", gc_sections=True)
+            cb = toolchain.build_mcu(generate_cmsis(im, "dw", CMSIS), Path(tmp) / "c", gc_sections=True)
+            kout, kt = toolchain.run(kb, to_bytes(q))
+            _, ct = toolchain.run(cb, tflite_input(im, q).view(np.uint8))
+        same = int((kout == to_bytes(im.run_int(q, fast=True))).all(1).sum())
+        ki, ci = (t * toolchain.INSNS_PER_TICK / n for t in (kt, ct))
+        outs = int(np.prod(im.values[im.output].shape))
+        rows.append(f"| {c}×{h}×{w}, {stride} | {same} / {n} | {ki:,.0f} | {ki / outs:.1f} | {ci:,.0f} | "
+                    f"{ci / outs:.1f} | {ki / ci:.2f}× |")
+        print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
+def _needs(im) -> tuple[int, int]:
+    """(int8 weights + int32 biases, the same + a float32 scale per output channel for the weight and the bias)."""
+    wb = sum(t.numel() * t.element_size() for k, t in im.arrays.items() if k.endswith((".weight", ".bias")))
+    channels = sum(t.numel() for k, t in im.arrays.items() if k.endswith(".bias"))
+    return wb, wb + 8 * channels
+
+
+def sizes(check: int = 256) -> None:
+    """Every model's .tflite against what its weights need and MLPerf's reference int8 files; each file checked
+    byte for byte in both interpreters on `check` inputs."""
+    splits = load_splits(DataConfig(name="mnist", val_size=0))
+    rows = ["| model | weights | .tflite bytes | int8 weights + int32 biases | + a float32 scale per channel (weight, "
+            "bias) | MLPerf v1.3 reference int8 .tflite | LiteRT (reference): identical | TFLite Micro: identical |",
+            "|" + "---|" * 8]
+    models = [(n, *_tiny(n, c)) for n, c in TINY]
+    for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
+        model, origin = _trained(name, splits, epochs)
+        im = to_integer(quantize(model, QuantConfig(observer="mse"), splits.calibration(512)))
+        models.append((name, im, splits.test.tensors[0], origin))
+    for name, im, x, origin in models:
+        eng, raw, _ = to_tflite(im)
+        res = agreement(eng, raw, x[:check])
+        wb, scaled = _needs(im)
+        ref = f"{ANCHORS[name][1]:,} ({len(raw) / ANCHORS[name][1] - 1:+.1%})" if name in ANCHORS else "—"
+        rows.append(f"| {name} | {origin} | {len(raw):,} | {wb:,} ({len(raw) / wb - 1:+.1%}) | {scaled:,} "
+                    f"({len(raw) / scaled - 1:+.1%}) | {ref} | {res['litert']} / {res['inputs']} | "
+                    f"{res['tflm']} / {res['tflm_inputs']} |")
+        print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
+def _identical(name: str, kind: str, raw: bytes, xi: np.ndarray, ref: np.ndarray, chunk: int = 500) -> int:
+    """Rows of `xi` whose output equals `ref` in LiteRT ("reference" or "xnnpack" kernels) or TFLite Micro ("tflm"),
+    a progress line per chunk (a whole-set run on a loaded machine takes an hour)."""
+    same, t0 = 0, time.perf_counter()
+    for i in range(0, len(xi), chunk):
+        xs = xi[i:i + chunk]
+        out = run_tflm(raw, xs) if kind == "tflm" else run_litert(raw, xs, kind)
+        same += int((out == ref[i:i + chunk]).all(1).sum())
+        print(f"  {name} {kind}: {same:,} / {i + len(xs):,} identical ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return same
+
+
 def tflite(only: tuple[str, ...] = ()) -> None:
     splits = load_splits(DataConfig(name="mnist", val_size=0))
-    rows = ["| model | weights | .tflite bytes | weights + biases | int8 params + per-channel scales / zero points | "
+    rows = ["| model | weights | .tflite bytes | weights + biases | + a float32 scale per channel (weight, bias) | "
             "LiteRT (reference kernels): identical | TFLite Micro: identical | LiteRT XNNPACK: identical | "
             "engine top-1 |", "|" + "---|" * 9]
     for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
@@ -116,14 +192,11 @@ def tflite(only: tuple[str, ...] = ()) -> None:
         q = eng.quantize_input(x)
         xi, ref = tflite_input(eng, q), expected(eng, q)
         t0 = time.perf_counter()
-        lit = int((run_litert(raw, xi) == ref).all(1).sum())
-        tflm = int((run_tflm(raw, xi) == ref).all(1).sum())
-        xnn = int((run_litert(raw, xi, "xnnpack") == ref).all(1).sum())
+        lit, tflm, xnn = (_identical(name, kind, raw, xi, ref) for kind in ("reference", "tflm", "xnnpack"))
         acc = float((torch.from_numpy(ref.astype(np.int32)).argmax(1) == y).float().mean())
-        wb = sum(t.numel() * t.element_size() for k, t in im.arrays.items() if k.endswith((".weight", ".bias")))
-        channels = sum(t.numel() for k, t in im.arrays.items() if k.endswith(".bias"))
+        wb, scaled = _needs(im)
         rows.append(f"| {name} | {origin} | {len(raw):,} | {wb:,} ({len(raw) / wb - 1:+.1%}) | "
-                    f"{wb + 24 * channels:,} ({len(raw) / (wb + 24 * channels) - 1:+.1%}) | {lit:,} / {len(x):,} | "
+                    f"{scaled:,} ({len(raw) / scaled - 1:+.1%}) | {lit:,} / {len(x):,} | "
                     f"{tflm:,} / {len(x):,} | {xnn:,} / {len(x):,} | {100 * acc:.2f} % |")
         print(rows[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
     print("\n".join(rows))
@@ -174,5 +247,9 @@ if __name__ == "__main__":
         mcu(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     elif what == "tflite":
         tflite(tuple(sys.argv[2:]))
+    elif what == "depthwise":
+        depthwise(tuple(sys.argv[2:]) or DEPTHWISE)
+    elif what == "sizes":
+        sizes(int(sys.argv[2]) if len(sys.argv) > 2 else 256)
     else:
         x86()

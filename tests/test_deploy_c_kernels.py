@@ -1,6 +1,7 @@
 """karuku's C kernels on the paths the MLPerf Tiny models take: the tabulated residual add (uint8 and int8
 activations), im2col tiles with an odd pixel and an odd channel, lone channels of the direct kernel (depthwise,
-odd group sizes, widths under four); host and Cortex-M4 byte-identical to the engine, in both roundings."""
+odd group sizes, rows of 3, 5, 6 and 7 pixels); host and Cortex-M4 byte-identical to the engine, in both
+roundings."""
 
 import shutil
 
@@ -18,13 +19,16 @@ from karuku.quant import QuantConfig, quantize, to_integer
 class Residual(nn.Module):
     """A residual add of 12×12×8 = 1152 elements (the tabulated path); 1×1 convs over 12×12 pixels (im2col tiles,
     the 1×1 gather) and, padded, to 5×5 pixels and 5 channels (a last tile of one pixel, a lone channel);
-    depthwise 3×3 stride 2 to 3×3 pixels and a 7-channel conv there (the direct kernel's one-pixel pass)."""
+    depthwise over rows of 5 (one pass of five pixels), 7 (four and three) and 6 pixels (three and three), then
+    stride 2 to 3×3 pixels (one pass of three) and a 7-channel conv there (the direct kernel's one-pixel pass)."""
 
     def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
         self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6(), nn.Conv2d(8, 8, 1))
-        self.down = nn.Sequential(nn.Conv2d(8, 5, 1, 3, 1), nn.ReLU(), nn.Conv2d(5, 5, 3, 2, 1, groups=5),
+        self.down = nn.Sequential(nn.Conv2d(8, 5, 1, 3, 1), nn.ReLU(),
+                                  nn.Conv2d(5, 5, 3, 1, 1, groups=5), nn.Conv2d(5, 5, 3, 1, 2, groups=5),
+                                  nn.Conv2d(5, 5, 4, 1, 1, groups=5), nn.Conv2d(5, 5, 3, 2, 1, groups=5),
                                   nn.Conv2d(5, 7, 3, padding=1, groups=1))
         self.fc = nn.Linear(7 * 3 * 3, 4)
 

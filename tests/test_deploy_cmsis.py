@@ -7,6 +7,7 @@ place they looked, and under CI (CI=true) they fail instead: a missing copy must
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_cmsis_nn_project_is_the_engine_on_the_host(cmsis, tmp_path, rounding):
         proj = generate_cmsis(im, f"m{i}", cmsis)
         assert cmsis_check(im, proj, x, tmp_path / f"m{i}") == 32
         assert ("CMSIS_NN_USE_SINGLE_ROUNDING" in proj.library.defines) == (rounding == "single")
-    assert "kc_nhwc_to_nchw" in proj.files["m3.c"]  # a flatten that is the output reorders at run time
+    assert "arm_transpose_s8" in proj.files["m3.c"]  # a flatten that is the output reorders at run time
 
 
 @pytest.mark.slow
@@ -99,9 +100,39 @@ def test_a_folder_that_is_not_cmsis_nn_is_one_line(tmp_path):
         check_cmsis_nn(tmp_path)
 
 
-def test_no_cmsis_nn_kernel_is_named_with_the_layer(cmsis):
-    im, _ = _engine(nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 8, 3, groups=2)), (4, 7, 7))
-    with pytest.raises(KarukuError, match=r"no kernel for a convolution with 2 groups \(layer '1'\)"):
+def test_grouped_convolution_and_windowed_average_pool(cmsis, tmp_path):
+    """arm_convolve_s8 with 2 groups; an average pool over padded windows as a depthwise convolution of ones."""
+    model = nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 8, 3, groups=2), nn.AvgPool2d(3, 2, 1), nn.Flatten())
+    im, x = _engine(model, (4, 7, 7))
+    proj = generate_cmsis(im, "g", cmsis)
+    assert cmsis_check(im, proj, x, tmp_path) == 32
+    assert proj.files["g.c"].count("arm_convolve_wrapper_s8(") == 2 and "op2_ones" in proj.files["g.c"]
+
+
+@pytest.mark.slow
+def test_every_new_op_on_cmsis_nn(cmsis, tmp_path):
+    """The ops models (concatenation, tables, pools, movement) on the host, and the one with all of them on a
+    Cortex-M4 under QEMU: every byte the engine's."""
+    from test_quant_ops import MODELS, _quantized
+
+    calls = ""
+    for name in MODELS:
+        _, _, im, x = _quantized(name, 48)
+        proj = generate_cmsis(im, name, cmsis)
+        assert cmsis_check(im, proj, x[:16], tmp_path / name) == 16, name
+        calls += proj.files[f"{name}.c"]
+    assert all(f in calls for f in ("arm_concatenation_s8_", "kc_concat_lut_s8(", "kc_lut_s8(", "arm_pad_s8(",
+                                    "arm_transpose_s8(", "kc_upsample_s8(", "op1_ones"))
+    if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
+        q = im.quantize_input(x[:4])
+        out, _ = toolchain.run(toolchain.build_mcu(proj, tmp_path / "m4"), to_tflite(im, q).view(np.uint8))
+        assert np.array_equal(out, expected(im, q).view(np.uint8))
+
+
+def test_an_op_without_a_kernel_is_named_with_the_layer(cmsis):
+    im, _ = _engine(nn.Sequential(nn.Conv2d(4, 8, 3), nn.MaxPool2d(2)), (4, 7, 7))
+    im.ops[1] = replace(im.ops[1], kind="softmax")
+    with pytest.raises(KarukuError, match=r"no kernel for op 'softmax' \(layer '1'\)"):
         generate_cmsis(im, "g", cmsis)
 
 

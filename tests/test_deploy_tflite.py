@@ -1,5 +1,7 @@
 """.tflite export: every output byte equal to the integer engine in LiteRT (reference kernels) and TFLite Micro."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from karuku.deploy.tflite.verify import agreement, expected, run_litert, run_tfl
 from karuku.deploy.tflite.verify import to_tflite as tflite_input
 from karuku.errors import KarukuError
 from karuku.quant import QuantConfig, quantize, to_integer
-from karuku.quant.primitives import mean_multiplier, quantize_multiplier, rescale
+from karuku.quant.primitives import mean_multiplier, pool_multiplier, quantize_multiplier, rescale
 
 
 class Net(nn.Module):
@@ -58,6 +60,23 @@ def test_tflite_is_the_engine_in_both_interpreters(gap):
     assert len(raw) > data and raw[4:8] == b"TFL3"
 
 
+def test_equal_quantization_vectors_are_written_once():
+    """Every per-channel weight and bias of Net's 8-channel layers has 8 zero points 0: one vector in the file."""
+    import tflite
+
+    im, x = _engine(Net(True), (3, 8, 8))
+    eng, raw, _ = to_tflite(im)
+    g = tflite.Model.GetRootAsModel(raw, 0).Subgraphs(0)
+    places = {}
+    for i in range(g.TensorsLength()):
+        q = g.Tensors(i).Quantization()
+        if q is not None and q.ZeroPointLength() == 8:
+            places.setdefault(tuple(q.ZeroPointAsNumpy()), set()).add(q._tab.Vector(q._tab.Offset(10)))
+    assert list(places) == [(0,) * 8] and len(places[(0,) * 8]) == 1
+    assert sum(g.Tensors(i).Quantization().ZeroPointLength() == 8 for i in range(g.TensorsLength())
+               if g.Tensors(i).Quantization() is not None) >= 8  # 4 layers × weight and bias share it
+    assert agreement(eng, raw, x[:8])["tflm"] == 8
+
 def test_the_single_rounding_engine_differs_where_tflite_rounds_twice():
     """The reason the export converts to "double": with one rounding, some outputs move by a step."""
     im, x = _engine(Net(True), (3, 8, 8), n=192)
@@ -75,7 +94,8 @@ def test_mlp_input_vector_and_standalone_clamps():
     eng, raw, _ = to_tflite(im)
     assert agreement(eng, raw, x) == {"inputs": 32, "litert": 32, "tflm_inputs": 32, "tflm": 32}
     g = lower(eng)
-    assert [o.op for o in g.operators][:2] in (["RESHAPE", "RELU"], ["RESHAPE", "MAXIMUM"])
+    ops = [o.op for o in g.operators]
+    assert ops[0] in ("RELU", "MAXIMUM") and ops.count("RESHAPE") == 2  # [1, 20] -> [1, 1, 1, 20] -> [1, 20]
     assert g.tensors[g.inputs[0]].shape == [1, 20] and g.tensors[g.outputs[0]].shape == [1, 20]
 
 
@@ -85,16 +105,45 @@ def test_export_writes_only_a_checked_file(tmp_path):
     assert "identical to the integer engine" in msg and (tmp_path / "m.tflite").stat().st_size > 0
 
 
-def test_no_tflite_equivalent_is_named_with_the_layer():
-    grouped = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.Flatten(),
-                            nn.Linear(8 * 6 * 6, 3))
-    im, _ = _engine(grouped, (4, 6, 6))
-    with pytest.raises(KarukuError, match=r"layer '1'.*2 groups.*no TFLite equivalent"):
-        to_tflite(im)
-    pooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 3))
+def test_grouped_convolution_and_windowed_average_pool():
+    """CONV_2D with groups (version 6) and an average pool over windows as a DEPTHWISE_CONV_2D with weights 1."""
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.ReLU(),
+                          nn.AvgPool2d(3, 2, 1), nn.Flatten(), nn.Linear(8 * 3 * 3, 3))
+    im, x = _engine(model, (4, 6, 6))
+    eng, raw, _ = to_tflite(im)
+    assert agreement(eng, raw, x) == {"inputs": 32, "litert": 32, "tflm_inputs": 32, "tflm": 32}
+    g = lower(eng)
+    assert [(o.op, o.version) for o in g.operators if o.layer == "1"] == [("CONV_2D", 6)]
+    pool = [o for o in g.operators if o.layer == "3"]
+    assert [o.op for o in pool] == ["PAD", "DEPTHWISE_CONV_2D"]  # SAME would pad 0 on top for stride 2
+    ones = g.tensors[pool[1].inputs[1]]
+    assert ones.data.shape == (1, 3, 3, 8) and (ones.data == 1).all() and ones.scale == [np.float32(1 / 9)]
+
+
+def test_what_tflite_cannot_compute_exactly_is_named_with_the_layer():
+    pooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AvgPool2d(3), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
     im, _ = _engine(pooled, (3, 8, 8))
-    with pytest.raises(KarukuError, match=r"layer '1'.*average pool over part of the input"):
+    op = im.ops[1]
+    v_in, v_out = im.values[op.inputs[0]], im.values[op.output]
+    m0, shift = mean_multiplier(v_in.scale / v_out.scale, 9)  # what earlier conversions held for every pool
+    assert (m0, shift) != (op.attrs["m0"], op.attrs["shift"])
+    im.ops[1] = replace(op, attrs={**op.attrs, "m0": m0, "shift": shift})
+    with pytest.raises(KarukuError, match=r"layer '1'.*multiplier.*float32\(1/9\)") as err:
         to_tflite(im)
+    assert "re-convert" in err.value.hint
+    im.ops[1] = replace(op, kind="softmax")
+    with pytest.raises(KarukuError, match=r"layer '1': op 'softmax' has no TFLite equivalent"):
+        to_tflite(im)
+
+
+def test_pool_multiplier_is_what_tflite_derives_for_a_convolution():
+    """s_x · float32(1/n) / s_y in double, TFLite's rounding of M0; within 2^-23 of s_x / (s_y · n)."""
+    for s_x, s_y, n in ((0.02, 0.015, 9), (0.0089, 0.0291, 4), (0.5, 0.01, 49), (0.1, 0.1, 3)):
+        s_x, s_y = float(np.float32(s_x)), float(np.float32(s_y))
+        got = pool_multiplier(s_x, s_y, n)
+        assert got == quantize_multiplier(s_x * float(np.float32(1 / n)) / s_y)
+        m = s_x / (s_y * n)
+        assert abs(got[0] * 2.0 ** -(31 + got[1]) - m) <= m * 2 ** -23
 
 
 def test_activation_ranges_and_same_padding_follow_tflite():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from karuku.errors import KarukuError
@@ -133,6 +134,16 @@ def mean_multiplier(m: float, n: int) -> tuple[int, int]:
         return 0, 0
     p = min(n.bit_length() - 1, 32, 31 - shift)
     return (m0 << p) // n, shift + p
+
+
+def pool_multiplier(s_x: float, s_y: float, n: int) -> tuple[int, int]:
+    """(M0, shift) of an average over windows of `n` values: quantize_multiplier(s_x · w / s_y), w = float32(1 / n),
+    in double precision as TFLite derives a convolution's multiplier from its scales (float32 each). A depthwise
+    convolution with weights 1 of scale w then computes the engine's integers in a .tflite."""
+    if n < 1:
+        raise KarukuError(f"a mean over {n} elements", "the pooling window is empty")
+    w = float(np.float32(1.0 / n))
+    return quantize_multiplier(float(np.float32(s_x)) * w / float(np.float32(s_y)))
 
 
 def srdhm(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 
 from karuku.deploy.tflite.flatbuf import serialize
 from karuku.deploy.tflite.lower import lower
-from karuku.deploy.tflite.verify import agreement
+from karuku.deploy.tflite.verify import agreement, probe
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
 
@@ -18,10 +18,11 @@ def to_tflite(im: IntegerModel) -> tuple[IntegerModel, bytes, int]:
     """(the engine the file matches, the .tflite bytes, bytes of its constant data).
 
     Both interpreters requantize with gemmlowp's two roundings, so the file computes what the engine
-    computes with rounding "double": same integers (weights, multipliers), that rule.
+    computes with rounding "double": same integers (weights, multipliers), that rule. Tables become TFLite's
+    own operators where both interpreters compute them exactly (`verify.probe`), else lookups.
     """
     im = replace(im, rounding="double")
-    graph = lower(im)
+    graph = lower(im, probe)
     return im, serialize(graph, f"karuku int8 model ({len(im.ops)} integer-engine ops)"), graph.data_bytes()
 
 

@@ -2,7 +2,10 @@
 
 One subgraph, buffer 0 the empty sentinel the schema reserves, one buffer per constant tensor; every
 buffer's bytes are 16-byte aligned (TFLite Micro reads int32 biases in place). File identifier TFL3,
-schema version 3.
+schema version 3. Equal shape, scale and zero-point vectors and equal quantization tables are written once
+and referenced by every tensor that has them (a flatbuffer offset may be shared): per-channel weights and
+biases need a scale and a zero point per channel, and the zero points are all 0, so one vector of zeros per
+channel count serves them all.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from karuku.deploy.tflite.graph import OPS, TYPES, Graph, Tensor
 from karuku.errors import KarukuError
 
 # the BuiltinOptions table of each operator (None: the operator has no options)
-OPTIONS = {"ADD": "AddOptions", "CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
-           "MAX_POOL_2D": "Pool2DOptions", "RELU": None,
-           "RELU6": None, "RESHAPE": "ReshapeOptions", "PAD": "PadOptions", "TRANSPOSE": "TransposeOptions",
-           "MEAN": "ReducerOptions", "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions",
-           "PADV2": "PadV2Options"}
+OPTIONS = {"ADD": "AddOptions", "CONCATENATION": "ConcatenationOptions", "CONV_2D": "Conv2DOptions",
+           "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions", "LOGISTIC": None, "MAX_POOL_2D": "Pool2DOptions",
+           "RELU": None, "RELU6": None, "RESHAPE": "ReshapeOptions", "TANH": None, "PAD": "PadOptions",
+           "GATHER": "GatherOptions", "TRANSPOSE": "TransposeOptions", "MEAN": "ReducerOptions", "CAST": None,
+           "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions", "PADV2": "PadV2Options",
+           "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions", "LEAKY_RELU": "LeakyReluOptions",
+           "QUANTIZE": None, "HARD_SWISH": None, "GELU": "GeluOptions"}
+PLACEHOLDER = 127  # deprecated_builtin_code of operators numbered 127 and up (schema.fbs)
 ALIGN = 16
 
 
@@ -46,22 +52,39 @@ def _bytes(b, data: np.ndarray) -> int:
     return b.EndVector()
 
 
-def _quant(b, t, tensor: Tensor) -> int:
-    scale = _vector(b, t.QuantizationParametersStartScaleVector, [float(s) for s in tensor.scale], b.PrependFloat32)
-    zp = _vector(b, t.QuantizationParametersStartZeroPointVector, [int(z) for z in tensor.zero_point],
-                 b.PrependInt64)
-    t.QuantizationParametersStart(b)
-    t.QuantizationParametersAddScale(b, scale)
-    t.QuantizationParametersAddZeroPoint(b, zp)
-    t.QuantizationParametersAddQuantizedDimension(b, tensor.axis)
-    return t.QuantizationParametersEnd(b)
+class _Shared:
+    """Each distinct vector or quantization table once: its offset, by kind and content."""
+
+    def __init__(self, b, t):
+        self.b, self.t, self.seen = b, t, {}
+
+    def vector(self, kind: str, start, values: list, prepend) -> int:
+        key = (kind, tuple(values))
+        if key not in self.seen:
+            self.seen[key] = _vector(self.b, start, values, prepend)
+        return self.seen[key]
+
+    def quant(self, tensor: Tensor) -> int:
+        b, t = self.b, self.t
+        scales = [float(np.float32(s)) for s in tensor.scale]
+        zps = [int(z) for z in tensor.zero_point]
+        key = ("quant", tuple(scales), tuple(zps), tensor.axis)
+        if key not in self.seen:
+            scale = self.vector("f32", t.QuantizationParametersStartScaleVector, scales, b.PrependFloat32)
+            zp = self.vector("i64", t.QuantizationParametersStartZeroPointVector, zps, b.PrependInt64)
+            t.QuantizationParametersStart(b)
+            t.QuantizationParametersAddScale(b, scale)
+            t.QuantizationParametersAddZeroPoint(b, zp)
+            t.QuantizationParametersAddQuantizedDimension(b, tensor.axis)
+            self.seen[key] = t.QuantizationParametersEnd(b)
+        return self.seen[key]
 
 
 def serialize(graph: Graph, description: str = "karuku") -> bytes:
     """The .tflite bytes of `graph`."""
     flatbuffers, t = _schema()
     b = flatbuffers.Builder(1024 + graph.data_bytes() * 2)
-    codes = list(dict.fromkeys(o.op for o in graph.operators))
+    codes = list(dict.fromkeys(o.opcode for o in graph.operators))
     # buffers: 0 is the empty sentinel, then one per constant tensor
     buffers, tensor_buffer = [], {}
     t.BufferStart(b)
@@ -73,11 +96,11 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
             t.BufferAddData(b, data)
             tensor_buffer[i] = len(buffers)
             buffers.append(t.BufferEnd(b))
-    tensors = []
+    tensors, shared = [], _Shared(b, t)
     for i, tensor in enumerate(graph.tensors):
         name = b.CreateString(tensor.name)
-        shape = _vector(b, t.TensorStartShapeVector, tensor.shape, b.PrependInt32)
-        quant = _quant(b, t, tensor) if tensor.scale is not None else None
+        shape = shared.vector("i32", t.TensorStartShapeVector, [int(d) for d in tensor.shape], b.PrependInt32)
+        quant = shared.quant(tensor) if tensor.scale is not None else None
         t.TensorStart(b)
         t.TensorAddShape(b, shape)
         t.TensorAddType(b, TYPES[tensor.dtype])
@@ -98,7 +121,7 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
         ins = _vector(b, t.OperatorStartInputsVector, o.inputs, b.PrependInt32)
         outs = _vector(b, t.OperatorStartOutputsVector, o.outputs, b.PrependInt32)
         t.OperatorStart(b)
-        t.OperatorAddOpcodeIndex(b, codes.index(o.op))
+        t.OperatorAddOpcodeIndex(b, codes.index(o.opcode))
         t.OperatorAddInputs(b, ins)
         t.OperatorAddOutputs(b, outs)
         if opts is not None:
@@ -118,10 +141,10 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
     t.SubGraphAddName(b, sg_name)
     subgraph = t.SubGraphEnd(b)
     opcodes = []
-    for name in codes:
-        code, version = OPS[name]
+    for name, version in codes:
+        code = OPS[name][0]
         t.OperatorCodeStart(b)
-        t.OperatorCodeAddDeprecatedBuiltinCode(b, code)  # < 127: readers of every age look here
+        t.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, PLACEHOLDER))  # readers of every age look here first
         t.OperatorCodeAddBuiltinCode(b, code)
         t.OperatorCodeAddVersion(b, version)
         opcodes.append(t.OperatorCodeEnd(b))

@@ -13,10 +13,13 @@ import numpy as np
 
 # BuiltinOperator codes of the TFLite schema (schema.fbs), with the version TFLite's converter gives the int8
 # form of each op (tflite/converter/tools/versioning/op_version.cc)
+# (an operator whose int8 form has another version says so when it is emitted: grouped CONV_2D 6, ADD on int32 1)
 OPS: dict[str, tuple[int, int]] = {
-    "ADD": (0, 2), "CONV_2D": (3, 3), "DEPTHWISE_CONV_2D": (4, 3),
-    "MAX_POOL_2D": (17, 2), "RELU": (19, 2), "RELU6": (21, 2), "RESHAPE": (22, 1), "PAD": (34, 2),
-    "TRANSPOSE": (39, 2), "MEAN": (40, 2), "MAXIMUM": (55, 2), "MINIMUM": (57, 2), "PADV2": (60, 2),
+    "ADD": (0, 2), "CONCATENATION": (2, 2), "CONV_2D": (3, 3), "DEPTHWISE_CONV_2D": (4, 3), "LOGISTIC": (14, 2),
+    "MAX_POOL_2D": (17, 2), "RELU": (19, 2), "RELU6": (21, 2), "RESHAPE": (22, 1), "TANH": (28, 2), "PAD": (34, 2),
+    "GATHER": (36, 2), "TRANSPOSE": (39, 2), "MEAN": (40, 2), "CAST": (53, 3), "MAXIMUM": (55, 2),
+    "MINIMUM": (57, 2), "PADV2": (60, 2), "RESIZE_NEAREST_NEIGHBOR": (97, 2), "LEAKY_RELU": (98, 1),
+    "QUANTIZE": (114, 1), "HARD_SWISH": (117, 1), "GELU": (150, 2),
 }
 ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
 PADDING = {"SAME": 0, "VALID": 1}
@@ -45,6 +48,11 @@ class Operator:
     outputs: list[int]
     options: dict[str, Any] = field(default_factory=dict)
     layer: str = ""  # the integer-engine op it comes from (for messages and tests)
+    version: int | None = None  # None: OPS's version of the op
+
+    @property
+    def opcode(self) -> tuple[str, int]:
+        return self.op, self.version or OPS[self.op][1]
 
 
 @dataclass
@@ -64,8 +72,9 @@ class Graph:
         """A constant tensor holding `data` (its dtype decides the tensor type)."""
         return self.add(Tensor(name, list(data.shape), str(data.dtype), data=np.ascontiguousarray(data), **quant))
 
-    def emit(self, op: str, inputs: list[int], outputs: list[int], layer: str = "", **options) -> Operator:
-        o = Operator(op, inputs, outputs, options, layer)
+    def emit(self, op: str, inputs: list[int], outputs: list[int], layer: str = "", version: int | None = None,
+             **options) -> Operator:
+        o = Operator(op, inputs, outputs, options, layer, version)
         self.operators.append(o)
         return o
 

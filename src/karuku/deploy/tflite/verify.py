@@ -9,6 +9,8 @@ TFLITE_SINGLE_ROUNDING), so the outputs equal an engine converted with rounding 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -62,7 +64,8 @@ def run_litert(model: bytes, x: np.ndarray, kernels: str = "reference", batch: i
         chunk = x[i:i + batch]
         if interp is None or len(chunk) != size:
             interp, size = litert(model, len(chunk), kernels), len(chunk)
-        interp.set_tensor(interp.get_input_details()[0]["index"], chunk)
+        detail = interp.get_input_details()[0]
+        interp.set_tensor(detail["index"], chunk.reshape(len(chunk), *detail["shape"][1:]))
         interp.invoke()
         outs.append(interp.get_tensor(interp.get_output_details()[0]["index"]).reshape(len(chunk), -1))
     return np.concatenate(outs)
@@ -75,9 +78,10 @@ def run_tflm(model: bytes, x: np.ndarray, arena: int | None = None) -> np.ndarra
     except ImportError:
         raise KarukuError("running a .tflite on TensorFlow Lite Micro needs tflite-micro", INSTALL) from None
     interp = runtime.Interpreter.from_bytes(model, arena_size=arena or max(1 << 20, 10 * len(model)))
+    shape = interp.get_input_details(0)["shape"]
     outs = []
     for row in x:
-        interp.set_input(row[None], 0)
+        interp.set_input(row.reshape(shape), 0)
         interp.invoke()
         outs.append(interp.get_output(0).reshape(-1).copy())
     return np.stack(outs)
@@ -92,3 +96,26 @@ def agreement(im: IntegerModel, model: bytes, inputs: torch.Tensor, tflm_limit: 
             "litert": int((run_litert(model, x) == ref).all(1).sum()),
             "tflm_inputs": n_tflm,
             "tflm": int((run_tflm(model, x[:n_tflm]) == ref[:n_tflm]).all(1).sum())}
+
+
+@functools.lru_cache(maxsize=256)
+def probe(op: str, options: tuple, quant_in: tuple[float, int], quant_out: tuple[float, int]) -> np.ndarray | None:
+    """The int8 outputs of TFLite operator `op` (`options`: its BuiltinOptions fields) for every int8 input −128..127
+    on the given (scale, zero point) pairs, where LiteRT's reference kernels and TFLite Micro agree; else None
+    (they differ, or one refuses the operator on these scales)."""
+    from karuku.deploy.tflite.flatbuf import serialize
+    from karuku.deploy.tflite.graph import Graph, Tensor
+
+    g = Graph()
+    x = g.add(Tensor("x", [1, 256], "int8", [float(quant_in[0])], [int(quant_in[1])]))
+    y = g.add(Tensor("y", [1, 256], "int8", [float(quant_out[0])], [int(quant_out[1])]))
+    g.emit(op, [x], [y], op, **dict(options))
+    g.inputs, g.outputs = [x], [y]
+    raw = serialize(g, "karuku probe")
+    values = np.arange(-128, 128, dtype=np.int8)[None]
+    try:
+        a = run_litert(raw, values)[0]
+        b = run_tflm(raw, values, arena=1 << 16)[0]
+    except (RuntimeError, ValueError):
+        return None
+    return a if np.array_equal(a, b) else None

@@ -7,7 +7,15 @@ import torch
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
 from karuku.quant.model import QuantModel, key
-from karuku.quant.primitives import INT32_MAX, INT32_MIN, mean_multiplier, qrange, quantize, quantize_multiplier
+from karuku.quant.primitives import (
+    INT32_MAX,
+    INT32_MIN,
+    mean_multiplier,
+    pool_multiplier,
+    qrange,
+    quantize,
+    quantize_multiplier,
+)
 from karuku.quant.unary import apply as apply_unary
 
 ADD_LEFT_SHIFT = 20  # TFLite's: (x − z) · 2^20 keeps 8-bit inputs well inside int32 with headroom
@@ -101,15 +109,20 @@ def to_integer(qm: QuantModel) -> IntegerModel:
             ops_.append(Op("maxpool2d", [n.inputs[0]], n.name, n.name, {k: n.attrs[k] for k in
                                                                          ("kernel", "stride", "padding")}))
         elif n.op == "avgpool":
-            kernel = vin.shape[1:] if n.attrs["global"] else n.attrs["kernel"]
-            stride = kernel if n.attrs["global"] else n.attrs["stride"]
-            # M = s_x / (s_y · window) in the integers TFLite's MEAN derives from the same scales (one bit
-            # less precise than quantize_multiplier(M)), so a .tflite export computes the same bytes
-            m0, shift = mean_multiplier(vin.scale / v.scale, kernel[0] * kernel[1])
+            kernel = list(vin.shape[1:] if n.attrs["global"] else n.attrs["kernel"])
+            stride = list(kernel if n.attrs["global"] else n.attrs["stride"])
+            padding = list(n.attrs.get("padding", [0, 0]))
+            # M = s_x / (s_y · window) in the integers a .tflite derives from the same scales, so that it computes
+            # the same bytes: over the whole input TFLite's MEAN (one bit less precise than quantize_multiplier(M)),
+            # over windows a depthwise convolution with weights 1 of scale float32(1 / window)
+            if kernel == list(vin.shape[1:]) and stride == kernel and padding == [0, 0]:
+                m0, shift = mean_multiplier(vin.scale / v.scale, kernel[0] * kernel[1])
+            else:
+                m0, shift = pool_multiplier(vin.scale, v.scale, kernel[0] * kernel[1])
             lo, hi = DTYPES[v.dtype]
-            attrs = {"kernel": list(kernel), "stride": list(stride), "m0": m0, "shift": shift, "lo": lo, "hi": hi}
-            if n.attrs.get("padding", [0, 0]) != [0, 0]:
-                attrs["padding"] = list(n.attrs["padding"])
+            attrs = {"kernel": kernel, "stride": stride, "m0": m0, "shift": shift, "lo": lo, "hi": hi}
+            if padding != [0, 0]:
+                attrs["padding"] = padding
             ops_.append(Op("avgpool2d", [n.inputs[0]], n.name, n.name, attrs))
         elif n.op == "flatten":
             ops_.append(Op("flatten", [n.inputs[0]], n.name, n.name))

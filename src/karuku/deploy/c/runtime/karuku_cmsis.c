@@ -1,4 +1,5 @@
 /* karuku's loops beside CMSIS-NN (see karuku_cmsis.h). */
+#include <string.h>
 #include "arm_nnsupportfunctions.h"
 #include "karuku_cmsis.h"
 
@@ -20,8 +21,24 @@ void kc_clamp_s8(const int8_t *x, int n, int32_t lo, int32_t hi, int8_t *y) {
     }
 }
 
-void kc_nhwc_to_nchw(const int8_t *x, int H, int W, int C, int8_t *y) {
-    int c, p;
-    for (c = 0; c < C; c++)
-        for (p = 0; p < H * W; p++) y[(long)c * H * W + p] = x[(long)p * C + c];
+void kc_lut_s8(const int8_t *x, const int8_t *table, long n, int8_t *y) {
+    long i;
+    for (i = 0; i < n; i++) y[i] = table[(uint8_t)x[i]];
+}
+
+void kc_concat_lut_s8(const int8_t *x, const int8_t *table, long outer, long inner, long stride, long start,
+                      int8_t *y) {
+    long o, k;
+    for (o = 0; o < outer; o++) {
+        const int8_t *src = x + o * inner;
+        int8_t *dst = y + o * stride + start;
+        for (k = 0; k < inner; k++) dst[k] = table[(uint8_t)src[k]];
+    }
+}
+
+void kc_upsample_s8(const int8_t *x, int H, int W, int C, int SH, int SW, int8_t *y) {
+    int i, j;
+    for (i = 0; i < H * SH; i++)
+        for (j = 0; j < W * SW; j++)
+            memcpy(y + ((long)i * W * SW + j) * C, x + ((long)(i / SH) * W + j / SW) * C, (size_t)C);
 }

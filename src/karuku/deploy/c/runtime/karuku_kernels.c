@@ -590,6 +590,103 @@ KK_INLINE void kk_block4_1(const int16_t *xr, int Wp, const int32_t *wp, int NR,
     a[0] = a0; a[2] = a2; a[4] = a4; a[6] = a6;
 }
 
+/* five pixels × one channel (a[0..4]): a row's last five outputs in one pass, where the overlapping block of
+ * four would compute eight (a depthwise 3×3 over a 5-wide map: DS-CNN's 25×5×64 layers) */
+KK_INLINE void kk_block5_1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int SW, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4];
+    int row, j;
+#ifdef KK_SIMD
+    if ((SW == 1 || SW == 2) && (KWp == 6 || KWp == 4)) {
+        const int16_t *r = xr;
+        const int32_t *w = wp, *wend = wp + NR * KWp / 2;
+        int32_t stride = 2 * Wp; /* bytes */
+        uint32_t wa, x;
+#define KK_D5_STEP(O, S)                                                                                     \
+    "ldr %[wa], [%[w]], #4\n\t"                                                                              \
+    "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
+    "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+" #S "]\n\t"                                                                   \
+    "smlad %[a1], %[x], %[wa], %[a1]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+2*" #S "]\n\t"                                                                 \
+    "smlad %[a2], %[x], %[wa], %[a2]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+3*" #S "]\n\t"                                                                 \
+    "smlad %[a3], %[x], %[wa], %[a3]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+4*" #S "]\n\t"                                                                 \
+    "smlad %[a4], %[x], %[wa], %[a4]\n\t"
+#define KK_D5_OPS                                                                                            \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [r] "+r"(r), [w] "+r"(w),   \
+      [wa] "=&r"(wa), [x] "=&r"(x)                                                                           \
+    : [st] "m"(stride), [we] "m"(wend)                                                                       \
+    : "cc", "memory"
+        if (SW == 1 && KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D5_STEP(0, 2) KK_D5_STEP(4, 2) KK_D5_STEP(8, 2) KK_D_TAIL KK_D5_OPS);
+        else if (SW == 1)
+            __asm__ volatile("1:\n\t" KK_D5_STEP(0, 2) KK_D5_STEP(4, 2) KK_D_TAIL KK_D5_OPS);
+        else if (KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D5_STEP(0, 4) KK_D5_STEP(4, 4) KK_D5_STEP(8, 4) KK_D_TAIL KK_D5_OPS);
+        else
+            __asm__ volatile("1:\n\t" KK_D5_STEP(0, 4) KK_D5_STEP(4, 4) KK_D_TAIL KK_D5_OPS);
+        NR = 0;
+    }
+#endif
+    for (row = 0; row < NR; row++, xr += Wp) {
+        for (j = 0; j < KWp; j += 2, wp++) {
+            int32_t w0 = KK_W_LO(wp[0]), w1 = KK_W_HI(wp[0]);
+            a0 += xr[j] * w0 + xr[j + 1] * w1;
+            a1 += xr[SW + j] * w0 + xr[SW + j + 1] * w1;
+            a2 += xr[2 * SW + j] * w0 + xr[2 * SW + j + 1] * w1;
+            a3 += xr[3 * SW + j] * w0 + xr[3 * SW + j + 1] * w1;
+            a4 += xr[4 * SW + j] * w0 + xr[4 * SW + j + 1] * w1;
+        }
+    }
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4;
+}
+
+/* three pixels × one channel (a[0..2]): a 3-wide row (or a 6-wide one in two passes) without the one-pixel path
+ * (MobileNet's last depthwise layers, 6×6 and 3×3 maps) */
+KK_INLINE void kk_block3_1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int SW, int32_t *a) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2];
+    int row, j;
+#ifdef KK_SIMD
+    if ((SW == 1 || SW == 2) && (KWp == 6 || KWp == 4)) {
+        const int16_t *r = xr;
+        const int32_t *w = wp, *wend = wp + NR * KWp / 2;
+        int32_t stride = 2 * Wp; /* bytes */
+        uint32_t wa, x;
+#define KK_D3_STEP(O, S)                                                                                     \
+    "ldr %[wa], [%[w]], #4\n\t"                                                                              \
+    "ldr %[x], [%[r], #" #O "]\n\t"                                                                          \
+    "smlad %[a0], %[x], %[wa], %[a0]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+" #S "]\n\t"                                                                   \
+    "smlad %[a1], %[x], %[wa], %[a1]\n\t"                                                                    \
+    "ldr %[x], [%[r], #" #O "+2*" #S "]\n\t"                                                                 \
+    "smlad %[a2], %[x], %[wa], %[a2]\n\t"
+#define KK_D3_OPS                                                                                            \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [r] "+r"(r), [w] "+r"(w), [wa] "=&r"(wa), [x] "=&r"(x)    \
+    : [st] "m"(stride), [we] "m"(wend)                                                                       \
+    : "cc", "memory"
+        if (SW == 1 && KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D3_STEP(0, 2) KK_D3_STEP(4, 2) KK_D3_STEP(8, 2) KK_D_TAIL KK_D3_OPS);
+        else if (SW == 1)
+            __asm__ volatile("1:\n\t" KK_D3_STEP(0, 2) KK_D3_STEP(4, 2) KK_D_TAIL KK_D3_OPS);
+        else if (KWp == 6)
+            __asm__ volatile("1:\n\t" KK_D3_STEP(0, 4) KK_D3_STEP(4, 4) KK_D3_STEP(8, 4) KK_D_TAIL KK_D3_OPS);
+        else
+            __asm__ volatile("1:\n\t" KK_D3_STEP(0, 4) KK_D3_STEP(4, 4) KK_D_TAIL KK_D3_OPS);
+        NR = 0;
+    }
+#endif
+    for (row = 0; row < NR; row++, xr += Wp) {
+        for (j = 0; j < KWp; j += 2, wp++) {
+            int32_t w0 = KK_W_LO(wp[0]), w1 = KK_W_HI(wp[0]);
+            a0 += xr[j] * w0 + xr[j + 1] * w1;
+            a1 += xr[SW + j] * w0 + xr[SW + j + 1] * w1;
+            a2 += xr[2 * SW + j] * w0 + xr[2 * SW + j + 1] * w1;
+        }
+    }
+    a[0] = a0; a[1] = a1; a[2] = a2;
+}
+
 /* one pixel × the channel pair (a[0], a[1]); with `one`, a lone channel (a[0]) whose words are stored alone */
 static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int KWp, int one, int32_t *a) {
     int32_t a0 = a[0], a1 = a[1];
@@ -627,6 +724,16 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
     KK_STORE(y0 + ow + 1, EXPR(a[2], q0));                                                                   \
     KK_STORE(y0 + ow + 2, EXPR(a[4], q0));                                                                   \
     KK_STORE(y0 + ow + 3, EXPR(a[6], q0));
+#define KK_D_STORE5_LOOP(EXPR) /* one channel's five pixels (a[0..4]) */                                   \
+    KK_STORE(y0 + ow, EXPR(a[0], q0));                                                                       \
+    KK_STORE(y0 + ow + 1, EXPR(a[1], q0));                                                                   \
+    KK_STORE(y0 + ow + 2, EXPR(a[2], q0));                                                                   \
+    KK_STORE(y0 + ow + 3, EXPR(a[3], q0));                                                                   \
+    KK_STORE(y0 + ow + 4, EXPR(a[4], q0));
+#define KK_D_STORE3_LOOP(EXPR) /* one channel's three pixels (a[0..2]) */                                 \
+    KK_STORE(y0 + ow, EXPR(a[0], q0));                                                                       \
+    KK_STORE(y0 + ow + 1, EXPR(a[1], q0));                                                                   \
+    KK_STORE(y0 + ow + 2, EXPR(a[2], q0));
 #define KK_D_CLAMPED(v, q) kk_rq(v, &q, zy, lo, hi)
 #ifdef KK_SIMD
 #define KK_D_USAT(v, q) __usat(kk_rq_raw(v, &q, zy), 8)
@@ -647,9 +754,27 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
     } else {                                                                                                 \
         KK_D_STORE1_LOOP(KK_D_CLAMPED)                                                                       \
     }
+#define KK_D_STORE5_1                                                                                        \
+    if (sat == 1) {                                                                                          \
+        KK_D_STORE5_LOOP(KK_D_USAT)                                                                          \
+    } else if (sat == 2) {                                                                                   \
+        KK_D_STORE5_LOOP(KK_D_SSAT)                                                                          \
+    } else {                                                                                                 \
+        KK_D_STORE5_LOOP(KK_D_CLAMPED)                                                                       \
+    }
+#define KK_D_STORE3_1                                                                                        \
+    if (sat == 1) {                                                                                          \
+        KK_D_STORE3_LOOP(KK_D_USAT)                                                                          \
+    } else if (sat == 2) {                                                                                   \
+        KK_D_STORE3_LOOP(KK_D_SSAT)                                                                          \
+    } else {                                                                                                 \
+        KK_D_STORE3_LOOP(KK_D_CLAMPED)                                                                       \
+    }
 #else
+#define KK_D_STORE3_1 (void)sat; KK_D_STORE3_LOOP(KK_D_CLAMPED)
 #define KK_D_STORE4 (void)sat; KK_D_STORE_LOOP(KK_D_CLAMPED)
 #define KK_D_STORE4_1 (void)sat; KK_D_STORE1_LOOP(KK_D_CLAMPED)
+#define KK_D_STORE5_1 (void)sat; KK_D_STORE5_LOOP(KK_D_CLAMPED)
 #endif
 
 /* the next block of four pixels; a last partial block overlaps the one before it (same values written twice) */
@@ -672,14 +797,17 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                     const T *xc;                                                                             \
                     int16_t *d = scratch + ((long)r * CG + i) * Wp;                                          \
                     int c = 0;                                                                               \
-                    if (r < PH || r >= PH + H) {                                                             \
-                        for (; c < Wp; c++) d[c] = 0;                                                        \
+                    if (r < PH || r >= PH + H) { /* zeros: written for the first group, kept by the others */ \
+                        if (g == 0)                                                                          \
+                            for (; c < Wp; c++) d[c] = 0;                                                    \
                         continue;                                                                            \
                     }                                                                                        \
-                    xc = xs + ((long)(g * CG + i) * H + r - PH) * W;                                         \
-                    for (; c < PW; c++) d[c] = 0;                                                            \
-                    for (; c < PW + W; c++) d[c] = (int16_t)((int32_t)xc[c - PW] - zx);                      \
-                    for (; c < Wp; c++) d[c] = 0;                                                            \
+                    xc = xs + ((long)(g * CG + i) * H + r - PH) * W - PW;                                    \
+                    if (g == 0) {                                                                            \
+                        for (; c < PW; c++) d[c] = 0;                                                        \
+                        for (c = PW + W; c < Wp; c++) d[c] = 0;                                              \
+                    }                                                                                        \
+                    for (c = PW; c < PW + W; c++) d[c] = (int16_t)((int32_t)xc[c] - zx);                     \
                 }                                                                                            \
             for (oc = g * OCG; oc < oc1; oc += 2) {                                                          \
                 int ob = oc + 1 < oc1 ? oc + 1 : oc; /* an odd last channel: computed twice, same bytes */   \
@@ -692,18 +820,33 @@ static void kk_block1(const int16_t *xr, int Wp, const int32_t *wp, int NR, int 
                 for (oh = 0; oh < OH; oh++) {                                                                \
                     const int16_t *xr = scratch + (long)oh * SH * CG * Wp;                                    \
                     uint8_t *y0 = y + (long)oc * P + oh * OW, *y1 = y + (long)ob * P + oh * OW;              \
-                    for (ow = 0; ow + 4 <= OW; ow = KK_NEXT4(ow, OW)) {                                      \
-                        int32_t a[8];                                                                        \
-                        a[0] = a[2] = a[4] = a[6] = bias[oc];                                                \
-                        a[1] = a[3] = a[5] = a[7] = bias[ob];                                                \
-                        if (ob == oc) { /* one channel (depthwise, or a group's odd last): computed once */  \
-                            kk_block4_1(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                          \
-                            KK_D_STORE4_1                                                                    \
-                            continue;                                                                        \
+                    if (ob == oc) { /* one channel (depthwise, or a group's odd last): blocks of 4, 5 or 3 */ \
+                        for (ow = 0; ow + 3 <= OW;) { /* left 5: one block of 5; 6: 3 + 3; 7: 4 + 3 */        \
+                            int32_t a[8];                                                                    \
+                            int rest = OW - ow;                                                              \
+                            a[0] = a[1] = a[2] = a[3] = a[4] = a[6] = bias[oc];                              \
+                            if (rest == 5) {                                                                 \
+                                kk_block5_1(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                      \
+                                KK_D_STORE5_1                                                                \
+                                ow += 5;                                                                     \
+                            } else if (rest == 3 || rest == 6) {                                             \
+                                kk_block3_1(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                      \
+                                KK_D_STORE3_1                                                                \
+                                ow += 3;                                                                     \
+                            } else {                                                                         \
+                                kk_block4_1(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                      \
+                                KK_D_STORE4_1                                                                \
+                                ow += 4;                                                                     \
+                            }                                                                                \
                         }                                                                                    \
-                        kk_block4(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                                \
-                        KK_D_STORE4                                                                          \
-                    }                                                                                        \
+                    } else                                                                                   \
+                        for (ow = 0; ow + 4 <= OW; ow = KK_NEXT4(ow, OW)) {                                  \
+                            int32_t a[8];                                                                    \
+                            a[0] = a[2] = a[4] = a[6] = bias[oc];                                            \
+                            a[1] = a[3] = a[5] = a[7] = bias[ob];                                            \
+                            kk_block4(xr + ow * SW, Wp, wp, CG * KH, KWp, SW, a);                            \
+                            KK_D_STORE4                                                                      \
+                        }                                                                                    \
                     for (; ow < OW; ow++) {                                                                  \
                         int32_t a[2];                                                                        \
                         a[0] = bias[oc];                                                                     \
