@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-ORDER = ["foundation", "pruning", "quant", "deep_compression", "distill", "lottery", "pipeline", "edge", "text",
-         "threads"]
+ORDER = ["foundation", "pruning", "quant", "deep_compression", "distill", "lottery", "pipeline", "edge", "data",
+         "text", "threads"]
 HEAD = """# Benchmarks
 
 Figures measured by the scripts in `benchmarks/` (run by hand), each section with its commands, machine and
@@ -22,8 +22,8 @@ shared by several engineers' jobs at once (load average 1–22), so wall-clock a
 pessimistic and only ratios measured side by side in one run should be compared.
 
 Sections, in issue order: foundation (2), pruning (3), quantization (4), Deep Compression (5), distillation (6),
-lottery tickets (7), the compression loop (8), edge deployment (9), sentence encoders (17), threads on a busy
-machine (19). Sources: docs/bench/*.md, joined by
+lottery tickets (7), the compression loop (8), edge deployment (9), users' own data (16),
+sentence encoders (17), threads on a busy machine (19). Sources: docs/bench/*.md, joined by
 `scripts/merge_benchmarks.py`.
 """
 

@@ -55,8 +55,8 @@ def test_user_model_by_import_path(tmp_path, idx_dir):
 @pytest.mark.parametrize("args, needle", [
     (["train", "--model", "lenet3000", "--out", "{tmp}/x.safetensors"], "unknown model 'lenet3000'; did you mean"),
     (["train", "--model", "lenet300", "--data", "cifar", "--out", "{tmp}/x.safetensors"], "unknown dataset 'cifar'"),
-    (["train", "--model", "lenet300", "--epochs", "0", "--out", "{tmp}/x.safetensors"],
-     "invalid --epochs: Input should be greater than 0"),
+    (["train", "--model", "lenet300", "--epochs", "-1", "--out", "{tmp}/x.safetensors"],
+     "invalid --epochs: Input should be greater than or equal to 0"),
     (["train", "--model", "lenet300", "--optimizer", "rmsprop", "--out", "{tmp}/x.safetensors"],
      "invalid --optimizer"),
     (["train", "--model", "pkg_that_is_not.here:f", "--out", "{tmp}/x.safetensors"], "cannot import"),

@@ -23,7 +23,7 @@ runner = CliRunner()
 def recipe(tmp_path, stages, data=None, name="ext"):
     doc = {"version": 1, "name": name, "seed": 0, "data": data or {"name": "digits", "val_size": 200},
            "model": {"name": "lenet300", "train": {"epochs": 1, "lr": 0.05, "batch_size": 64}},
-           "budget": {"max_accuracy_drop": 100.0}, "recovery": {"epochs": 0, "max_rounds": 0}, "stages": stages}
+           "budget": {"max_drop": 100.0}, "recovery": {"epochs": 0, "max_rounds": 0}, "stages": stages}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

@@ -48,7 +48,7 @@ data: {name: digits, val_size: 200}
 model:
   name: mymodels:factory
   train: {epochs: 2, lr: 0.05, batch_size: 32}
-budget: {max_accuracy_drop: 50, max_size_kb: 100}
+budget: {max_drop: 50, max_size_kb: 100}
 recovery: {epochs: 0}
 stages:
   - prune: {structured: true, sparsity: 0.5}

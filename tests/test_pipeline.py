@@ -24,7 +24,7 @@ RECIPE = {
     "version": 1, "name": "digits-test", "seed": 1,
     "data": {"name": "digits", "val_size": 200},
     "model": {"name": "lenet300", "train": {"epochs": 2, "lr": 0.05, "batch_size": 32}},
-    "budget": {"max_accuracy_drop": 5.0, "max_size_kb": 1000, "profile": "mcu-m4"},
+    "budget": {"max_drop": 5.0, "max_size_kb": 1000, "profile": "mcu-m4"},
     "recovery": {"epochs": 1, "max_rounds": 1},
     "stages": [{"finetune": {"epochs": 1, "lr": 0.01}}, {"export": {"format": "onnx"}}],
 }
@@ -60,10 +60,10 @@ def test_every_problem_has_its_yaml_path(change, needles):
 def test_several_problems_are_reported_together(tmp_path):
     doc = json.loads(json.dumps(RECIPE))
     doc["colour"] = 1
-    doc["budget"]["max_accuracy_drop"] = -1
+    doc["budget"]["max_drop"] = -1
     res = runner.invoke(app, ["recipe", "validate", str(write(tmp_path, doc))])
     assert res.exit_code == 1
-    assert "2 problem(s)" in res.output and "colour" in res.output and "budget.max_accuracy_drop" in res.output
+    assert "2 problem(s)" in res.output and "colour" in res.output and "budget.max_drop" in res.output
 
 
 def test_broken_yaml_names_the_line(tmp_path):
@@ -93,7 +93,7 @@ def test_a_run_writes_everything(finished_run):
     summary = json.loads((root / "summary.json").read_text())
     assert [a["kind"] for a in summary["attempts"]] == ["baseline", "finetune", "export"]
     assert summary["baseline"]["measure"]["accuracy"] > 0.8
-    assert {c["limit"] for c in summary["checks"]} == {"max_accuracy_drop", "max_size_kb", "profile"}
+    assert {c["limit"] for c in summary["checks"]} == {"max_drop", "max_size_kb", "profile"}
     assert summary["ok"] == all(c["ok"] for c in summary["checks"])
     html = (root / "report.html").read_text()
     assert '<figure id="pareto"' in html and "<svg" in html  # plots inline: the page is one file
@@ -166,7 +166,7 @@ def _run_recipe(tmp_path, doc):
 
 def test_prune_quantize_export_chain(tmp_path):
     doc = json.loads(json.dumps(RECIPE))
-    doc["budget"] = {"max_accuracy_drop": 10.0, "profile": "mcu-m4"}
+    doc["budget"] = {"max_drop": 10.0, "profile": "mcu-m4"}
     doc["stages"] = [{"prune": {"sparsity": 0.5}}, {"quantize": {"mode": "ptq", "calibration": 128}},
                      {"export": {"format": "c", "profile": "mcu-m4"}}]
     outcome = _run_recipe(tmp_path, doc)
@@ -184,13 +184,13 @@ def test_prune_quantize_export_chain(tmp_path):
 
 def test_deep_compression_chain_and_backoff(tmp_path):
     doc = json.loads(json.dumps(RECIPE))
-    doc["budget"] = {"max_accuracy_drop": 0.0}  # nothing lossy can pass: every back-off round is tried
+    doc["budget"] = {"max_drop": 0.0}  # nothing lossy can pass: every back-off round is tried
     doc["recovery"] = {"epochs": 0, "max_rounds": 1}
     doc["stages"] = [{"prune": {"sparsity": 0.9}}, {"cluster": {"bits": 4}}, {"pack": {}}]
     outcome = _run_recipe(tmp_path, doc)
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     prunes = [a for a in summary["attempts"] if a["kind"] == "prune"]
-    assert [a["settings"]["sparsity"] for a in prunes] == [0.9, 0.85] or prunes[0]["within_accuracy"]
+    assert [a["settings"]["sparsity"] for a in prunes] == [0.9, 0.85] or prunes[0]["within_budget"]
     final = summary["final"]["measure"]
     assert final["deploy_kind"] == "packed" and final["sizes"]["packed"] < final["sizes"]["fp32"] / 5
     assert os.path.isfile(summary["final"]["artifacts"]["krk"])
@@ -242,7 +242,7 @@ def test_int8_export_miss_falls_back_to_u8u8_and_says_so(tmp_path, monkeypatch):
 
     monkeypatch.setattr(parity, "check", first_misses)
     doc = json.loads(json.dumps(RECIPE))
-    doc["budget"] = {"max_accuracy_drop": 10.0}
+    doc["budget"] = {"max_drop": 10.0}
     doc["stages"] = [{"quantize": {"calibration": 128, "target_isa": "avx512-vnni"}}, {"export": {"format": "onnx"}}]
     outcome = _run_recipe(tmp_path, doc)
     summary = json.loads((outcome.run_dir / "summary.json").read_text())

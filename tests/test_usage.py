@@ -68,7 +68,7 @@ def test_hints_name_flags_that_exist():
 
     walk(root)
     outside = {"--help", "--cpus", "--specs", "--no-deps", "--no-binary", "--no-clean", "--no-", "--finetune-",
-               "--only-binary", "--gc-sections"}  # docker, gcc, ld and pip flags
+               "--data-", "--only-binary", "--gc-sections"}  # prefixes; docker, gcc, ld and pip flags
     named = {m for f in SRC.rglob("*.py") for m in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", f.read_text())}
     assert named - flags - outside == set()
 

@@ -28,6 +28,7 @@ from karuku.data.checkpoint import for_checkpoint
 from karuku.data.config import DataConfig
 from karuku.measure.config import MeasureConfig
 from karuku.measure.evaluation import Evaluation, evaluate
+from karuku.tasks.config import TaskConfig
 
 _JOBS = {
     "train_checkpoint": "karuku.training.job",
@@ -53,14 +54,18 @@ def __getattr__(name: str):
 
 
 def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, Any] | None = None,
-                        measure: MeasureConfig | None = None, profile: str | None = None) -> Evaluation:
-    """Load a checkpoint (or a packed `.krk` model) and measure it on its dataset (or `data`).
+                        measure: MeasureConfig | None = None, profile: str | None = None,
+                        task: TaskConfig | dict[str, Any] | None = None) -> Evaluation:
+    """Load a checkpoint (or a packed `.krk` model) and measure it on its dataset (or `data`: settings, a
+    DataConfig, or your own `DataSplits`), by its task (or `task`).
 
     `profile`: also check whether it fits that device profile (and take its on-chip memory for the energy).
+    A fidelity task compares with `task.baseline`, the uncompressed checkpoint.
     """
     from karuku.codec.krk import is_packed, load_packed
     from karuku.io.checkpoint import load_model
     from karuku.measure.profiles import get_profile
+    from karuku.tasks.checkpoint import task_for
 
     measure = measure or MeasureConfig()
     if profile:
@@ -72,8 +77,10 @@ def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, An
     else:
         model, ckpt = load_model(path)
     splits = for_checkpoint(ckpt, data, required=False, val_size=0)
+    tcfg = task_for(ckpt, task, splits.targets if splits is not None else "classes")
+    reference = load_model(tcfg.baseline)[0] if tcfg is not None and tcfg.baseline else None
     ev = evaluate(model, splits, ckpt.spec.input_shape, engines=measure.engines,
-                  runs=measure.runs, sizes=sizes, profile=profile, details=True)
+                  runs=measure.runs, sizes=sizes, profile=profile, details=True, task=tcfg, reference=reference)
     if packed is not None:
         ev.extra.update(packed.extra())
     return ev

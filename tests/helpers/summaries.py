@@ -15,6 +15,8 @@ from karuku.measure.energy import estimate
 from karuku.measure.evaluation import Evaluation
 from karuku.measure.profiles import PROFILES
 from karuku.pipeline.budget import judge, profile_fits
+from karuku.pipeline.recipe import Budget
+from karuku.tasks import TASKS
 
 BASE_LAYERS = [("conv1", "Conv2d", 156), ("conv2", "Conv2d", 2416), ("fc1", "Linear", 30840),
                ("fc2", "Linear", 10164), ("fc3", "Linear", 850)]
@@ -42,7 +44,7 @@ def attempt(kind: str, ev: Evaluation, key: str, index: int | None = None, rnd: 
     drop = 100 * (base.accuracy - ev.accuracy) if base else 0.0
     return {"kind": kind, "checkpoint": f"steps/{key}/model.safetensors", "measure": ev.as_dict(), "key": key,
             "label": label, "index": index, "round": rnd, "settings": {}, "settings_changed": {},
-            "before_recovery": None, "recovered": False, "accuracy_drop": drop, "within_accuracy": True,
+            "before_recovery": None, "recovered": False, "drop": drop, "within_budget": True,
             "stage_meta": {}, "artifacts": {}}
 
 
@@ -58,9 +60,8 @@ def summary(name: str = "newcomer", max_size_kb: float = 200.0) -> dict[str, Any
     attempts = [attempt("baseline", base, "b0"), attempt("prune", wider, "p0", 0, 0, base),
                 attempt("prune", pruned, "p1", 0, 1, base), attempt("quantize", quant, "q0", 1, 0, base),
                 attempt("export", copy.deepcopy(quant), "e0", 2, 0, base)]
-    budget = type("Budget", (), {"max_accuracy_drop": 0.5, "max_size_kb": max_size_kb, "max_latency_ms": None,
-                                 "profile": "rpi4"})()
-    checks = judge(quant, base, budget)
+    budget = Budget(max_drop=0.5, max_size_kb=max_size_kb, profile="rpi4")
+    checks = judge(quant, base, budget, TASKS["classification"].metric())
     assert "rpi4" in PROFILES
     return {"recipe": {"name": name, "model": {"name": "mymodels:factory"}, "data": {"name": "digits"}},
             "baseline": attempts[0], "final": attempts[-1], "attempts": attempts, "checks": checks,

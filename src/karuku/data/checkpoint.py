@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from karuku.data.config import DataConfig
-from karuku.data.registry import get_dataset
+from karuku.data.registry import DATASETS, get_dataset
 from karuku.data.splits import DataSplits, load_splits
 from karuku.errors import KarukuError
 
@@ -37,24 +37,35 @@ def config_for(ckpt, data: DataConfig | dict[str, Any] | None = None, **settings
     return DataConfig(**{**base, **settings})
 
 
-def for_checkpoint(ckpt, data: DataConfig | dict[str, Any] | None = None, required: bool = True,
+def for_checkpoint(ckpt, data: DataSplits | DataConfig | dict[str, Any] | None = None, required: bool = True,
                    **settings: Any) -> DataSplits | None:
-    """The splits for `ckpt` (see `config_for`), checked against its input shape; None when neither the
-    checkpoint nor the user names a dataset and `required` is False."""
-    cfg = config_for(ckpt, data, **settings)
+    """The splits for `ckpt` (see `config_for`; `DataSplits` — e.g. `from_torch(...)` — are used as given),
+    checked against its input shape; None when neither the checkpoint nor the user names a dataset and
+    `required` is False. A data factory recorded in the checkpoint is imported only when trusted."""
     source = getattr(ckpt, "path", None) or "the checkpoint"
-    if cfg is None:
-        if required:
-            raise KarukuError(f"{source} does not say which data it was trained on", "pass --data NAME")
-        return None
-    try:
-        splits = load_splits(cfg)
-    except KarukuError:
-        # a dataset of another shape fails on its own settings first (say, the model's val_size): the shape is
-        # what the user must hear about
-        _check_shape(get_dataset(cfg.name).input_shape, cfg.name, ckpt, source)
-        raise
-    _check_shape(splits.input_shape, cfg.name, ckpt, source)
+    if isinstance(data, DataSplits):
+        splits = data
+    else:
+        cfg = config_for(ckpt, data, **settings)
+        if cfg is None:
+            if required:
+                raise KarukuError(f"{source} does not say which data it was trained on", "pass --data NAME")
+            return None
+        named = data.name if isinstance(data, DataConfig) else (data or {}).get("name")
+        if ":" in cfg.name and named != cfg.name:
+            from karuku.io.checkpoint import check_trusted_name
+
+            check_trusted_name(cfg.name, f"{source} reads its data")
+        try:
+            splits = load_splits(cfg)
+        except KarukuError:
+            # a dataset of another shape fails on its own settings first (say, the model's val_size): the shape
+            # is what the user must hear about
+            known = get_dataset(cfg.name).input_shape if ":" not in cfg.name and cfg.name in DATASETS else None
+            if known is not None:
+                _check_shape(known, cfg.name, ckpt, source)
+            raise
+    _check_shape(splits.input_shape, splits.name, ckpt, source)
     return splits
 
 

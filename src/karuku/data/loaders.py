@@ -1,4 +1,5 @@
-"""Batch loaders: whole batches sliced from in-memory tensors, reproducible per epoch.
+"""Batch loaders: whole batches sliced from in-memory tensors (or gathered from a dataset read as needed),
+reproducible per epoch; streams are batched in their own order.
 
 Each global batch is drawn from a permutation seeded by (seed, epoch), so an epoch's order
 does not depend on what ran before it: resuming after a crash replays the same batches,
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+from karuku.data import batches
 
 
 class EpochBatchSampler(Sampler[torch.Tensor]):
@@ -42,9 +45,10 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
 
 
 class BatchDataset(Dataset):
-    """Indexes a TensorDataset with a whole index tensor at once; optional random shifts."""
+    """Indexes a dataset with a whole index tensor at once (tensors are sliced, other datasets read example by
+    example and stacked); optional random shifts."""
 
-    def __init__(self, base: TensorDataset, max_shift: int = 0, seed: int = 0):
+    def __init__(self, base, max_shift: int = 0, seed: int = 0):
         self.base, self.max_shift, self.seed, self.epoch = base, max_shift, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -55,7 +59,14 @@ class BatchDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, idx: torch.Tensor):
-        x, y = (t[idx] for t in self.base.tensors)
+        if isinstance(self.base, TensorDataset):
+            parts = [t[idx] for t in self.base.tensors]
+            x, y = parts[0], (parts[1] if len(parts) > 1 else None)
+        else:
+            batch = batches.collate([self.base[int(i)] for i in idx])
+            if batch is None:
+                return None  # every example of this batch was skipped (unreadable files)
+            x, y = batch
         if self.max_shift:
             if not hasattr(self, "_gen"):
                 self.set_epoch(self.epoch)
@@ -90,9 +101,46 @@ class Loader(DataLoader):
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
 
+    def __iter__(self):
+        return (b for b in super().__iter__() if b is not None)
 
-def make_loader(ds: TensorDataset, batch_size: int, shuffle: bool = False, seed: int = 0,
-                augment_shift: int = 0, rank: int = 0, world: int = 1) -> Loader:
-    """A loader yielding (x, y) batches; shuffled loaders reseed at every `set_epoch`."""
+
+class StreamLoader:
+    """Batches of a stream in its own order (a stream has no index to shuffle by); `set_epoch` reaches the
+    stream when it has one, so a stream may reshuffle itself per epoch. Its length is known only when the
+    stream's is: `len` raises TypeError otherwise, and nothing here counts it."""
+
+    def __init__(self, ds, batch_size: int, max_shift: int = 0, seed: int = 0, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+        self.ds, self.batch_size, self.max_shift, self.seed = ds, batch_size, max_shift, seed
+        self.rank, self.world, self.epoch = rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.ds, "set_epoch"):
+            self.ds.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        n = batches.length(self.ds)
+        if n is None:
+            raise TypeError("a stream of unknown length")
+        return -(-n // self.batch_size)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 7_919 + self.epoch)
+        for x, y in batches.iterate(self.ds, self.batch_size):
+            if self.world > 1:
+                x = x.tensor_split(self.world)[self.rank]
+                y = y.tensor_split(self.world)[self.rank] if y is not None else None
+            yield (random_shift(x, self.max_shift, gen) if self.max_shift else x), y
+
+
+def make_loader(ds, batch_size: int, shuffle: bool = False, seed: int = 0, augment_shift: int = 0, rank: int = 0,
+                world: int = 1) -> Loader | StreamLoader:
+    """A loader yielding (x, y) batches (y None when unlabelled); shuffled loaders reseed at every `set_epoch`.
+    Streams come in their own order."""
+    if batches.is_stream(ds):
+        return StreamLoader(ds, batch_size, augment_shift, seed, rank, world)
     sampler = EpochBatchSampler(len(ds), batch_size, shuffle=shuffle, seed=seed, rank=rank, world=world)
     return Loader(BatchDataset(ds, augment_shift, seed), sampler=sampler, batch_size=None)

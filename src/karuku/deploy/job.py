@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from karuku.data.batches import first_inputs
 from karuku.data.checkpoint import for_checkpoint
 from karuku.deploy.config import ExportConfig
 from karuku.errors import KarukuError
@@ -60,4 +61,4 @@ def reference_inputs(ckpt, n: int = 2000):
         splits = for_checkpoint(ckpt, required=False, val_size=0, test_limit=n)
     except KarukuError:  # data not available here (not fetched, another machine's path): random inputs instead
         return None
-    return splits.test.tensors[0] if splits is not None else None
+    return first_inputs(splits.test, n) if splits is not None else None

@@ -41,10 +41,11 @@ def _int8_onnx(model, cfg: ExportConfig, run: StageRun) -> dict:
     """Write the int8 ONNX; if ONNX Runtime here misses the engine's answers, fall back to the u8u8 representation
     (exact on every CPU, no requantization) instead of failing the run, and say so in the report."""
     from karuku.cpu import detect
+    from karuku.data.batches import first_inputs
     from karuku.deploy.export import export_int8_onnx
     from karuku.deploy.parity import ParityError
 
-    path, x = run.artifact("model.int8.onnx"), run.splits.test.tensors[0][:2000]
+    path, x = run.artifact("model.int8.onnx"), first_inputs(run.splits.test, 2000)
     info = {"cpu": detect().summary()}
     try:
         info["result"] = export_int8_onnx(model, run.input_shape, path, inputs=x, target_isa=cfg.target_isa,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -20,6 +20,9 @@ class DistillConfig(Config):
                                                    "weights), or a checkpoint to start from")
     student_kwargs: dict[str, Any] = Field(default_factory=dict, description="student factory arguments",
                                            examples=["hidden=[400,400]"], json_schema_extra={"cli": "student_arg"})
+    match: Literal["soft-targets", "outputs"] = Field(
+        "soft-targets", description="what the student learns: the teacher's softened class probabilities "
+        "(Hinton), or its raw outputs by mean squared error (regression, embedding models)")
     hints: dict[str, str] = Field(
         default_factory=dict,
         description="feature distillation: student layer name → teacher layer name, matched by a learned adapter",

@@ -60,9 +60,9 @@ class DistillHook(Hook):
 
     def __init__(self, teacher: nn.Module, student: nn.Module, train_inputs: torch.Tensor,
                  temperature: float = 4.0, alpha: float = 0.9, hints: dict[str, str] | None = None,
-                 hint_weight: float = 1.0, cache: bool = True):
+                 hint_weight: float = 1.0, cache: bool = True, match: str = "soft-targets"):
         check_pair(teacher, student)
-        self.loss_fn = DistillationLoss(temperature, alpha)
+        self.loss_fn = DistillationLoss(temperature, alpha, match)
         self.teacher, self.train_inputs = freeze(teacher), train_inputs
         self.hint_weight = float(hint_weight)
         self.hint_pairs = list((hints or {}).items())

@@ -65,7 +65,8 @@ def distill_checkpoint(teacher: str | os.PathLike, cfg: DistillConfig, out: str 
     splits = for_checkpoint(teacher_ckpt, data)
     torch.manual_seed(cfg.train.seed)
     net, spec, keep = student_from(cfg.student, ModelSpec(name="_", input_shape=splits.input_shape,
-                                                          num_classes=splits.num_classes, kwargs=cfg.student_kwargs))
+                                                          num_classes=teacher_ckpt.spec.num_classes,
+                                                          kwargs=cfg.student_kwargs))
     state = Path(f"{out}.state")
     result = distill(teacher_model, net, splits, cfg, state_path=state, verbose=verbose)
     if not distributed.finish():

@@ -33,14 +33,19 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 class DistillationLoss(nn.Module):
     """α·T²·KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − α)·CE(student, labels).
 
+    `match="outputs"`: α·MSE(student, teacher) + (1 − α)·(the labels' loss) instead — for models whose
+    outputs are not class scores (regression, embeddings), where softened probabilities mean nothing.
+
     >>> loss_fn = DistillationLoss(temperature=4.0, alpha=0.9)
     >>> loss = loss_fn(student(x), teacher(x).detach(), y)
     """
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.9, match: str = "soft-targets"):
         super().__init__()
         check_temperature_alpha(temperature, alpha)
-        self.temperature, self.alpha = float(temperature), float(alpha)
+        if match not in ("soft-targets", "outputs"):
+            raise KarukuError(f"unknown distillation match '{match}'", "use soft-targets or outputs")
+        self.temperature, self.alpha, self.match = float(temperature), float(alpha), match
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -48,17 +53,22 @@ class DistillationLoss(nn.Module):
         if student_logits.shape != teacher_logits.shape:
             raise KarukuError(f"student outputs {tuple(student_logits.shape)} but teacher outputs "
                               f"{tuple(teacher_logits.shape)}", "both models must predict the same classes")
-        if student_logits.dim() != 2:
+        if self.match == "soft-targets" and student_logits.dim() != 2:
             raise KarukuError(f"distillation expects logits of shape (batch, classes), "
-                              f"got {tuple(student_logits.shape)}")
+                              f"got {tuple(student_logits.shape)}", "match outputs instead (match: outputs)")
         loss = student_logits.new_zeros(())
         if self.alpha > 0:
-            loss = loss + self.alpha * soft_target_loss(student_logits, teacher_logits.detach(), self.temperature)
+            teacher = teacher_logits.detach()
+            term = (soft_target_loss(student_logits, teacher, self.temperature) if self.match == "soft-targets"
+                    else F.mse_loss(student_logits, teacher))
+            loss = loss + self.alpha * term
         if self.alpha < 1:
             if labels is None:
                 raise KarukuError("labels are needed when alpha < 1", "pass labels, or use alpha=1")
-            loss = loss + (1 - self.alpha) * F.cross_entropy(student_logits, labels)
+            from karuku.training.evaluate import supervised_loss
+
+            loss = loss + (1 - self.alpha) * supervised_loss(student_logits, labels)
         return loss
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature:g}, alpha={self.alpha:g}"
+        return f"temperature={self.temperature:g}, alpha={self.alpha:g}, match={self.match}"

@@ -18,7 +18,7 @@ class DistillStage(Stage):
     needs = ("student",)
 
     def apply(self, model: nn.Module, cfg: DistillConfig, run: StageRun) -> StageOutput:
-        spec = ModelSpec(name=cfg.student, input_shape=run.input_shape, num_classes=run.splits.num_classes,
+        spec = ModelSpec(name=cfg.student, input_shape=run.input_shape, num_classes=run.parent.spec.num_classes,
                          kwargs=cfg.student_kwargs)
         torch.manual_seed(run.seed)
         student = spec.build()

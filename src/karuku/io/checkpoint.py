@@ -129,11 +129,17 @@ def check_trusted(spec: ModelSpec, source: str) -> None:
 
     if spec.name in MODELS or ":" not in spec.name:
         return
-    module = spec.name.partition(":")[0]
+    check_trusted_name(spec.name, f"{source} builds its model")
+
+
+def check_trusted_name(name: str, doing: str) -> None:
+    """`package.module:function` read from a file (a model, a data factory, a metric) is imported only when its
+    module is trusted; else one error saying how to trust it. `doing`: who imports it ("X reads its data")."""
+    module = name.partition(":")[0]
     listed = [p.strip() for p in os.environ.get("KARUKU_TRUSTED_IMPORTS", "").split(",") if p.strip()]
     if "*" in listed or any(module == p or module.startswith(p + ".") for p in [*listed, *_TRUSTED]):
         return
-    raise KarukuError(f"{source} builds its model by importing '{spec.name}', which would run that code",
+    raise KarukuError(f"{doing} by importing '{name}', which would run that code",
                       f"if you trust it, set KARUKU_TRUSTED_IMPORTS={module}: export it or put it before the "
                       f"command, comma-separated for several modules; run from the folder that holds {module}")
 

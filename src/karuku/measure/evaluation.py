@@ -22,7 +22,10 @@ DEFAULT_ON_CHIP = 1 << 20
 
 @dataclass
 class Evaluation:
-    """Accuracy, size, compute, speed and energy of one model as deployed (all per sample unless noted).
+    """Quality, size, compute, speed and energy of one model as deployed (all per sample unless noted).
+
+    Quality is the task's (`karuku.tasks`): `metrics` holds all its figures, `metric` names the one budgets
+    judge (`quality`); a classification also fills `accuracy` (top-1), `errors`, `total` and `loss`.
 
     `sizes` holds every stored form (`fp32`, `int8`, `packed`); `deploy_kind` is the smallest. `integer`:
     the model computes on 8-bit integers, so activations take one byte each. `latency` maps an engine
@@ -49,6 +52,19 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)  # technique figures (integer-engine accuracy, ...)
     fits: dict[str, dict[str, Any]] = field(default_factory=dict)  # device profile -> {"fits", "reasons"}
     cpu: str = ""  # what the speed figures were measured on (karuku.cpu.detect().summary())
+    task: str | None = None  # the quality measure (classification, regression, fidelity, a user's metric)
+    metric: str | None = None  # the figure of `metrics` budgets judge
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.metrics and self.accuracy is not None:  # stored before tasks existed: a classification
+            self.task, self.metric = "classification", "top1"
+            self.metrics = {"top1": self.accuracy, **({"loss": self.loss} if self.loss is not None else {})}
+
+    @property
+    def quality(self) -> float | None:
+        """The value of the task's headline metric (top-1 accuracy for a classification)."""
+        return self.metrics.get(self.metric) if self.metric else None
 
     def test_score(self) -> dict[str, Any] | None:
         """The test figures as `karuku.training.Score.as_dict()` gives them (checkpoint metadata keeps these)."""
@@ -100,6 +116,7 @@ class Evaluation:
         if self.accuracy is not None:  # what was scored: the model as stored (a quantized one as int8, fake-quant)
             what = f" ({self.deploy_kind} model)" if self.deploy_kind != "fp32" else ""
             out.append((f"test accuracy{what}", f"{100 * self.accuracy:.2f} % ({self.errors} errors / {self.total})"))
+        out += quality_rows(self)
         out += [
             ("parameters", f"{self.params:,}"),
             ("nonzeros", f"{self.nonzeros:,} ({100 * self.sparsity:.1f} % sparse)"),
@@ -126,21 +143,44 @@ class Evaluation:
         return out
 
 
+def quality_rows(ev: Evaluation) -> list[tuple[str, str]]:
+    """The task's figures as table rows (top-1 accuracy has its own row above); the budget's one marked."""
+    if not ev.metrics or ev.task is None:
+        return []
+    from karuku.tasks.registry import TASKS
+
+    task = TASKS.get_or_none(ev.task)
+    rows = []
+    for name, value in ev.metrics.items():
+        if ev.task == "classification" and name in ("top1", "loss"):
+            continue
+        m = next((m for m in task.metrics if m.name == name), None) if task is not None else None
+        label = f"test {m.description}" if m is not None else f"test {name}"
+        shown = m.show(value) if m is not None else f"{value:.6g}"
+        rows.append((label + (" (judged)" if name == ev.metric and ev.task != "classification" else ""), shown))
+    return rows
+
+
 def _kb(n: int) -> str:
     return f"{size(n)} ({n:,} B)"
 
 
 def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = None, threads: int | None = None,
              engines=("torch", "onnxruntime"), runs: int = 30, *, sizes: dict[str, int] | None = None,
-             profile: str | None = None, on_chip_bytes: int | None = None, details: bool = False) -> Evaluation:
-    """Measure `model`: test accuracy (when `data`, a DataSplits, is given), counts, sizes, activations, speed, energy.
+             profile: str | None = None, on_chip_bytes: int | None = None, details: bool = False,
+             task=None, reference: nn.Module | None = None) -> Evaluation:
+    """Measure `model`: the task's quality on the test set (when `data`, a DataSplits, is given), counts, sizes,
+    activations, speed, energy.
+
+    `task`: a `TaskConfig` (or its name; default: classification for class labels, regression for values,
+    fidelity for unlabelled data). `reference`: the uncompressed model, for tasks that compare with it.
 
     `sizes`: forms stored outside the model object (e.g. {"packed": bytes of a .krk file}). `profile`: check
     the fit and take its on-chip memory for the energy estimate. `details`: add the techniques' own figures.
     `threads`: of the timed runs (default: the threads this process computes with, `karuku.threads`).
     """
+    from karuku.tasks import measure_task
     from karuku.threads import current_threads
-    from karuku.training.evaluate import score
 
     threads = threads or current_threads()
     if input_shape is None:
@@ -162,8 +202,11 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
                     deploy.kind, integer, acts["peak"], acts["total"], en.as_dict(), threads,
                     layers=[asdict(r) for r in rows])
     if data is not None:
-        s = score(model, data.test)
-        ev.accuracy, ev.errors, ev.total, ev.loss = s.accuracy, s.errors, s.total, s.loss
+        r = measure_task(model, data.test, task, reference, targets=getattr(data, "targets", "classes"))
+        ev.task, ev.metric, ev.metrics = r.task, r.metric, r.metrics
+        if r.task == "classification":
+            ev.errors, ev.total = r.total - round(r.metrics["top1"] * r.total), r.total
+            ev.accuracy, ev.loss = 1 - ev.errors / r.total, r.metrics["loss"]
     if engines:
         from karuku.cpu import detect
 

@@ -44,3 +44,13 @@ def activation_bytes(model: nn.Module, input_shape: tuple[int, ...], bytes_per_v
         for h in handles:
             h.remove()
     return {"peak": int(peak * scale), "total": int(total * scale)}
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (Linux reports KiB, macOS bytes): what reading the data
+    cost, recorded with evaluations and runs (a streamed dataset keeps it flat)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)

@@ -11,8 +11,9 @@ from karuku.errors import KarukuError
 HINT = "forward must take a (batch, *input_shape) tensor and return (batch, num_classes) class scores"
 
 
-def check_forward(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
-    """Run `model` once on the examples `x` (eval mode, no gradients, the RNG state kept), or raise KarukuError."""
+def check_forward(model: nn.Module, x: torch.Tensor, num_classes: int | None) -> None:
+    """Run `model` once on the examples `x` (eval mode, no gradients, the RNG state kept), or raise KarukuError.
+    `num_classes`: the class scores it must return per example (None: other targets, only a tensor is checked)."""
     was_training = model.training
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -29,6 +30,8 @@ def check_forward(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
     if not isinstance(out, torch.Tensor):
         raise KarukuError(f"the model returns a {type(out).__name__}, not a tensor of class scores",
                           "return only the scores from forward (other outputs in attributes or a wrapper)")
+    if num_classes is None:
+        return
     want = (x.shape[0], num_classes)
     if tuple(out.shape) != want or not out.is_floating_point():
         raise KarukuError(f"the model returns {out.dtype} scores of shape {tuple(out.shape)} for {x.shape[0]} inputs, "

@@ -27,7 +27,7 @@ for _name, _factory in (
     ("lenet300", mlp.lenet300), ("lenet5", lenet.LeNet5), ("lenet5-lecun", lenet.LeNet5LeCun),
     ("conv2", convnets.conv2), ("conv4", convnets.conv4), ("conv6", convnets.conv6), ("resnet-s", resnet.ResNetS),
     ("mobilenetv2-s", mobilenet.MobileNetV2S), ("mlp-teacher", mlp.mlp_teacher), ("mlp-student", mlp.mlp_student),
-    ("mnist1d-mlp", mlp.mnist1d_mlp), ("mnist1d-cnn", convnets.CNN1D),
+    ("mnist1d-mlp", mlp.mnist1d_mlp), ("mnist1d-cnn", convnets.CNN1D), ("cnn-s", convnets.SmallCNN),
     # MLPerf Tiny's reference models (docs/EDGE.md); their input shapes are the references'
     ("ds-cnn", mlperf_tiny.DSCNN), ("resnet8", mlperf_tiny.ResNet8), ("fc-autoencoder", mlperf_tiny.fc_autoencoder),
     ("mobilenetv1-025", mlperf_tiny.MobileNetV1),
@@ -56,10 +56,9 @@ def check_name(name: str) -> str:
     return name if ":" in name else MODELS.check(name)
 
 
-
-def resolve_factory(name: str) -> Callable[..., nn.Module]:
-    """A zoo name, or `package.module:factory` for a user's own model."""
-    if name in MODELS or ":" not in name:
+def resolve_factory(name: str, what: str = "model") -> Callable[..., nn.Module]:
+    """A zoo name, or `package.module:factory` for a user's own model (or data factory, metric: `what`)."""
+    if what == "model" and (name in MODELS or ":" not in name):
         if name not in MODELS:
             known = sorted(MODELS)
             raise KarukuError(f"unknown model '{name}'{closest(name, known)}",
@@ -70,7 +69,7 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
         module = _import(module_name)
     except ImportError as exc:
         top = module_name.split(".")[0]
-        raise KarukuError(f"cannot import '{module_name}' for model '{name}': {exc}",
+        raise KarukuError(f"cannot import '{module_name}' for {what} '{name}': {exc}",
                           f"run karuku from the folder that holds {top}.py (or the package {top}/), or add that "
                           "folder to PYTHONPATH") from None
     except Exception as exc:  # the module's own code failed as it was imported (SyntaxError, NameError, ...)
@@ -79,7 +78,8 @@ def resolve_factory(name: str) -> Callable[..., nn.Module]:
                           f"run python -c 'import {module_name}' to see why") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise KarukuError(f"'{module_name}' has no callable '{attr}'", "give package.module:factory")
+        raise KarukuError(f"'{module_name}' has no callable '{attr}' ({what} '{name}')",
+                          "give package.module:function")
     return factory
 
 

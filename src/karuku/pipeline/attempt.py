@@ -23,8 +23,8 @@ class Attempt:
     settings_changed: dict[str, Any] = field(default_factory=dict)  # the settings that differ from the defaults
     before_recovery: Evaluation | None = None
     recovered: bool = False
-    accuracy_drop: float = 0.0  # points below the baseline
-    within_accuracy: bool = True
+    drop: float = 0.0  # how much the task's metric worsened from the baseline (points for a percentage)
+    within_budget: bool = True  # the quality limits hold (max_drop, min_fidelity)
     stage_meta: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
 
@@ -37,11 +37,12 @@ class Attempt:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Attempt:
         names = {f.name for f in fields(cls)}
+        d = {"drop": d.get("accuracy_drop", 0.0), "within_budget": d.get("within_accuracy", True), **d}  # older runs
         data = {k: v for k, v in d.items() if k in names}
         data["measure"] = Evaluation.from_dict(d["measure"])
         data["before_recovery"] = Evaluation.from_dict(d["before_recovery"]) if d.get("before_recovery") else None
         return cls(**data)
 
-    def rank(self) -> tuple:
-        """Which of a stage's attempts to keep: within the accuracy budget, then most accurate, then earliest."""
-        return self.within_accuracy, self.measure.accuracy, -self.round
+    def rank(self, metric) -> tuple:
+        """Which of a stage's attempts to keep: within the quality limits, then the best metric, then earliest."""
+        return self.within_budget, metric.oriented(self.measure.quality), -self.round

@@ -1,4 +1,8 @@
-"""The budget: every limit of a recipe judged on the result's Evaluation, and the device profiles it fits."""
+"""The budget: every limit of a recipe judged on the result's Evaluation, and the device profiles it fits.
+
+Quality is judged in the task's terms (`karuku.tasks`): `max_drop` on how much its metric worsened from the
+baseline (points for a percentage), `min_fidelity` on the fidelity task's own figure.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,27 @@ from typing import Any
 
 from karuku.measure.evaluation import Evaluation
 from karuku.measure.profiles import PROFILES
+from karuku.tasks.registry import Metric
 
 
-def judge(m: Evaluation, baseline: Evaluation, budget) -> list[dict[str, Any]]:
+def quality_checks(m: Evaluation, baseline: Evaluation, budget, metric: Metric) -> list[dict[str, Any]]:
+    """The quality limits with their measured values: the metric's worsening, and the fidelity floor."""
+    checks = []
+    limit = budget.drop_limit(metric)
+    if limit is not None:
+        drop = metric.worse_by(baseline.quality, m.quality)
+        checks.append({"limit": "max_drop", "metric": metric.name, "allowed": limit, "value": round(drop, 6),
+                       "unit": metric.unit or metric.name, "ok": drop <= limit + 1e-9})
+    if budget.min_fidelity is not None:
+        floor = budget.min_fidelity
+        checks.append({"limit": "min_fidelity", "metric": metric.name, "allowed": floor,
+                       "value": round(m.quality, 6), "unit": metric.name, "ok": m.quality >= floor - 1e-9})
+    return checks
+
+
+def judge(m: Evaluation, baseline: Evaluation, budget, metric: Metric) -> list[dict[str, Any]]:
     """Every budget limit with its measured value, whether it passed, and by how much."""
-    drop = 100 * (baseline.accuracy - m.accuracy)
-    checks = [{"limit": "max_accuracy_drop", "allowed": budget.max_accuracy_drop, "value": round(drop, 3),
-               "unit": "pt", "ok": drop <= budget.max_accuracy_drop + 1e-9}]
+    checks = quality_checks(m, baseline, budget, metric)
     if budget.max_size_kb is not None:
         kb = m.deploy_bytes / 1000
         checks.append({"limit": "max_size_kb", "allowed": budget.max_size_kb, "value": round(kb, 2), "unit": "KB",

@@ -29,20 +29,28 @@ class Outcome:
 
 
 def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True, lang: str = "en",
-             threads: int | None = None) -> Outcome:
-    """Run a recipe (`threads` overrides its own); every step is cached in the run folder, so re-running resumes."""
-    run = Run.start(recipe, run_dir, verbose, threads)
+             threads: int | None = None, data=None) -> Outcome:
+    """Run a recipe (`threads` overrides its own; on `data`, your own DataSplits, when given); every step is
+    cached in the run folder, so re-running resumes."""
+    run = Run.start(recipe, run_dir, verbose, threads, data)
     current = run.baseline = baseline_step(run)
     attempts = [current]
     for index, stage in enumerate(recipe.stages):
         tried = []
         for rnd, settings in enumerate(backoffs(stage.kind, stage.settings, recipe.recovery.max_rounds)):
             tried.append(attempt_step(run, current, index, settings, rnd))
-            if tried[-1].within_accuracy:
+            if tried[-1].within_budget:
                 break
-        current = max(tried, key=Attempt.rank)
+        current = max(tried, key=run.rank)
         attempts += tried
     return finish(run, current, attempts, lang)
+
+
+def quality_info(run: Run) -> dict[str, Any]:
+    """What the report needs to show the task's metric: its name, meaning, direction and unit."""
+    m = run.metric
+    return {"task": run.task.name, "metric": m.name, "description": m.description,
+            "higher_is_better": m.higher_is_better, "percent": m.percent}
 
 
 def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outcome:
@@ -54,6 +62,7 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
     from karuku.io.atomic import atomic_path
     from karuku.io.checkpoint import load_model
     from karuku.measure.evaluation import deployed_onnx
+    from karuku.measure.memory import peak_rss_bytes
     from karuku.measure.speed import side_by_side
     from karuku.pipeline.budget import judge, profile_fits
     from karuku.report import write_report
@@ -65,12 +74,13 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
     for k, speed in side_by_side(files, run.input_shape).items():
         steps[k].measure.latency["onnxruntime"] = speed.as_dict()
     base, final = steps["baseline"], steps["final"]
-    checks = judge(final.measure, base.measure, run.recipe.budget)
+    checks = judge(final.measure, base.measure, run.recipe.budget, run.metric)
     with atomic_path(run.folder.root / "final.safetensors") as tmp:
         shutil.copyfile(final.checkpoint, tmp)
     summary = {"recipe": run.recipe.model_dump(mode="json"), "baseline": base.as_dict(), "final": final.as_dict(),
                "attempts": [a.as_dict() for a in attempts], "checks": checks, "ok": all(c["ok"] for c in checks),
                "profiles": profile_fits(final.measure), "side_by_side": True, "threads": run.threads,
+               "quality": quality_info(run), "peak_rss_bytes": peak_rss_bytes(),
                # threads in the line the report shows: results (float sums) and timings depend on them
                "cpu": {**detect().as_dict(), "summary": f"{detect().summary()}; {run.threads} thread(s)"}}
     run.folder.write_json("summary.json", summary)

@@ -5,8 +5,9 @@ version: 1
 name: mnist-lenet300-int8
 seed: 0
 data: {name: mnist}
+task: {name: classification, metric: top1}      # optional: the data's own task by default
 model: {name: lenet300, train: {epochs: 20, lr: 0.05}}
-budget: {max_accuracy_drop: 0.5, max_size_kb: 100, profile: mcu-m4}
+budget: {max_drop: 0.5, max_size_kb: 100, profile: mcu-m4}
 recovery: {epochs: 2, self_distill: true, max_rounds: 2}
 stages:
   - prune: {sparsity: 0.9, finetune: {epochs: 2}}
@@ -31,6 +32,7 @@ from karuku.data.config import DataConfig
 from karuku.errors import KarukuError, closest
 from karuku.io.paths import regular_file
 from karuku.pipeline.recovery import Recovery
+from karuku.tasks.config import TaskConfig
 from karuku.training.config import TrainConfig
 
 # keys earlier recipes used, and what says the same now
@@ -61,12 +63,28 @@ class ModelSource(Config):
 
 
 class Budget(Config):
-    """Limits the result must meet; a missing limit is not checked."""
+    """Limits the result must meet; a missing limit is not checked. Quality limits are in the task's terms."""
 
-    max_accuracy_drop: float = Field(1.0, ge=0, description="points of test accuracy the result may lose")
+    max_drop: float | None = Field(None, ge=0, description="how much the task's metric may worsen from the "
+                                   "baseline: points for percentages (accuracy), the metric's units otherwise "
+                                   "(MSE); default 1 point for percentages")
+    min_fidelity: float | None = Field(None, ge=-1, le=1, description="task fidelity: the least cosine "
+                                       "similarity (or top-1 agreement, 0.99 = 99 %) with the baseline's outputs")
     max_size_kb: float | None = Field(None, gt=0, description="deployable size in KB (1000 bytes)")
     max_latency_ms: float | None = Field(None, gt=0, description="batch-1 ONNX Runtime latency, ms")
     profile: str | None = Field(None, description="an edge device profile the result must fit (mcu-m4, ...)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, v):
+        """`max_accuracy_drop` (before tasks): the same limit, for the accuracy every recipe measured then."""
+        if isinstance(v, dict) and "max_accuracy_drop" in v:
+            v = dict(v)
+            old = v.pop("max_accuracy_drop")
+            if v.get("max_drop") is not None and old is not None and v["max_drop"] != old:
+                raise ValueError("give max_drop only (max_accuracy_drop is its old name)")
+            v.setdefault("max_drop", old)
+        return v
 
     @field_validator("profile")
     @classmethod
@@ -76,6 +94,13 @@ class Budget(Config):
 
             PROFILES.check(v)
         return v
+
+    def drop_limit(self, metric) -> float | None:
+        """The most the metric may worsen (`max_drop`; 1 point by default for a percentage when no fidelity
+        floor is set), or None when only `min_fidelity` limits quality."""
+        if self.max_drop is not None:
+            return self.max_drop
+        return 1.0 if metric.percent and self.min_fidelity is None else None
 
 
 class StageEntry(Config):
@@ -93,6 +118,8 @@ class Recipe(Config):
     seed: int = seed_field("seeds the baseline, the data split and every fine-tuning")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelSource
+    task: TaskConfig | None = Field(None, description="the quality measure (default: the data's own — "
+                                    "classification for classes, regression for values, fidelity without labels)")
     budget: Budget = Field(default_factory=Budget)
     recovery: Recovery = Field(default_factory=Recovery)
     stages: list[StageEntry] = Field(default_factory=list)

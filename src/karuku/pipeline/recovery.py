@@ -26,13 +26,17 @@ class Recovery(Config):
 
 
 def recover(model: nn.Module, splits, cfg: TrainConfig, hooks: list, teacher: nn.Module | None = None,
-            verbose: bool = True) -> None:
+            verbose: bool = True, match: str = "soft-targets") -> None:
     """Fine-tune `model` in place (its compression kept by `hooks`); with a `teacher` it learns the teacher's
-    soft targets as well as the labels (self-distillation: the uncompressed baseline teaches)."""
+    soft targets (or, `match="outputs"`, its raw outputs) as well as the labels, or alone when the data has
+    none (self-distillation: the uncompressed baseline teaches)."""
     if teacher is not None:
         from karuku.distillation import recover as distil
+        from karuku.distillation.recovery import RECOVERY
 
-        distil(teacher, model, splits, cfg, hooks=hooks, verbose=verbose)
+        dcfg = RECOVERY.model_copy(update={"train": cfg, "match": match,
+                                           "alpha": RECOVERY.alpha if splits.labelled else 1.0})
+        distil(teacher, model, splits, dcfg, hooks=hooks, verbose=verbose)
     else:
         from karuku.training.loop import train
 

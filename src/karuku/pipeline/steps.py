@@ -8,7 +8,7 @@ from pathlib import Path
 from karuku.errors import KarukuError
 from karuku.io.atomic import atomic_path
 from karuku.io.checkpoint import load_model, save_checkpoint
-from karuku.models.spec import ModelSpec
+from karuku.models.spec import spec_for
 from karuku.pipeline.attempt import Attempt
 from karuku.pipeline.run import Run
 from karuku.pipeline.runfolder import key_of
@@ -37,15 +37,14 @@ def baseline_step(run: Run) -> Attempt:
 
             from karuku.training.loop import train
 
-            spec = ModelSpec(name=r.model.name, input_shape=run.input_shape, num_classes=run.splits.num_classes,
-                             kwargs=r.model.kwargs)
+            spec = spec_for(r.model.name, run.input_shape, run.splits.outputs, r.model.kwargs)
             torch.manual_seed(r.seed)
             model = spec.build()
             cfg = r.model.train.model_copy(update={"seed": r.seed})
             train(model, run.splits, cfg, state_path=step_dir / "train.state", verbose=run.verbose,
                   label="baseline training")
-            save_checkpoint(path, model, spec, {"stages": [], "transforms": []})
-        return Attempt("baseline", str(path), run.measure(model)).as_dict()
+            save_checkpoint(path, model, spec, {"stages": [], "transforms": [], "task": run.task_meta()})
+        return Attempt("baseline", str(path), run.measure(model, reference=model)).as_dict()
 
     return Attempt.from_dict(run.folder.step(key, "baseline", make, describe))
 
@@ -54,7 +53,8 @@ def attempt_step(run: Run, parent: Attempt, index: int, settings, rnd: int) -> A
     """Apply one stage with these settings to the parent; recover when over the accuracy budget."""
     r, stage = run.recipe, stage_for(settings)
     dump = settings.model_dump(mode="json")
-    key = key_of(parent.key, index, stage.kind, dump, r.recovery.model_dump(mode="json"), r.budget.max_accuracy_drop)
+    quality = (run.task.name, run.metric.name, r.budget.drop_limit(run.metric), r.budget.min_fidelity)
+    key = key_of(parent.key, index, stage.kind, dump, r.recovery.model_dump(mode="json"), *quality)
     label = f"stage {index + 1}/{len(r.stages)} {stage.kind}" + (f" (back-off {rnd})" if rnd else "")
 
     def make(step_dir: Path) -> dict:
@@ -75,22 +75,32 @@ def attempt_step(run: Run, parent: Attempt, index: int, settings, rnd: int) -> A
             spec, sections = ckpt.spec, {**ckpt.sections, **out.sections}
             transforms = [*ckpt.meta.get("transforms", []), *out.transforms]
             kinds = [*ckpt.meta.get("stages", []), stage.kind]
-        meta = {"stages": kinds, "transforms": transforms, "sizes": sizes,
+        meta = {"stages": kinds, "transforms": transforms, "sizes": sizes, "task": run.task_meta(),
                 "stage_meta": {**ckpt.meta.get("stage_meta", {}), stage.kind: out.meta}}
         save_checkpoint(path, out.model, spec, meta, sections)
         return Attempt(stage.kind, str(path), m, index=index, round=rnd, settings=dump,
                        settings_changed=settings.model_dump(mode="json", exclude_defaults=True),
-                       before_recovery=before, recovered=recovered, accuracy_drop=run.drop(m),
-                       within_accuracy=run.within_accuracy(m), stage_meta=out.meta, artifacts=out.artifacts).as_dict()
+                       before_recovery=before, recovered=recovered, drop=run.drop(m),
+                       within_budget=run.within_budget(m), stage_meta=out.meta, artifacts=out.artifacts).as_dict()
 
     return Attempt.from_dict(run.folder.step(key, label, make, describe))
 
 
 def describe(result: dict) -> str:
-    """A finished step in a few words: its accuracy (and drop), deployed size, whether it was recovered."""
+    """A finished step in a few words: its quality (and change), deployed size, whether it was recovered."""
+    from karuku.measure.evaluation import Evaluation
     from karuku.measure.units import size
+    from karuku.tasks.registry import TASKS
 
-    m = result["measure"]
-    drop = f" ({-result['accuracy_drop']:+.2f} pt)" if result.get("index") is not None else ""
-    return (f"test accuracy {100 * m['accuracy']:.2f} %{drop}, {size(m['sizes'][m['deploy_kind']])} "
-            f"({m['deploy_kind']})" + (", after recovery training" if result.get("recovered") else ""))
+    m = Evaluation.from_dict(result["measure"])
+    task = TASKS.get_or_none(m.task)
+    metric = next((x for x in task.metrics if x.name == m.metric), None) if task else None
+    if metric is not None:
+        value = f"test {'accuracy' if m.metric == 'top1' else metric.description} {metric.show(m.quality)}"
+    else:
+        value = f"test {m.metric} {m.quality:.6g}" if m.quality is not None else "measured"
+    drop = result.get("drop", result.get("accuracy_drop"))
+    unit = f" {metric.unit}" if metric is not None and metric.unit else ""
+    change = f" ({-drop:+.2f}{unit})" if result.get("index") is not None and drop is not None else ""
+    return (f"{value}{change}, {size(m.deploy_bytes)} ({m.deploy_kind})"
+            + (", after recovery training" if result.get("recovered") else ""))

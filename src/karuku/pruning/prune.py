@@ -39,7 +39,9 @@ def _check(cfg: PruneConfig, data: DataSplits | None) -> None:
 
 
 def _val(model: nn.Module, data: DataSplits | None) -> float | None:
-    split = data.val if data is not None and data.val is not None else (data.test if data else None)
+    if data is None or not getattr(data, "labelled", True):
+        return None
+    split = data.val if data.val is not None else data.test
     return score(model, split).accuracy if split is not None else None
 
 

@@ -49,7 +49,7 @@ def details(qm: QuantModel, data) -> dict[str, Any]:
     out: dict[str, Any] = {"quantization": f"{cfg.mode}, weights {cfg.bits}-bit per-"
                                            f"{'channel' if cfg.per_channel else 'tensor'}, activations "
                                            f"{cfg.act_dtype if cfg.mode != 'dynamic' else 'dynamic'}"}
-    if data is not None:
+    if data is not None and getattr(data, "targets", "classes") == "classes":
         out["float view test accuracy (BN folded, biases corrected)"] = \
             f"{100 * score(float_view(qm), data.test).accuracy:.2f} %"
     if qm.float_layers:
@@ -58,10 +58,13 @@ def details(qm: QuantModel, data) -> dict[str, Any]:
         from karuku.quant.engine import to_integer
 
         im = to_integer(qm)
-        if data is not None:
-            x, y = data.test.tensors
-            acc = float((im.run(x, fast=True).argmax(1) == y).float().mean())
-            out["int8 test accuracy (integer engine)"] = f"{100 * acc:.2f} %"
+        if data is not None and getattr(data, "targets", "classes") == "classes":
+            from karuku.data.batches import iterate
+
+            right = total = 0
+            for x, y in iterate(data.test, 1000):
+                right, total = right + int((im.run(x, fast=True).argmax(1) == y).sum()), total + len(y)
+            out["int8 test accuracy (integer engine)"] = f"{100 * right / total:.2f} %"
     onnx = deployed_onnx(qm)
     if onnx is not None:
         out["int8 ONNX bytes"] = len(onnx)

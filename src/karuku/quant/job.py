@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from karuku.data.batches import first_inputs
 from karuku.data.checkpoint import for_checkpoint
 from karuku.data.config import DataConfig
 from karuku.io.atomic import ensure_writable_dir, write_bytes
@@ -52,7 +53,7 @@ def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os
         from karuku.deploy.export import export_int8_onnx
 
         meta["onnx_export"] = export_int8_onnx(qm, tuple(ckpt.spec.input_shape), Path(onnx_out),
-                                               inputs=splits.test.tensors[0][:2000])
+                                               inputs=first_inputs(splits.test, 2000))
     elif onnx_out:
         write_bytes(onnx_out, export_onnx(qm))
         meta["onnx_export"] = f"wrote {onnx_out} (dynamic int8 ONNX: activations quantized at run time)"

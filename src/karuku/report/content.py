@@ -35,6 +35,43 @@ def accuracy(m: dict[str, Any], t: dict[str, str]) -> str:
     return f"{_pct(m['accuracy'])} ({t['errors'].format(errors=errors, total=total)})"
 
 
+CLASSIFICATION = {"task": "classification", "metric": "top1", "description": "top-1 accuracy",
+                  "higher_is_better": True, "percent": True}
+
+
+def quality_of(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the run judged quality by (summaries before tasks: top-1 accuracy)."""
+    return summary.get("quality") or CLASSIFICATION
+
+
+def is_accuracy(q: dict[str, Any]) -> bool:
+    """The run judged top-1 accuracy (the page's own words for it then)."""
+    return q["task"] == "classification" and q["metric"] == "top1"
+
+
+def quality_label(q: dict[str, Any], t: dict[str, str]) -> str:
+    """The quality column's name: the page's 'test accuracy', else 'test <metric>'."""
+    return t["accuracy"] if is_accuracy(q) else f"test {q['metric']}"
+
+
+def quality_value(m: dict[str, Any], q: dict[str, Any]) -> float | None:
+    """The judged metric's value in a measurement (None when it was not measured)."""
+    return m.get("metrics", {}).get(q["metric"], m.get("accuracy") if is_accuracy(q) else None)
+
+
+def show_quality(m: dict[str, Any], q: dict[str, Any], t: dict[str, str], errors: bool = False) -> str:
+    """A measurement's quality: '98.05 %' (with its errors when asked), or the metric's value."""
+    if is_accuracy(q):
+        return accuracy(m, t) if errors and m.get("errors") is not None else _pct(m["accuracy"])
+    v = quality_value(m, q)
+    return "—" if v is None else (_pct(v) if q["percent"] else f"{v:.6g}")
+
+
+def drop_label(q: dict[str, Any], t: dict[str, str]) -> str:
+    """The change column's name: points for a percentage, the metric's units otherwise."""
+    return t["drop"] if q["percent"] else t["drop"].replace("pt", q["metric"])
+
+
 def attempt_label(a: dict[str, Any], t: dict[str, str]) -> str:
     """'stage 2 prune (back-off 1)' in the page's language (the summary's English label for an unknown shape)."""
     if a.get("index") is None:
@@ -81,17 +118,19 @@ def build(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     blocks: list[Block] = [("h1", f"{t['title']}: {recipe['name']}")]
     failed = [c for c in summary["checks"] if not c["ok"]]
     blocks.append(("p", t["summary_ok"] if not failed else t["summary_fail"] + "; ".join(
-        f"{c['limit']} ({_check_value(c, t)}" + ("" if "fit" in c else f" > {c['allowed']}") + ")" for c in failed)))
+        f"{c['limit']} ({_check_value(c, t)}" + ("" if "fit" in c else
+                                                 f" {'<' if c['limit'].startswith('min') else '>'} {c['allowed']}")
+        + ")" for c in failed)))
     return blocks + background(summary, t) + compression(summary, t) + effects(summary, t) + edge(summary, t)
 
 
 def background(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     """1. The baseline: what was compressed and how it measured."""
-    base, recipe = summary["baseline"]["measure"], summary["recipe"]
+    base, recipe, q = summary["baseline"]["measure"], summary["recipe"], quality_of(summary)
     model_name = recipe["model"].get("name") or recipe["model"].get("checkpoint")
     return [("h2", t["background"]), ("table", [t["metric"], t["baseline"]], [
         [t["model"], str(model_name)], [t["data"], recipe["data"]["name"]],
-        [t["accuracy"], accuracy(base, t)],
+        [quality_label(q, t), show_quality(base, q, t, errors=True)],
         [t["params"], f"{base['params']:,}"], [t["size"], f"{size(base['deploy_bytes'])} ({base['deploy_kind']})"],
         [t["macs"], f"{base['macs']:,}"], [t["latency"], f"{base['latency_ms']:.3f} ms"],
         [t["energy"], f"{base['energy_uj']:.3f} µJ"]])]
@@ -99,27 +138,27 @@ def background(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
 
 def compression(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     """2. Every attempt, numbered as in the plot (0 is the baseline)."""
-    rows = []
+    rows, q = [], quality_of(summary)
     for i, a in enumerate(summary["attempts"][1:], start=1):
         m = a["measure"]
         shown = _settings(a.get("settings_changed", a.get("settings")))
+        drop = a.get("drop", a.get("accuracy_drop", 0.0))
         rows.append([str(i), attempt_label(a, t), str(a["round"]), shown, t["yes"] if a["recovered"] else t["no"],
-                     _pct(m["accuracy"]), f"{a['accuracy_drop']:+.2f}", size(m["deploy_bytes"]),
+                     show_quality(m, q, t), f"{drop:+.2f}" if q["percent"] else f"{drop:+.4g}", size(m["deploy_bytes"]),
                      f"{m['nonzeros']:,}", "★" if a["key"] == summary["final"]["key"] else ""])
     return [("h2", t["compression"]),
-            ("table", [t["number"], t["stage"], t["round"], t["settings"], t["recovered"], t["accuracy"], t["drop"],
-                       t["size"], t["nonzeros"], t["chosen"]], rows),
-            ("svg", plots.accuracy_vs_size(summary["attempts"], summary["final"]["key"], t), t["plot_pareto"],
+            ("table", [t["number"], t["stage"], t["round"], t["settings"], t["recovered"], quality_label(q, t),
+                       drop_label(q, t), t["size"], t["nonzeros"], t["chosen"]], rows),
+            ("svg", plots.accuracy_vs_size(summary["attempts"], summary["final"]["key"], t, q), t["plot_pareto"],
              "pareto.svg")]
 
 
 def effects(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     """3. Baseline vs result with ratios, and the result's layers against the baseline's."""
-    base, final = summary["baseline"]["measure"], summary["final"]["measure"]
+    base, final, q = summary["baseline"]["measure"], summary["final"]["measure"], quality_of(summary)
     sizes = sorted(set(base["sizes"]) | set(final["sizes"]))
     eff = [
-        [t["accuracy"], _pct(base["accuracy"]), _pct(final["accuracy"]),
-         f"{100 * (final['accuracy'] - base['accuracy']):+.2f} pt"],
+        [quality_label(q, t), show_quality(base, q, t), show_quality(final, q, t), _change(base, final, q)],
         [t["params"], f"{base['params']:,}", f"{final['params']:,}", _ratio(base["params"], final["params"])],
         [t["nonzeros"], f"{base['nonzeros']:,}", f"{final['nonzeros']:,}", _ratio(base["nonzeros"], final["nonzeros"])],
         *[[f"{t['size']} ({k})", size(base["sizes"][k]) if k in base["sizes"] else "—",
@@ -144,6 +183,13 @@ def effects(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
         blocks.append(("p", t["timing_note"]))
     blocks.append(("p", f"{t['energy_note']}: {energy_text(final['energy'], t)}"))
     return blocks + layers(base, final, t)
+
+
+def _change(base: dict[str, Any], final: dict[str, Any], q: dict[str, Any]) -> str:
+    b, f = quality_value(base, q), quality_value(final, q)
+    if b is None or f is None:
+        return "—"
+    return f"{100 * (f - b):+.2f} pt" if q["percent"] else f"{f - b:+.4g}"
 
 
 def layer_rows(base: dict[str, Any], final: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:

@@ -117,36 +117,51 @@ def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str, t: dict[str, str]) -> str:
-    """SVG: every attempt's accuracy against its deployable size, the Pareto front, the chosen one starred.
+def accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str, t: dict[str, str],
+                     quality: dict[str, Any] | None = None) -> str:
+    """SVG: every attempt's quality (`quality`: the run's task metric; default top-1 accuracy) against its
+    deployable size, the Pareto front, the chosen one starred. Better is up whatever the metric's direction.
 
     Attempt i is labelled `i` (0 = the baseline); attempts on one point share one label ("2, 3").
     """
 
     with _style("pareto"):
-        return _accuracy_vs_size(attempts, chosen_key, t)
+        return _accuracy_vs_size(attempts, chosen_key, t, quality)
 
 
-def _accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str, t: dict[str, str]) -> str:
+def _quality(m: dict[str, Any], q: dict[str, Any] | None) -> float:
+    if q is None or (q["task"] == "classification" and q["metric"] == "top1"):
+        return 100 * m["accuracy"]
+    v = m.get("metrics", {})[q["metric"]]
+    return 100 * v if q["percent"] else v
+
+
+def _accuracy_vs_size(attempts: list[dict[str, Any]], chosen_key: str, t: dict[str, str],
+                      q: dict[str, Any] | None) -> str:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    pts = [(a["measure"]["deploy_bytes"] / 1000, 100 * a["measure"]["accuracy"]) for a in attempts]
+    lower_better = q is not None and not q["higher_is_better"]
+    pts = [(a["measure"]["deploy_bytes"] / 1000, _quality(a["measure"], q)) for a in attempts]
     fig, ax = _figure((6.4, 4))
     for a, (x, y) in zip(attempts, pts):
         chosen = a["key"] == chosen_key
         ax.scatter(x, y, s=90 if chosen else 30, zorder=3, marker="*" if chosen else "o", clip_on=False,
                    color="tab:red" if chosen else "tab:blue")
-    front = pareto(pts)
+    front = pareto([(x, -y) for x, y in pts] if lower_better else pts)
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="gray", zorder=2)
     ax.set_xscale("log")
     xs = [p[0] for p in pts]
     ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
-    ax.set_ylim(*accuracy_limits([p[1] for p in pts]))
+    if q is None or q["percent"]:
+        ax.set_ylim(*accuracy_limits([p[1] for p in pts]))
+    if lower_better:
+        ax.invert_yaxis()  # better is up
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(t["axis_size"])
-    ax.set_ylabel(t["axis_accuracy"])
+    plain = q is None or (q["task"] == "classification" and q["metric"] == "top1")
+    ax.set_ylabel(t["axis_accuracy"] if plain else f"test {q['metric']}" + (" (%)" if q["percent"] else ""))
     ax.grid(alpha=0.3)
     groups: dict[tuple[float, float], list[int]] = {}
     for i, p in enumerate(pts):

@@ -12,7 +12,8 @@ from karuku.config import Config, seed_field
 class TrainConfig(Config):
     """How to train: optimiser, learning-rate schedule, length, batch, seed, evaluation cadence."""
 
-    epochs: int = Field(10, gt=0, le=100_000, description="passes over the training set")
+    epochs: int = Field(10, ge=0, le=100_000, description="passes over the training set (0: no training, the "
+                        "weights as given)")
     iterations: int | None = Field(None, gt=0, le=1_000_000_000,
                                    description="train for exactly this many iterations instead of epochs")
     batch_size: int = Field(64, gt=0, le=1_000_000, description="global batch size (split across processes)")

@@ -7,8 +7,8 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
+from karuku.data.batches import head, length
 from karuku.data.splits import DataSplits
 from karuku.progress import Progress
 from karuku.training.config import TrainConfig
@@ -37,11 +37,12 @@ def seconds_per_iteration(model: nn.Module, data: DataSplits, cfg: TrainConfig, 
         timed(1)  # warm-up: the first run in a process pays one-time imports and allocations
         per_step = max(0.0, timed(2 + steps) - timed(2)) / steps
         evaluation = 0.0
-        if data.val is not None and len(data.val):
-            n = min(len(data.val), 512)
+        val_n = length(data.val) if data.val is not None else 0
+        if val_n:
+            n = min(val_n, 512)
             start = time.perf_counter()
-            score(copy.deepcopy(model), TensorDataset(*(t[:n] for t in data.val.tensors)), cfg.eval_batch_size)
-            per_eval = (time.perf_counter() - start) * len(data.val) / n
+            score(copy.deepcopy(model), head(data.val, n), cfg.eval_batch_size)
+            per_eval = (time.perf_counter() - start) * val_n / n
             per_epoch = planned_iterations(cfg.model_copy(update={"iterations": None, "epochs": 1}), data)
             evaluation = per_eval / (cfg.eval_every or per_epoch)
     return per_step + evaluation

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import TensorDataset
 
+from karuku.data.batches import first_inputs, length, unlabelled
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
@@ -29,7 +28,7 @@ from karuku.threads import adapt as adapt_threads
 from karuku.training import resume
 from karuku.training.config import TrainConfig
 from karuku.training.distributed import barrier, world_from_env
-from karuku.training.evaluate import score
+from karuku.training.evaluate import score, supervised_loss
 from karuku.training.hooks import Hook
 from karuku.training.state import TrainState
 
@@ -67,8 +66,24 @@ def lr_factor(cfg: TrainConfig, it: int, total: int) -> float:
 
 
 def planned_iterations(cfg: TrainConfig, data: DataSplits) -> int:
-    """How many iterations `train(model, data, cfg)` runs: `cfg.iterations`, else its epochs over data.train."""
-    return cfg.iterations or cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
+    """How many iterations `train(model, data, cfg)` runs: `cfg.iterations`, else its epochs over data.train
+    (a stream of unknown length is counted, one pass, nothing kept)."""
+    if cfg.iterations or not cfg.epochs:
+        return cfg.iterations or 0
+    n = length(data.train)
+    return cfg.epochs * (math.ceil(n / cfg.batch_size) if n is not None else count_batches(data.train, cfg))
+
+
+def count_batches(ds, cfg: TrainConfig) -> int:
+    """Batches in one pass over a stream of unknown length: read through once, nothing kept."""
+    return sum(1 for _ in make_loader(ds, cfg.batch_size))
+
+
+def _per_epoch(loader, data: DataSplits, cfg: TrainConfig) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:  # a stream of unknown length: counted only when epochs must be turned into iterations
+        return None if cfg.iterations else count_batches(data.train, cfg)
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -93,13 +108,16 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     counts toward that one.
     """
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
-    check_forward(model, data.train.tensors[0][:2], data.num_classes)  # one line before any step, not a raw error
+    if not cfg.iterations and not cfg.epochs:  # epochs 0: the weights as given (a pretrained model)
+        return TrainResult(0, 0, 0.0, [], None, None, None)
+    check_forward(model, first_inputs(data.train, 2),  # one line before any step, not a raw error
+                  data.num_classes if data.targets == "classes" else None)
     world = world_from_env()
     loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
                          augment_shift=data.config.augment_shift, rank=world.rank, world=world.size)
-    per_epoch = len(loader)
+    per_epoch = _per_epoch(loader, data, cfg)
     total = cfg.iterations or cfg.epochs * per_epoch
-    epochs = math.ceil(total / per_epoch)
+    epochs = math.ceil(total / per_epoch) if per_epoch else None
     params = [p for p in model.parameters() if p.requires_grad] + [p for h in hooks for p in h.parameters()]
     opt = make_optimizer(cfg, params)
     state = TrainState(model, opt, cfg, total, world)
@@ -110,18 +128,20 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
         for i, h in enumerate(hooks):
             h.load_state_dict({k.split(".", 1)[1]: v for k, v in hook_tensors.items() if k.startswith(f"{i}.")})
         state.iteration, state.epoch, state.history = doc["iteration"], doc["epoch"], doc["history"]
-        if state.iteration != min(state.epoch * per_epoch, total):  # states are written at epoch ends only
+        if per_epoch and state.iteration != min(state.epoch * per_epoch, total):  # written at epoch ends only
             raise KarukuError(f"{state_path} is damaged (iteration {state.iteration} is not the end of epoch "
                               f"{state.epoch} of this run)", f"delete {Path(state_path).name} to start afresh")
     net = DistributedDataParallel(model) if world.size > 1 else model
-    eval_every = cfg.eval_every or per_epoch
+    eval_every = cfg.eval_every or per_epoch or total
+    val = data.val if data.val is not None and not unlabelled(data.val) else None  # no labels: nothing to score
     outer = Progress.current()
     progress = (outer.part(total, label, done=state.iteration, lines=verbose) if outer is not None
                 else Progress(total, label, enabled=verbose and world.is_main, done=state.iteration))
     if state.iteration:
         progress.note(f"resumed at epoch {state.epoch}, iteration {state.iteration} of {total:,}")
     elif outer is None:
-        progress.note(f"{total:,} iterations ({epochs} epoch{'s' * (epochs > 1)} of {per_epoch:,})")
+        progress.note(f"{total:,} iterations ({epochs} epoch{'s' * (epochs > 1)} of {per_epoch:,})" if epochs
+                      else f"{total:,} iterations over a stream of unknown length")
     for h in hooks:
         h.on_start(state)
     start, threads, stepped = time.perf_counter(), torch.get_num_threads(), None
@@ -135,9 +155,9 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
                     stepped = [state.iteration, 1]
                     progress.note(f"the machine got busy: continuing with 1 thread from iteration {state.iteration}")
                 loss = _step(net, state, hooks, x, y, lr_factor(cfg, state.iteration, total))
-                running, seen = running + loss * len(y), seen + len(y)
+                running, seen = running + loss * len(x), seen + len(x)
                 if state.iteration % eval_every == 0 or state.iteration == total:
-                    _evaluate(state, data.val)
+                    _evaluate(state, val)
                 progress.update(state.iteration, f"loss {running / max(seen, 1):.4f}")
                 if not judged and time.perf_counter() - start > LONG_AFTER:
                     judged = True
@@ -148,10 +168,10 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
             for h in hooks:
                 h.on_epoch_end(state)
             last = state.history[-1] if state.history else {}
-            progress.line(f"epoch {state.epoch}/{epochs}  iter {state.iteration:,}/{total:,}  "
+            progress.line(f"epoch {state.epoch}/{epochs or '?'}  iter {state.iteration:,}/{total:,}  "
                           f"loss {running / max(seen, 1):.4f}"
-                          + (f"  val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%"
-                             if last else ""))
+                          + (f"  val_loss {last['val_loss']:.4f}" if last else "")
+                          + (f"  val_acc {100 * last['val_acc']:.2f}%" if "val_acc" in last else ""))
             if state_path and world.is_main:
                 _save(state_path, state, hooks, key)
             barrier(world)
@@ -194,7 +214,7 @@ def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: fl
         if loss is not None:
             break
     if loss is None:
-        loss = F.cross_entropy(out, y, label_smoothing=state.config.label_smoothing)
+        loss = supervised_loss(out, y, state.config.label_smoothing)
     state.optimizer.zero_grad(set_to_none=True)
     value = float(loss.detach())
     if not math.isfinite(value):
@@ -215,12 +235,12 @@ def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: fl
     return value
 
 
-def _evaluate(state: TrainState, val: TensorDataset | None) -> None:
+def _evaluate(state: TrainState, val) -> None:
     if val is None:
         return
     s = score(state.model, val, state.config.eval_batch_size)
     state.history.append({"iteration": state.iteration, "epoch": state.epoch, "val_loss": s.loss,
-                          "val_acc": s.accuracy})
+                          **({"val_acc": s.accuracy} if s.accuracy is not None else {})})
 
 
 def _save(path, state: TrainState, hooks: list[Hook], key: dict[str, str]) -> None:

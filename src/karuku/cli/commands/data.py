@@ -14,30 +14,31 @@ app.add_typer(data_app, name="data")
 @data_app.command("list")
 @guard
 def list_cmd() -> None:
-    """The registered datasets."""
+    """The registered datasets and sources (input shape and classes inferred from the files where blank)."""
     from rich.table import Table
 
-    from karuku.data import DATASETS, cache_dir
-    from karuku.data.fetch import MNIST_FILES
+    from karuku.data import DATASETS, REMOTES, cache_dir
+    from karuku.data.fetch import missing
 
     table = Table("name", "input", "classes", "description")
     for d in DATASETS.values():
-        table.add_row(d.name, "×".join(map(str, d.input_shape)), str(d.num_classes), d.description)
+        table.add_row(d.name, "×".join(map(str, d.input_shape)) if d.input_shape else "inferred",
+                      str(d.num_classes) if d.num_classes else "inferred", d.description)
     console.print(table)
-    mnist = cache_dir() / "mnist"
-    have = all((mnist / n).is_file() for n in MNIST_FILES)
-    console.print(f"cache: {cache_dir()} (MNIST {'present' if have else 'not fetched yet'})")
+    have = [f"{r.title} {'present' if not missing(r, cache_dir() / r.name) else 'not fetched yet'}"
+            for r in REMOTES.values()]
+    console.print(f"cache: {cache_dir()} ({', '.join(have)}); your own: --data package.module:factory")
 
 
 @data_app.command("fetch")
 @guard
-def fetch_cmd(name: str = typer.Argument("mnist", help="dataset to fetch")) -> None:
+def fetch_cmd(name: str = typer.Argument("mnist", help="dataset to fetch (mnist, fashion-mnist)")) -> None:
     """Download and verify a dataset into the cache ($KARUKU_DATA)."""
-    from karuku.data import fetch_mnist, get_dataset
+    from karuku.data import REMOTES, fetch_dataset, get_dataset
 
     get_dataset(name)
-    if name != "mnist":
-        console.print(f"{name} needs no download (it ships with its package or is generated offline)")
+    if name not in REMOTES:
+        console.print(f"{name} needs no download (it ships with its package, is generated offline or is your own)")
         return
-    folder = fetch_mnist(log=console.print)
-    console.print(f"MNIST ready in {folder} (sha256 verified)")
+    folder = fetch_dataset(name, log=console.print)
+    console.print(f"{REMOTES[name].title} ready in {folder} (sha256 verified)")

@@ -82,8 +82,7 @@ def sensitivity_cmd(
     data: dict,
 ) -> None:
     """Prune one layer at a time over a sweep of rates and tabulate the accuracy drop."""
-    from torch.utils.data import TensorDataset
-
+    from karuku.data.batches import head
     from karuku.data.checkpoint import for_checkpoint
     from karuku.io.atomic import ensure_writable_dir
     from karuku.io.checkpoint import load_model
@@ -93,7 +92,7 @@ def sensitivity_cmd(
     model, ckpt = load_model(checkpoint)
     splits = for_checkpoint(ckpt, data)
     split = splits.val if splits.val is not None else splits.test
-    subset = TensorDataset(*(t[: cfg.limit] for t in split.tensors))
+    subset = head(split, cfg.limit)
     result = sweep(model, subset, cfg.rates, cfg.method)
     paths = result.write(out)
     console.print(result.markdown())

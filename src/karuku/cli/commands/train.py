@@ -35,9 +35,14 @@ def train_cmd(
                               verbose=not quiet)
     if result is not None:
         test = result["metrics"]["test"]
-        console.print(f"test accuracy {100 * test['accuracy']:.2f} % ({test['errors']} errors / {test['total']}) "
-                      f"after {result['result']['iterations']} iterations in {result['result']['seconds']:.1f} s "
-                      f"→ {out}", soft_wrap=True)
+        if test is None:
+            scored = "not scored (the data has no labels)"
+        elif test["accuracy"] is None:
+            scored = f"test MSE {test['loss']:.6g}"
+        else:
+            scored = f"test accuracy {100 * test['accuracy']:.2f} % ({test['errors']} errors / {test['total']})"
+        console.print(f"{scored} after {result['result']['iterations']} iterations in "
+                      f"{result['result']['seconds']:.1f} s → {out}", soft_wrap=True)
         note = trust_note(model)
         if note:
             console.print(f"note: {note}", soft_wrap=True, markup=False)
