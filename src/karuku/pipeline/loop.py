@@ -30,8 +30,7 @@ class Outcome:
 
 def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True, lang: str = "en",
              threads: int | None = None, data=None) -> Outcome:
-    """Run a recipe (`threads` overrides its own; on `data`, your own DataSplits, when given); every step is
-    cached in the run folder, so re-running resumes."""
+    """Run a recipe (`threads`: overrides its own; `data`: your DataSplits); each step is cached: reruns resume."""
     run = Run.start(recipe, run_dir, verbose, threads, data)
     current = run.baseline = baseline_step(run)
     attempts = [current]
