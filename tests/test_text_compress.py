@@ -11,7 +11,7 @@ import torch
 from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
-from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups
+from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups, plan
 from karuku.text.onnx_export import export_onnx
 from karuku.text.prune import HeadPruneConfig, importance, prune, shrink
 from karuku.text.quantize import QEmbedding, QLinear, dynamic_qparams, linear_names, quantize
@@ -176,6 +176,23 @@ def test_layer_dropping_and_distillation_reduce_the_loss(tok):
         TextDistillConfig(lr=-1)
 
 
+def test_keep_names_the_teacher_layers_and_their_hints():
+    teacher = tiny_encoder(layers=4)
+    cfg = TextDistillConfig(keep=[0, 3])
+    assert cfg.layers == 2
+    assert plan(4, 2, keep=[0, 3]) == [(0, 1), (3, 4)]  # each kept layer ends its group
+    assert plan(4, 2, "first") == [(0, 2), (2, 4)]
+    student = drop_layers(teacher, 2, keep=[0, 3])
+    assert torch.equal(student.layers[1].ffn.up.weight, teacher.layers[3].ffn.up.weight)
+    for bad, msg in [([2, 1], "increasing"), ([], "increasing"), ([-1, 2], "increasing")]:
+        with pytest.raises(KarukuError, match=msg):
+            TextDistillConfig(keep=bad)
+    with pytest.raises(KarukuError, match="layers 3 but keep names 2"):
+        TextDistillConfig(layers=3, keep=[0, 3])
+    with pytest.raises(KarukuError, match="keep names teacher layer 4"):
+        drop_layers(teacher, 2, keep=[0, 4])
+
+
 def test_fidelity_and_retrieval_measures(tok):
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(40, 8)).astype(np.float32)
@@ -264,7 +281,7 @@ stages:
     with pytest.raises(KarukuError, match=r"stages\[0\].prune: invalid pruning setting 'heads'"):
         load_recipe(recipe_path)
     out = karuku_cli(["text", "validate", "recipes/minilm-edge.yaml"])
-    assert "prune → distill → quantize → export" in out.stdout
+    assert "prune → distill → distill → quantize → export" in out.stdout
 
 
 def test_smoothing_tames_an_outlier_channel(tok):

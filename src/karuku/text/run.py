@@ -109,7 +109,7 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
                 if kind == "prune":
                     model, info = prune(src, cfg, calib)
                 else:
-                    model = drop_layers(src, cfg.layers, cfg.init)
+                    model = drop_layers(src, cfg.layers, cfg.init, cfg.keep)
                     info = {"history": distill(teacher, model, corpus.train, tok, cfg, log=run.log)}
                 path = save_encoder(step_dir / "model.safetensors", model, {"text_stage": kind})
                 return {"kind": kind, "checkpoint": str(path), "params": _params(model), "fidelity": measure(model),
