@@ -128,6 +128,18 @@ def test_unsupported_op_is_named(tmp_path):
         generate(im, "x")
 
 
+def test_onnxruntime_rule_has_no_c_kernels():
+    """The engine's "onnxruntime" rule (ONNX Runtime's float32 requantization, for the int8 ONNX parity check)
+    is not what the fixed-point C kernels compute: generating C from such a model is one line."""
+    from dataclasses import replace
+
+    im, _ = _integer("lenet5-lecun")
+    with pytest.raises(KarukuError, match="the C kernels requantize in fixed point; this integer model uses rule "
+                                          "'onnxruntime'") as err:
+        generate(replace(im, rounding="onnxruntime"), "x")
+    assert "single, double" in err.value.hint
+
+
 def test_a_model_too_big_for_the_profile_says_the_sizes():
     im, _ = _integer("mlp-teacher")  # 2.4 M int8 weights: more than the 1 MiB of flash of an M4
     proj = generate(im, "teacher")

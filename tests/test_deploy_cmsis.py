@@ -136,6 +136,16 @@ def test_an_op_without_a_kernel_is_named_with_the_layer(cmsis):
         generate_cmsis(im, "g", cmsis)
 
 
+def test_onnxruntime_rule_is_refused_before_cmsis_nn_is_built(tmp_path):
+    """ONNX Runtime's float32 rule is not CMSIS-NN's fixed point: one line, before the library is looked at."""
+    from dataclasses import replace
+
+    im, _ = _engine(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten()), (2, 5, 5))
+    with pytest.raises(KarukuError, match=r"CMSIS-NN requantizes in fixed point; this integer model uses rule "
+                                          r"'onnxruntime' \(convert it with one of: single, double\)"):
+        generate_cmsis(replace(im, rounding="onnxruntime"), "m", tmp_path / "no-cmsis-here")
+
+
 def test_cli_export_c_on_cmsis_nn(cmsis, tmp_path):
     from typer.testing import CliRunner
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from karuku.deploy.parity import locate
+from karuku.deploy.parity import as_onnxruntime, locate
 from karuku.quant import QuantConfig, quantize, to_integer
 from karuku.quant.onnx_export import export_qdq
 from karuku.quant.representation import pair_saturating_dot
@@ -79,13 +79,13 @@ def test_portable_representations_are_exact_on_avx2_and_u8s8_is_not(tmp_path):
 
     def steps(im, logits):
         out = im.values[im.output]
-        ref = im.run_int(im.quantize_input(x), fast=True).numpy()
+        ref = as_onnxruntime(im).run_int(im.quantize_input(x), fast=True).numpy()
         got = np.rint(logits / out.scale).astype(np.int64) + out.zero_point
         return np.abs(got - ref).max(), np.mean(got.argmax(1) == ref.argmax(1))
 
-    for im, outs in ((wide, u8u8), (seven, u8s7)):  # exact integers, ORT's float requantization at most a step off
+    for im, outs in ((wide, u8u8), (seven, u8s7)):  # exact integers, and ONNX Runtime's requantization rule
         max_steps, agree = steps(im, outs["logits"])
-        assert max_steps <= 1 and agree == 1.0
+        assert max_steps == 0 and agree == 1.0
     max_steps, _ = steps(wide, u8s8["logits"])
     assert max_steps > 1  # the saturating kernels really break the 8-bit weights here
 
@@ -129,3 +129,41 @@ def test_transformer_int8_is_exact_on_avx2_in_its_representations(tmp_path):
         off = np.abs(outs["embedding"] - ref).max(1) > 1e-5
         assert off.sum() <= 2 and (outs["embedding"] * ref).sum(1).min() > 0.99999
     assert (np.abs(u8s8["embedding"] - ref_wide).max(1) > 1e-3).sum() >= len(TEXTS) // 2  # saturated
+
+
+def test_onnxruntime_rule_is_exact_on_avx2(tmp_path):
+    """The engine's "onnxruntime" rule on an AVX2-only CPU: every value of the folded-BatchNorm block (conv,
+    depthwise, add, global pool, linear; 7-bit weights) and a conv whose multipliers put accumulators on
+    halves equal what ONNX Runtime's AVX2 kernels compute; the fixed-point rule "single" differs on the latter."""
+    from dataclasses import replace
+
+    from helpers.ort_cases import folded_block, one_conv
+
+    im, x = folded_block()
+    x = x[:16]
+    rng = np.random.default_rng(0)
+    s_w = np.concatenate([2.0 ** -np.arange(7, 11), rng.uniform(1e-3, 2e-2, 12)])
+    conv = one_conv(8, 16, 1, s_w, rng.integers(-3000, 3000, 16), rng)
+    q = torch.from_numpy(rng.integers(0, 256, (48, 8, 12, 12)).astype(np.int32))
+    xc = ((q.float() - 7) * 0.5).numpy()
+    target, (block_out, conv_out) = _run_emulated_each(tmp_path, [(x.numpy(), export_qdq(im, representation="u8s7",
+                                                                                            debug_outputs=True)),
+                                                                  (xc, export_qdq(conv, representation="u8s7"))])
+    assert target == "avx2"
+    eng = as_onnxruntime(im).run_all(im.quantize_input(x), fast=True)
+    for op in im.ops:
+        assert np.array_equal(block_out[f"q:{op.output}"].astype(np.int64), eng[op.output].numpy()), op.output
+    got = np.rint(conv_out["logits"] / np.float32(1.0)).astype(np.int64) + 3
+    assert np.array_equal(got, replace(conv, rounding="onnxruntime").run_int(q, fast=True).numpy())
+    assert (got != conv.run_int(q, fast=True).numpy()).any()
+
+
+def _run_emulated_each(tmp: Path, cases: list[tuple[np.ndarray, bytes]]) -> tuple[str, list[dict]]:
+    """`_run_emulated` for files that each have their own input."""
+    outs, target = [], ""
+    for i, (x, raw) in enumerate(cases):
+        sub = tmp / f"case{i}"
+        sub.mkdir()
+        target, (out,) = _run_emulated(sub, x, [raw])
+        outs.append(out)
+    return target, outs

@@ -160,9 +160,12 @@ def test_rounding_rule_is_saved_and_version_1_files_read_as_double(lenet, digits
     del doc["rounding"]
     doc["format_version"] = 1  # files written before the field existed were made with two roundings
     assert IntegerModel.from_parts(im.arrays, doc).rounding == "double"
+    doc["rounding"] = "onnxruntime"  # ONNX Runtime's float32 rule (karuku.quant.ort_requant) reads back too
+    assert IntegerModel.from_parts(im.arrays, doc).rounding == "onnxruntime"
     doc["rounding"] = "stochastic"
-    with pytest.raises(KarukuError, match="unknown requantization rounding 'stochastic'"):
+    with pytest.raises(KarukuError, match="unknown requantization rounding 'stochastic'") as err:
         IntegerModel.from_parts(im.arrays, doc)
+    assert err.value.hint == "use one of: single, double, onnxruntime"
     x = digits.test.tensors[0][:100]
     # the same model under both rules: outputs a step or two apart at most (the rules differ near halves)
     d = (im.run_int(im.quantize_input(x)) - single.run_int(single.quantize_input(x))).abs()

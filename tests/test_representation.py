@@ -97,7 +97,7 @@ def test_export_stores_the_representation_of_the_target(calib):
     qm = quantize(net, QuantConfig(target_isa="avx512-vnni"), calib)
     vnni = export_qdq(qm)
     assert _meta(vnni) == {"karuku.representation": "u8s8", "karuku.target_isa": "avx512-vnni",
-                           "karuku.rounding": "single"}
+                           "karuku.rounding": "onnxruntime", "karuku.engine_rounding": "single"}
     avx2 = export_qdq(qm, target_isa="avx2")  # 8-bit weights on a saturating CPU: stored as uint8 + 128
     assert _meta(avx2)["karuku.representation"] == "u8u8"
     types = _weights(avx2)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from karuku.errors import KarukuError
-from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
+from karuku.quant.engine.graph import DTYPES, ONNXRUNTIME, IntegerModel, Op, Value
 from karuku.quant.engine.ops import pads4
 from karuku.quant.representation import REPRESENTATIONS
 from karuku.quant.unary import get_unary
@@ -185,8 +185,10 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
                             for name, v in im.values.items())
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="karuku")
     model.ir_version = 8
+    # the file requantizes as its runtime does (ONNX Runtime: float32, karuku.quant.ort_requant), whatever the
+    # integer model's fixed-point rule (what its C / .tflite builds compute): both are recorded
     meta = {"karuku.representation": representation, "karuku.target_isa": target_isa or "unspecified",
-            "karuku.rounding": im.rounding}
+            "karuku.rounding": ONNXRUNTIME, "karuku.engine_rounding": im.rounding}
     h.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()

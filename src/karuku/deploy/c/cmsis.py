@@ -25,6 +25,7 @@ from karuku.deploy.c.toolchain import Library
 from karuku.deploy.tflite.lower import offset
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
+from karuku.quant.primitives import ROUNDINGS
 
 FOLDERS = ("ConvolutionFunctions", "FullyConnectedFunctions", "NNSupportFunctions", "BasicMathFunctions",
            "PoolingFunctions", "ConcatenationFunctions", "PadFunctions", "TransposeFunctions")
@@ -86,6 +87,9 @@ int karuku_{gen.name}_run(const int8_t *in, int8_t *out) {{
 
 def generate_cmsis(im: IntegerModel, name: str, cmsis_nn: str | os.PathLike) -> CProject:
     """The C project for `im` on CMSIS-NN: `<name>.c/.h`, `karuku_cmsis.c/.h`; links CMSIS-NN from `cmsis_nn`."""
+    if im.rounding not in ROUNDINGS:  # before the library is built
+        raise KarukuError(f"CMSIS-NN requantizes in fixed point; this integer model uses rule '{im.rounding}'",
+                          f"convert it with one of: {', '.join(ROUNDINGS)}")
     lib = library(cmsis_nn, im.rounding)
     name = c_name(name)
     gen = Gen(im, name)

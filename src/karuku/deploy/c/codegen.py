@@ -21,6 +21,7 @@ from karuku.deploy.c.csyntax import c_array as _array
 from karuku.deploy.c.movement import concat_parts, movement_call
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
+from karuku.quant.primitives import ROUNDINGS
 
 SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
              "transpose", "upsample", "pad")
@@ -55,7 +56,11 @@ def _runtime(filename: str) -> str:
 
 
 def check_supported(im: IntegerModel) -> None:
-    """Every op of `im` has a C kernel, or one error naming the first that has none."""
+    """Every op of `im` has a C kernel, and its rounding rule is one the kernels compute (fixed point), or one
+    error naming what is not."""
+    if im.rounding not in ROUNDINGS:
+        raise KarukuError(f"the C kernels requantize in fixed point; this integer model uses rule '{im.rounding}'",
+                          f"convert it with one of: {', '.join(ROUNDINGS)}")
     for op in im.ops:
         if op.kind not in SUPPORTED:
             raise KarukuError(f"the C generator has no kernel for op '{op.kind}' (layer '{op.name}')",

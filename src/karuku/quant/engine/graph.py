@@ -17,8 +17,9 @@ import torch
 
 from karuku.errors import KarukuError
 from karuku.io import safefile
+from karuku.quant import ort_requant
 from karuku.quant.engine import ops
-from karuku.quant.primitives import check_rounding, quantize
+from karuku.quant.primitives import ROUNDINGS, quantize
 
 FORMAT = "karuku.int-engine"
 FORMAT_VERSION = 3  # 2 added `rounding` (version-1 files were made with "double"); 3 added the kinds from
@@ -26,6 +27,15 @@ FORMAT_VERSION = 3  # 2 added `rounding` (version-1 files were made with "double
 KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
          "transpose", "upsample", "pad")
 DTYPES = {"uint8": (0, 255), "int8": (-128, 127)}
+ONNXRUNTIME = "onnxruntime"  # ONNX Runtime's float32 requantization (karuku.quant.ort_requant): what an int8
+RULES = (*ROUNDINGS, ONNXRUNTIME)  # ONNX file computes, for its parity check; the C kernels round in fixed point
+
+
+def check_rule(rule: str) -> str:
+    """`rule` itself when it is a known requantization rule of the engine, else an error naming them."""
+    if rule not in RULES:
+        raise KarukuError(f"unknown requantization rounding {rule!r}", f"use one of: {', '.join(RULES)}")
+    return rule
 
 
 @dataclass
@@ -63,7 +73,8 @@ class IntegerModel:
     values: dict[str, Value]
     ops: list[Op]
     arrays: dict[str, torch.Tensor]
-    rounding: str = "single"  # requantization rule (karuku.quant.primitives): "single" or "double"
+    rounding: str = "single"  # requantization rule: "single" or "double" (karuku.quant.primitives), or
+    # "onnxruntime" (karuku.quant.ort_requant: what an int8 ONNX file gives in ONNX Runtime)
 
     # ---- execution -------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,15 +114,19 @@ class IntegerModel:
         arr = {role: self.arrays[k] for role, k in op.arrays.items()}
         x = env[op.inputs[0]]
         vin, vout = self.values[op.inputs[0]], self.values[op.output]
-        if op.kind == "conv2d":
+        ort = self.rounding == ONNXRUNTIME
+        if op.kind in ("conv2d", "linear"):
+            m = ort_requant.multiplier(vin.scale, arr["weight_scale"], vout.scale) if ort else None
+            if op.kind == "linear":
+                return ops.linear(x, vin.zero_point, arr["weight"], arr["bias"], arr["m0"], arr["shift"],
+                                  vout.zero_point, a["lo"], a["hi"], fast, self.rounding, m)
             return ops.conv2d(x, vin.zero_point, arr["weight"], arr["bias"], arr["m0"], arr["shift"],
                               vout.zero_point, a["lo"], a["hi"], a["stride"], a["padding"], a["groups"], fast,
-                              self.rounding)
-        if op.kind == "linear":
-            return ops.linear(x, vin.zero_point, arr["weight"], arr["bias"], arr["m0"], arr["shift"],
-                              vout.zero_point, a["lo"], a["hi"], fast, self.rounding)
+                              self.rounding, m)
         if op.kind == "maxpool2d":
             return ops.maxpool2d(x, a["kernel"], a["stride"], a["padding"], vin.qmin)
+        if ort and op.kind in ("avgpool2d", "add"):
+            return self._onnxruntime_op(op, env)
         if op.kind == "avgpool2d":
             return ops.avgpool2d(x, vin.zero_point, a["kernel"], a["stride"], a["m0"], a["shift"],
                                  vout.zero_point, a["lo"], a["hi"], self.rounding, a.get("padding", [0, 0]))
@@ -138,6 +153,22 @@ class IntegerModel:
         if op.kind == "pad":
             return ops.pad(x, a["pads"], vin.zero_point)
         raise KarukuError(f"unknown integer op '{op.kind}'", f"known: {', '.join(KINDS)}")
+
+    def _onnxruntime_op(self, op: Op, env: dict[str, torch.Tensor]) -> torch.Tensor:
+        """An add or average pool as ONNX Runtime's QLinearAdd / QLinear(Global)AveragePool compute it, on the
+        bytes the QDQ file stores (int8 values moved up by 128), then clamped to the op's range."""
+        ins = [self.values[i] for i in op.inputs]
+        vout, a = self.values[op.output], op.attrs
+        xs = [ort_requant.stored(env[i], v.dtype) for i, v in zip(op.inputs, ins)]
+        z = [v.zero_point + (128 if v.dtype == "int8" else 0) for v in [*ins, vout]]
+        if op.kind == "add":
+            y = ort_requant.add(xs[0], z[0], ins[0].scale, xs[1], z[1], ins[1].scale, z[2], vout.scale)
+        elif list(a["kernel"]) == ins[0].shape[1:] and not any(a.get("padding", [0, 0])):
+            y = ort_requant.global_average_pool(xs[0], z[0], ins[0].scale, vout.scale, z[1])
+        else:
+            y = ort_requant.average_pool(xs[0], z[0], ins[0].scale, a["kernel"], a["stride"],
+                                         ops.pads4(a.get("padding", [0, 0])), vout.scale, z[1])
+        return torch.clamp(y - (z[-1] - vout.zero_point), a["lo"], a["hi"])
 
     # ---- file ------------------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
@@ -166,7 +197,7 @@ class IntegerModel:
         try:
             values = {k: Value(**v) for k, v in doc["values"].items()}
             op_list = [Op(**o) for o in doc["ops"]]
-            rounding = check_rounding(doc.get("rounding", "double"))  # version 1 had no field: "double"
+            rounding = check_rule(doc.get("rounding", "double"))  # version 1 had no field: "double"
         except (KeyError, TypeError) as exc:
             raise KarukuError(f"{source}: malformed integer-model document ({exc})") from None
         for o in op_list:

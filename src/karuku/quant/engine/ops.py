@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from karuku.quant import ort_requant
 from karuku.quant.primitives import requantize, rescale
 
 
@@ -29,9 +30,19 @@ def _torch_pad(padding: list[int]) -> tuple[int, int, int, int]:
     return left, right, top, bottom
 
 
+def _requantize(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor, zy: int, lo: int, hi: int,
+                rounding: str, multiplier: torch.Tensor | None) -> torch.Tensor:
+    """Per-channel requantization (channels on dimension 1): fixed point by `rounding`, or ONNX Runtime's
+    float32 rule (karuku.quant.ort_requant) when a float32 `multiplier` is given."""
+    if multiplier is not None:
+        return ort_requant.requantize(acc, _per_channel(multiplier, acc.dim()), zy, lo, hi)
+    return requantize(acc, _per_channel(m0, acc.dim()), _per_channel(shift, acc.dim()), zy, lo, hi, rounding)
+
+
 def conv2d(x: torch.Tensor, zx: int, weight: torch.Tensor, bias: torch.Tensor, m0: torch.Tensor,
            shift: torch.Tensor, zy: int, lo: int, hi: int, stride: list[int], padding: list[int],
-           groups: int, fast: bool = False, rounding: str = "single") -> torch.Tensor:
+           groups: int, fast: bool = False, rounding: str = "single",
+           multiplier: torch.Tensor | None = None) -> torch.Tensor:
     """acc = bias + Σ (x − zx)·w over each window (zero padding of x − zx); y = requantize(acc).
 
     `fast`: the same integer sums through float64 BLAS. Exact, not approximate: every product and
@@ -41,7 +52,7 @@ def conv2d(x: torch.Tensor, zx: int, weight: torch.Tensor, bias: torch.Tensor, m
         xs = F.pad((x.to(torch.int32) - zx).to(torch.float64), _torch_pad(padding))
         acc = F.conv2d(xs, weight.to(torch.float64), None, stride, 0, 1, groups).to(torch.int32)
         acc = acc + _per_channel(bias.to(torch.int32), 4)
-        return requantize(acc, _per_channel(m0, 4), _per_channel(shift, 4), zy, lo, hi, rounding)
+        return _requantize(acc, m0, shift, zy, lo, hi, rounding, multiplier)
     n, c, _, _ = x.shape
     cout, cg, kh, kw = weight.shape
     xs = F.pad(x.to(torch.int32) - zx, _torch_pad(padding))
@@ -56,18 +67,20 @@ def conv2d(x: torch.Tensor, zx: int, weight: torch.Tensor, bias: torch.Tensor, m
         acc = (cols @ w.transpose(1, 2))  # N, G, P, Cout/G
         acc = acc.permute(0, 1, 3, 2).reshape(n, cout, oh, ow)
     acc = acc + _per_channel(bias.to(torch.int32), 4)
-    return requantize(acc, _per_channel(m0, 4), _per_channel(shift, 4), zy, lo, hi, rounding)
+    return _requantize(acc, m0, shift, zy, lo, hi, rounding, multiplier)
 
 
 def linear(x: torch.Tensor, zx: int, weight: torch.Tensor, bias: torch.Tensor, m0: torch.Tensor,
            shift: torch.Tensor, zy: int, lo: int, hi: int, fast: bool = False,
-           rounding: str = "single") -> torch.Tensor:
+           rounding: str = "single", multiplier: torch.Tensor | None = None) -> torch.Tensor:
     """acc = bias + (x − zx)·wᵀ; y = requantize(acc) per output feature (`fast`: as in conv2d)."""
     if fast:
         acc = ((x.to(torch.int32) - zx).to(torch.float64) @ weight.to(torch.float64).t()).to(torch.int32)
     else:
         acc = (x.to(torch.int32) - zx) @ weight.to(torch.int32).t()
     acc = acc + bias.to(torch.int32)
+    if multiplier is not None:  # features on the last dimension
+        return ort_requant.requantize(acc, multiplier, zy, lo, hi)
     return requantize(acc, m0.reshape(1, -1), shift.reshape(1, -1), zy, lo, hi, rounding)
 
 
