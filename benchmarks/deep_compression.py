@@ -85,7 +85,7 @@ def main() -> None:
 
     def do_prune(out: Path) -> None:
         model, _ = load_model(args.start or dense_path)
-        tune = TrainConfig(epochs=args.prune_epochs, lr=0.01, weight_decay=5e-4, threads=args.threads)
+        tune = TrainConfig(epochs=args.prune_epochs, lr=0.01, weight_decay=5e-4)
         cfg = PruneConfig(scope="layer", overrides=p["prune"], schedule=f"iterative:{p['rounds']}", finetune=tune)
         res = prune(model, cfg, data=splits)
         save_checkpoint(out, model, spec, {"data": DATA.model_dump(mode="json"), "prune": res.rounds,
@@ -100,7 +100,7 @@ def main() -> None:
         cfg = ClusterConfig(bits=max(p["bits"].values()), layer_bits=p["bits"])
         sharing = cluster(model, cfg)
         before = score(model, splits.test).as_dict()
-        tune = TrainConfig(epochs=args.tune_epochs, lr=args.tune_lr, weight_decay=0.0, threads=args.threads)
+        tune = TrainConfig(epochs=args.tune_epochs, lr=args.tune_lr, weight_decay=0.0)
         train(model, splits, tune, hooks=[sharing.hook()], verbose=False)
         save_checkpoint(out, model, spec, {"data": DATA.model_dump(mode="json"), "cluster": sharing.meta(),
                                            "metrics": {"test": score(model, splits.test).as_dict(),

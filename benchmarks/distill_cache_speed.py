@@ -37,7 +37,7 @@ def main() -> None:
     splits = load_splits(DataConfig(name="mnist", val_size=0))  # no validation passes inside the timing
     shape, classes = splits.input_shape, splits.num_classes
     teacher = build("mlp-teacher", shape, classes)
-    train_cfg = TrainConfig(iterations=args.iterations, batch_size=128, lr=0.01, threads=args.threads)
+    train_cfg = TrainConfig(iterations=args.iterations, batch_size=128, lr=0.01)
     per_step: dict[str, list[float]] = {"live": [], "cached": []}
     for _ in range(args.repeats):
         for arm in ("live", "cached"):

@@ -38,13 +38,12 @@ def train_cfg(args: argparse.Namespace, teacher: bool = False) -> TrainConfig:
     # by default the same optimiser for all three nets; the --student-* options change the students'
     if teacher:
         return TrainConfig(epochs=args.teacher_epochs or args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           momentum=0.9, schedule="cosine", weight_decay=args.weight_decay, seed=args.seed,
-                           threads=args.threads)
+                           momentum=0.9, schedule="cosine", weight_decay=args.weight_decay, seed=args.seed)
     lr = args.student_lr if args.student_lr is not None else args.lr
     wd = args.student_weight_decay if args.student_weight_decay is not None else args.weight_decay
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.student_optimizer, lr=lr,
                        momentum=0.9, schedule="cosine", weight_decay=wd, warmup_iterations=args.student_warmup,
-                       seed=args.seed, threads=args.threads, max_grad_norm=args.student_max_grad_norm)
+                       seed=args.seed, max_grad_norm=args.student_max_grad_norm)
 
 
 def stage(path: Path, run) -> dict:
@@ -110,6 +109,7 @@ def main() -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs/distill_mnist"))
     p.add_argument("--stages", default="teacher,plain,distilled")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stages = args.stages.split(",")
     cfg = train_cfg(args)

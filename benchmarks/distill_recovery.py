@@ -96,11 +96,10 @@ def main() -> None:
     data = DataConfig(name=args.data, val_size=args.val_size)
     dense_path = args.out_dir / f"lenet300_{args.data}_e{args.dense_epochs}.safetensors"
     if not dense_path.exists():
-        train_checkpoint("lenet300", TrainConfig(epochs=args.dense_epochs, lr=0.05, batch_size=128,
-                                                 threads=args.threads), dense_path, data)
+        train_checkpoint("lenet300", TrainConfig(epochs=args.dense_epochs, lr=0.05, batch_size=128), dense_path, data)
     dense, _ = load_model(dense_path)
     splits = load_splits(data)
-    ft = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=128, threads=args.threads)
+    ft = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=128)
     kd = DistillConfig(temperature=args.temperature, alpha=args.alpha, train=ft)
     results = {"dense": _entry(dense, splits), "settings": vars(args) | {"out_dir": str(args.out_dir)}}
     if "pruning" in args.parts:

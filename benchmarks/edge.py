@@ -40,7 +40,7 @@ def _trained(name: str, splits, epochs: int):
     torch.manual_seed(0)
     spec = ModelSpec(name=name, input_shape=splits.input_shape, num_classes=10)
     model = spec.build()
-    train(model, splits, TrainConfig(epochs=epochs, lr=0.05, threads=1), verbose=False)
+    train(model, splits, TrainConfig(epochs=epochs, lr=0.05), verbose=False)
     save_checkpoint(ckpt, model, spec, {"data": {"name": "mnist"}})
     return model.eval(), f"trained here, {epochs} epochs SGD lr 0.05"
 
@@ -109,6 +109,7 @@ def onnx(runs: int = 30) -> None:
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # training ran with 1 thread; the ONNX sessions set their own
     if sys.argv[1] == "mcu":
         mcu(int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
     else:

@@ -36,11 +36,11 @@ from karuku.training.job import train_checkpoint
 
 SETTINGS = {  # full MNIST training set (59,000 after the 1,000 held out); 1 thread on 2 shared cores
     "resnet-s": {"kwargs": {}, "data": DataConfig(name="mnist", val_size=1000),
-                 "train": TrainConfig(epochs=3, batch_size=64, lr=0.05, weight_decay=5e-4, threads=1),
-                 "finetune": TrainConfig(epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4, threads=1)},
+                 "train": TrainConfig(epochs=3, batch_size=64, lr=0.05, weight_decay=5e-4),
+                 "finetune": TrainConfig(epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4)},
     "mobilenetv2-s": {"kwargs": {}, "data": DataConfig(name="mnist", val_size=1000),
-                      "train": TrainConfig(epochs=3, batch_size=64, lr=0.05, weight_decay=1e-4, threads=1),
-                      "finetune": TrainConfig(epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4, threads=1)},
+                      "train": TrainConfig(epochs=3, batch_size=64, lr=0.05, weight_decay=1e-4),
+                      "finetune": TrainConfig(epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4)},
 }
 ROUND_TO = 16  # default: both tools keep multiples of 16 channels (ONNX Runtime's blocked conv kernels want it)
 
@@ -84,6 +84,7 @@ def log(msg: str) -> None:
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # training and fine-tuning with 1 thread, as the figures were made
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(SETTINGS), required=True)
     ap.add_argument("--out", type=Path, default=Path("runs/pruning2"))

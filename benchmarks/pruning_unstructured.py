@@ -25,20 +25,21 @@ from karuku.training.job import train_checkpoint
 SETTINGS = {
     "lenet300": {
         "data": DataConfig(name="mnist", augment_shift=2),
-        "train": TrainConfig(epochs=30, batch_size=128, lr=0.1, weight_decay=1e-4, threads=1),
+        "train": TrainConfig(epochs=30, batch_size=128, lr=0.1, weight_decay=1e-4),
         "prune": PruneConfig(sparsity=0.92, scope="global", schedule="iterative:3"),
-        "finetune": TrainConfig(epochs=4, batch_size=128, lr=0.02, weight_decay=1e-4, threads=1),
+        "finetune": TrainConfig(epochs=4, batch_size=128, lr=0.02, weight_decay=1e-4),
     },
     "lenet5": {
         "data": DataConfig(name="mnist", augment_shift=1),
-        "train": TrainConfig(epochs=5, batch_size=128, lr=0.05, weight_decay=5e-4, threads=1),
+        "train": TrainConfig(epochs=5, batch_size=128, lr=0.05, weight_decay=5e-4),
         "prune": PruneConfig(sparsity=0.92, scope="global"),
-        "finetune": TrainConfig(epochs=2, batch_size=128, lr=0.01, weight_decay=5e-4, threads=1),
+        "finetune": TrainConfig(epochs=2, batch_size=128, lr=0.01, weight_decay=5e-4),
     },
 }
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # training and fine-tuning with 1 thread, as the figures were made
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(SETTINGS), required=True)
     ap.add_argument("--out", type=Path, default=Path("runs/pruning"))

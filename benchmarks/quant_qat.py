@@ -35,7 +35,7 @@ def main() -> None:
     ptq = quantize(model, cfg, splits.calibration(512))
     t = time.perf_counter()
     qat_cfg = cfg.model_copy(update={"mode": "qat", "finetune": TrainConfig(epochs=args.epochs, lr=args.lr,
-                                                                          batch_size=64, threads=args.threads)})
+                                                                          batch_size=64)})
     qat = quantize(model, qat_cfg, splits=splits)
     seconds = time.perf_counter() - t
     engine = float((to_integer(qat).run(x, fast=True).argmax(1) == y).float().mean())

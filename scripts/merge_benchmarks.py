@@ -12,7 +12,7 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 ORDER = ["foundation", "pruning", "quant", "deep_compression", "distill", "lottery", "pipeline", "edge", "isa",
-         "data", "text"]
+         "data", "text", "threads"]
 HEAD = """# Benchmarks
 
 Figures measured by the scripts in `benchmarks/` (run by hand), each section with its commands, machine and
@@ -25,7 +25,7 @@ section names its machine and ISA flags.
 
 Sections, in issue order: foundation (2), pruning (3), quantization (4), Deep Compression (5), distillation (6),
 lottery tickets (7), the compression loop (8), edge deployment (9), int8 on every CPU (14), users' own data (16),
-sentence encoders (17). Sources: docs/bench/*.md, joined by
+sentence encoders (17), threads on a busy machine (19). Sources: docs/bench/*.md, joined by
 `scripts/merge_benchmarks.py`.
 """
 

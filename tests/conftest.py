@@ -42,8 +42,10 @@ def idx_dir(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Every test gets its own data cache and a fixed thread count; nothing touches ~/.cache."""
+    from karuku.threads import use_threads
+
     monkeypatch.setenv("KARUKU_DATA", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
+    use_threads(1)  # a fixed count (an automatic one a command chose would follow the machine's load)
     torch.manual_seed(0)
     yield
 

@@ -127,8 +127,9 @@ def build() -> dict[str, bytes]:
         "missing_tensor.krk": with_tensors({k: v for k, v in coded.items() if k != "fc2.bias"}),
         "wrong_architecture.krk": with_tensors(coded, big_model),
         "huge_model_spec.krk": with_tensors(coded, big_model.model_copy(update={"kwargs": {"hidden": [1 << 30, 8]}})),
-        "huge_input_shape.krk": with_tensors(coded, ModelSpec(name="lenet5", input_shape=(1, 1 << 20, 1 << 20),
-                                                              num_classes=10)),
+        # built unchecked: karuku's own ModelSpec refuses such a shape, which is what the file must meet
+        "huge_input_shape.krk": with_tensors(coded, ModelSpec.model_construct(
+            name="lenet5", input_shape=(1, 1 << 20, 1 << 20), num_classes=10, kwargs={})),
         "unknown_model.krk": with_tensors(coded, SPEC.model_copy(update={"name": "no-such-net"})),
     }
     return files

@@ -94,7 +94,7 @@ def test_sensitivity_command(ckpt, tmp_path):
     assert "| fc1 | 235,200 |" in table
     assert (tmp_path / "s" / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
     code, text = _run("sensitivity", ckpt, "--rates", "0.5,x", "--out", tmp_path / "s")
-    assert code == 1 and "bad --rates" in text
+    assert code == 1 and "invalid --rates" in text
 
 
 def test_checkpoint_meta_keeps_the_data(ckpt, tmp_path):

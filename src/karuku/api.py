@@ -79,7 +79,7 @@ def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, An
     splits = for_checkpoint(ckpt, data, required=False, val_size=0)
     tcfg = task_for(ckpt, task, splits.targets if splits is not None else "classes")
     reference = load_model(tcfg.baseline)[0] if tcfg is not None and tcfg.baseline else None
-    ev = evaluate(model, splits, ckpt.spec.input_shape, threads=measure.threads, engines=measure.engines,
+    ev = evaluate(model, splits, ckpt.spec.input_shape, engines=measure.engines,
                   runs=measure.runs, sizes=sizes, profile=profile, details=True, task=tcfg, reference=reference)
     if packed is not None:
         ev.extra.update(packed.extra())

@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from karuku.errors import KarukuError
 
@@ -56,6 +56,14 @@ def field_at(cls: type[BaseModel], loc: tuple):
     return (fields_at(cls, loc[:-1]) or {}).get(str(loc[-1])) if loc else None
 
 
+MAX_SEED = 2**32 - 1  # what numpy's and most generators' seeds take
+
+
+def seed_field(description: str):
+    """A seed: an integer from 0 to 2^32 − 1."""
+    return Field(0, ge=0, le=MAX_SEED, description=description)
+
+
 class ConfigError(KarukuError, ValueError):
     """Bad settings: `.problems` lists (location, message) pairs; the message is the first, on one line."""
 
@@ -89,3 +97,18 @@ class Config(BaseModel):
     def digest(self) -> str:
         """A short hash of the settings."""
         return digest(self.model_dump(mode="json"))
+
+    def given(self, *names: str) -> list[str]:
+        """Which of `names` were set explicitly to something other than their defaults: for settings that take
+        effect only with others, which validators refuse rather than ignore."""
+        fields = type(self).model_fields
+        return [n for n in names if n in self.model_fields_set
+                and getattr(self, n) != fields[n].get_default(call_default_factory=True)]
+
+
+STORED = {"stored": True}  # validation context of settings read back from a file: rules for new input skipped
+
+
+def stored(info) -> bool:
+    """Whether a validator runs on settings read back from a file (`model_validate(..., context=STORED)`)."""
+    return bool((getattr(info, "context", None) or {}).get("stored"))

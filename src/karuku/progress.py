@@ -45,6 +45,8 @@ class Progress:
     rate since the first update (a resumed run's earlier iterations do not count as fast ones).
     """
 
+    long_said = False  # a training inside said the job will take hours (karuku.training.loop): once per job
+
     def __init__(self, total: int, label: str, enabled: bool = True, unit: str = "iterations", done: int = 0,
                  echo: Callable[[str], None] | None = None):
         self.total, self.label, self.enabled, self.unit = max(0, int(total)), label, enabled, unit

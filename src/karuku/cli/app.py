@@ -1,7 +1,9 @@
 """The `karuku` command line: a thin layer over the Python API.
 
-Every command runs inside `guard`, which turns a KarukuError (or any unexpected error)
-into one line on stderr and a non-zero exit; `--debug` shows the traceback instead.
+Every command runs inside `guard`, which turns a KarukuError (or any unexpected error) into one line on stderr
+and exit status 1; `--debug` shows the traceback instead. Usage errors (an unknown command or option, a missing
+`--out`) are one line and status 1 too (`_Group`), and `--help` is plain text: the help strings show bounds
+such as `[min, max]` as written, never as markup.
 """
 
 from __future__ import annotations
@@ -10,10 +12,44 @@ import functools
 import sys
 
 import typer
+from typer._click import exceptions as click_errors
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="karuku (軽く): compress trained PyTorch models for edge devices.")
+
+class _Group(TyperGroup):
+    """The root command: usage errors become `error: ...` on one line and exit status 1, as README promises."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # `karuku` alone, `karuku recipe`: the help, not an error
+            print(exc.format_message())
+            sys.exit(0)
+        except click_errors.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "karuku"
+            print(f"error: {_one_line(exc.format_message())} (see '{where} --help')", file=sys.stderr)
+            sys.exit(1)
+        except click_errors.ClickException as exc:
+            print(f"error: {_one_line(exc.format_message())}", file=sys.stderr)
+            sys.exit(1)
+        except typer.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="karuku (軽く): compress trained PyTorch models for edge devices.")
 _state = {"debug": False}
+
+
+def sub_app(help: str, **kwargs) -> typer.Typer:
+    """A command group (`karuku recipe ...`) with the root's plain help and error handling."""
+    return typer.Typer(help=help, rich_markup_mode=None, add_completion=False, **kwargs)
 
 
 @app.callback()
@@ -30,7 +66,7 @@ def guard(fn):
 
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, click_errors.ClickException):
             raise
         except KeyboardInterrupt:
             print("interrupted: rerun the same command to resume", file=sys.stderr)

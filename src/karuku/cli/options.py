@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -135,6 +136,22 @@ def _help(opt: _Opt, default: Any) -> str:
     return text
 
 
+def _metavar(opt: _Opt) -> str | None:
+    """What `--help` shows after the flag: N, X, TEXT, the choices, KEY=VALUE; nothing for a yes/no flag."""
+    if opt.kind == "bool":
+        return None
+    if opt.kind == "dict":
+        return "KEY=VALUE"
+    if opt.kind == "list":
+        return "A,B,..."
+    ann = opt.info.annotation
+    literal = next((a for a in (ann, *typing.get_args(ann)) if typing.get_origin(a) is typing.Literal), None)
+    if literal is not None:
+        return "|".join(map(str, typing.get_args(literal)))
+    _, py = _kind(ann)
+    return {int: "N", float: "X"}.get(py, "TEXT")
+
+
 def _default(cls: type[BaseModel], path: tuple[str, ...], spec: Section) -> Any:
     if len(path) == 1 and path[0] in spec.defaults:
         return spec.defaults[path[0]]
@@ -158,6 +175,9 @@ def parse_pairs(items: list[str] | None, flag: str, example: str = "KEY=VALUE") 
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+        except RecursionError:
+            raise KarukuError(f"bad {flag} '{key}': its value nests deeper than JSON readers go",
+                              f"give a flat value, e.g. {flag} {example}") from None
     return out
 
 
@@ -175,7 +195,9 @@ def _set(tree: dict, path: tuple[str, ...], value: Any, cls: type[BaseModel]) ->
         info = cls.model_fields[name]
         if name not in tree:
             default = None if info.is_required() else info.get_default(call_default_factory=True)
-            tree[name] = default.model_dump() if isinstance(default, BaseModel) else {}
+            # only what the default set: a field it left alone stays "not given" for the rules that refuse
+            # settings which cannot take effect (LotteryConfig.train sets iterations, not epochs)
+            tree[name] = default.model_dump(exclude_unset=True) if isinstance(default, BaseModel) else {}
         tree, cls = tree[name], config_class(info.annotation)
     tree[path[-1]] = value
 
@@ -197,9 +219,18 @@ def build(spec: Section, opts: list[_Opt], given: dict[str, Any]) -> Any:
         shown = []
         for err in exc.errors():
             loc = tuple(str(p) for p in err["loc"])
-            flag = next((flags[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in flags),
-                        _flag([spec.prefix, *loc]) if loc else spec.cls.__name__)
-            shown.append(f"invalid {flag}: {err['msg'].removeprefix('Value error, ')}")
+            msg = err["msg"].removeprefix("Value error, ")
+            if loc in flags or not any(path[: len(loc)] == loc for path in flags):
+                flag = next((flags[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in flags),
+                            _flag([spec.prefix, *loc]) if loc else "options")
+            else:  # a rule across the fields of one (nested) config: name the flags it is about
+                inner = {path[len(loc)]: (f if len(path) == len(loc) + 1 else _flag([p for p in (
+                         spec.prefix, *path[: len(loc) + 1]) if p]) + "-*") for path, f in flags.items()
+                         if len(path) > len(loc) and path[: len(loc)] == loc}
+                # validators quote the fields they are about (`epochs`): on the command line, their flags
+                msg = re.sub(r"`([a-z][a-z0-9_]*)`", lambda m, inner=inner: inner.get(m.group(1), m.group(1)), msg)
+                flag = f"{_flag([p for p in (spec.prefix, *loc) if p])}-* settings" if loc else "settings"
+            shown.append(f"invalid {flag}: {msg}")
         raise KarukuError("; ".join(shown[:3]) + (f" (and {len(shown) - 3} more)" if len(shown) > 3 else "")) from None
     except KarukuError as exc:  # a validator that reports its own one-line error
         raise KarukuError(str(exc)) from None
@@ -208,8 +239,17 @@ def build(spec: Section, opts: list[_Opt], given: dict[str, Any]) -> Any:
     return cfg
 
 
+THREADS_PARAM = "threads__"
+THREADS_HELP = ("threads this command computes and times with (default: every core this process may use, 1 when "
+                "the machine is already busy; at most the usable cores)")
+
+
 def configs(**sections: Section) -> Callable:
     """Give a command the options of each config `Section`; it receives the built configs as keywords.
+
+    Every command also gets `--threads N`, checked against the cores this process may use and applied before
+    the command runs (`karuku.threads`); a command with its own `threads` parameter receives the checked
+    value (None: not given) and applies it itself (`compress`: the recipe may name threads too).
 
     >>> @app.command("prune")
     ... @guard
@@ -231,12 +271,25 @@ def configs(**sections: Section) -> Callable:
                 params.append(inspect.Parameter(opt.param, inspect.Parameter.KEYWORD_ONLY,
                                                 annotation=typing.Optional[py],  # noqa: UP045
                                                 default=typer.Option(None, decl, help=_help(opt, default),
-                                                                     show_default=False)))
+                                                                     metavar=_metavar(opt), show_default=False)))
+
+        takes_threads = "threads" in sig.parameters
+        if not takes_threads:
+            params.append(inspect.Parameter(THREADS_PARAM, inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=typing.Optional[int],  # noqa: UP045
+                                            default=typer.Option(None, "--threads", metavar="N", help=THREADS_HELP,
+                                                                 show_default=False)))
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
+            from karuku.threads import check_threads, use_threads
+
             built = {key: build(spec, opts[key], kwargs) for key, spec in sections.items()}
             rest = {k: v for k, v in kwargs.items() if k in sig.parameters and k not in sections}
+            if takes_threads:
+                rest["threads"] = check_threads(rest.get("threads"))
+            else:
+                use_threads(check_threads(kwargs.get(THREADS_PARAM)))
             return fn(**rest, **built)
 
         wrapper.__signature__ = sig.replace(parameters=own + params)

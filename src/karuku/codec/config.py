@@ -5,9 +5,9 @@ from __future__ import annotations
 import fnmatch
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from karuku.config import Config
+from karuku.config import Config, seed_field
 from karuku.training.config import TrainConfig
 
 
@@ -22,10 +22,16 @@ class ClusterConfig(Config):
     init: Literal["linear", "density", "random"] = Field(
         "linear", description="centroid initialisation: evenly spaced over [min, max] (the paper's best), "
                               "quantiles of the weights, or random weights")
-    max_iter: int = Field(300, gt=0, description="k-means iterations at most")
-    seed: int = Field(0, description="seed of the random initialisation")
+    max_iter: int = Field(300, gt=0, le=100_000, description="k-means iterations at most")
+    seed: int = seed_field("seed of the random initialisation")
     finetune: TrainConfig | None = Field(None, description="centroid fine-tuning (Deep Compression 3.3: each "
                                                             "centroid learns from its members' summed gradients)")
+
+    @model_validator(mode="after")
+    def _effective(self):
+        if self.given("seed") and self.init != "random":
+            raise ValueError("`seed` applies to `init` random only")
+        return self
 
     @field_validator("layer_bits")
     @classmethod

@@ -8,7 +8,6 @@ so its outputs equal the shared-weight model's bit for bit.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from karuku import __version__
 from karuku.codec import container
@@ -24,8 +22,10 @@ from karuku.codec.coded import CodedTensor, code_tensor
 from karuku.codec.config import PackConfig
 from karuku.codec.sizes import SizeReport, coded_size, dense_size
 from karuku.errors import KarukuError
+from karuku.io.allocation import AllocationBudget, budget_for
 from karuku.io.atomic import write_bytes
 from karuku.io.checkpoint import Checkpoint
+from karuku.io.paths import regular_file
 from karuku.models.spec import ModelSpec
 
 KEEP_META = ("transforms", "data", "metrics", "cluster")  # checkpoint metadata worth its bytes
@@ -56,41 +56,10 @@ class Packed:
         """The model, rebuilt from the spec with the transforms replayed, in eval mode."""
         # the spec comes from the file: cap what building it may allocate by what the file holds
         elements = sum(t.numel() for t in self.tensors.values())
-        with AllocationBudget(2 * elements + (1 << 22), source):
+        with AllocationBudget(budget_for(elements), source, "the spec does not match the packed weights; re-pack "
+                              "the model"):
             model = Checkpoint(self.spec, self.tensors, self.meta, {}, Path(source)).build_model()
         return model.eval()
-
-
-class AllocationBudget(TorchFunctionMode):
-    """Refuse tensor factory calls (torch.empty, zeros, ...) beyond a budget of elements.
-
-    A hostile spec (say a hidden width of 2^30) would otherwise allocate before its weights are
-    compared with the file's; a meta-device build would catch it too, but costs seconds of lazy
-    imports on first use while this runs at normal speed.
-    """
-
-    FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn,
-                           torch.empty_strided})
-
-    def __init__(self, budget: int, source: str):
-        super().__init__()
-        self.left, self.source = budget, source
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in self.FACTORIES:
-            size = kwargs.get("size", args[0] if args and not isinstance(args[0], int) else args)
-            if func is torch.full and args:
-                size = args[0]
-            try:
-                numel = math.prod(int(d) for d in size)
-            except (TypeError, ValueError):
-                numel = 0
-            self.left -= numel
-            if self.left < 0:
-                raise KarukuError(f"{self.source}: building its model spec allocates far more than the file holds",
-                                  "the spec does not match the packed weights; re-pack the model")
-        return func(*args, **kwargs)
 
 
 def _shareable(name: str, t: torch.Tensor, meta_bits: dict[str, int]) -> bool:
@@ -134,9 +103,7 @@ def pack_model(model: nn.Module, spec: ModelSpec, out: str | os.PathLike, meta: 
 
 def read_packed(path: str | os.PathLike, max_elements: int = container.MAX_ELEMENTS) -> Packed:
     """Read and check a `.krk` file (every kind of damage is one KarukuError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"packed model {path} not found")
+    path = regular_file(path, "packed model")
     if path.stat().st_size > container.MAX_FILE_BYTES:
         raise KarukuError(f"{path} is larger than {container.MAX_FILE_BYTES >> 30} GiB", "not a karuku .krk file")
     return from_bytes(path.read_bytes(), str(path), max_elements)
@@ -160,7 +127,9 @@ def load_packed(path: str | os.PathLike) -> tuple[nn.Module, Packed]:
 
 
 def is_packed(path: str | os.PathLike) -> bool:
-    """True when `path` starts with the `.krk` magic."""
+    """True when `path` is a regular file starting with the `.krk` magic (a FIFO or device is never opened)."""
+    if not Path(path).is_file():
+        return False
     try:
         with open(path, "rb") as fh:
             return fh.read(len(container.MAGIC)) == container.MAGIC

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from karuku.data.config import DataConfig
+from karuku.data.registry import DATASETS, get_dataset
 from karuku.data.splits import DataSplits, load_splits
 from karuku.errors import KarukuError
 
@@ -55,8 +56,20 @@ def for_checkpoint(ckpt, data: DataSplits | DataConfig | dict[str, Any] | None =
             from karuku.io.checkpoint import check_trusted_name
 
             check_trusted_name(cfg.name, f"{source} reads its data")
-        splits = load_splits(cfg)
-    if tuple(splits.input_shape) != tuple(ckpt.spec.input_shape):
-        raise KarukuError(f"dataset '{splits.name}' has inputs {splits.input_shape} but {source} "
-                          f"expects {tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
+        try:
+            splits = load_splits(cfg)
+        except KarukuError:
+            # a dataset of another shape fails on its own settings first (say, the model's val_size): the shape
+            # is what the user must hear about
+            known = get_dataset(cfg.name).input_shape if ":" not in cfg.name and cfg.name in DATASETS else None
+            if known is not None:
+                _check_shape(known, cfg.name, ckpt, source)
+            raise
+    _check_shape(splits.input_shape, splits.name, ckpt, source)
     return splits
+
+
+def _check_shape(shape: tuple[int, ...], name: str, ckpt, source) -> None:
+    if tuple(shape) != tuple(ckpt.spec.input_shape):
+        raise KarukuError(f"input shapes differ: dataset '{name}' has inputs {tuple(shape)} but {source} "
+                          f"expects {tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")

@@ -6,19 +6,20 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from karuku.config import Config
+from karuku.config import Config, seed_field
 
 
 class DataConfig(Config):
     """Which dataset, how validation is carved from train, how inputs are prepared, and optional augmentation."""
 
     name: str = Field("mnist", description="dataset name (see `karuku data list`) or package.module:factory")
-    val_size: int = Field(5000, ge=0, description="training examples held out for validation (fixed seed)")
-    split_seed: int = Field(0, description="seed of the validation split")
+    val_size: int = Field(5000, ge=0, le=100_000_000, description="training examples held out for validation "
+                                                                  "(fixed seed)")
+    split_seed: int = seed_field("seed of the validation split")
     augment_shift: int = Field(0, ge=0, le=8, description="random translation of training images, up to ±N pixels")
     path: str | None = Field(None, description="the data's file or folder (default: the cache, $KARUKU_DATA)")
-    train_limit: int | None = Field(None, gt=0, description="use only the first N training examples")
-    test_limit: int | None = Field(None, gt=0, description="use only the first N test examples")
+    train_limit: int | None = Field(None, gt=0, le=1_000_000_000, description="use only the first N training examples")
+    test_limit: int | None = Field(None, gt=0, le=1_000_000_000, description="use only the first N test examples")
     label: str | None = Field(None, description="the label column of a CSV file (or the labels' key in a .npz)")
     targets: Literal["auto", "classes", "values"] = Field(
         "auto", description="labels are class indices or values to regress (auto: integers are classes)")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
-from pathlib import Path
 
 import numpy as np
 
 from karuku.errors import KarukuError
+from karuku.io.paths import regular_file
 from karuku.measure.onnx_runtime import session
 from karuku.measure.timing import time_call
 
@@ -33,20 +34,24 @@ def exactness_note(path: str | os.PathLike) -> str | None:
     return None
 
 
-def bench_onnx(path: str | os.PathLike, threads: int = 2, batches: tuple[int, ...] = (1, 64),
+def bench_onnx(path: str | os.PathLike, threads: int | None = None, batches: tuple[int, ...] = (1, 64),
                runs: int = 50) -> list[dict]:
-    """One row per batch size: median / p90 latency (ms) and samples per second."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"ONNX file {path} not found")
+    """One row per batch size: median / p90 latency (ms) and samples per second (`threads`: this process's)."""
+    from karuku.measure.inputs import MAX_INPUT_BYTES
+    from karuku.threads import current_threads
+
+    path = regular_file(path, "ONNX file")
+    threads = threads or current_threads()
     try:
         sess = session(path, threads)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise KarukuError(f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    if len(sess.get_inputs()) != 1:
+        raise KarukuError(f"{path} has {len(sess.get_inputs())} inputs; karuku benchmarks models with one input")
     inp = sess.get_inputs()[0]
     dims = inp.shape[1:]
-    if any(not isinstance(d, int) for d in dims):
-        raise KarukuError(f"{path}: input '{inp.name}' has symbolic dimensions {inp.shape} beyond the batch")
+    if any(not isinstance(d, int) or d < 1 for d in dims):
+        raise KarukuError(f"{path}: input '{inp.name}' has symbolic or empty dimensions {inp.shape} beyond the batch")
     dtype = _DTYPES.get(inp.type)
     if dtype is None:
         raise KarukuError(f"{path}: unsupported input type {inp.type}")
@@ -55,6 +60,10 @@ def bench_onnx(path: str | os.PathLike, threads: int = 2, batches: tuple[int, ..
     for b in batches:
         if isinstance(inp.shape[0], int) and inp.shape[0] != b:
             continue  # a fixed batch dimension: only that batch size runs
+        size = b * math.prod(dims) * np.dtype(dtype).itemsize
+        if size > MAX_INPUT_BYTES:
+            raise KarukuError(f"{path}: one batch of {b} inputs {tuple(dims)} would take {size / 2**30:,.1f} GiB",
+                              f"karuku times inputs of at most {MAX_INPUT_BYTES >> 20} MiB per batch")
         x = rng.standard_normal((b, *dims)).astype(np.float32).astype(dtype)
         t = time_call(lambda x=x: sess.run(None, {inp.name: x}), warmup=5, runs=runs)
         rows.append({"batch": b, "median_ms": t.median_ms, "p90_ms": t.p90_ms, "per_s": t.throughput(b),

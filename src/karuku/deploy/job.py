@@ -26,8 +26,9 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
 
         target = Path(out or path.with_suffix(".onnx"))
         res = export_fp32(model, tuple(ckpt.spec.input_shape), target)
+        note = f"; note: {res.note}" if res.note else ""
         return (f"wrote {res.path} ({res.bytes:,} bytes, self-contained fp32 ONNX); parity with PyTorch on "
-                f"{res.checked} inputs: max |diff| {res.max_abs_diff:.1e} ≤ 1e-4")
+                f"{res.checked} inputs: max |diff| {res.max_abs_diff:.1e} ≤ 1e-4{note}")
     if not quantized:
         raise KarukuError(f"--format {cfg.format}{' --int8' if cfg.int8 else ''} needs a quantized checkpoint",
                           "run `karuku quantize CKPT --out Q.safetensors` first, then export Q.safetensors")

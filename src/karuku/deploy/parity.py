@@ -77,7 +77,7 @@ class Parity:
         return s
 
 
-def _session(raw: bytes, threads: int):
+def _session(raw: bytes, threads: int | None):
     from karuku.measure.onnx_runtime import session
 
     return session(raw, threads)
@@ -88,7 +88,7 @@ def as_onnxruntime(im: IntegerModel) -> IntegerModel:
     return replace(im, rounding=ONNXRUNTIME)
 
 
-def check(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: int = 2,
+def check(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: int | None = None,
           explain_misses: bool = True) -> tuple[Parity, bytes]:
     """Run the file `representation` stands for on this CPU (or its exact u8u8 twin where the representation is
     not exact here) on `inputs`; returns the parity and the ONNX bytes checked."""
@@ -116,13 +116,13 @@ def _stored(im: IntegerModel, name: str, t: torch.Tensor) -> np.ndarray:
     return t.numpy().astype(np.int64) + (128 if im.values[name].dtype == "int8" else 0)
 
 
-def explain(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: int = 2
+def explain(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: int | None = None
             ) -> tuple[Departure | None, str]:
     """Where ONNX Runtime first departs from the engine on `inputs`, and the likely cause."""
     return locate(im, representation, inputs, debug_values(im, representation, inputs, threads))
 
 
-def debug_values(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: int = 2
+def debug_values(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: int | None = None
                  ) -> dict[str, np.ndarray]:
     """Every quantized value ONNX Runtime computes for `inputs` (`q:<name>` → stored integers)."""
     from karuku.quant.onnx_export import export_qdq

@@ -33,7 +33,8 @@ class ExportStage(Stage):
         from karuku.deploy.onnx_fp32 import export_fp32
 
         res = export_fp32(model, run.input_shape, run.artifact("model.onnx"))
-        return StageOutput(model, artifacts={"onnx": str(res.path)}, recover=False)
+        return StageOutput(model, artifacts={"onnx": str(res.path)}, recover=False,
+                           meta={"onnx_note": res.note} if res.note else {})
 
 
 def _int8_onnx(model, cfg: ExportConfig, run: StageRun) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from karuku.config import Config
 from karuku.training.config import TrainConfig
@@ -13,7 +13,8 @@ from karuku.training.config import TrainConfig
 class DistillConfig(Config):
     """How a student learns from a teacher: the student, temperature, soft/hard mix, optional hints, training."""
 
-    temperature: float = Field(4.0, gt=0, description="softmax temperature T of the soft targets (> 0; Hinton: 20)")
+    temperature: float = Field(4.0, gt=0, le=1000, description="softmax temperature T of the soft targets "
+                                                                "(Hinton: 20)")
     alpha: float = Field(0.9, ge=0, le=1, description="weight α of the soft-target term; 1 − α weighs the labels")
     student: str | None = Field(None, description="the student: a zoo name or package.module:factory (fresh "
                                                    "weights), or a checkpoint to start from")
@@ -26,10 +27,16 @@ class DistillConfig(Config):
         default_factory=dict,
         description="feature distillation: student layer name → teacher layer name, matched by a learned adapter",
         examples=["fc2=fc2"], json_schema_extra={"cli": "hint"})
-    hint_weight: float = Field(1.0, ge=0, description="weight of the mean-squared hint loss")
+    hint_weight: float = Field(1.0, ge=0, le=1e6, description="weight of the mean-squared hint loss")
     cache_teacher: bool = Field(
         True, description="compute the teacher's logits once when the training data is not augmented")
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training settings")
+
+    @model_validator(mode="after")
+    def _effective(self):
+        if self.given("hint_weight") and not self.hints:
+            raise ValueError("`hint_weight` applies only with `hints`")
+        return self
 
     @field_validator("hints")
     @classmethod

@@ -12,6 +12,7 @@ from karuku.data.config import DataConfig
 from karuku.data.splits import DataSplits, load_splits
 from karuku.distillation.config import DistillConfig
 from karuku.distillation.hook import DistillHook
+from karuku.io.safefile import tensor_digest
 from karuku.training.hooks import Hook
 from karuku.training.loop import TrainResult, train
 
@@ -37,7 +38,8 @@ def distill(teacher: nn.Module, student: nn.Module, data: DataSplits | DataConfi
     splits = data if isinstance(data, DataSplits) else load_splits(data)
     hook = make_hook(teacher, student, splits, cfg)
     try:
+        teacher_key = tensor_digest(teacher.state_dict()) if state_path else None  # another teacher: another run
         return train(student, splits, cfg.train, hooks=[hook, *hooks], state_path=state_path, verbose=verbose,
-                     label="distill")
+                     label="distill", state_key=teacher_key)
     finally:
         hook.close()

@@ -18,7 +18,7 @@ from karuku.io.atomic import ensure_writable_dir
 from karuku.io.checkpoint import Checkpoint, load_model, save_checkpoint
 from karuku.models.registry import resolve_factory
 from karuku.models.spec import ModelSpec
-from karuku.training import distributed
+from karuku.training import distributed, resume
 from karuku.training.evaluate import score
 
 
@@ -67,7 +67,8 @@ def distill_checkpoint(teacher: str | os.PathLike, cfg: DistillConfig, out: str 
     net, spec, keep = student_from(cfg.student, ModelSpec(name="_", input_shape=splits.input_shape,
                                                           num_classes=teacher_ckpt.spec.num_classes,
                                                           kwargs=cfg.student_kwargs))
-    result = distill(teacher_model, net, splits, cfg, state_path=Path(f"{out}.state"), verbose=verbose)
+    state = Path(f"{out}.state")
+    result = distill(teacher_model, net, splits, cfg, state_path=state, verbose=verbose)
     if not distributed.finish():
         return None
     test, teacher_test = score(net, splits.test), score(teacher_model, splits.test)
@@ -76,4 +77,5 @@ def distill_checkpoint(teacher: str | os.PathLike, cfg: DistillConfig, out: str 
             "distillation": {**settings, "teacher": str(teacher), "teacher_test": teacher_test.as_dict()},
             "result": result.as_dict(), "history": result.history, "metrics": {"test": test.as_dict()}}
     save_checkpoint(out, net, spec, meta)
+    resume.discard(state)  # only now: a kill before the student is written resumes from the last epoch's end
     return meta

@@ -1,11 +1,14 @@
 """Atomic file writes: a temp file in the target folder, fsync, then rename.
 
-A reader never sees a half-written artifact, and a crash leaves the old file (or none).
+A reader never sees a half-written artifact, and a crash leaves the old file (or none). A temp file is named
+`.<name>.<pid>.<random>.tmp`: one left by a killed writer (a process no longer running) is removed the next
+time anything writes `<name>`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,8 +25,15 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise KarukuError(f"cannot create folder {parent}: {exc.strerror}", "choose a writable --out path") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise KarukuError(f"output folder {parent} is not writable", "choose a writable --out path")
+    if not parent.is_dir():
+        raise KarukuError(f"output folder {parent} is not a folder", "choose a writable --out path")
+    try:  # permissions say too little (root, /proc, read-only mounts): create a file to know
+        fd, probe = tempfile.mkstemp(prefix=".karuku-probe.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise KarukuError(f"output folder {parent} is not writable ({exc.strerror})",
+                          "choose a writable --out path") from None
     if target.is_dir():
         raise KarukuError(f"output path {target} is a folder", "give a file name")
     return target
@@ -33,7 +43,8 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path` in one rename."""
     target = ensure_writable_dir(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_stale(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -44,6 +55,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid we can judge: leave its file alone
+    return True
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove temp files of `target` whose writers are gone (killed mid-write)."""
+    prefix = f".{target.name}."
+    for tmp in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

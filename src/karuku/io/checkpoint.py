@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from karuku import __version__
 from karuku.errors import KarukuError
 from karuku.io import safefile
+from karuku.io.allocation import AllocationBudget, budget_for
+from karuku.io.paths import regular_file
 from karuku.models.spec import ModelSpec
 from karuku.registry import Registry
 
@@ -54,6 +57,16 @@ def _transform(step: dict[str, Any], source: str) -> Callable[[nn.Module, dict[s
     return TRANSFORMS[name]
 
 
+# What code handed values it was not written for raises: from a file, that is damage, reported as such.
+_DAMAGE = (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, ArithmeticError,
+           RecursionError, MemoryError)
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: the model spec, its weights, other tensor sections and metadata."""
@@ -65,12 +78,35 @@ class Checkpoint:
     path: Path | None = None
 
     def build_model(self) -> nn.Module:
-        """Rebuild the architecture from the spec, replay the transforms, load the weights."""
-        check_trusted(self.spec, str(self.path or "checkpoint"))
-        model = self.spec.build()
-        for step in self.meta.get("transforms", []):
-            model = _transform(step, str(self.path))(model, step.get("params", {}))
-        load_state(model, self.state, f"{self.path or 'checkpoint'}", self.spec.name)
+        """Rebuild the architecture from the spec, replay the transforms, load the weights.
+
+        A checkpoint read from a file builds within a budget of what the file holds (`io.allocation`), and a
+        transform its parameters do not fit (a damaged or hand-edited file) is one KarukuError naming it.
+        """
+        source = str(self.path or "checkpoint")
+        check_trusted(self.spec, source)
+        budget = contextlib.nullcontext()
+        if self.path is not None:
+            elements = sum(t.numel() for t in self.state.values())
+            budget = AllocationBudget(budget_for(elements), source, "the spec does not match the stored weights")
+        with budget:
+            try:
+                model = self.spec.build()
+            except KarukuError:
+                raise
+            except _DAMAGE as exc:  # the spec's arguments come from the file
+                raise KarukuError(f"{source}: cannot build model '{self.spec.name}' from its spec ({_first(exc)})",
+                                  "the file is damaged or was edited; re-create it") from None
+            for i, step in enumerate(self.meta.get("transforms", [])):
+                fn = _transform(step, source)
+                try:
+                    model = fn(model, step.get("params", {}))
+                except KarukuError:
+                    raise
+                except _DAMAGE as exc:
+                    raise KarukuError(f"{source}: transform {i} ('{step.get('name')}') does not fit the model "
+                                      f"({_first(exc)})", "the file is damaged or was edited; re-create it") from None
+        load_state(model, self.state, source, self.spec.name)
         return model
 
 
@@ -152,22 +188,49 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, spec: ModelSpec,
             raise ValueError(f"bad section name {section!r}")
         tensors.update({f"{section}.{k}": v for k, v in items.items()})
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "karuku_version": __version__,
-           "model": spec.model_dump(mode="json"), **(meta or {})}
+           # the threads this process computed with: float sums, and so a result's last digits, depend on them
+           "threads": torch.get_num_threads(), "model": spec.model_dump(mode="json"), **(meta or {})}
     return safefile.write(path, tensors, doc)
 
 
+class _Transform(BaseModel):
+    name: str
+    module: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Document(BaseModel):
+    """The keys of a checkpoint's JSON document that karuku itself reads (docs/FORMAT.md); techniques' own
+    keys (`quantization`, `cluster`, ...) pass through and are read by their techniques."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str
+    format_version: int = Field(ge=1, strict=True)
+    model: ModelSpec
+    transforms: list[_Transform] = Field(default_factory=list)
+    data: dict[str, Any] | None = None
+    stages: list[str] = Field(default_factory=list)
+    sizes: dict[str, int] = Field(default_factory=dict)
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`; never unpickles."""
+    """Read a checkpoint written by `save_checkpoint`; never unpickles. The document is checked against its
+    schema: a wrong type anywhere karuku reads is one KarukuError naming the key."""
     tensors, doc = safefile.read(path)
     if doc.get("format") != FORMAT:
-        raise KarukuError(f"{path} is not a karuku checkpoint (format {doc.get('format')!r})")
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
-        raise KarukuError(f"{path} has format version {doc['format_version']}, newer than this karuku reads",
-                          "upgrade karuku")
+        raise KarukuError(f"{path} is not a karuku checkpoint (format {str(doc.get('format'))[:80]!r})")
+    version = doc.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise KarukuError(f"{path} has format version {version}, newer than this karuku reads", "upgrade karuku")
     try:
-        spec = ModelSpec.model_validate(doc["model"])
-    except Exception as exc:  # pydantic.ValidationError or KeyError
-        raise KarukuError(f"{path}: invalid model spec ({str(exc).splitlines()[0]})") from None
+        checked = _Document.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "document"
+        raise KarukuError(f"{path}: invalid checkpoint document at '{where[:120]}': {err['msg'][:160]}",
+                          "the file is damaged or was edited; re-create it") from None
+    spec = checked.model
     sections: dict[str, dict[str, torch.Tensor]] = {}
     for name, t in tensors.items():
         section, _, key = name.partition(".")
@@ -187,9 +250,7 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, Checkpoint]:
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A user's weights: a state dict in `.pt`/`.pth` (read with weights_only=True) or `.safetensors`."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"weights file {path} not found")
+    path = regular_file(path, "weights file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -18,6 +18,7 @@ from safetensors.torch import save as st_save
 
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_bytes
+from karuku.io.paths import regular_file
 
 META_KEY = "karuku"
 MAX_FILE_BYTES = 8 << 30  # refuse to read anything larger (8 GiB) into memory
@@ -48,9 +49,7 @@ def write(path: str | os.PathLike, tensors: dict[str, torch.Tensor], doc: dict[s
 
 def read(path: str | os.PathLike, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and the JSON document; every kind of damage is one KarukuError."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"{what} {path} not found")
+    path = regular_file(path, what)
     if path.stat().st_size > MAX_FILE_BYTES:
         raise KarukuError(f"{what} {path} is larger than {MAX_FILE_BYTES >> 30} GiB")
     raw = path.read_bytes()
@@ -64,11 +63,15 @@ def read(path: str | os.PathLike, what: str = "checkpoint") -> tuple[dict[str, t
         raise KarukuError(f"{path} is not a readable safetensors {what} (truncated or corrupt: {exc})") from None
     if META_KEY not in meta:
         raise KarukuError(f"{path} has no karuku metadata",
-                          "it is a plain safetensors file; load it as weights with --model NAME --weights FILE")
+                          "it is a plain safetensors file: train from it with karuku train --model NAME --init FILE")
     try:
         doc = json.loads(meta[META_KEY])
     except json.JSONDecodeError:
         raise KarukuError(f"{path}: corrupt karuku metadata (not JSON)") from None
+    except RecursionError:
+        raise KarukuError(f"{path}: corrupt karuku metadata (nested deeper than JSON readers go)") from None
+    if not isinstance(doc, dict):
+        raise KarukuError(f"{path}: corrupt karuku metadata (a JSON {type(doc).__name__}, not an object)")
     if doc.get("tensors_sha256") != tensor_digest(tensors):
         raise KarukuError(f"{path} is corrupt: tensor checksum mismatch", "re-create or re-copy the file")
     return tensors, doc

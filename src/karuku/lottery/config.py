@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from karuku.config import Config
+from karuku.config import Config, seed_field
 from karuku.data.config import DataConfig
 from karuku.training.config import TrainConfig
 
@@ -16,7 +16,7 @@ CONTROLS = ("reinit", "random-mask")
 def paper_training() -> TrainConfig:
     """LeNet-300-100 in the paper: Adam 1.2e-3, batch 60, 50K iterations, validation every 100."""
     return TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, iterations=50_000, schedule="constant",
-                       eval_every=100, momentum=0.0)
+                       eval_every=100)
 
 
 class LotteryConfig(Config):
@@ -30,11 +30,12 @@ class LotteryConfig(Config):
     rate: float = Field(0.2, gt=0, lt=1, description="fraction of the surviving weights pruned per round")
     output_rate: float | None = Field(0.1, gt=0, lt=1, description="rate of the output layer (None: same rate)")
     scope: Literal["layer", "global"] = Field("layer", description="per-layer rates or one global threshold")
-    rewind: int = Field(0, ge=0, description="reset survivors to their values at this iteration (0: init)")
+    rewind: int = Field(0, ge=0, le=1_000_000_000, description="reset survivors to their values at this iteration "
+                                                                "(0: init)")
     controls: list[str] = Field(default_factory=lambda: list(CONTROLS), description="reinit, random-mask ('' for "
                                                                                        "none)")
     trials: int = Field(1, ge=1, le=20, description="independent seeds")
-    seed: int = Field(0, description="seed of the first trial")
+    seed: int = seed_field("seed of the first trial")
     train: TrainConfig = Field(default_factory=paper_training)
 
     @field_validator("model")

@@ -21,7 +21,7 @@ from karuku.data.splits import DataSplits, load_splits
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_text
 from karuku.io.checkpoint import load_checkpoint, save_checkpoint, trust_import
-from karuku.io.once import once
+from karuku.io.once import once, read_object
 from karuku.lottery import imp
 from karuku.lottery.config import LotteryConfig
 from karuku.models.spec import ModelSpec
@@ -58,7 +58,7 @@ def experiment_dir(out: str | Path, cfg: LotteryConfig) -> Path:
     out = Path(out)
     own = out / "settings.json"
     if own.is_file():
-        theirs = json.loads(own.read_text())
+        theirs = read_object(own, f"delete {own} if {out} holds nothing else, or choose another --out")
         if theirs != cfg.model_dump(mode="json"):
             diff = [k for k in theirs if theirs.get(k) != cfg.model_dump(mode="json").get(k)]
             raise KarukuError(f"{out} holds another experiment (settings differ in: {', '.join(diff) or 'keys'})",
@@ -210,7 +210,7 @@ def results(folder: str | Path) -> list[dict[str, Any]]:
     """Every finished unit of one experiment folder, with its trial index."""
     rows = []
     for path in sorted(Path(folder).glob("trial-*/level-*/*/result.json")):
-        row = json.loads(path.read_text())
+        row = read_object(path, f"delete the folder {path.parent} to redo that unit")
         row["trial"] = int(path.parts[-4].split("-")[1])
         rows.append(row)
     return rows

@@ -15,6 +15,7 @@ from typing import Any
 
 from karuku.errors import KarukuError
 from karuku.io.atomic import write_bytes, write_text
+from karuku.io.once import read_object
 from karuku.lottery.experiment import results
 
 FIELDS = ("test_acc", "best_val_acc", "early_stop_iteration", "weights_remaining")
@@ -106,7 +107,7 @@ def write_report(path: str | Path) -> list[Path]:
 
 def markdown(folder: Path, table: list[dict[str, Any]]) -> str:
     """The experiment's report.md: settings and the aggregated table."""
-    settings = json.loads((folder / "settings.json").read_text())
+    settings = read_object(folder / "settings.json", f"delete {folder} and rerun the experiment")
     lines = [f"# Lottery tickets: {settings['model']} on {settings['data']['name']}", "",
              f"rate {settings['rate']}, output rate {settings['output_rate']}, rewind {settings['rewind']}, "
              f"{settings['trials']} trial(s); mean (min–max) over trials.", "", "![figure](lottery.png)", "",

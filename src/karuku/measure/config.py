@@ -1,4 +1,5 @@
-"""How to measure: threads and runs of the speed figures (`karuku evaluate`, `prune`, `bench`)."""
+"""How to measure: runs of the speed figures (`karuku evaluate`, `prune`, `bench`); their threads are the
+command's own (`--threads`, `karuku.threads`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from karuku.config import Config
 class MeasureConfig(Config):
     """Speed-measurement settings shared by every command that times a model."""
 
-    threads: int = Field(2, ge=1, le=1024, description="threads for latency measurements")
     runs: int = Field(30, ge=1, le=100_000, description="timed runs per latency figure (median reported)")
     latency: bool = Field(True, description="measure speed (torch and ONNX Runtime)")
 

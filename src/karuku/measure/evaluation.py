@@ -113,8 +113,9 @@ class Evaluation:
     def rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a table."""
         out: list[tuple[str, str]] = []
-        if self.accuracy is not None:
-            out.append(("test accuracy", f"{100 * self.accuracy:.2f} % ({self.errors} errors / {self.total})"))
+        if self.accuracy is not None:  # what was scored: the model as stored (a quantized one as int8, fake-quant)
+            what = f" ({self.deploy_kind} model)" if self.deploy_kind != "fp32" else ""
+            out.append((f"test accuracy{what}", f"{100 * self.accuracy:.2f} % ({self.errors} errors / {self.total})"))
         out += quality_rows(self)
         out += [
             ("parameters", f"{self.params:,}"),
@@ -127,7 +128,8 @@ class Evaluation:
         unit = "int8" if self.integer else "fp32"
         out.append((f"peak activations {unit}", _kb(self.peak_activation_bytes)))
         for engine, fig in self.latency.items():
-            what = f" ({self.deploy_kind})" if engine == "onnxruntime" and self.deploy_kind != "fp32" else ""
+            what = "" if self.deploy_kind == "fp32" else (
+                f" ({self.deploy_kind})" if engine == "onnxruntime" else " (float computation)")
             out.append((f"{engine} latency b1{what}",
                         f"{fig['b1_median_ms']:.3f} ms median, {fig['b1_p90_ms']:.3f} p90"))
             out.append((f"{engine} throughput b64{what}", f"{fig['b64_per_s']:,.0f} samples/s"))
@@ -163,7 +165,7 @@ def _kb(n: int) -> str:
     return f"{size(n)} ({n:,} B)"
 
 
-def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = None, threads: int = 2,
+def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = None, threads: int | None = None,
              engines=("torch", "onnxruntime"), runs: int = 30, *, sizes: dict[str, int] | None = None,
              profile: str | None = None, on_chip_bytes: int | None = None, details: bool = False,
              task=None, reference: nn.Module | None = None) -> Evaluation:
@@ -175,9 +177,12 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
 
     `sizes`: forms stored outside the model object (e.g. {"packed": bytes of a .krk file}). `profile`: check
     the fit and take its on-chip memory for the energy estimate. `details`: add the techniques' own figures.
+    `threads`: of the timed runs (default: the threads this process computes with, `karuku.threads`).
     """
     from karuku.tasks import measure_task
+    from karuku.threads import current_threads
 
+    threads = threads or current_threads()
     if input_shape is None:
         if data is None:
             raise ValueError("give data or input_shape")

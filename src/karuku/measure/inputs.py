@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import torch
 
+# The largest batch of inputs karuku makes to time a model (a batch of 64 of the largest input a model spec may
+# declare, karuku.models.spec.MAX_INPUT_VALUES float32 values each): a file claiming more is refused, not run.
+MAX_INPUT_BYTES = 256 << 20
+
 
 def zeros(input_shape: tuple[int, ...], batch: int = 1) -> torch.Tensor:
     """A batch of zero inputs: for counting and tracing, where values do not matter."""

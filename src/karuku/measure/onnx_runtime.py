@@ -13,17 +13,25 @@ from torch import nn
 from karuku.errors import KarukuError
 from karuku.measure import inputs
 
+# What the tracer says when Python control flow reads a tensor's values: the exported graph keeps only the
+# branch the example input took (`if x.mean() > 0:`, `for _ in range(int(x.max()))`).
+FROZEN = ("Python boolean", "Python number", "Python index", "Python integer", "Python float")
 
-def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17) -> bytes:
-    """Serialise `model` to ONNX with a dynamic batch axis, weights inline (no external data file)."""
+
+def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17,
+                 frozen: list[str] | None = None) -> bytes:
+    """Serialise `model` to ONNX with a dynamic batch axis, weights inline (no external data file).
+
+    `frozen`: a list that receives the tracer's warnings about control flow on tensor values (see FROZEN).
+    """
     import onnx
 
     was_training = model.training
     model.eval()
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
             # The TorchScript-based exporter writes one self-contained model in well under a second;
             # the dynamo exporter takes seconds and splits weights into a .data file by default.
             torch.onnx.export(model, (inputs.zeros(input_shape),), buf, dynamo=False, opset_version=opset,
@@ -33,18 +41,26 @@ def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17
         raise KarukuError(f"ONNX export failed: {str(exc).splitlines()[0][:300]}") from None
     finally:
         model.train(was_training)
+    if frozen is not None:
+        traced = [str(w.message) for w in seen if issubclass(w.category, torch.jit.TracerWarning)]
+        frozen += sorted({m.splitlines()[0] for m in traced if any(k in m for k in FROZEN)})
     proto = onnx.load_from_string(buf.getvalue())
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 
-def session(model_bytes: bytes | str | os.PathLike, threads: int = 2):
-    """An ONNX Runtime CPU session with `threads` intra-op threads and full graph optimisation."""
+def session(model_bytes: bytes | str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime CPU session with `threads` intra-op threads (default: this process's) and full graph
+    optimisation; its threads sleep instead of spinning while they wait when OpenMP's do (`karuku.threads`)."""
     import onnxruntime as ort
 
+    from karuku.threads import current_threads, passive_waiting
+
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = threads or current_threads()
     opts.inter_op_num_threads = 1
+    if passive_waiting():
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     src = model_bytes if isinstance(model_bytes, bytes) else str(model_bytes)

@@ -27,7 +27,7 @@ def torch_engine(model: nn.Module, input_shape: tuple[int, ...]) -> Engine:
     return make
 
 
-def onnx_engine(onnx_bytes: bytes, input_shape: tuple[int, ...], threads: int) -> Engine:
+def onnx_engine(onnx_bytes: bytes, input_shape: tuple[int, ...], threads: int | None = None) -> Engine:
     """An ONNX file in ONNX Runtime with `threads` intra-op threads."""
     sess = onnx_runtime.session(onnx_bytes, threads)
 
@@ -38,13 +38,16 @@ def onnx_engine(onnx_bytes: bytes, input_shape: tuple[int, ...], threads: int) -
     return make
 
 
-def latency(model: nn.Module | None, input_shape: tuple[int, ...], threads: int = 2,
+def latency(model: nn.Module | None, input_shape: tuple[int, ...], threads: int | None = None,
             engines: Iterable[str] = ("torch", "onnxruntime"), runs: int = 30, onnx_bytes: bytes | None = None,
             rounds: int = 1) -> dict[str, Speed]:
     """Batch-1 latency and batch-64 throughput per engine with `threads` threads.
 
-    `onnxruntime` runs `onnx_bytes` (default: the model's fp32 export).
+    `onnxruntime` runs `onnx_bytes` (default: the model's fp32 export); `threads` default: this process's.
     """
+    from karuku.threads import current_threads
+
+    threads = threads or current_threads()
     engines = tuple(engines)
     timed: dict[str, Engine] = {}
     if "torch" in engines:
@@ -60,7 +63,7 @@ def latency(model: nn.Module | None, input_shape: tuple[int, ...], threads: int 
         torch.set_num_threads(old)
 
 
-def side_by_side(onnx_files: dict[str, bytes], input_shape: tuple[int, ...], threads: int = 2, rounds: int = 5,
-                 runs: int = 20) -> dict[str, Speed]:
+def side_by_side(onnx_files: dict[str, bytes], input_shape: tuple[int, ...], threads: int | None = None,
+                 rounds: int = 5, runs: int = 20) -> dict[str, Speed]:
     """ONNX models timed in interleaved rounds (medians over the rounds), so load shifts hit them alike."""
     return time_engines({k: onnx_engine(b, input_shape, threads) for k, b in onnx_files.items()}, runs, rounds)

@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from karuku.errors import KarukuError, closest
+from karuku.io.allocation import machine_budget
 from karuku.models import convnets, lenet, mlp, mlperf_tiny, mobilenet, resnet
 from karuku.registry import Registry
 
@@ -71,6 +72,10 @@ def resolve_factory(name: str, what: str = "model") -> Callable[..., nn.Module]:
         raise KarukuError(f"cannot import '{module_name}' for {what} '{name}': {exc}",
                           f"run karuku from the folder that holds {top}.py (or the package {top}/), or add that "
                           "folder to PYTHONPATH") from None
+    except Exception as exc:  # the module's own code failed as it was imported (SyntaxError, NameError, ...)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise KarukuError(f"importing '{module_name}' for model '{name}' failed: {type(exc).__name__}: {first}",
+                          f"run python -c 'import {module_name}' to see why") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise KarukuError(f"'{module_name}' has no callable '{attr}' ({what} '{name}')",
@@ -108,9 +113,18 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -
         if key in params or takes_any:
             args.setdefault(key, value)
     try:
-        model = factory(**args)
+        with machine_budget(name):
+            model = factory(**args)
     except TypeError as exc:
         raise KarukuError(f"cannot build model '{name}' with {sorted(args)}: {exc}") from None
+    except (KarukuError, MemoryError, RecursionError):
+        raise  # an allocation budget's refusal; a file's damage that readers name themselves
+    except Exception as exc:
+        if ":" not in name:
+            raise  # the zoo's own factories: their errors are the arguments' (readers name them)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise KarukuError(f"model factory '{name}' failed: {type(exc).__name__}: {first}",
+                          "call the factory yourself to see why (karuku --debug shows the traceback)") from None
     if not isinstance(model, nn.Module):
         raise KarukuError(f"factory '{name}' returned {type(model).__name__}, not a torch.nn.Module")
     return model

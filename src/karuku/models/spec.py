@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from karuku.models.registry import build
+
+# What a spec may ask for: specs come from files, and evaluating a model feeds it batches of 64 inputs.
+MAX_INPUT_DIMS = 6
+MAX_INPUT_VALUES = 1 << 20  # values in one input (3×512×512 fits); a batch of 64 is then 256 MiB of float32
+MAX_CLASSES = 1 << 20
 
 
 class ModelSpec(BaseModel):
@@ -17,8 +23,25 @@ class ModelSpec(BaseModel):
 
     name: str = Field(description="zoo name (see `karuku models`) or package.module:factory")
     input_shape: tuple[int, ...] = Field(description="shape of one input, without the batch dimension")
-    num_classes: int = Field(gt=0)
+    num_classes: int = Field(gt=0, le=MAX_CLASSES)
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra factory arguments")
+
+    @field_validator("name")
+    @classmethod
+    def _short_name(cls, v: str) -> str:
+        if not 0 < len(v) <= 300:
+            raise ValueError("a model name has 1 to 300 characters")
+        return v
+
+    @field_validator("input_shape")
+    @classmethod
+    def _bounded_input(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not 1 <= len(v) <= MAX_INPUT_DIMS or any(d < 1 for d in v):
+            raise ValueError(f"an input shape has 1 to {MAX_INPUT_DIMS} dimensions, each at least 1 (got {v})")
+        if math.prod(v) > MAX_INPUT_VALUES:
+            raise ValueError(f"one input of shape {v} holds {math.prod(v):,} values; karuku measures models whose "
+                             f"inputs hold at most {MAX_INPUT_VALUES:,}")
+        return v
 
     def build(self) -> nn.Module:
         return build(self.name, self.input_shape, self.num_classes, **self.kwargs)

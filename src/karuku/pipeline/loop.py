@@ -29,9 +29,9 @@ class Outcome:
 
 
 def compress(recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True, lang: str = "en",
-             data=None) -> Outcome:
-    """Run a recipe (on `data`, your own DataSplits, when given); every step is cached, so re-running resumes."""
-    run = Run.start(recipe, run_dir, verbose, data)
+             threads: int | None = None, data=None) -> Outcome:
+    """Run a recipe (`threads`: overrides its own; `data`: your DataSplits); each step is cached: reruns resume."""
+    run = Run.start(recipe, run_dir, verbose, threads, data)
     current = run.baseline = baseline_step(run)
     attempts = [current]
     for index, stage in enumerate(recipe.stages):
@@ -78,9 +78,10 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
         shutil.copyfile(final.checkpoint, tmp)
     summary = {"recipe": run.recipe.model_dump(mode="json"), "baseline": base.as_dict(), "final": final.as_dict(),
                "attempts": [a.as_dict() for a in attempts], "checks": checks, "ok": all(c["ok"] for c in checks),
-               "profiles": profile_fits(final.measure), "side_by_side": True,
+               "profiles": profile_fits(final.measure), "side_by_side": True, "threads": run.threads,
                "quality": quality_info(run), "peak_rss_bytes": peak_rss_bytes(),
-               "cpu": {**detect().as_dict(), "summary": detect().summary()}}
+               # threads in the line the report shows: results (float sums) and timings depend on them
+               "cpu": {**detect().as_dict(), "summary": f"{detect().summary()}; {run.threads} thread(s)"}}
     run.folder.write_json("summary.json", summary)
     report = write_report(run.folder.root, summary, lang=lang)
     run.folder.log(f"finished: {'within budget' if summary['ok'] else 'budget NOT met'}; report {report}")

@@ -27,9 +27,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from karuku.config import Config, digest, field_at, fields_at
+from karuku.config import Config, digest, field_at, fields_at, seed_field
 from karuku.data.config import DataConfig
 from karuku.errors import KarukuError, closest
+from karuku.io.paths import regular_file
 from karuku.pipeline.recovery import Recovery
 from karuku.tasks.config import TaskConfig
 from karuku.training.config import TrainConfig
@@ -114,7 +115,7 @@ class Recipe(Config):
 
     version: Literal[1] = Field(description="recipe format version")
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="names the run folder")
-    seed: int = Field(0, description="seeds the baseline, the data split and every fine-tuning")
+    seed: int = seed_field("seeds the baseline, the data split and every fine-tuning")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelSource
     task: TaskConfig | None = Field(None, description="the quality measure (default: the data's own — "
@@ -122,6 +123,9 @@ class Recipe(Config):
     budget: Budget = Field(default_factory=Budget)
     recovery: Recovery = Field(default_factory=Recovery)
     stages: list[StageEntry] = Field(default_factory=list)
+    threads: int | None = Field(None, ge=1, le=4096, description=(
+        "threads the run computes with (default: every core this process may use, 1 when the machine is busy); "
+        "not part of the run folder's hash"))
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -140,7 +144,8 @@ class Recipe(Config):
         return out
 
     def digest(self) -> str:
-        return digest(self.model_dump(mode="json"), 12)
+        """The hash that names the run folder: every setting that shapes the result (threads do not name it)."""
+        return digest(self.model_dump(mode="json", exclude={"threads"}), 12)
 
 
 def _path(loc: tuple) -> str:
@@ -199,20 +204,72 @@ def parse_recipe(raw: Any, source: str = "recipe") -> tuple[Recipe | None, list[
                 continue  # every stage is checked below, by its own config
             problems.append(f"{_path(loc)}: {_explain(Recipe, loc, msg)}")
     problems += _stage_problems(raw.get("stages"))
+    problems += _file_problems(raw)
     return (recipe if not problems else None), problems
+
+
+# A recipe is a page of settings: these bound what a hostile file (a YAML alias bomb, deep nesting) may cost.
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_VALUES = 100_000  # values after YAML aliases are expanded
+MAX_RECIPE_DEPTH = 32
+
+
+def _bounded(raw: Any, source: str) -> None:
+    """Refuse a document whose expanded tree is too large or too deep, before anything walks it fully."""
+    left = MAX_RECIPE_VALUES
+    stack = [(raw, 1)]
+    while stack:
+        node, depth = stack.pop()
+        left -= 1
+        if left < 0:
+            raise KarukuError(f"{source}: the recipe expands to more than {MAX_RECIPE_VALUES:,} values",
+                              "YAML aliases repeat what they name; write the settings out")
+        if depth > MAX_RECIPE_DEPTH:
+            raise KarukuError(f"{source}: the recipe nests deeper than {MAX_RECIPE_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in (*node.keys(), *node.values()))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _file_problems(raw: dict) -> list[str]:
+    """Files and folders a recipe names that are not there (paths are relative to where karuku runs)."""
+    out = []
+    model, data = raw.get("model"), raw.get("data")
+    ckpt = model.get("checkpoint") if isinstance(model, dict) else None
+    if isinstance(ckpt, str) and not Path(ckpt).is_file():
+        out.append(f"model.checkpoint: no file {ckpt}")
+    folder = data.get("path") if isinstance(data, dict) else None
+    if isinstance(folder, str) and not Path(folder).is_dir():
+        out.append(f"data.path: no folder {folder}")
+    return out
+
+
+def read_yaml(path: str | Path, what: str = "recipe") -> Any:
+    """A small YAML file, bounded in size, depth and alias expansion; every kind of damage is one KarukuError."""
+    path = regular_file(path, what)
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise KarukuError(f"{what} {path} is larger than {MAX_RECIPE_BYTES >> 20} MiB", f"is it a {what}?")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise KarukuError(f"{what} {path} is not UTF-8 text", f"is it a {what}?") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise KarukuError(f"{path}: broken YAML{where}: {problem}") from None
+    except RecursionError:
+        raise KarukuError(f"{path}: the {what} nests deeper than YAML readers go") from None
+    _bounded(raw, str(path))
+    return raw
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file; every problem goes into one error message."""
-    path = Path(path)
-    if not path.is_file():
-        raise KarukuError(f"recipe {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise KarukuError(f"{path}: broken YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml(path)
     recipe, problems = parse_recipe(raw, str(path))
     if problems:
         raise KarukuError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))

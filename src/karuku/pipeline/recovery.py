@@ -14,10 +14,10 @@ from karuku.training.config import TrainConfig
 class Recovery(Config):
     """What the loop does when a stage loses too much accuracy."""
 
-    epochs: int = Field(1, ge=0, description="fine-tuning epochs per recovery (0: no recovery)")
-    lr: float = Field(0.01, gt=0, description="fine-tuning learning rate")
+    epochs: int = Field(1, ge=0, le=100_000, description="fine-tuning epochs per recovery (0: no recovery)")
+    lr: float = Field(0.01, gt=0, le=1000, description="fine-tuning learning rate")
     self_distill: bool = Field(False, description="the baseline teaches the compressed model while it recovers")
-    max_rounds: int = Field(2, ge=0, description="back-off rounds per stage (less aggressive settings)")
+    max_rounds: int = Field(2, ge=0, le=20, description="back-off rounds per stage (less aggressive settings)")
 
     def train_config(self, base: TrainConfig, seed: int, epochs: int | None = None, lr: float | None = None):
         """The recovery's training: the baseline's batch size, optimiser and momentum, a cosine schedule."""
@@ -46,8 +46,8 @@ def recover(model: nn.Module, splits, cfg: TrainConfig, hooks: list, teacher: nn
 class FinetuneConfig(Config):
     """The `finetune` stage: recovery training now, whatever the accuracy."""
 
-    epochs: int = Field(1, gt=0, description="fine-tuning epochs")
-    lr: float = Field(0.01, gt=0, description="learning rate")
+    epochs: int = Field(1, gt=0, le=100_000, description="fine-tuning epochs")
+    lr: float = Field(0.01, gt=0, le=1000, description="learning rate")
 
 
 @register_stage("finetune", FinetuneConfig)

@@ -35,12 +35,16 @@ class Run:
     baseline: Attempt | None = None
     _teacher: nn.Module | None = field(default=None, repr=False)
 
+    threads: int = 1
+
     @classmethod
     def start(cls, recipe: Recipe, run_dir: str | Path | None = None, verbose: bool = True,
-              data: DataSplits | None = None) -> Run:
-        """The run folder (default runs/<name>-<hash of the recipe>), the recipe's data (or `data`, e.g.
+              threads: int | None = None, data: DataSplits | None = None) -> Run:
+        """The run folder (default runs/<name>-<hash of the recipe>), the threads (`threads`, else the
+        recipe's, else `karuku.threads.default_threads`), the recipe's data (or `data`, e.g.
         `karuku.data.from_torch(...)`) and its task."""
         from karuku.io.checkpoint import trust_import
+        from karuku.threads import usable_cores, use_threads
 
         for named in (recipe.model.name, recipe.task.name if recipe.task else None):
             if named:
@@ -50,10 +54,17 @@ class Run:
         stages = ", ".join(s.kind for s in recipe.stages) or "none"
         folder.log(f"recipe '{recipe.name}': baseline, then {len(recipe.stages)} stage(s): {stages}; "
                    f"run folder {folder.root}")
+        wanted = threads or recipe.threads
+        if wanted and wanted > usable_cores():
+            folder.log(f"threads: the recipe asks for {wanted} but this process may use {usable_cores()} core(s); "
+                       f"using {usable_cores()}")
+            wanted = usable_cores()
+        used = use_threads(wanted)
+        folder.log(f"threads: {used}" + ("" if wanted else " (chosen from the usable cores and the machine's load)"))
         splits = data or load_splits(recipe.data.model_copy(update={"split_seed": recipe.seed}))
         task, metric = resolve(recipe.task, splits.targets)
         check_budget(recipe, task, metric)
-        return cls(recipe, folder, splits, task, metric, verbose)
+        return cls(recipe, folder, splits, task, metric, verbose, threads=used)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -66,7 +77,7 @@ class Run:
         its ONNX timed."""
         if reference is None and self.task.needs == "baseline":
             reference = self.teacher()
-        return evaluate(model, self.splits, threads=2, engines=("onnxruntime",), runs=20, sizes=sizes,
+        return evaluate(model, self.splits, engines=("onnxruntime",), runs=20, sizes=sizes,
                         task=self.task, reference=reference)
 
     def over_budget(self, m: Evaluation) -> bool:

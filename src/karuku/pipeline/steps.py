@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from karuku.errors import KarukuError
+from karuku.io.atomic import atomic_path
 from karuku.io.checkpoint import load_model, save_checkpoint
 from karuku.models.spec import spec_for
 from karuku.pipeline.attempt import Attempt
@@ -13,7 +14,7 @@ from karuku.pipeline.run import Run
 from karuku.pipeline.runfolder import key_of
 from karuku.pipeline.stages import keep_hooks, stage_for
 
-STEP_FORMAT = 2  # part of every step's key: steps cached by an older layout are redone, not misread
+STEP_FORMAT = 3  # part of every step's key: steps cached by an older layout are redone, not misread
 
 
 def baseline_step(run: Run) -> Attempt:
@@ -29,7 +30,8 @@ def baseline_step(run: Run) -> Attempt:
                 raise KarukuError(f"model.checkpoint {r.model.checkpoint} expects inputs "
                                   f"{tuple(ckpt.spec.input_shape)} but data '{r.data.name}' has {run.input_shape}",
                                   "use the dataset the model was trained on")
-            shutil.copyfile(r.model.checkpoint, path)
+            with atomic_path(path) as tmp:
+                shutil.copyfile(r.model.checkpoint, tmp)
         else:
             import torch
 

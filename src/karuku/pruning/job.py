@@ -35,7 +35,7 @@ def prune_checkpoint(path: str | os.PathLike, cfg: PruneConfig, out: str | os.Pa
     before = copy.deepcopy(model)
     result = prune(model, cfg, splits, mask=mask, input_shape=shape, verbose=verbose)
     model.eval()
-    ev = {k: evaluate(net, splits, shape, threads=measure.threads, engines=measure.engines, runs=measure.runs)
+    ev = {k: evaluate(net, splits, shape, engines=measure.engines, runs=measure.runs)
           for k, net in (("before", before), ("after", model))}
     figures: dict[str, Any] = {k: e.as_dict() for k, e in ev.items()}
     figures["layers"] = layer_rows(before, model, shape)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from karuku.config import Config
+from karuku.config import Config, stored
 from karuku.training.config import TrainConfig
 
 
@@ -16,8 +16,8 @@ class QuantConfig(Config):
     mode: Literal["ptq", "qat", "dynamic"] = Field(
         "ptq", description="ptq: static post-training; qat: quantization-aware training; dynamic: int8 "
                            "weights, activations quantized at run time (Linear layers only)")
-    bits: int = Field(8, description="weight bits, 2 to 8 (per-channel symmetric, narrow range)")
-    act_bits: int = Field(8, description="activation bits, 2 to 8")
+    bits: int = Field(8, ge=2, le=8, description="weight bits (per-channel symmetric, narrow range)")
+    act_bits: int = Field(8, ge=2, le=8, description="activation bits")
     act_dtype: Literal["uint8", "int8"] = Field(
         "uint8", description="activation integers; uint8 × int8 weights is what x86 runs fast")
     per_channel: bool = Field(True, description="one weight scale per output channel (else per tensor)")
@@ -25,8 +25,8 @@ class QuantConfig(Config):
                                              "moving_average, percentile, mse, kl (or a registered observer)")
     weight_observer: Literal["minmax", "mse"] = Field(
         "minmax", description="weight ranges: full range, or the MSE-optimal clip (helps at 4-6 bits)")
-    calibration: int = Field(512, gt=0, description="calibration samples")
-    calibration_batch: int = Field(64, gt=0, description="calibration batch size")
+    calibration: int = Field(512, gt=0, le=1_000_000, description="calibration samples")
+    calibration_batch: int = Field(64, gt=0, le=100_000, description="calibration batch size")
     bias_correction: bool = Field(True, description="correct each bias for the mean shift its weight rounding causes")
     layer_bits: dict[str, int | Literal["float"]] = Field(
         default_factory=dict, description="per-layer weight bits (8, 6, 4) or 'float', by layer-name pattern "
@@ -39,24 +39,42 @@ class QuantConfig(Config):
                             "(exact on every CPU), or a karuku.cpu target (avx2, avx512-vnni, arm64, ...); where "
                             "its u8 x s8 kernels saturate (x86 without VNNI) weights get at most 7 bits")
     strict: bool = Field(False, description="fail on a layer that cannot be quantized instead of keeping it float")
-    qat_delay: int = Field(200, ge=0, description="QAT: iterations before activations are quantized")
-    qat_freeze_bn: int | None = Field(None, ge=0, description="QAT: iteration from which BatchNorm statistics "
-                                                              "are frozen (default: 3/4 of the run)")
-    qat_freeze_observers: int | None = Field(None, ge=0, description="QAT: iteration from which activation "
-                                                                     "ranges are frozen (default: 7/8 of the run)")
+    qat_delay: int = Field(200, ge=0, le=1_000_000_000, description="QAT: iterations before activations are "
+                                                                     "quantized")
+    qat_freeze_bn: int | None = Field(None, ge=0, le=1_000_000_000, description="QAT: iteration from which "
+                                      "BatchNorm statistics are frozen (default: 3/4 of the run)")
+    qat_freeze_observers: int | None = Field(None, ge=0, le=1_000_000_000, description="QAT: iteration from which "
+                                             "activation ranges are frozen (default: 7/8 of the run)")
     qat_momentum: float = Field(0.01, gt=0, le=1, description="QAT: moving-average momentum of activation ranges")
-    max_drop: float | None = Field(None, gt=0, description="mixed precision auto mode: largest accuracy drop "
-                                                           "(fraction, e.g. 0.005) allowed at low bits")
-    low_bits: int = Field(4, description="mixed precision auto mode: the low bit width tried per layer")
+    max_drop: float | None = Field(None, gt=0, lt=1, description="mixed precision auto mode: largest accuracy "
+                                   "drop (fraction, e.g. 0.005) allowed at low bits")
+    low_bits: int = Field(4, ge=2, le=8, description="mixed precision auto mode: the low bit width tried per layer")
     finetune: TrainConfig | None = Field(None, description="qat: the training (the fine-tuning of the float model "
                                                             "with fake quantization)")
 
-    @field_validator("bits", "act_bits", "low_bits")
+    @field_validator("bits", "act_bits", "low_bits", mode="before")
     @classmethod
-    def _bits(cls, v: int) -> int:
-        if not 2 <= v <= 8:
+    def _bits(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool) and not 2 <= v <= 8:  # one message for every bit width
             raise ValueError(f"bits must be from 2 to 8, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _effective(self, info):
+        # settings that cannot take effect are refused, not ignored (in new settings; files keep what they hold)
+        if stored(info):
+            return self
+        qat_only = self.given("finetune", "qat_delay", "qat_freeze_bn", "qat_freeze_observers", "qat_momentum")
+        if self.mode != "qat" and qat_only:
+            raise ValueError(f"`{qat_only[0]}` applies to `mode` qat only (`mode` is {self.mode})")
+        if self.mode == "dynamic":
+            static = self.given("calibration", "calibration_batch", "observer", "act_bits", "act_dtype")
+            if static:
+                raise ValueError(f"`{static[0]}` has no effect in `mode` dynamic (activations are quantized at run "
+                                 "time)")
+        if self.given("low_bits") and self.max_drop is None:
+            raise ValueError("`low_bits` applies to the mixed-precision search only (set `max_drop`)")
+        return self
 
     @field_validator("observer")
     @classmethod

@@ -52,7 +52,9 @@ def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os
     if onnx_out and cfg.mode != "dynamic":  # checked like `karuku export --int8`: one path for int8 ONNX
         from karuku.deploy.export import export_int8_onnx
 
-        export_int8_onnx(qm, tuple(ckpt.spec.input_shape), Path(onnx_out), inputs=first_inputs(splits.test, 2000))
+        meta["onnx_export"] = export_int8_onnx(qm, tuple(ckpt.spec.input_shape), Path(onnx_out),
+                                               inputs=first_inputs(splits.test, 2000))
     elif onnx_out:
         write_bytes(onnx_out, export_onnx(qm))
+        meta["onnx_export"] = f"wrote {onnx_out} (dynamic int8 ONNX: activations quantized at run time)"
     return meta

@@ -165,5 +165,5 @@ def _check_supported(nodes: list[Node], cfg: QuantConfig) -> None:
     more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
     hint = ("strict mode keeps nothing in float: replace the layer" if cfg.strict else
             f"replace it with a layer docs/QUANTIZATION.md lists, or keep it in float with layer_bits "
-            f"{{'{first.name}': 'float'}} (--layer '{first.name}=float'; fake-quant only, no int8 export)")
+            f"{{'{first.name}': 'float'}} (--layer-bits '{first.name}=float'; fake-quant only, no int8 export)")
     raise KarukuError(f"cannot quantize {what}{more}: it has no integer form", hint)

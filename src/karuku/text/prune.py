@@ -91,8 +91,8 @@ def _keep_counts(scores: list[torch.Tensor], share: float, scope: str, minimum: 
         keep = [n - round(share * n) for n in sizes]
         if what == "heads" and any(k < 1 for k in keep):
             raise KarukuError(f"removing {share:.0%} of the heads would leave a layer with none",
-                              "keep at least one head per layer (a smaller --heads share), or drop whole layers "
-                              "with distillation instead")
+                              "keep at least one head per layer (a smaller `heads` share in the recipe), or drop "
+                              "whole layers with distillation instead")
     else:
         flat = torch.cat(scores)
         n_remove = round(share * len(flat))

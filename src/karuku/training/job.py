@@ -12,9 +12,10 @@ from karuku.data.config import DataConfig
 from karuku.data.splits import load_splits
 from karuku.io.atomic import ensure_writable_dir
 from karuku.io.checkpoint import load_state, read_weights, save_checkpoint, trust_import
+from karuku.io.paths import regular_file
 from karuku.models.registry import resolve_factory
 from karuku.models.spec import spec_for
-from karuku.training import distributed
+from karuku.training import distributed, resume
 from karuku.training.config import TrainConfig
 from karuku.training.evaluate import score
 from karuku.training.loop import train
@@ -33,13 +34,16 @@ def train_checkpoint(model: str, cfg: TrainConfig, out: str | os.PathLike, data:
     resolve_factory(model)  # an unknown model fails before any data is loaded
     trust_import(model)  # named by the user: its own checkpoints may load it back
     out = ensure_writable_dir(out)
+    if init:
+        regular_file(init, "weights file")  # a wrong --init fails before any data is fetched or loaded
     splits = load_splits(data)
     spec = spec_for(model, splits.input_shape, splits.outputs, model_kwargs)
     torch.manual_seed(cfg.seed)
     net = spec.build()
     if init:
         load_state(net, read_weights(init), str(init), model)
-    result = train(net, splits, cfg, state_path=Path(f"{out}.state"), verbose=verbose)
+    state = Path(f"{out}.state")
+    result = train(net, splits, cfg, state_path=state, verbose=verbose)
     if not distributed.finish():
         return None
     test = score(net, splits.test).as_dict() if splits.labelled else None
@@ -48,4 +52,5 @@ def train_checkpoint(model: str, cfg: TrainConfig, out: str | os.PathLike, data:
     if splits.preprocess:
         meta["preprocess"] = splits.preprocess  # as applied (declared, or the training set's statistics)
     save_checkpoint(out, net, spec, meta)
+    resume.discard(state)  # only now: a kill before the checkpoint is written resumes from the last epoch's end
     return meta

@@ -18,11 +18,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from karuku.data.batches import length, unlabelled
+from karuku.data.batches import first_inputs, length, unlabelled
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
-from karuku.progress import Progress
+from karuku.models.check import check_forward
+from karuku.progress import Progress, duration
+from karuku.threads import adapt as adapt_threads
 from karuku.training import resume
 from karuku.training.config import TrainConfig
 from karuku.training.distributed import barrier, world_from_env
@@ -42,11 +44,13 @@ class TrainResult:
     best_val_loss: float | None
     best_iteration: int | None
     final_val: dict[str, Any] | None
+    threads: int = 1  # torch threads it ran with: float sums, and so the last digits, depend on them
+    threads_stepped: list[int] | None = None  # [iteration, threads] where an automatic count stepped down
 
     def as_dict(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "epochs": self.epochs, "seconds": round(self.seconds, 2),
                 "best_val_loss": self.best_val_loss, "best_iteration": self.best_iteration,
-                "final_val": self.final_val}
+                "final_val": self.final_val, "threads": self.threads, "threads_stepped": self.threads_stepped}
 
 
 def lr_factor(cfg: TrainConfig, it: int, total: int) -> float:
@@ -92,19 +96,22 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, hooks: list[Hook] | None = None,
-          state_path: str | os.PathLike | None = None, verbose: bool = True, label: str = "train") -> TrainResult:
+          state_path: str | os.PathLike | None = None, verbose: bool = True, label: str = "train",
+          state_key: Any = None) -> TrainResult:
     """Train `model` in place on `data.train`, evaluating on `data.val`.
 
-    `state_path`: where the per-epoch resume state lives; an existing one from the same
-    settings is resumed, and it is removed when training completes. `verbose`: progress on the console
-    (`karuku.progress`: a bar on a terminal, else a line per epoch and every half minute, each with the
-    elapsed time and an estimate), under `label`; inside a running `Progress` it counts toward that one.
+    `state_path`: where the per-epoch resume state lives (written at every epoch end, the last included). An
+    existing one of the same run — same settings, data, starting weights, hooks and `state_key` — is resumed;
+    one of another run is refused. The caller removes it with `resume.discard` once its result is written.
+    `verbose`: progress on the console (`karuku.progress`: a bar on a terminal, else a line per epoch and every
+    half minute, each with the elapsed time and an estimate), under `label`; inside a running `Progress` it
+    counts toward that one.
     """
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
     if not cfg.iterations and not cfg.epochs:  # epochs 0: the weights as given (a pretrained model)
         return TrainResult(0, 0, 0.0, [], None, None, None)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    check_forward(model, first_inputs(data.train, 2),  # one line before any step, not a raw error
+                  data.num_classes if data.targets == "classes" else None)
     world = world_from_env()
     loader = make_loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
                          augment_shift=data.config.augment_shift, rank=world.rank, world=world.size)
@@ -115,12 +122,15 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     opt = make_optimizer(cfg, params)
     state = TrainState(model, opt, cfg, total, world)
     torch.manual_seed(cfg.seed)
-    config_hash = cfg.digest()
+    key = resume.state_key(cfg, data.config, model, hooks, state_key) if state_path else None
     if state_path and Path(state_path).exists():
-        hook_tensors, doc = resume.load_state(state_path, model, opt, config_hash)
+        hook_tensors, doc = resume.load_state(state_path, model, opt, key)
         for i, h in enumerate(hooks):
             h.load_state_dict({k.split(".", 1)[1]: v for k, v in hook_tensors.items() if k.startswith(f"{i}.")})
         state.iteration, state.epoch, state.history = doc["iteration"], doc["epoch"], doc["history"]
+        if per_epoch and state.iteration != min(state.epoch * per_epoch, total):  # written at epoch ends only
+            raise KarukuError(f"{state_path} is damaged (iteration {state.iteration} is not the end of epoch "
+                              f"{state.epoch} of this run)", f"delete {Path(state_path).name} to start afresh")
     net = DistributedDataParallel(model) if world.size > 1 else model
     eval_every = cfg.eval_every or per_epoch or total
     val = data.val if data.val is not None and not unlabelled(data.val) else None  # no labels: nothing to score
@@ -134,17 +144,24 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
                       else f"{total:,} iterations over a stream of unknown length")
     for h in hooks:
         h.on_start(state)
-    start = time.perf_counter()
+    start, threads, stepped = time.perf_counter(), torch.get_num_threads(), None
+    judged = False  # whether the run's length was judged (once, after LONG_AFTER seconds of steps)
     try:
         while state.iteration < total:
             loader.set_epoch(state.epoch)
             running, seen = 0.0, 0
             for x, y in loader:
+                if adapt_threads():  # an automatic thread count steps down when the machine gets busy
+                    stepped = [state.iteration, 1]
+                    progress.note(f"the machine got busy: continuing with 1 thread from iteration {state.iteration}")
                 loss = _step(net, state, hooks, x, y, lr_factor(cfg, state.iteration, total))
                 running, seen = running + loss * len(x), seen + len(x)
                 if state.iteration % eval_every == 0 or state.iteration == total:
                     _evaluate(state, val)
                 progress.update(state.iteration, f"loss {running / max(seen, 1):.4f}")
+                if not judged and time.perf_counter() - start > LONG_AFTER:
+                    judged = True
+                    _say_if_long(progress, resumable=state_path is not None)
                 if state.iteration >= total:
                     break
             state.epoch += 1
@@ -155,17 +172,35 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
                           f"loss {running / max(seen, 1):.4f}"
                           + (f"  val_loss {last['val_loss']:.4f}" if last else "")
                           + (f"  val_acc {100 * last['val_acc']:.2f}%" if "val_acc" in last else ""))
-            if state_path and world.is_main and state.iteration < total:
-                _save(state_path, state, hooks, config_hash)
+            if state_path and world.is_main:
+                _save(state_path, state, hooks, key)
             barrier(world)
     finally:
         progress.close()
-    if state_path and world.is_main and Path(state_path).exists():
-        Path(state_path).unlink()
     best = state.best
     return TrainResult(state.iteration, state.epoch, time.perf_counter() - start, state.history,
                        best["val_loss"] if best else None, best["iteration"] if best else None,
-                       state.history[-1] if state.history else None)
+                       state.history[-1] if state.history else None, threads, stepped)
+
+
+LONG = 3600.0  # a run (or the job it is part of) that will take longer than this says so as it starts
+LONG_AFTER = 2.0  # seconds of timed steps before it judges
+
+
+def _say_if_long(progress: Progress, resumable: bool) -> None:
+    """One line when the job (this training, or the longer step it is part of) will take hours at this pace;
+    a job of many trainings (prune rounds, a lottery) says it once."""
+    root = progress
+    while hasattr(root, "outer"):
+        root = root.outer
+    left = progress.estimate()
+    if root.long_said or left is None or left <= LONG:
+        return
+    root.long_said = True
+    stop = ("Ctrl-C stops it and the same command resumes from the last epoch's end" if resumable else
+            "Ctrl-C stops it (rerun, this step starts over)")
+    progress.note(f"this will take about {duration(left)} at the pace of the first iterations here; {stop}; "
+                  "fewer epochs or iterations shorten it")
 
 
 def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: float) -> float:
@@ -208,8 +243,7 @@ def _evaluate(state: TrainState, val) -> None:
                           **({"val_acc": s.accuracy} if s.accuracy is not None else {})})
 
 
-def _save(path, state: TrainState, hooks: list[Hook], config_hash: str) -> None:
+def _save(path, state: TrainState, hooks: list[Hook], key: dict[str, str]) -> None:
     hook_tensors = {f"{i}.{k}": v for i, h in enumerate(hooks) for k, v in h.state_dict().items()}
     resume.save_state(path, state.model, state.optimizer, hook_tensors,
-                      {"config_hash": config_hash, "iteration": state.iteration, "epoch": state.epoch,
-                       "history": state.history})
+                      {"key": key, "iteration": state.iteration, "epoch": state.epoch, "history": state.history})

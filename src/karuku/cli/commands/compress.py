@@ -6,21 +6,24 @@ from pathlib import Path
 
 import typer
 
-from karuku.cli.app import app, guard
+from karuku.cli.app import app, guard, sub_app
 from karuku.cli.commands.common import console, print_outcome
+from karuku.cli.options import THREADS_HELP, configs
 
-recipe_app = typer.Typer(no_args_is_help=True, help="recipes: check them before running")
+recipe_app = sub_app("recipes: check them before running", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 
 
 @app.command("compress")
 @guard
+@configs()
 def compress_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML (see recipes/)"),
     out: Path = typer.Option(None, help="run folder (default runs/<name>-<hash of the recipe>)"),
     strict: bool = typer.Option(False, help="exit non-zero when the budget is not met"),
-    lang: str = typer.Option("en", help="report language: en or ja"),
+    lang: str = typer.Option("en", metavar="en|ja", help="report language"),
     quiet: bool = typer.Option(False, help="no progress output (stage announcements, training progress)"),
+    threads: int = typer.Option(None, metavar="N", help=THREADS_HELP + "; overrides the recipe's threads"),
 ) -> None:
     """Run a recipe: baseline → compress → evaluate → recover → report. Re-running resumes."""
     from karuku.text.recipe import is_text_recipe
@@ -28,12 +31,12 @@ def compress_cmd(
     if is_text_recipe(recipe):  # `task: sentence-embedding`: karuku.text's own stages and measures
         from karuku.cli.commands.text import compress_cmd as text_compress
 
-        return text_compress(recipe, out, None, None, strict)
+        return text_compress(recipe, out, None, None, strict, threads)
     from karuku.pipeline import compress, load_recipe
     from karuku.report.i18n import text
 
     text(lang)  # an unknown language fails before any work
-    outcome = compress(load_recipe(recipe), out, verbose=not quiet, lang=lang)
+    outcome = compress(load_recipe(recipe), out, verbose=not quiet, lang=lang, threads=threads)
     print_outcome(outcome)
     if strict and not outcome.ok:
         raise typer.Exit(2)

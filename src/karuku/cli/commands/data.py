@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from karuku.cli.app import app, guard
+from karuku.cli.app import app, guard, sub_app
 from karuku.cli.commands.common import console
 
-data_app = typer.Typer(no_args_is_help=True, help="datasets: list them, fetch them into the cache")
+data_app = sub_app("datasets: list them, fetch them into the cache", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 

@@ -30,9 +30,12 @@ def evaluate_cmd(
     """Score a checkpoint (on its own dataset unless --data says, by its task unless --task says) and measure
     it: params, MACs, sizes, latency, energy, and this process's peak memory."""
     from karuku.api import evaluate_checkpoint
+    from karuku.io.atomic import ensure_writable_dir
     from karuku.measure.memory import peak_rss_bytes
     from karuku.measure.units import size
 
+    if json_out:
+        ensure_writable_dir(json_out)  # before the measuring, not after it
     ev = evaluate_checkpoint(checkpoint, data, measure, profile=profile, task=task)
     rss = peak_rss_bytes()
     print_table(f"karuku evaluate {checkpoint}", [*ev.rows(), ("peak memory (RSS)", size(rss))])

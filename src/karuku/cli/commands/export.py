@@ -24,7 +24,10 @@ def export_cmd(
 ) -> None:
     """Export a deployable file, checked for parity on export."""
     from karuku.deploy.job import export_checkpoint
+    from karuku.io.atomic import ensure_writable_dir
 
+    if out is not None:  # a folder for C, a file otherwise: writable before the export and its checks
+        ensure_writable_dir(out / "model.c" if cfg.format == "c" else out)
     console.print(export_checkpoint(checkpoint, cfg, out), soft_wrap=True)
 
 
@@ -44,7 +47,7 @@ def bench_cmd(
 
     table = Table("batch", "median ms", "p90 ms", "samples/s", "runs", "threads", title=str(onnx_file),
                   title_justify="left")
-    for r in bench_onnx(onnx_file, measure.threads, runs=measure.runs):
+    for r in bench_onnx(onnx_file, runs=measure.runs):
         table.add_row(str(r["batch"]), f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['per_s']:,.0f}",
                       str(r["runs"]), str(r["threads"]))
     console.print(table)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from typer._click import exceptions as click_errors
 
-from karuku.cli.app import app, guard
+from karuku.cli.app import app, guard, sub_app
 from karuku.cli.commands.common import console
 from karuku.cli.options import Section, configs
 from karuku.lottery.config import LotteryConfig
 
-lottery_app = typer.Typer(help="lottery tickets: iterative magnitude pruning with rewinding, and controls")
+lottery_app = sub_app("lottery tickets: iterative magnitude pruning with rewinding, and controls")
 app.add_typer(lottery_app, name="lottery", invoke_without_command=True)
 
 
@@ -28,9 +29,11 @@ def lottery_cmd(
     if ctx.invoked_subcommand is not None:
         return
     if out is None:
-        raise typer.BadParameter("--out is required", param_hint="--out")
+        raise click_errors.UsageError("Missing option '--out'.", ctx=ctx)
+    from karuku.io.atomic import ensure_writable_dir
     from karuku.lottery.job import lottery_experiment
 
+    ensure_writable_dir(out / "settings.json")  # an unwritable --out fails before any training
     folder = lottery_experiment(cfg, out, log=lambda s: console.print(s, soft_wrap=True))
     console.print(f"experiment {folder}: table.csv, table.json, lottery.png, report.md", soft_wrap=True)
 

@@ -46,7 +46,10 @@ def pack_cmd(
 ) -> None:
     """Pack a shared-weight model: relative indices and Huffman codes in one `.krk` file."""
     from karuku.codec.job import pack_checkpoint
+    from karuku.io.atomic import ensure_writable_dir
 
+    if json_out:
+        ensure_writable_dir(json_out)
     packed = pack_checkpoint(checkpoint, cfg, out)
     sizes = packed.sizes()
     d = sizes.as_dict()
@@ -67,6 +70,7 @@ def pack_cmd(
 
 @app.command("unpack")
 @guard
+@configs()
 def unpack_cmd(
     packed: Path = typer.Argument(..., help="a packed model (.krk)"),
     out: Path = typer.Option(..., help="karuku checkpoint to write (.safetensors)"),

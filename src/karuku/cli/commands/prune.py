@@ -11,7 +11,7 @@ from karuku.cli.commands.common import console, print_table, write_json
 from karuku.cli.options import Section, configs
 from karuku.data.config import DataConfig
 from karuku.measure.config import MeasureConfig
-from karuku.pruning.config import PruneConfig
+from karuku.pruning.config import PruneConfig, SensitivityConfig
 
 
 def _fmt_lat(s: dict) -> str:
@@ -34,8 +34,11 @@ def prune_cmd(
     measure: MeasureConfig,
 ) -> None:
     """Prune a checkpoint (unstructured masks or structured channel removal), optionally fine-tune."""
+    from karuku.io.atomic import ensure_writable_dir
     from karuku.pruning.job import prune_checkpoint
 
+    if json_out:
+        ensure_writable_dir(json_out)  # before the pruning, not after it
     figures = prune_checkpoint(checkpoint, cfg, out, data, measure=measure, verbose=not quiet)
     _print(figures, checkpoint, out)
     if json_out:
@@ -70,40 +73,31 @@ def _print(fig: dict, src: Path, out: Path) -> None:
 
 @app.command("sensitivity")
 @guard
-@configs(data=Section(DataConfig, "data", partial=True))
+@configs(cfg=Section(SensitivityConfig), data=Section(DataConfig, "data", partial=True))
 def sensitivity_cmd(
     checkpoint: Path = typer.Argument(..., help="a karuku checkpoint (.safetensors)"),
-    rates: str = typer.Option("0.3,0.5,0.7,0.8,0.9,0.95,0.98", help="comma-separated sparsities to sweep"),
-    method: str = typer.Option("magnitude", help="scoring: magnitude or random"),
-    target: float = typer.Option(None, help="choose per-layer rates reaching this overall sparsity"),
-    limit: int = typer.Option(5000, help="score on the first N validation (else test) examples"),
     out: Path = typer.Option(Path("sensitivity"), help="folder for sensitivity.md / .json / .png"),
     *,
+    cfg: SensitivityConfig,
     data: dict,
 ) -> None:
     """Prune one layer at a time over a sweep of rates and tabulate the accuracy drop."""
     from karuku.data.batches import head
     from karuku.data.checkpoint import for_checkpoint
-    from karuku.errors import KarukuError
     from karuku.io.atomic import ensure_writable_dir
     from karuku.io.checkpoint import load_model
     from karuku.pruning.sensitivity import sweep
 
-    try:
-        sweep_rates = [float(r) for r in rates.split(",") if r.strip()]
-    except ValueError:
-        raise KarukuError(f"bad --rates '{rates}'", "give comma-separated numbers, e.g. 0.5,0.7,0.9") from None
-    if target is not None and not 0 <= target < 1:
-        raise KarukuError(f"invalid --target {target}", "give a sparsity in [0, 1), e.g. 0.9")
     ensure_writable_dir(out / "sensitivity.md")
     model, ckpt = load_model(checkpoint)
     splits = for_checkpoint(ckpt, data)
     split = splits.val if splits.val is not None else splits.test
-    subset = head(split, limit)
-    result = sweep(model, subset, sweep_rates, method)
+    subset = head(split, cfg.limit)
+    result = sweep(model, subset, cfg.rates, cfg.method)
     paths = result.write(out)
     console.print(result.markdown())
-    if target is not None:
+    if cfg.target is not None:
+        target = cfg.target
         chosen = result.choose_rates(target)
         console.print(f"per-layer rates for {100 * target:g} % overall: " + "  ".join(
             f"--override {n.removesuffix('.weight')}={r:.4f}" for n, r in chosen.items()), soft_wrap=True)

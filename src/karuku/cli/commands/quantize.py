@@ -37,6 +37,8 @@ def quantize_cmd(
     console.print(f"fp32 test accuracy {100 * m['fp32_test']['accuracy']:.2f} % → {cfg.mode} "
                   f"{100 * m['test']['accuracy']:.2f} % ({m['test']['errors']} errors / {m['test']['total']}) "
                   f"→ {out}", soft_wrap=True)
+    if meta.get("onnx_export"):
+        console.print(meta["onnx_export"], soft_wrap=True)
     used = meta["quantization"]
     if used["bits"] < cfg.bits:
         console.print(f"note: weights quantized to {used['bits']} bits for target {used['target_isa']} (its u8 x s8 "

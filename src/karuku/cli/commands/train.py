@@ -19,7 +19,8 @@ from karuku.training.config import TrainConfig
 def train_cmd(
     model: str = typer.Option(..., help="zoo name (see `karuku models`) or package.module:factory"),
     out: Path = typer.Option(..., help="checkpoint to write (.safetensors)"),
-    model_arg: list[str] = typer.Option(None, help="factory argument KEY=VALUE (repeatable), e.g. widths=[16,32]"),
+    model_arg: list[str] = typer.Option(None, metavar="KEY=VALUE",
+                                        help="factory argument KEY=VALUE (repeatable), e.g. widths=[16,32]"),
     init: Path = typer.Option(None, help="start from these weights (.safetensors, or a .pt state dict)"),
     quiet: bool = typer.Option(False, help="no progress output"),
     *,
