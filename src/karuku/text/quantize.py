@@ -16,7 +16,6 @@ LayerNorm, softmax, GELU and pooling stay float: int8 there costs accuracy and s
 from __future__ import annotations
 
 import copy
-import fnmatch
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ from torch import nn
 
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
+from karuku.quant.model import layer_bits
 from karuku.text.encoder import SentenceEncoder
 from karuku.text.tokenizer import Batch
 
@@ -109,14 +109,6 @@ class QEmbedding(nn.Module):
         return F.embedding(ids, self.weight)
 
 
-def _bits(name: str, cfg: QuantConfig) -> int | None:
-    bits: int | str = cfg.bits
-    for pattern, value in cfg.layer_bits.items():
-        if fnmatch.fnmatchcase(name, pattern):
-            bits = value
-    return None if bits == "float" else int(bits)
-
-
 def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration: Batch | None = None,
              smooth: float | None = None) -> SentenceEncoder:
     """A copy of `model` with int8 Linear layers (and the word embedding, weight-only) as `cfg` says.
@@ -142,10 +134,10 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
     scales = smooth_scales(qm, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
     for name, module in list(qm.named_modules()):
         if isinstance(module, nn.Linear):
-            bits = _bits(name, cfg)
+            bits = layer_bits(name, cfg)
             if bits is not None:
                 _replace(qm, name, QLinear(module, bits, scales.get(name)))
-    emb_bits = _bits(EMBEDDING, cfg)
+    emb_bits = layer_bits(EMBEDDING, cfg)
     if emb_bits is not None:
         qm.embed.word = QEmbedding(qm.embed.word, 4 if emb_bits <= 4 else 8)
     if cfg.mode == "ptq":
@@ -157,6 +149,19 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, new)
+
+
+def _feed(model: nn.Module, hooks: dict[nn.Module, object], batch: Batch, batch_size: int,
+          limit: int | None) -> None:
+    """Run the first `limit` texts of `batch` through `model` with each module's forward pre-hook attached."""
+    handles = [m.register_forward_pre_hook(fn) for m, fn in hooks.items()]
+    try:
+        n = min(len(batch), limit or len(batch))
+        for i in range(0, n, batch_size):
+            model(*batch[i:i + batch_size].inputs())
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @torch.no_grad()
@@ -174,14 +179,7 @@ def calibrate(qm: SentenceEncoder, batch: Batch, batch_size: int = 32, limit: in
             seen[name] = [min(old[0], lo), max(old[1], hi)]
         return fn
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
-    try:
-        n = min(len(batch), limit or len(batch))
-        for i in range(0, n, batch_size):
-            qm(*batch[i:i + batch_size].inputs())
-    finally:
-        for h in handles:
-            h.remove()
+    _feed(qm, {m: hook(n) for n, m in layers.items()}, batch, batch_size, limit)
     for name, m in layers.items():
         m.act_range = torch.tensor(seen[name], dtype=torch.float32)
 
@@ -208,14 +206,7 @@ def smooth_scales(model: SentenceEncoder, batch: Batch, alpha: float, batch_size
             seen[name] = torch.maximum(seen[name], amax) if name in seen else amax
         return fn
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
-    try:
-        n = min(len(batch), limit or len(batch))
-        for i in range(0, n, batch_size):
-            model(*batch[i:i + batch_size].inputs())
-    finally:
-        for h in handles:
-            h.remove()
+    _feed(model, {m: hook(n) for n, m in linears.items()}, batch, batch_size, limit)
     out = {}
     for name in linears:
         parent, leaf = name.rsplit(".", 1)
