@@ -172,7 +172,7 @@ def test_layer_dropping_and_distillation_reduce_the_loss(tok):
     assert after.mean_cosine > before.mean_cosine
     with pytest.raises(KarukuError, match="a student of 5 layers"):
         drop_layers(teacher, 5)
-    with pytest.raises(KarukuError, match="invalid distillation setting 'lr'"):
+    with pytest.raises(KarukuError, match="invalid TextDistillConfig lr"):
         TextDistillConfig(lr=-1)
 
 
@@ -246,7 +246,7 @@ def test_text_recipe_runs_resumes_and_reports(tmp_path, monkeypatch):
 name: tiny-edge
 model: {pretrained: tiny}
 data: {calibration: 32}
-budget: {min_mean_cosine: 0.5}
+budget: {min_fidelity: 0.5, max_size_kb: 100000}
 stages:
   - prune: {heads: 0.5, ffn: 0.25, round_to: 16}
   - distill: {layers: 1, epochs: 1, batch_size: 16, lr: 0.001}
@@ -265,6 +265,7 @@ stages:
     assert {p.key: p.value for p in final.metadata_props}["karuku.representation"] == "u8s7"
     assert set(s["timing"]) == {"fp32 ONNX (standard export)", "fp32 ONNX (karuku fused graph)", "result"}
     assert s["ok"] == (s["steps"][-1]["fidelity"]["mean_cosine"] >= 0.5)
+    assert [c["limit"] for c in s["checks"]] == ["min_fidelity", "max_size_kb"] and s["checks"][1]["ok"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| distill |" in report and "batch 32 × 128 tokens" in report
     student = load_encoder(s["steps"][2]["checkpoint"])
@@ -278,7 +279,7 @@ stages:
     with pytest.raises(KarukuError, match="unknown stage 'distil'.*did you mean 'distill'"):
         load_recipe(recipe_path)
     recipe_path.write_text("version: 1\nname: x\nstages:\n  - prune: {heads: 2}\n")
-    with pytest.raises(KarukuError, match=r"stages\[0\].prune: invalid pruning setting 'heads'"):
+    with pytest.raises(KarukuError, match=r"stages\[0\].prune: invalid HeadPruneConfig heads"):
         load_recipe(recipe_path)
     out = karuku_cli(["text", "validate", "recipes/minilm-edge.yaml"])
     assert "prune → distill → distill → quantize → export" in out.stdout

@@ -13,6 +13,13 @@ from karuku.measure.profiles import PROFILES
 from karuku.tasks.registry import Metric
 
 
+def limit_check(limit: str, allowed: float, value: float, unit: str, metric: str | None = None) -> dict[str, Any]:
+    """One limit with its measured value: `min_*` limits are floors, every other one a ceiling."""
+    ok = value >= allowed - 1e-9 if limit.startswith("min_") else value <= allowed + 1e-9
+    return {"limit": limit, **({"metric": metric} if metric is not None else {}), "allowed": allowed,
+            "value": round(value, 6), "unit": unit, "ok": ok}
+
+
 def quality_checks(m: Evaluation, baseline: Evaluation, budget, metric: Metric) -> list[dict[str, Any]]:
     """The quality limits with their measured values: the metric's worsening, and the fidelity floor."""
     checks = []
@@ -22,9 +29,7 @@ def quality_checks(m: Evaluation, baseline: Evaluation, budget, metric: Metric) 
         checks.append({"limit": "max_drop", "metric": metric.name, "allowed": limit, "value": round(drop, 6),
                        "unit": metric.unit or metric.name, "ok": drop <= limit + 1e-9})
     if budget.min_fidelity is not None:
-        floor = budget.min_fidelity
-        checks.append({"limit": "min_fidelity", "metric": metric.name, "allowed": floor,
-                       "value": round(m.quality, 6), "unit": metric.name, "ok": m.quality >= floor - 1e-9})
+        checks.append(limit_check("min_fidelity", budget.min_fidelity, m.quality, metric.name, metric.name))
     return checks
 
 
@@ -32,12 +37,9 @@ def judge(m: Evaluation, baseline: Evaluation, budget, metric: Metric) -> list[d
     """Every budget limit with its measured value, whether it passed, and by how much."""
     checks = quality_checks(m, baseline, budget, metric)
     if budget.max_size_kb is not None:
-        kb = m.deploy_bytes / 1000
-        checks.append({"limit": "max_size_kb", "allowed": budget.max_size_kb, "value": round(kb, 2), "unit": "KB",
-                       "ok": kb <= budget.max_size_kb})
+        checks.append(limit_check("max_size_kb", budget.max_size_kb, round(m.deploy_bytes / 1000, 2), "KB"))
     if budget.max_latency_ms is not None:
-        checks.append({"limit": "max_latency_ms", "allowed": budget.max_latency_ms,
-                       "value": round(m.latency_ms, 4), "unit": "ms", "ok": m.latency_ms <= budget.max_latency_ms})
+        checks.append(limit_check("max_latency_ms", budget.max_latency_ms, round(m.latency_ms, 4), "ms"))
     if budget.profile is not None:
         fit = m.fit(budget.profile)
         checks.append({"limit": "profile", "allowed": budget.profile, "value": "; ".join(fit.reasons), "unit": "",

@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from karuku.config import Config
 from karuku.errors import KarukuError
 from karuku.text.encoder import BertConfig, SentenceEncoder
+from karuku.text.teacher_cache import check_lengths, teacher_outputs
 from karuku.text.tokenizer import Tokenizer
 
 
-class TextDistillConfig(BaseModel):
+class TextDistillConfig(Config):
     """How to drop layers and train the student."""
-
-    model_config = ConfigDict(extra="forbid")
 
     layers: int = Field(3, ge=1, description="student layers (the teacher's are split into this many groups)")
     init: Literal["first", "last"] = Field("first", description="which teacher layer of its group a student "
@@ -51,14 +53,8 @@ class TextDistillConfig(BaseModel):
     hidden_weight: float = Field(1.0, ge=0, description="hidden-state hints (MSE per group)")
     attention_weight: float = Field(0.0, ge=0, description="attention-probability hints (KL), where heads match")
     seed: int = 0
-
-    def __init__(self, **data):
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "TextDistillConfig"
-            raise KarukuError(f"invalid distillation setting '{where}': {err['msg']}", "see docs/TEXT.md") from None
+    cache_teacher: bool = Field(True, description="compute the teacher's outputs once and reuse them every epoch "
+                                                  "(stored in the run folder; not with attention hints)")
 
     @model_validator(mode="after")
     def _keep(self):
@@ -112,14 +108,23 @@ def loss_terms(s, t, mask: torch.Tensor, targets: list[int], cfg: TextDistillCon
                                                 + cfg.mse_scale * (s.embedding - t.embedding).pow(2).sum(1).mean())}
     real = mask.bool()
     if cfg.hidden_weight:
-        out["hidden"] = cfg.hidden_weight * sum(F.mse_loss(s.hidden[i + 1][real], t.hidden[j][real])
-                                                for i, j in enumerate(targets))
+        # a live teacher Trace holds padded (B, T, hidden) states; cached outputs hold the real rows already
+        out["hidden"] = cfg.hidden_weight * sum(
+            F.mse_loss(s.hidden[i + 1][real], t.hidden[j] if isinstance(t, Cached) else t.hidden[j][real])
+            for i, j in enumerate(targets))
     if cfg.attention_weight:
         kl = [_attention_kl(s.attentions[i], t.attentions[j - 1], real)
               for i, j in enumerate(targets) if s.attentions[i].shape == t.attentions[j - 1].shape]
         if kl:
             out["attention"] = cfg.attention_weight * sum(kl)
     return out
+
+
+@dataclass
+class Cached:
+    """The teacher's side of one batch read from a TeacherOutputs cache: embeddings and real-token hint rows."""
+    embedding: torch.Tensor
+    hidden: dict[int, torch.Tensor]
 
 
 def length_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -142,8 +147,11 @@ def _attention_kl(s_att: torch.Tensor, t_att: torch.Tensor, real: torch.Tensor) 
 
 
 def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str], tokenizer: Tokenizer,
-            cfg: TextDistillConfig, log=print) -> list[dict]:
-    """Train `student` in place on `texts` to match `teacher`; returns the loss history (every 50 steps)."""
+            cfg: TextDistillConfig, log=print, cache_dir: str | Path | None = None) -> list[dict]:
+    """Train `student` in place on `texts` to match `teacher`; returns the loss history (every 50 steps).
+
+    With `cfg.cache_teacher` (and no attention hints) the teacher runs once over `texts` before training
+    (karuku.text.teacher_cache; stored in `cache_dir` when given, so later stages and resumed runs reuse it)."""
     if student.cfg.hidden != teacher.cfg.hidden:
         raise KarukuError("student and teacher embeddings differ in width", "keep the teacher's hidden size")
     if not texts:
@@ -151,7 +159,12 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
     targets = [t for _, t in plan(len(teacher.layers), len(student.layers), cfg.init, cfg.keep)]
     gen = torch.Generator().manual_seed(cfg.seed)
     tok = tokenizer.with_max_length(min(cfg.max_length, teacher.cfg.max_positions))
-    lengths = torch.tensor([len(tok.ids(t)) for t in texts])
+    cache = None
+    if cfg.cache_teacher and not cfg.attention_weight:
+        cache = teacher_outputs(teacher, texts, tok, targets if cfg.hidden_weight else [], cache_dir, log)
+        lengths = cache.lengths
+    else:
+        lengths = torch.tensor([len(tok.ids(t)) for t in texts])
     batches = length_batches(lengths, cfg.batch_size, gen)
     steps_per_epoch = len(batches)
     total = max(1, round(cfg.epochs * steps_per_epoch))
@@ -166,9 +179,14 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
     for step in range(total):
         if step and step % steps_per_epoch == 0:
             batches = length_batches(lengths, cfg.batch_size, gen)
-        batch = tok([texts[int(i)] for i in batches[step % steps_per_epoch]])
-        with torch.no_grad():
-            t = teacher.trace(*batch.inputs())
+        idx = batches[step % steps_per_epoch]
+        batch = tok([texts[int(i)] for i in idx])
+        if cache is not None:
+            check_lengths(cache, idx, batch.attention_mask)
+            t = Cached(*cache.batch(idx))
+        else:
+            with torch.no_grad():
+                t = teacher.trace(*batch.inputs())
         s = student.trace(*batch.inputs())
         terms = loss_terms(s, t, batch.attention_mask, targets, cfg)
         loss = sum(terms.values())

@@ -20,17 +20,16 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from karuku.config import Config
 from karuku.errors import KarukuError
 from karuku.text.encoder import BertConfig, SentenceEncoder
 from karuku.text.tokenizer import Batch
 
 
-class HeadPruneConfig(BaseModel):
+class HeadPruneConfig(Config):
     """How much of a sentence encoder's attention and FFN to remove."""
-
-    model_config = ConfigDict(extra="forbid")
 
     heads: float = Field(0.0, ge=0, le=1, description="share of attention heads to remove")
     ffn: float = Field(0.0, ge=0, le=1, description="share of FFN neurons to remove")
@@ -38,14 +37,6 @@ class HeadPruneConfig(BaseModel):
                                                                    "global: the least important anywhere")
     round_to: int = Field(16, ge=1, description="FFN widths kept in multiples of this (fast int8 / fp32 kernels)")
     calibration: int = Field(256, gt=0, description="calibration texts for the importance scores")
-
-    def __init__(self, **data):
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "HeadPruneConfig"
-            raise KarukuError(f"invalid pruning setting '{where}': {err['msg']}", "see docs/TEXT.md") from None
 
 
 @dataclass

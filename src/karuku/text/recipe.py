@@ -6,7 +6,7 @@ budget, each step cached in a run folder (a crashed run resumes), then timed sid
     task: sentence-embedding
     model: {pretrained: all-minilm-l6-v2}
     data: {corpus: fortunes}
-    budget: {min_mean_cosine: 0.95, min_top10_overlap: 0.7}
+    budget: {min_fidelity: 0.95, min_top10_overlap: 0.7, max_size_kb: 15000}
     stages:
       - prune: {heads: 0.25, ffn: 0.25}          # HeadPruneConfig
       - distill: {layers: 3, epochs: 2}           # TextDistillConfig
@@ -14,28 +14,30 @@ budget, each step cached in a run folder (a crashed run resumes), then timed sid
       - export: {target_isa: auto}
 
 Every stage's settings are its technique's own typed config. Fidelity (karuku.text.task) is measured against
-the pretrained fp32 model on the corpus's held-out texts after every stage.
+the pretrained fp32 model on the corpus's held-out texts after every stage. The budget is the pipeline's
+(`karuku.pipeline.recipe.Budget`, the same keys and checks as every other recipe) in a sentence encoder's terms,
+plus retrieval agreement (`min_top10_overlap`); the text recipes' first key, `min_mean_cosine`, is read as
+`min_fidelity`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from karuku.config import Config
 from karuku.errors import KarukuError, closest
+from karuku.pipeline.recipe import Budget
 from karuku.quant.config import QuantConfig
 from karuku.text.distill import TextDistillConfig
 from karuku.text.prune import HeadPruneConfig
 
 
-class ExportSettings(BaseModel):
+class ExportSettings(Config):
     """The export stage: which CPU the int8 file is for, and how its weights are stored."""
-    model_config = ConfigDict(extra="forbid")
     target_isa: str | None = Field(None, description="the CPU the int8 file is for (default: as quantized)")
     representation: str | None = Field(None, description="u8s8 / u8s7 / u8u8 (default: the fastest exact one)")
 
@@ -51,27 +53,69 @@ STAGES: dict[str, type[BaseModel]] = {"prune": HeadPruneConfig, "distill": TextD
                                       "quantize": TextQuantSettings, "export": ExportSettings}
 
 
-class TextModel(BaseModel):
+class TextModel(Config):
     """Which pretrained encoder the recipe starts from."""
-    model_config = ConfigDict(extra="forbid")
     pretrained: str = Field("all-minilm-l6-v2", description="a karuku.text.PRETRAINED name")
 
 
-class TextData(BaseModel):
+class TextData(Config):
     """The corpus and how many of its training texts calibrate pruning and int8."""
-    model_config = ConfigDict(extra="forbid")
     corpus: Literal["fortunes"] = "fortunes"
     calibration: int = Field(256, gt=0, description="training texts used to calibrate pruning and int8")
 
 
-class FidelityBudget(BaseModel):
-    """What the result must keep, measured against the pretrained fp32 model."""
-    model_config = ConfigDict(extra="forbid")
-    min_mean_cosine: float = Field(0.95, ge=-1, le=1)
-    min_top10_overlap: float = Field(0.0, ge=0, le=1)
+class TextBudget(Budget):
+    """The pipeline's budget in a sentence encoder's terms: `min_fidelity` is the least mean cosine to the
+    pretrained fp32 embeddings on the held-out texts (the fidelity task's own figure), `max_size_kb` the final ONNX
+    file, `max_latency_ms` its batch-1 × 32-token latency; `min_top10_overlap` adds retrieval agreement."""
+
+    min_fidelity: float | None = Field(0.95, ge=-1, le=1, description="the least mean cosine of the result's "
+                                       "embeddings to the pretrained fp32 model's on held-out texts")
+    min_top10_overlap: float | None = Field(None, ge=0, le=1, description="retrieval agreement: the least share "
+                                            "of each held-out text's 10 nearest neighbours the result keeps")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_text_name(cls, v):
+        """`min_mean_cosine` (the first text recipes): the same floor, now named as in every recipe."""
+        if isinstance(v, dict) and "min_mean_cosine" in v:
+            v = dict(v)
+            old = v.pop("min_mean_cosine")
+            if "min_fidelity" in v and v["min_fidelity"] != old:
+                raise ValueError("give min_fidelity only (min_mean_cosine is its old name)")
+            v["min_fidelity"] = old
+        return v
+
+    @model_validator(mode="after")
+    def _text_limits(self):
+        for name in ("max_drop", "profile"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name} does not apply to sentence encoders; use min_fidelity, min_top10_overlap, "
+                                 "max_size_kb or max_latency_ms")
+        return self
+
+    def checks(self, fidelity: dict[str, float], file_bytes: int | None, latency_ms: float | None) -> list[dict]:
+        """Every limit set, with its measured value (karuku.pipeline.budget.limit_check)."""
+        from karuku.pipeline.budget import limit_check
+
+        out = []
+        if self.min_fidelity is not None:
+            out.append(limit_check("min_fidelity", self.min_fidelity, fidelity["mean_cosine"], "cosine", "cosine"))
+        if self.min_top10_overlap is not None:
+            out.append(limit_check("min_top10_overlap", self.min_top10_overlap, fidelity["top10_overlap"], "share",
+                                   "top-10 overlap"))
+        if self.max_size_kb is not None:
+            if file_bytes is None:
+                raise KarukuError("budget.max_size_kb needs an ONNX file", "end the recipe with an export stage")
+            out.append(limit_check("max_size_kb", self.max_size_kb, round(file_bytes / 1000, 2), "KB"))
+        if self.max_latency_ms is not None:
+            if latency_ms is None:
+                raise KarukuError("budget.max_latency_ms needs an ONNX file", "end the recipe with an export stage")
+            out.append(limit_check("max_latency_ms", self.max_latency_ms, round(latency_ms, 4), "ms"))
+        return out
 
 
-class Stage(BaseModel):
+class Stage(Config):
     """One stage: its kind and its settings (validated by that kind's config)."""
     kind: str
     settings: dict[str, Any]
@@ -80,16 +124,15 @@ class Stage(BaseModel):
         return STAGES[self.kind](**self.settings)
 
 
-class TextRecipe(BaseModel):
+class TextRecipe(Config):
     """A whole text recipe (see the module docstring)."""
-    model_config = ConfigDict(extra="forbid")
     version: Literal[1] = 1
     name: str
     task: Literal["sentence-embedding"] = "sentence-embedding"
     seed: int = 0
     model: TextModel = Field(default_factory=TextModel)
     data: TextData = Field(default_factory=TextData)
-    budget: FidelityBudget = Field(default_factory=FidelityBudget)
+    budget: TextBudget = Field(default_factory=TextBudget)
     threads: int = Field(1, ge=1, description="threads for the timing")
     stages: list[Stage]
 
@@ -108,9 +151,6 @@ class TextRecipe(BaseModel):
                 out.append({"kind": kind, "settings": settings or {}})
             data = {**data, "stages": out}
         return data
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def is_text_recipe(path: str | Path) -> bool:
@@ -149,4 +189,8 @@ def load_recipe(path: str | Path) -> TextRecipe:
     kinds = [s.kind for s in recipe.stages]
     if "export" in kinds and kinds.index("export") != len(kinds) - 1:
         raise KarukuError(f"{path}: export must be the last stage", "move it to the end")
+    file_limits = [k for k in ("max_size_kb", "max_latency_ms") if getattr(recipe.budget, k) is not None]
+    if file_limits and "export" not in kinds:
+        raise KarukuError(f"{path}: budget.{file_limits[0]} is measured on the ONNX file, and no stage exports one",
+                          "end the stages with `- export: {}`")
     return recipe

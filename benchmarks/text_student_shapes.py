@@ -1,0 +1,99 @@
+"""Size and speed of candidate all-MiniLM-L6-v2 students before spending distillation compute on them: each
+candidate is pruned (layer scope) and cut to its kept layers, measured untrained (float, first `--held` held-out
+fortunes against fp32), quantized as the recipe does (dynamic int8, SmoothQuant 0.75, int4 word embedding),
+exported to ONNX, and timed side by side with the standard fp32 export of the teacher (interleaved rounds).
+Dynamic int8 speed does not depend on the weights' values, so an untrained student times as a trained one.
+
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only 6L-h8-f512 4L-f768
+
+Results: docs/bench/text.md ("Student shapes at equal budget").
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from karuku.cpu import detect
+from karuku.measure.timing import time_call
+from karuku.quant.config import QuantConfig
+from karuku.text import load_pretrained
+from karuku.text.corpus import load_corpus
+from karuku.text.distill import drop_layers
+from karuku.text.onnx_export import export_onnx
+from karuku.text.prune import HeadPruneConfig, prune
+from karuku.text.quantize import quantize
+from karuku.text.run import export_standard
+from karuku.text.task import encode, fidelity, fixed_batch, onnx_fn
+
+# name: (kept teacher layers, share of heads pruned, share of FFN neurons pruned)
+CANDIDATES = {
+    "4L-f768": ((0, 2, 4, 5), 0.0, 0.5),  # recipe v2
+    "5L-f640": ((0, 1, 2, 3, 5), 0.0, 0.5833),
+    "5L-h9-f768": ((0, 1, 2, 3, 5), 0.25, 0.5),
+    "6L-h6-f768": ((0, 1, 2, 3, 4, 5), 0.5, 0.5),
+    "6L-h8-f512": ((0, 1, 2, 3, 4, 5), 1 / 3, 2 / 3),
+    "6L-h8-f640": ((0, 1, 2, 3, 4, 5), 1 / 3, 0.5833),
+}
+
+
+def macs_per_token(heads, ffn, hidden: int = 384, head_dim: int = 32, tokens: int = 128) -> int:
+    return sum(4 * hidden * h * head_dim + 2 * tokens * h * head_dim + 2 * hidden * f for h, f in zip(heads, ffn))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="+", choices=list(CANDIDATES))
+    ap.add_argument("--held", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    teacher, tok = load_pretrained(log=lambda _: None)
+    corpus = load_corpus(log=lambda _: None)
+    print(detect().summary(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), flush=True)
+    held, calib = tok(corpus.held_out[:args.held]), tok(corpus.train[:256])
+    ref = encode(teacher, held)
+    big = fixed_batch(tok, corpus.train, 32, 128)
+    one = fixed_batch(tok, corpus.train[len(corpus.train) // 2:], 1, 32)
+    base = export_standard(teacher, one)
+    files, info = {"fp32 standard": base}, {}
+    qcfg = QuantConfig(mode="dynamic", target_isa="auto", layer_bits={"embed.word": 4})
+    for name in args.only or CANDIDATES:
+        keep, heads, ffn = CANDIDATES[name]
+        src = prune(teacher, HeadPruneConfig(heads=heads, ffn=ffn, scope="layer"), calib)[0] if heads or ffn \
+            else teacher
+        student = drop_layers(src, len(keep), keep=list(keep))
+        f = fidelity(ref, encode(student, held))
+        raw = export_onnx(quantize(student, qcfg, calib, smooth=0.75))
+        files[name] = raw
+        info[name] = {"heads": list(student.cfg.heads), "ffn": list(student.cfg.intermediate),
+                      "params": sum(p.numel() for p in student.parameters()),
+                      "macs": macs_per_token(student.cfg.heads, student.cfg.intermediate), "cos": f.mean_cosine,
+                      "top10": f.top10_overlap}
+        print(f"{name}: heads {info[name]['heads']}, ffn {info[name]['ffn']}, {info[name]['params']:,} params, "
+              f"MACs/token {info[name]['macs'] / 1e6:.2f} M, untrained mean cos {f.mean_cosine:.4f} "
+              f"(top-10 {f.top10_overlap:.3f}), int8 file {len(raw) / 1e6:.2f} MB "
+              f"({len(base) / len(raw):.2f}x smaller)", flush=True)
+    fns = {k: onnx_fn(b, 1) for k, b in files.items()}
+    big_np, one_np = [t.numpy() for t in big.inputs()], [t.numpy() for t in one.inputs()]
+    b32 = {k: [] for k in fns}
+    b1 = {k: [] for k in fns}
+    for _ in range(args.rounds):
+        for k, fn in fns.items():
+            b32[k].append(time_call(lambda fn=fn: fn(*big_np), warmup=1, runs=3).median_ms)
+            b1[k].append(time_call(lambda fn=fn: fn(*one_np), warmup=3, runs=20).median_ms)
+    ref_ms = statistics.median(b32["fp32 standard"])
+    for k in fns:
+        ms = statistics.median(b32[k])
+        print(f"{k}: b32x128 {32_000 / ms:.1f}/s ({ref_ms / ms:.2f}x fp32; rounds "
+              f"{', '.join(f'{ref / x:.2f}' for ref, x in zip(b32['fp32 standard'], b32[k]))}), "
+              f"b1x32 {statistics.median(b1[k]):.2f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Teacher-output caching for text distillation: the cached targets are the live teacher's, training on them
+follows the live run, the file is keyed on what shapes it and reused, and a mismatch is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
+from karuku.errors import KarukuError
+from karuku.text.distill import TextDistillConfig, distill, drop_layers
+from karuku.text.teacher_cache import check_lengths, compute, teacher_outputs
+
+
+def test_cached_targets_are_the_teachers_real_token_states(tmp_path):
+    tok = tiny_tokenizer(tmp_path)
+    teacher = tiny_encoder(layers=3).eval()
+    out = compute(teacher, TEXTS, tok, [1, 3], batch_size=5)
+    idx = torch.tensor([4, 0, 7])
+    b = tok([TEXTS[i] for i in idx])
+    with torch.no_grad():
+        tr = teacher.trace(*b.inputs())
+    emb, hidden = out.batch(idx)
+    torch.testing.assert_close(emb, tr.embedding, atol=1e-5, rtol=0)
+    real = b.attention_mask.bool()
+    for j in (1, 3):  # float16 storage: 1e-3 relative
+        torch.testing.assert_close(hidden[j], tr.hidden[j][real], atol=2e-2, rtol=2e-3)
+    check_lengths(out, idx, b.attention_mask)
+    with pytest.raises(KarukuError, match="token counts"):
+        check_lengths(out, idx.flip(0), b.attention_mask)
+
+
+def test_distillation_on_cached_outputs_follows_the_live_teacher(tmp_path):
+    tok = tiny_tokenizer(tmp_path)
+    teacher = tiny_encoder(layers=4)
+    students, hists = [], []
+    for cache in (False, True):
+        student = drop_layers(teacher, 2, keep=[1, 3])
+        cfg = TextDistillConfig(keep=[1, 3], epochs=3, batch_size=6, lr=3e-3, cache_teacher=cache)
+        hists.append(distill(teacher, student, TEXTS[:12], tok, cfg, log=lambda _: None, cache_dir=tmp_path / "c"))
+        students.append(student)
+    assert hists[0][-1]["embedding"] == pytest.approx(hists[1][-1]["embedding"], rel=1e-2)
+    assert hists[0][-1]["hidden"] == pytest.approx(hists[1][-1]["hidden"], rel=1e-2)
+    for a, b in zip(students[0].parameters(), students[1].parameters()):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-2)
+    files = list((tmp_path / "c").glob("teacher-*.safetensors"))
+    assert len(files) == 1  # only the cached run wrote one
+    logs: list[str] = []
+    again = teacher_outputs(teacher, TEXTS[:12], tok.with_max_length(40), [2, 4], tmp_path / "c", logs.append)
+    assert "read from" in logs[-1] and sorted(again.hidden) == [2, 4]
+    teacher_outputs(teacher, TEXTS[:11], tok.with_max_length(40), [2, 4], tmp_path / "c", logs.append)
+    teacher_outputs(teacher, TEXTS[:12], tok.with_max_length(40), [4], tmp_path / "c", logs.append)
+    assert len(list((tmp_path / "c").glob("teacher-*.safetensors"))) == 3  # other texts / targets: other keys
