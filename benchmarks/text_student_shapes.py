@@ -6,6 +6,9 @@ Dynamic int8 speed does not depend on the weights' values, so an untrained stude
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only 6L-h8-f512 4L-f768
+    # trained students (karuku checkpoints): float and int8 ONNX fidelity on every held-out text, size, speed
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only --held 1467 \
+        --checkpoint 4L=RUN/steps/KEY/model.safetensors
 
 Results: docs/bench/text.md ("Student shapes at equal budget").
 """
@@ -27,7 +30,7 @@ from karuku.text.distill import drop_layers
 from karuku.text.onnx_export import export_onnx
 from karuku.text.prune import HeadPruneConfig, prune
 from karuku.text.quantize import quantize
-from karuku.text.run import export_standard
+from karuku.text.run import export_standard, load_encoder
 from karuku.text.task import encode, fidelity, fixed_batch, onnx_fn
 
 # name: (kept teacher layers, share of heads pruned, share of FFN neurons pruned)
@@ -47,7 +50,8 @@ def macs_per_token(heads, ffn, hidden: int = 384, head_dim: int = 32, tokens: in
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", nargs="+", choices=list(CANDIDATES))
+    ap.add_argument("--only", nargs="*", choices=list(CANDIDATES), help="these candidates (none: only checkpoints)")
+    ap.add_argument("--checkpoint", nargs="+", default=[], metavar="NAME=PATH", help="trained students to measure")
     ap.add_argument("--held", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -63,21 +67,30 @@ def main() -> None:
     base = export_standard(teacher, one)
     files, info = {"fp32 standard": base}, {}
     qcfg = QuantConfig(mode="dynamic", target_isa="auto", layer_bits={"embed.word": 4})
-    for name in args.only or CANDIDATES:
+    students = {}
+    for name in CANDIDATES if args.only is None else args.only:
         keep, heads, ffn = CANDIDATES[name]
         src = prune(teacher, HeadPruneConfig(heads=heads, ffn=ffn, scope="layer"), calib)[0] if heads or ffn \
             else teacher
-        student = drop_layers(src, len(keep), keep=list(keep))
+        students[name] = drop_layers(src, len(keep), keep=list(keep))
+    for item in args.checkpoint:
+        name, _, path = item.partition("=")
+        students[name] = load_encoder(path)
+    for name, student in students.items():
         f = fidelity(ref, encode(student, held))
         raw = export_onnx(quantize(student, qcfg, calib, smooth=0.75))
+        if name not in CANDIDATES:
+            q = fidelity(ref, encode(onnx_fn(raw, 1), held))
+            print(f"{name}: int8 ONNX mean cos {q.mean_cosine:.4f}, p1 {q.p1_cosine:.4f}, top-10 "
+                  f"{q.top10_overlap:.3f} on {q.texts} held-out texts", flush=True)
         files[name] = raw
         info[name] = {"heads": list(student.cfg.heads), "ffn": list(student.cfg.intermediate),
                       "params": sum(p.numel() for p in student.parameters()),
                       "macs": macs_per_token(student.cfg.heads, student.cfg.intermediate), "cos": f.mean_cosine,
                       "top10": f.top10_overlap}
         print(f"{name}: heads {info[name]['heads']}, ffn {info[name]['ffn']}, {info[name]['params']:,} params, "
-              f"MACs/token {info[name]['macs'] / 1e6:.2f} M, untrained mean cos {f.mean_cosine:.4f} "
-              f"(top-10 {f.top10_overlap:.3f}), int8 file {len(raw) / 1e6:.2f} MB "
+              f"MACs/token {info[name]['macs'] / 1e6:.2f} M, float mean cos {f.mean_cosine:.4f} "
+              f"(p1 {f.p1_cosine:.4f}, top-10 {f.top10_overlap:.3f}), int8 file {len(raw) / 1e6:.2f} MB "
               f"({len(base) / len(raw):.2f}x smaller)", flush=True)
     fns = {k: onnx_fn(b, 1) for k, b in files.items()}
     big_np, one_np = [t.numpy() for t in big.inputs()], [t.numpy() for t in one.inputs()]
