@@ -1,11 +1,18 @@
 """Serialize a `Graph` as a .tflite flatbuffer with the TFLite schema's generated builders (PyPI `tflite`).
 
-One subgraph, buffer 0 the empty sentinel the schema reserves, one buffer per constant tensor; every
-buffer's bytes are 16-byte aligned (TFLite Micro reads int32 biases in place). File identifier TFL3,
-schema version 3. Equal shape, scale and zero-point vectors and equal quantization tables are written once
+One subgraph, buffer 0 the empty sentinel the schema reserves, one buffer per constant tensor, each buffer's
+bytes aligned to 16 as TFLite's converter does (the schema's force_align). File identifier TFL3, schema
+version 3. Equal shape, scale and zero-point vectors and equal quantization tables are written once
 and referenced by every tensor that has them (a flatbuffer offset may be shared): per-channel weights and
 biases need a scale and a zero point per channel, and the zero points are all 0, so one vector of zeros per
 channel count serves them all.
+
+`compact` leaves out what neither interpreter reads (docs/EDGE.md, measured in docs/bench/edge.md): tensor
+names, the scales and zero points of a convolution's int32 bias (both interpreters and XNNPACK derive the
+requantization from the input, weight and output scales; TFLite's converter writes them, so other tools
+may expect them), and aligns buffers to 4 bytes — the widest element a file holds is an int32 bias, which
+TFLite Micro reads in place (a word load needs a word-aligned address on Cortex-M; the model array itself
+is placed 16-byte aligned, as TFLite Micro's examples do).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ OPTIONS = {"ADD": "AddOptions", "CONCATENATION": "ConcatenationOptions", "CONV_2
            "QUANTIZE": None, "HARD_SWISH": None, "GELU": "GeluOptions"}
 PLACEHOLDER = 127  # deprecated_builtin_code of operators numbered 127 and up (schema.fbs)
 ALIGN = 16
+ALIGN_COMPACT = 4
+BIASED = ("CONV_2D", "DEPTHWISE_CONV_2D")  # operators whose third input is an int32 bias
 
 
 def _schema():
@@ -44,9 +53,9 @@ def _vector(b, start, values, prepend) -> int:
     return b.EndVector()
 
 
-def _bytes(b, data: np.ndarray) -> int:
+def _bytes(b, data: np.ndarray, align: int) -> int:
     raw = data.tobytes()
-    b.StartVector(1, len(raw), ALIGN)
+    b.StartVector(1, len(raw), align)
     b.head = b.head - len(raw)
     b.Bytes[b.head:b.head + len(raw)] = raw
     return b.EndVector()
@@ -80,8 +89,8 @@ class _Shared:
         return self.seen[key]
 
 
-def serialize(graph: Graph, description: str = "karuku") -> bytes:
-    """The .tflite bytes of `graph`."""
+def serialize(graph: Graph, description: str = "karuku", compact: bool = False) -> bytes:
+    """The .tflite bytes of `graph` (`compact`: no tensor names, no bias quantization, 4-byte alignment)."""
     flatbuffers, t = _schema()
     b = flatbuffers.Builder(1024 + graph.data_bytes() * 2)
     codes = list(dict.fromkeys(o.opcode for o in graph.operators))
@@ -91,21 +100,23 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
     buffers.append(t.BufferEnd(b))
     for i, tensor in enumerate(graph.tensors):
         if tensor.data is not None:
-            data = _bytes(b, tensor.data)
+            data = _bytes(b, tensor.data, ALIGN_COMPACT if compact else ALIGN)
             t.BufferStart(b)
             t.BufferAddData(b, data)
             tensor_buffer[i] = len(buffers)
             buffers.append(t.BufferEnd(b))
     tensors, shared = [], _Shared(b, t)
+    biases = {o.inputs[2] for o in graph.operators if o.op in BIASED and len(o.inputs) > 2} if compact else set()
     for i, tensor in enumerate(graph.tensors):
-        name = b.CreateString(tensor.name)
+        name = None if compact else b.CreateString(tensor.name)
         shape = shared.vector("i32", t.TensorStartShapeVector, [int(d) for d in tensor.shape], b.PrependInt32)
-        quant = shared.quant(tensor) if tensor.scale is not None else None
+        quant = shared.quant(tensor) if tensor.scale is not None and i not in biases else None
         t.TensorStart(b)
         t.TensorAddShape(b, shape)
         t.TensorAddType(b, TYPES[tensor.dtype])
         t.TensorAddBuffer(b, tensor_buffer.get(i, 0))
-        t.TensorAddName(b, name)
+        if name is not None:
+            t.TensorAddName(b, name)
         if quant is not None:
             t.TensorAddQuantization(b, quant)
         tensors.append(t.TensorEnd(b))
