@@ -59,6 +59,22 @@ def test_c_requantization_matches_the_python_primitive(tmp_path, rounding):
     assert np.array_equal(got[:, 1], requantize(a, m, s_, -5, -128, 127, rounding).numpy())
 
 
+def test_every_kernel_part_is_included_once_and_shipped():
+    """karuku_kernels.c is one translation unit of kk_*.inc parts: each part in the runtime folder is included
+    exactly once and copied into every project (a part left out would not compile there)."""
+    from importlib import resources
+
+    from karuku.deploy.c.codegen import KERNEL_PARTS, runtime_files
+
+    runtime = resources.files("karuku.deploy.c").joinpath("runtime")
+    parts = sorted(p.name for p in runtime.iterdir() if p.name.endswith(".inc"))
+    assert parts == sorted(KERNEL_PARTS) and len(parts) >= 5
+    main = runtime.joinpath("karuku_kernels.c").read_text()
+    assert all(main.count(f'#include "{p}"') == 1 for p in parts)
+    assert set(parts) <= set(runtime_files("single"))
+    assert all(len(runtime.joinpath(p).read_text().splitlines()) <= 400 for p in (*parts, "karuku_kernels.c"))
+
+
 def test_double_rounding_projects_are_byte_identical_too(tmp_path):
     im, x = _integer("resnet-s", rounding="double", widths=(8, 16, 16))
     proj = generate(im, "resnet_double")

@@ -115,10 +115,15 @@ int karuku_{name}_run_float(const float *in, float *out);
     return proj
 
 
+# the parts karuku_kernels.c includes (one translation unit: the compiler inlines across them)
+KERNEL_PARTS = ("kk_requant.inc", "kk_dot.inc", "kk_conv_im2col.inc", "kk_direct_blocks.inc", "kk_conv_direct.inc",
+                "kk_linear_pool.inc")
+
+
 def runtime_files(rounding: str) -> dict[str, str]:
     """The kernel sources every project carries; the int8 kernels requantize by the model's rounding rule."""
-    files = {f: _runtime(f) for f in ("karuku_kernels.h", "karuku_kernels.c", "karuku_float_kernels.h",
-                                      "karuku_float_kernels.c")}
+    files = {f: _runtime(f) for f in ("karuku_kernels.h", "karuku_kernels.c", *KERNEL_PARTS,
+                                      "karuku_float_kernels.h", "karuku_float_kernels.c")}
     if rounding == "double":
         files["karuku_kernels.c"] = "#define KK_DOUBLE_ROUNDING 1\n" + files["karuku_kernels.c"]
     return files
