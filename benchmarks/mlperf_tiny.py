@@ -4,6 +4,7 @@ CMSIS-NN vs float, .tflite equality in LiteRT / TFLite Micro, LiteRT vs ONNX Run
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py mcu [N]     # QEMU Cortex-M4: instructions, flash, RAM
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py tflite [--compact] [MODEL...]   # whole MNIST test set
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py sizes [N]   # .tflite bytes vs what the weights need, N checked
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py breakdown   # where each .tflite's bytes go
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py depthwise [CxHxWxS...]   # one depthwise 3x3 layer on the M4
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py x86         # LiteRT int8 vs ORT int8, batch 1 and 64
 
@@ -26,7 +27,7 @@ from karuku.deploy.c import toolchain
 from karuku.deploy.c.cmsis import generate_cmsis
 from karuku.deploy.c.codegen import generate
 from karuku.deploy.c.project import to_bytes
-from karuku.deploy.tflite.export import to_tflite
+from karuku.deploy.tflite.export import description, to_tflite
 from karuku.deploy.tflite.verify import agreement, expected, litert, run_litert, run_tflm
 from karuku.deploy.tflite.verify import to_tflite as tflite_input
 from karuku.measure.onnx_runtime import session
@@ -154,6 +155,57 @@ def _zero_points(raw: bytes) -> int:
     return sum(4 + 8 * n for _, n in seen)
 
 
+def _size_models(splits):
+    models = [(n, *_tiny(n, c)) for n, c in TINY]
+    for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
+        model, origin = _trained(name, splits, epochs)
+        im = to_integer(quantize(model, QuantConfig(observer="mse"), splits.calibration(512)))
+        models.append((name, im, splits.test.tensors[0], origin))
+    return models
+
+
+def breakdown() -> None:
+    """Where each .tflite's bytes go: the compact file as the weights' needs, the schema's zero points, the
+    activations' quantization, shapes and the rest (tables, options, header); then what the default adds."""
+    import copy
+
+    from karuku.deploy.tflite.flatbuf import ALIGN, COMPACT, serialize
+    from karuku.deploy.tflite.lower import lower
+    from karuku.deploy.tflite.verify import probe
+
+    rows = ["| model | compact file | int8 weights + int32 biases | float32 weight scales | int64 zero points | "
+            "activation quantization | shape vectors | tensor, buffer, operator tables, options, header | "
+            "default: + names | + bias scales and their tables | + 16-byte alignment | default file |",
+            "|" + "---|" * 12]
+    for name, im, _, _ in _size_models(load_splits(DataConfig(name="mnist", val_size=0))):
+        eng, _, _ = to_tflite(im)
+        g, desc = lower(eng, probe), description(eng)
+
+        def size(graph, desc=desc, **kw):
+            return len(serialize(graph, desc, **{**COMPACT, **kw}))
+
+        small = size(g)
+        bare = copy.deepcopy(g)
+        for t in bare.tensors:
+            if t.data is None:
+                t.scale = t.zero_point = None
+        act = small - size(bare)
+        flat = copy.deepcopy(g)
+        for t in flat.tensors:
+            t.shape = []
+        shapes = small - size(flat)
+        wb, need = _needs(im)
+        zp = _zero_points(serialize(g, desc, **COMPACT))
+        names = size(g, names=True) - small
+        bias = size(g, names=True, bias_quantization=True) - small - names
+        align = size(g, names=True, bias_quantization=True, align=ALIGN) - small - names - bias
+        rest = small - g.data_bytes() - (need - wb) - zp - act - shapes
+        rows.append(f"| {name} | {small:,} | {g.data_bytes():,} | {need - wb:,} | {zp:,} | {act:,} | {shapes:,} | "
+                    f"{rest:,} | {names:,} | {bias:,} | {align:,} | {small + names + bias + align:,} |")
+        print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
 def sizes(check: int = 256) -> None:
     """Every model's .tflite, as written by default and with `compact`, against what its weights need and
     MLPerf's reference int8 files; each file checked byte for byte in both interpreters on `check` inputs."""
@@ -162,12 +214,7 @@ def sizes(check: int = 256) -> None:
             "weights need | .tflite bytes (default) | .tflite bytes (compact) | of which per-channel int64 zero "
             "points | compact without them | MLPerf v1.3 reference int8 .tflite | LiteRT (reference): identical, "
             "default / compact | TFLite Micro: identical, default / compact |", "|" + "---|" * 11]
-    models = [(n, *_tiny(n, c)) for n, c in TINY]
-    for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
-        model, origin = _trained(name, splits, epochs)
-        im = to_integer(quantize(model, QuantConfig(observer="mse"), splits.calibration(512)))
-        models.append((name, im, splits.test.tensors[0], origin))
-    for name, im, x, origin in models:
+    for name, im, x, origin in _size_models(splits):
         (eng, raw, _), (_, small, _) = to_tflite(im), to_tflite(im, compact=True)
         res, cres = agreement(eng, raw, x[:check]), agreement(eng, small, x[:check])
         wb, need = _needs(im)
@@ -265,6 +312,8 @@ if __name__ == "__main__":
         tflite(tuple(a for a in sys.argv[2:] if a != "--compact"), "--compact" in sys.argv)
     elif what == "depthwise":
         depthwise(tuple(sys.argv[2:]) or DEPTHWISE)
+    elif what == "breakdown":
+        breakdown()
     elif what == "sizes":
         sizes(int(sys.argv[2]) if len(sys.argv) > 2 else 256)
     else:

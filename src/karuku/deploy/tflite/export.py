@@ -7,11 +7,16 @@ from pathlib import Path
 
 import torch
 
-from karuku.deploy.tflite.flatbuf import serialize
+from karuku.deploy.tflite.flatbuf import COMPACT, serialize
 from karuku.deploy.tflite.lower import lower
 from karuku.deploy.tflite.verify import agreement, probe
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
+
+
+def description(im: IntegerModel) -> str:
+    """The model description karuku writes into the file."""
+    return f"karuku int8 model ({len(im.ops)} integer-engine ops)"
 
 
 def to_tflite(im: IntegerModel, compact: bool = False) -> tuple[IntegerModel, bytes, int]:
@@ -24,7 +29,7 @@ def to_tflite(im: IntegerModel, compact: bool = False) -> tuple[IntegerModel, by
     """
     im = replace(im, rounding="double")
     graph = lower(im, probe)
-    return im, serialize(graph, f"karuku int8 model ({len(im.ops)} integer-engine ops)", compact), graph.data_bytes()
+    return im, serialize(graph, description(im), **(COMPACT if compact else {})), graph.data_bytes()
 
 
 def export_tflite(im: IntegerModel, out: Path, inputs: torch.Tensor, check: int = 256, compact: bool = False) -> str:

@@ -7,7 +7,7 @@ and referenced by every tensor that has them (a flatbuffer offset may be shared)
 biases need a scale and a zero point per channel, and the zero points are all 0, so one vector of zeros per
 channel count serves them all.
 
-`compact` leaves out what neither interpreter reads (docs/EDGE.md, measured in docs/bench/edge.md): tensor
+`COMPACT` leaves out what neither interpreter reads (docs/EDGE.md, measured in docs/bench/edge.md): tensor
 names, the scales and zero points of a convolution's int32 bias (both interpreters and XNNPACK derive the
 requantization from the input, weight and output scales; TFLite's converter writes them, so other tools
 may expect them), and aligns buffers to 4 bytes — the widest element a file holds is an int32 bias, which
@@ -32,7 +32,7 @@ OPTIONS = {"ADD": "AddOptions", "CONCATENATION": "ConcatenationOptions", "CONV_2
            "QUANTIZE": None, "HARD_SWISH": None, "GELU": "GeluOptions"}
 PLACEHOLDER = 127  # deprecated_builtin_code of operators numbered 127 and up (schema.fbs)
 ALIGN = 16
-ALIGN_COMPACT = 4
+COMPACT = {"names": False, "bias_quantization": False, "align": 4}  # serialize's options for `compact`
 BIASED = ("CONV_2D", "DEPTHWISE_CONV_2D")  # operators whose third input is an int32 bias
 
 
@@ -89,8 +89,10 @@ class _Shared:
         return self.seen[key]
 
 
-def serialize(graph: Graph, description: str = "karuku", compact: bool = False) -> bytes:
-    """The .tflite bytes of `graph` (`compact`: no tensor names, no bias quantization, 4-byte alignment)."""
+def serialize(graph: Graph, description: str = "karuku", names: bool = True, bias_quantization: bool = True,
+              align: int = ALIGN) -> bytes:
+    """The .tflite bytes of `graph`: with tensor names, the convolutions' bias quantization and buffers aligned
+    to `align` bytes, or without (`COMPACT`)."""
     flatbuffers, t = _schema()
     b = flatbuffers.Builder(1024 + graph.data_bytes() * 2)
     codes = list(dict.fromkeys(o.opcode for o in graph.operators))
@@ -100,15 +102,16 @@ def serialize(graph: Graph, description: str = "karuku", compact: bool = False) 
     buffers.append(t.BufferEnd(b))
     for i, tensor in enumerate(graph.tensors):
         if tensor.data is not None:
-            data = _bytes(b, tensor.data, ALIGN_COMPACT if compact else ALIGN)
+            data = _bytes(b, tensor.data, align)
             t.BufferStart(b)
             t.BufferAddData(b, data)
             tensor_buffer[i] = len(buffers)
             buffers.append(t.BufferEnd(b))
     tensors, shared = [], _Shared(b, t)
-    biases = {o.inputs[2] for o in graph.operators if o.op in BIASED and len(o.inputs) > 2} if compact else set()
+    biases = set() if bias_quantization else {o.inputs[2] for o in graph.operators
+                                              if o.op in BIASED and len(o.inputs) > 2}
     for i, tensor in enumerate(graph.tensors):
-        name = None if compact else b.CreateString(tensor.name)
+        name = b.CreateString(tensor.name) if names else None
         shape = shared.vector("i32", t.TensorStartShapeVector, [int(d) for d in tensor.shape], b.PrependInt32)
         quant = shared.quant(tensor) if tensor.scale is not None and i not in biases else None
         t.TensorStart(b)
