@@ -5,6 +5,7 @@ CMSIS-NN vs float, .tflite equality in LiteRT / TFLite Micro, LiteRT vs ONNX Run
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py tflite [--compact] [MODEL...]   # whole MNIST test set
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py sizes [N]   # .tflite bytes vs what the weights need, N checked
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py breakdown   # where each .tflite's bytes go
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py compact-speed   # LiteRT (XNNPACK) default vs compact file
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py depthwise [CxHxWxS...]   # one depthwise 3x3 layer on the M4
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py x86         # LiteRT int8 vs ORT int8, batch 1 and 64
 
@@ -206,6 +207,25 @@ def breakdown() -> None:
     print("\n".join(rows))
 
 
+def compact_speed(names: tuple[str, ...] = ("mobilenetv2-s", "ds-cnn", "resnet8"), rounds: int = 5) -> None:
+    """LiteRT's default configuration (XNNPACK), batch 1, 1 thread: the default file against the compact one,
+    best of `rounds` rounds of 20 calls on a zero input."""
+    for name, im, _, _ in _size_models(load_splits(DataConfig(name="mnist", val_size=0))):
+        if name not in names:
+            continue
+        for compact in (False, True):
+            interp = litert(to_tflite(im, compact)[1], 1, "xnnpack")
+            inp = interp.get_input_details()[0]
+            interp.set_tensor(inp["index"], np.zeros(inp["shape"], np.int8))
+            best = float("inf")
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    interp.invoke()
+                best = min(best, (time.perf_counter() - t0) / 20)
+            print(f"{name} {'compact' if compact else 'default'}: {best * 1e6:,.0f} us", flush=True)
+
+
 def sizes(check: int = 256) -> None:
     """Every model's .tflite, as written by default and with `compact`, against what its weights need and
     MLPerf's reference int8 files; each file checked byte for byte in both interpreters on `check` inputs."""
@@ -312,6 +332,8 @@ if __name__ == "__main__":
         tflite(tuple(a for a in sys.argv[2:] if a != "--compact"), "--compact" in sys.argv)
     elif what == "depthwise":
         depthwise(tuple(sys.argv[2:]) or DEPTHWISE)
+    elif what == "compact-speed":
+        compact_speed()
     elif what == "breakdown":
         breakdown()
     elif what == "sizes":
