@@ -8,11 +8,12 @@ biases need a scale and a zero point per channel, and the zero points are all 0,
 channel count serves them all.
 
 `COMPACT` leaves out what neither interpreter reads (docs/EDGE.md, measured in docs/bench/edge.md): tensor
-names, the scales and zero points of a convolution's int32 bias (both interpreters derive the
+names and the scales and zero points of a convolution's int32 bias (both interpreters derive the
 requantization from the input, weight and output scales; but LiteRT's XNNPACK delegate does not take such a
-convolution, and TFLite's converter writes them, so other tools may expect them), and aligns buffers to 4 bytes — the widest element a file holds is an int32 bias, which
-TFLite Micro reads in place (the LDRD / LDM compilers emit for int32 arrays fault on an unaligned address
-on Cortex-M; the model array itself is placed 16-byte aligned, as TFLite Micro's examples do).
+convolution, and TFLite's converter writes them, so other tools may expect them); and it aligns buffers to 4
+bytes — the widest element a file holds is an int32 bias, which TFLite Micro reads in place (the LDRD / LDM
+compilers emit for int32 arrays fault on an unaligned address on Cortex-M; the model array itself is placed
+16-byte aligned, as TFLite Micro's examples do).
 """
 
 from __future__ import annotations
