@@ -42,6 +42,11 @@ class QuantConfig(Config):
         None, description="ptq: the model input's quantization range, fixed instead of calibrated: (0, 1) for "
                           "pixels / 255 makes the int8 input the 8-bit pixel itself (scale 1/255, zero point 0; "
                           "see fold_normalization)", examples=["0,1"])
+    adaround: list[str] = Field(
+        default_factory=list, description="ptq: layers (name patterns, fnmatch) whose weights are rounded up or down "
+                                          "as the calibration data says (AdaRound) instead of to nearest",
+        examples=["'_conv_stem'"])
+    adaround_iters: int = Field(1000, ge=1, le=1_000_000, description="ptq: optimisation steps per AdaRound layer")
     strict: bool = Field(False, description="fail on a layer that cannot be quantized instead of keeping it float")
     qat_delay: int = Field(200, ge=0, le=1_000_000_000, description="QAT: iterations before activations are "
                                                                      "quantized")
@@ -76,8 +81,9 @@ class QuantConfig(Config):
             if static:
                 raise ValueError(f"`{static[0]}` has no effect in `mode` dynamic (activations are quantized at run "
                                  "time)")
-        if self.mode != "ptq" and self.given("input_range"):
-            raise ValueError(f"`input_range` applies to `mode` ptq only (`mode` is {self.mode})")
+        ptq_only = self.given("input_range", "adaround", "adaround_iters")
+        if self.mode != "ptq" and ptq_only:
+            raise ValueError(f"`{ptq_only[0]}` applies to `mode` ptq only (`mode` is {self.mode})")
         if self.given("low_bits") and self.max_drop is None:
             raise ValueError("`low_bits` applies to the mixed-precision search only (set `max_drop`)")
         return self

@@ -92,6 +92,10 @@ def calibrate(qm: QuantModel, x: torch.Tensor, cfg: QuantConfig) -> QuantModel:
         for n in qm.nodes:
             if n.op == "input":
                 qm.act(n.name).set_range(*cfg.input_range)
+    if cfg.adaround:  # learnt rounding on the quantized inputs, before bias correction (which it makes moot)
+        from karuku.quant.adaround import adaround
+
+        adaround(qm, x, cfg.adaround, cfg.adaround_iters)
     for n in qm.nodes:
         layer = qm.layers[key(n.name)] if n.op in WEIGHTED else None
         if layer is None:
