@@ -64,6 +64,7 @@ def test_bad_normalisation_and_input_range_are_one_line_errors():
         (lambda: fold_normalization(tiny(), MEAN, STD, conv="3"), "'3' takes 4 channels"),
         (lambda: fold_normalization(nn.Linear(3, 2), MEAN, STD), "no Conv2d"),
         (lambda: QuantConfig(input_range=(0.2, 1)), "input_range must be"),
+        (lambda: QuantConfig(input_range=[0, 1, 2]), "input_range must be"),
         (lambda: QuantConfig(mode="dynamic", input_range=(0, 1)), "applies to `mode` ptq only"),
     ]
     for fn, text in cases:

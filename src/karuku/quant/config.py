@@ -38,7 +38,7 @@ class QuantConfig(Config):
         "auto", description="the CPU the int8 files are for: auto (this one, resolved when quantizing), portable "
                             "(exact on every CPU), or a karuku.cpu target (avx2, avx512-vnni, arm64, ...); where "
                             "its u8 x s8 kernels saturate (x86 without VNNI) weights get at most 7 bits")
-    input_range: tuple[float, float] | None = Field(
+    input_range: list[float] | None = Field(
         None, description="ptq: the model input's quantization range, fixed instead of calibrated: (0, 1) for "
                           "pixels / 255 makes the int8 input the 8-bit pixel itself (scale 1/255, zero point 0; "
                           "see fold_normalization)", examples=["0,1"])
@@ -121,9 +121,9 @@ class QuantConfig(Config):
 
     @field_validator("input_range")
     @classmethod
-    def _input_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not (v[0] <= 0 <= v[1] and v[0] < v[1]):
-            raise ValueError(f"input_range must be (lo, hi) with lo <= 0 <= hi and lo < hi, got {tuple(v)}")
+    def _input_range(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not (len(v) == 2 and v[0] <= 0 <= v[1] and v[0] < v[1]):
+            raise ValueError(f"input_range must be lo,hi with lo <= 0 <= hi and lo < hi, got {list(v)}")
         return v
 
     @field_validator("layer_bits")
