@@ -49,3 +49,26 @@ def test_adaround_names_a_pattern_that_matches_nothing():
     assert "\n" not in str(err.value)
     with pytest.raises(KarukuError, match="applies to `mode` ptq only"):
         QuantConfig(mode="dynamic", adaround=["*"])
+
+
+def test_a_channel_whose_scale_the_bias_sets_keeps_its_scale():
+    # a channel of tiny weights beside a huge bias: its scale comes from the int32 bias limit, every weight
+    # rounds to 0 — AdaRound must not leave it all-zero weights that would borrow another channel's scale
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    with torch.no_grad():
+        net[0].weight[0].fill_(1e-6)
+        net[0].bias[0] = 1e3
+    x = data(16)
+    cfg = QuantConfig(calibration=16, bias_correction=False)
+    nearest, learnt = quantize(net, cfg, x), quantize(net, cfg.model_copy(update={"adaround": ["0"],
+                                                                                 "adaround_iters": 50}), x)
+    s_in = learnt.act(next(n.name for n in learnt.nodes if n.op == "input")).qparams()[0]
+    a, b = (m.layers["0"].weight_scale(None, s_in).detach() for m in (nearest, learnt))
+    assert torch.allclose(a, b, rtol=1e-5)
+    w = learnt.layers["0"].weight.detach()
+    assert float(a[0]) > 10 * float(w[0].abs().max())  # the bias-limited channel
+    q = w[1:] / b[1:].reshape(-1, 1, 1, 1)
+    assert torch.allclose(q, torch.round(q), atol=1e-4)  # the other channels: on the grid, learnt rounding
+    assert bool((torch.round(q) != torch.round(nearest.layers["0"].weight.detach()[1:] / (
+        a[1:].detach()).reshape(-1, 1, 1, 1))).any())

@@ -6,8 +6,9 @@ layer's output on its *quantized* input (what the earlier layers really hand it)
 model's output on the float input. A soft rounding h(V) = clip(σ(V)·1.2 − 0.1, 0, 1) is optimised with the
 reconstruction error plus a regulariser that pushes h to 0 or 1 (β annealed 20 → 2), then hardened. The
 layer's weights are then the grid values s·q themselves, so everything downstream (integer engine, ONNX, C,
-checkpoints) rounds them to exactly those integers; a layer whose per-channel scale would change with the
-new rounding (the channel's largest weight rounded down) keeps that one weight at nearest.
+checkpoints) rounds them to exactly those integers. Each channel's largest weight keeps its nearest rounding so
+the channel's scale stays; a channel whose scale would still move (all its weights round to zero and it would
+borrow another channel's scale) keeps its float weights, i.e. nearest rounding.
 """
 
 from __future__ import annotations
@@ -153,9 +154,12 @@ def _learn(layer, xq: torch.Tensor, target: torch.Tensor, in_scale, iters: int, 
         top = flat_n.abs().argmax(1)
         flat_q[torch.arange(len(q)), top] = flat_n[torch.arange(len(q)), top]
         new = flat_q.reshape(w.shape) * s
+        # a channel whose scale would still move (all its weights round to 0 and it borrows another channel's
+        # scale; mse weight ranges) keeps its float weights: nearest rounding, as without AdaRound
+        moved = ~torch.isclose(layer.weight_scale(new, in_scale), s.flatten(), rtol=1e-5, atol=0)
+        new[moved] = w[moved]
+        flat_q[moved] = flat_n[moved]
         if not torch.allclose(layer.weight_scale(new, in_scale).reshape(shape), s, rtol=1e-5, atol=0):
-            return 0.0  # the scale would move (mse weight ranges, ...): this layer keeps nearest rounding
-        if layer.bn is not None:  # QAT-style carried BN: not on this path (PTQ folds BN before)
-            return 0.0
+            return 0.0  # per-tensor scales or such: the whole layer keeps nearest rounding
         layer.weight.copy_(new)
         return float((flat_q != flat_n).float().mean())
