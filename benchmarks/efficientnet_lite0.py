@@ -217,7 +217,11 @@ def main() -> None:
         res.setdefault("agreement", {}).update({"karuku fake-quant": agreement(fq.argmax(1)),
                                                 "karuku integer engine": agreement(eng.argmax(1)),
                                                 "karuku int8 ONNX": agreement(got.argmax(1))})
-        res["onnx_vs_engine"] = {"resumed": True}
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(int8), load_external_data=False).metadata_props}
+        res["onnx_vs_engine"] = {"representation": meta.get("karuku.representation"),
+                                 "target": meta.get("karuku.target_isa"), "resumed": True}
         for rule, e in (("single", eng), ("onnxruntime", eng_ort)):
             diff = np.abs(got - e) / step
             res["onnx_vs_engine"][rule] = {"top1": float((got.argmax(1) == e.argmax(1)).mean()),
