@@ -62,3 +62,23 @@ def test_distill_without_fine_tuning_is_refused():
     with pytest.raises(ValueError, match="distill"):
         ClusterConfig(bits=4, distill=True)
     PruneConfig(sparsity=0.5, schedule="iterative:2", distill=True)  # the loop gives iterative rounds training
+
+
+def test_pruning_without_labels_fine_tunes_on_the_dense_models_outputs():
+    # unlabelled data: the teacher alone is the target (α 1); its outputs, not soft targets, for a model that
+    # gives no classes
+    torch.manual_seed(1)
+    x = torch.randn(256, 12)
+    data = from_torch(TensorDataset(x), TensorDataset(torch.randn(64, 12)), val_size=0)
+    assert not data.labelled
+    dense = nn.Sequential(nn.Linear(12, 48), nn.ReLU(), nn.Linear(48, 8))
+    pruned = {}
+    for distill in (False, True):
+        model = copy.deepcopy(dense)
+        ft = TrainConfig(epochs=30, lr=0.05, batch_size=32) if distill else None
+        prune(model, PruneConfig(sparsity=0.7, exclude=["2"], distill=distill, finetune=ft), data=data)
+        pruned[distill] = model
+    t = data.test.tensors[0]
+    with torch.no_grad():
+        err = {k: (m(t) - dense(t)).pow(2).mean().item() for k, m in pruned.items()}
+    assert err[True] < 0.5 * err[False], err  # fine-tuning on the teacher's outputs won back most of the error
