@@ -157,7 +157,7 @@ def test_a_layer_without_integer_form_is_named_when_quantizing(splits):
 def test_dynamic_mode_quantizes_linear_layers(splits):
     torch.manual_seed(0)
     net = build("lenet5", splits.input_shape, 10).eval()
-    qm = quantize(net, QuantConfig(mode="dynamic"), splits.calibration(8))
+    qm = quantize(net, QuantConfig(mode="dynamic", target_isa="avx512-vnni"), splits.calibration(8))
     assert qm.layers["conv1"].bits is None and qm.layers["fc1"].bits == 8
     x = splits.test.tensors[0][:50]
     ref, got = net(x), qm(x)

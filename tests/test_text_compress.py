@@ -11,6 +11,7 @@ import torch
 from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
+from karuku.quant.representation import exact_on
 from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups, plan
 from karuku.text.onnx_export import export_onnx
 from karuku.text.prune import HeadPruneConfig, importance, prune, shrink
@@ -83,9 +84,12 @@ def test_dynamic_int8_onnx_computes_what_the_torch_reference_does(tok, target, r
     assert props["karuku.quantization"] == "dynamic"
     with torch.no_grad():
         ref, fp = q(*b.inputs()).numpy(), m(*b.inputs()).numpy()
-    got = _ort(raw, b)
-    _same_integers(got, ref)
-    assert (got * fp).sum(1).min() > 0.99  # and close to the float model
+    if exact_on(rep, "auto"):
+        got = _ort(raw, b)
+        _same_integers(got, ref)
+        assert (got * fp).sum(1).min() > 0.99  # and close to the float model
+    else:  # u8s8 where ONNX Runtime's u8 x s8 kernels saturate (x86 without VNNI): the same integers as u8u8 run
+        _same_integers(_ort(export_onnx(q, representation="u8u8"), b), ref)
     ops = {n.op_type for n in onnx.load_from_string(raw).graph.node}
     assert {"QAttention", "DynamicQuantizeMatMul", "GatherBlockQuantized", "Gelu", "LayerNormalization"} <= ops
 
@@ -95,7 +99,11 @@ def test_u8u8_and_u8s8_store_the_same_integers(tok):
     b = tok(TEXTS)
     a, u = export_onnx(q, representation="u8s8"), export_onnx(q, representation="u8u8")
     assert _props(u)["karuku.representation"] == "u8u8"
-    _same_integers(_ort(a, b), _ort(u, b))
+    with torch.no_grad():
+        ref = q(*b.inputs()).numpy()
+    _same_integers(_ort(u, b), ref)  # u8u8 is exact on every CPU
+    if exact_on("u8s8", "auto"):  # u8s8 only where this CPU's u8 x s8 kernels do not saturate
+        _same_integers(_ort(a, b), _ort(u, b))
     with pytest.raises(KarukuError, match="more than the u8s7 representation holds"):
         export_onnx(q, representation="u8s7")
 
