@@ -2,8 +2,10 @@
 CMSIS-NN vs float, .tflite equality in LiteRT / TFLite Micro, LiteRT vs ONNX Runtime int8 on x86.
 
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py mcu [N]     # QEMU Cortex-M4: instructions, flash, RAM
-    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py tflite [MODEL...]   # whole MNIST test set, both interpreters
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py tflite [--compact] [MODEL...]   # whole MNIST test set
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py sizes [N]   # .tflite bytes vs what the weights need, N checked
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py breakdown   # where each .tflite's bytes go
+    OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py compact-speed   # LiteRT (XNNPACK) default vs compact file
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py depthwise [CxHxWxS...]   # one depthwise 3x3 layer on the M4
     OMP_NUM_THREADS=1 python benchmarks/mlperf_tiny.py x86         # LiteRT int8 vs ORT int8, batch 1 and 64
 
@@ -26,7 +28,7 @@ from karuku.deploy.c import toolchain
 from karuku.deploy.c.cmsis import generate_cmsis
 from karuku.deploy.c.codegen import generate
 from karuku.deploy.c.project import to_bytes
-from karuku.deploy.tflite.export import to_tflite
+from karuku.deploy.tflite.export import description, to_tflite
 from karuku.deploy.tflite.verify import agreement, expected, litert, run_litert, run_tflm
 from karuku.deploy.tflite.verify import to_tflite as tflite_input
 from karuku.measure.onnx_runtime import session
@@ -135,32 +137,113 @@ def depthwise(specs: tuple[str, ...] = DEPTHWISE, n: int = 4) -> None:
 
 
 def _needs(im) -> tuple[int, int]:
-    """(int8 weights + int32 biases, the same + a float32 scale per output channel for the weight and the bias)."""
+    """(int8 weights + int32 biases, what the weights need: the same + a float32 weight scale per output channel)."""
     wb = sum(t.numel() * t.element_size() for k, t in im.arrays.items() if k.endswith((".weight", ".bias")))
     channels = sum(t.numel() for k, t in im.arrays.items() if k.endswith(".bias"))
-    return wb, wb + 8 * channels
+    return wb, wb + 4 * channels
 
 
-def sizes(check: int = 256) -> None:
-    """Every model's .tflite against what its weights need and MLPerf's reference int8 files; each file checked
-    byte for byte in both interpreters on `check` inputs."""
-    splits = load_splits(DataConfig(name="mnist", val_size=0))
-    rows = ["| model | weights | .tflite bytes | int8 weights + int32 biases | + a float32 scale per channel (weight, "
-            "bias) | MLPerf v1.3 reference int8 .tflite | LiteRT (reference): identical | TFLite Micro: identical |",
-            "|" + "---|" * 8]
+def _zero_points(raw: bytes) -> int:
+    """Bytes of the per-channel int64 zero-point vectors in a .tflite (each distinct one counted once): LiteRT
+    refuses a quantized tensor with fewer zero points than scales, so the schema needs them."""
+    import tflite
+
+    g, seen = tflite.Model.GetRootAsModel(raw, 0).Subgraphs(0), set()
+    for i in range(g.TensorsLength()):
+        q = g.Tensors(i).Quantization()
+        if q is not None and q.ZeroPointLength() > 1:
+            seen.add((q._tab.Vector(q._tab.Offset(10)), q.ZeroPointLength()))
+    return sum(4 + 8 * n for _, n in seen)
+
+
+def _size_models(splits):
     models = [(n, *_tiny(n, c)) for n, c in TINY]
     for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
         model, origin = _trained(name, splits, epochs)
         im = to_integer(quantize(model, QuantConfig(observer="mse"), splits.calibration(512)))
         models.append((name, im, splits.test.tensors[0], origin))
-    for name, im, x, origin in models:
-        eng, raw, _ = to_tflite(im)
-        res = agreement(eng, raw, x[:check])
-        wb, scaled = _needs(im)
-        ref = f"{ANCHORS[name][1]:,} ({len(raw) / ANCHORS[name][1] - 1:+.1%})" if name in ANCHORS else "—"
-        rows.append(f"| {name} | {origin} | {len(raw):,} | {wb:,} ({len(raw) / wb - 1:+.1%}) | {scaled:,} "
-                    f"({len(raw) / scaled - 1:+.1%}) | {ref} | {res['litert']} / {res['inputs']} | "
-                    f"{res['tflm']} / {res['tflm_inputs']} |")
+    return models
+
+
+def breakdown() -> None:
+    """Where each .tflite's bytes go: the compact file as the weights' needs, the schema's zero points, the
+    activations' quantization, shapes and the rest (tables, options, header); then what the default adds."""
+    import copy
+
+    from karuku.deploy.tflite.flatbuf import ALIGN, COMPACT, serialize
+    from karuku.deploy.tflite.lower import lower
+    from karuku.deploy.tflite.verify import probe
+
+    rows = ["| model | compact file | int8 weights + int32 biases | float32 weight scales | int64 zero points | "
+            "activation quantization | shape vectors | tensor, buffer, operator tables, options, header | "
+            "default: + names | + bias scales and their tables | + 16-byte alignment | default file |",
+            "|" + "---|" * 12]
+    for name, im, _, _ in _size_models(load_splits(DataConfig(name="mnist", val_size=0))):
+        eng, _, _ = to_tflite(im)
+        g, desc = lower(eng, probe), description(eng)
+
+        def size(graph, desc=desc, **kw):
+            return len(serialize(graph, desc, **{**COMPACT, **kw}))
+
+        small = size(g)
+        bare = copy.deepcopy(g)
+        for t in bare.tensors:
+            if t.data is None:
+                t.scale = t.zero_point = None
+        act = small - size(bare)
+        flat = copy.deepcopy(g)
+        for t in flat.tensors:
+            t.shape = []
+        shapes = small - size(flat)
+        wb, need = _needs(im)
+        zp = _zero_points(serialize(g, desc, **COMPACT))
+        names = size(g, names=True) - small
+        bias = size(g, names=True, bias_quantization=True) - small - names
+        align = size(g, names=True, bias_quantization=True, align=ALIGN) - small - names - bias
+        rest = small - g.data_bytes() - (need - wb) - zp - act - shapes
+        rows.append(f"| {name} | {small:,} | {g.data_bytes():,} | {need - wb:,} | {zp:,} | {act:,} | {shapes:,} | "
+                    f"{rest:,} | {names:,} | {bias:,} | {align:,} | {small + names + bias + align:,} |")
+        print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
+def compact_speed(names: tuple[str, ...] = ("mobilenetv2-s", "ds-cnn", "resnet8"), rounds: int = 5) -> None:
+    """LiteRT's default configuration (XNNPACK), batch 1, 1 thread: the default file against the compact one,
+    best of `rounds` rounds of 20 calls on a zero input."""
+    for name, im, _, _ in _size_models(load_splits(DataConfig(name="mnist", val_size=0))):
+        if name not in names:
+            continue
+        for compact in (False, True):
+            interp = litert(to_tflite(im, compact)[1], 1, "xnnpack")
+            inp = interp.get_input_details()[0]
+            interp.set_tensor(inp["index"], np.zeros(inp["shape"], np.int8))
+            best = float("inf")
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    interp.invoke()
+                best = min(best, (time.perf_counter() - t0) / 20)
+            print(f"{name} {'compact' if compact else 'default'}: {best * 1e6:,.0f} us", flush=True)
+
+
+def sizes(check: int = 256) -> None:
+    """Every model's .tflite, as written by default and with `compact`, against what its weights need and
+    MLPerf's reference int8 files; each file checked byte for byte in both interpreters on `check` inputs."""
+    splits = load_splits(DataConfig(name="mnist", val_size=0))
+    rows = ["| model | weights | int8 weights + int32 biases | + a float32 weight scale per channel: what the "
+            "weights need | .tflite bytes (default) | .tflite bytes (compact) | of which per-channel int64 zero "
+            "points | compact without them | MLPerf v1.3 reference int8 .tflite | LiteRT (reference): identical, "
+            "default / compact | TFLite Micro: identical, default / compact |", "|" + "---|" * 11]
+    for name, im, x, origin in _size_models(splits):
+        (eng, raw, _), (_, small, _) = to_tflite(im), to_tflite(im, compact=True)
+        res, cres = agreement(eng, raw, x[:check]), agreement(eng, small, x[:check])
+        wb, need = _needs(im)
+        zp = _zero_points(small)
+        ref = f"{ANCHORS[name][1]:,} ({len(small) / ANCHORS[name][1] - 1:+.1%})" if name in ANCHORS else "—"
+        rows.append(f"| {name} | {origin} | {wb:,} | {need:,} | {len(raw):,} ({len(raw) / need - 1:+.1%}) | "
+                    f"{len(small):,} ({len(small) / need - 1:+.1%}) | {zp:,} | {(len(small) - zp) / need - 1:+.1%} | "
+                    f"{ref} | {res['litert']} / {cres['litert']} of {res['inputs']} | "
+                    f"{res['tflm']} / {cres['tflm']} of {res['tflm_inputs']} |")
         print(rows[-1], flush=True)
     print("\n".join(rows))
 
@@ -177,9 +260,9 @@ def _identical(name: str, kind: str, raw: bytes, xi: np.ndarray, ref: np.ndarray
     return same
 
 
-def tflite(only: tuple[str, ...] = ()) -> None:
+def tflite(only: tuple[str, ...] = (), compact: bool = False) -> None:
     splits = load_splits(DataConfig(name="mnist", val_size=0))
-    rows = ["| model | weights | .tflite bytes | weights + biases | + a float32 scale per channel (weight, bias) | "
+    rows = ["| model | weights | .tflite bytes | weights + biases | + a float32 weight scale per channel | "
             "LiteRT (reference kernels): identical | TFLite Micro: identical | LiteRT XNNPACK: identical | "
             "engine top-1 |", "|" + "---|" * 9]
     for name, epochs in (("lenet5-lecun", 8), ("lenet300", 8), ("resnet-s", 1), ("mobilenetv2-s", 1)):
@@ -187,7 +270,7 @@ def tflite(only: tuple[str, ...] = ()) -> None:
             continue
         model, origin = _trained(name, splits, epochs)
         im = to_integer(quantize(model, QuantConfig(observer="mse"), splits.calibration(512)))
-        eng, raw, _ = to_tflite(im)
+        eng, raw, _ = to_tflite(im, compact)
         x, y = splits.test.tensors
         q = eng.quantize_input(x)
         xi, ref = tflite_input(eng, q), expected(eng, q)
@@ -246,9 +329,13 @@ if __name__ == "__main__":
     if what == "mcu":
         mcu(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     elif what == "tflite":
-        tflite(tuple(sys.argv[2:]))
+        tflite(tuple(a for a in sys.argv[2:] if a != "--compact"), "--compact" in sys.argv)
     elif what == "depthwise":
         depthwise(tuple(sys.argv[2:]) or DEPTHWISE)
+    elif what == "compact-speed":
+        compact_speed()
+    elif what == "breakdown":
+        breakdown()
     elif what == "sizes":
         sizes(int(sys.argv[2]) if len(sys.argv) > 2 else 256)
     else:

@@ -59,6 +59,22 @@ def test_c_requantization_matches_the_python_primitive(tmp_path, rounding):
     assert np.array_equal(got[:, 1], requantize(a, m, s_, -5, -128, 127, rounding).numpy())
 
 
+def test_every_kernel_part_is_included_once_and_shipped():
+    """karuku_kernels.c is one translation unit of kk_*.inc parts: each part in the runtime folder is included
+    exactly once and copied into every project (a part left out would not compile there)."""
+    from importlib import resources
+
+    from karuku.deploy.c.codegen import KERNEL_PARTS, runtime_files
+
+    runtime = resources.files("karuku.deploy.c").joinpath("runtime")
+    parts = sorted(p.name for p in runtime.iterdir() if p.name.endswith(".inc"))
+    assert parts == sorted(KERNEL_PARTS) and len(parts) >= 5
+    main = runtime.joinpath("karuku_kernels.c").read_text()
+    assert all(main.count(f'#include "{p}"') == 1 for p in parts)
+    assert set(parts) <= set(runtime_files("single"))
+    assert all(len(runtime.joinpath(p).read_text().splitlines()) <= 400 for p in (*parts, "karuku_kernels.c"))
+
+
 def test_double_rounding_projects_are_byte_identical_too(tmp_path):
     im, x = _integer("resnet-s", rounding="double", widths=(8, 16, 16))
     proj = generate(im, "resnet_double")
@@ -201,3 +217,20 @@ def test_direct_and_im2col_convolutions_are_byte_identical(tmp_path, monkeypatch
     fref, _ = toolchain.run(toolchain.build_host(generate(im, "convs"), tmp_path / "hostf2", float_build=True),
                             x.numpy())
     assert np.allclose(fout, fref, rtol=1e-4, atol=1e-4)
+
+
+def test_geometry_table_reads_each_op_once_for_every_generator():
+    """The per-op shapes the integer, float and CMSIS-NN generators call their kernels with."""
+    from karuku.deploy.c.geometry import SHAPES, geometry
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, (3, 5), stride=(1, 2), padding=(1, 2)), torch.nn.ReLU(),
+                                torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(4 * 7 * 7, 10))
+    torch.manual_seed(0)
+    im = to_integer(quantize(model.eval(), QuantConfig(), torch.randn(32, 1, 14, 28)))
+    g = {op.kind: geometry(im, op) for op in im.ops}
+    conv, pool, fc = g["conv2d"], g["maxpool2d"], g["linear"]
+    assert (conv.c, conv.h, conv.w, conv.oc, conv.oh, conv.ow) == (1, 14, 28, 4, 14, 14)
+    assert conv.window == "3, 5, 1, 2, 1, 2" and conv.groups == 1 and conv.symmetric and conv.n == 4 * 14 * 14
+    assert (pool.c, pool.oh, pool.ow, pool.window) == (4, 7, 7, "2, 2, 2, 2, 0, 0")
+    assert (fc.rows, fc.k_in, fc.k_out, fc.n) == (1, 196, 10, 10)
+    assert set(SHAPES) == {"conv2d", "linear", "maxpool2d", "avgpool2d"}

@@ -105,6 +105,31 @@ def test_export_writes_only_a_checked_file(tmp_path):
     assert "identical to the integer engine" in msg and (tmp_path / "m.tflite").stat().st_size > 0
 
 
+@pytest.mark.parametrize("gap", [True, False])
+def test_compact_file_leaves_out_what_the_interpreters_do_not_read(gap):
+    """compact: no tensor names, no bias quantization on convolutions (linear layers are 1×1 CONV_2Ds here),
+    buffers 4-byte aligned; smaller, and still the engine's bytes in both interpreters."""
+    import tflite
+
+    im, x = _engine(Net(gap), (3, 8, 8))
+    eng, raw, data = to_tflite(im)
+    _, small, _ = to_tflite(im, compact=True)
+    assert data < len(small) < len(raw)
+    assert agreement(eng, small, x) == {"inputs": 32, "litert": 32, "tflm_inputs": 32, "tflm": 32}
+    m = tflite.Model.GetRootAsModel(small, 0)
+    g, full = m.Subgraphs(0), tflite.Model.GetRootAsModel(raw, 0).Subgraphs(0)
+    convs = [g.Operators(i) for i in range(g.OperatorsLength())
+             if m.OperatorCodes(g.Operators(i).OpcodeIndex()).BuiltinCode() in (3, 4)]  # CONV_2D, DEPTHWISE_CONV_2D
+    biases = {o.Inputs(2) for o in convs}
+    assert len(biases) >= 6  # every convolution and linear layer of Net
+    for i in range(g.TensorsLength()):
+        t = g.Tensors(i)
+        assert t.Name() is None and full.Tensors(i).Name()
+        assert (t.Quantization() is None) == (i in biases or full.Tensors(i).Quantization() is None)
+    starts = [m.Buffers(i)._tab.Vector(m.Buffers(i)._tab.Offset(4)) for i in range(1, m.BuffersLength())]
+    assert all(s % 4 == 0 for s in starts) and any(s % 16 for s in starts)
+
+
 def test_grouped_convolution_and_windowed_average_pool():
     """CONV_2D with groups (version 6) and an average pool over windows as a DEPTHWISE_CONV_2D with weights 1."""
     model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.ReLU(),
@@ -205,3 +230,8 @@ def test_cli_export_tflite(quantized, tmp_path):
     assert len(res.output.strip().splitlines()) == 1
     res = runner.invoke(app, ["export", str(q), "--format", "tflite", "--kernels", "cmsis-nn"])
     assert res.exit_code == 1 and "use them with --format c" in res.output
+    res = runner.invoke(app, ["export", str(q), "--format", "tflite", "--compact", "--out", str(tmp_path / "s.tflite")])
+    assert res.exit_code == 0 and "compact int8 .tflite" in res.output, res.output
+    assert (tmp_path / "s.tflite").stat().st_size < (tmp_path / "m.tflite").stat().st_size
+    res = runner.invoke(app, ["export", str(q), "--format", "c", "--compact"])
+    assert res.exit_code == 1 and "use it with --format tflite" in res.output

@@ -28,11 +28,16 @@ class ExportConfig(Config):
     kernels: Literal["karuku", "cmsis-nn"] = Field(
         "karuku", description="c: karuku's portable kernels, or Arm's CMSIS-NN (from --cmsis-nn)")
     cmsis_nn: str | None = Field(None, description="c with kernels cmsis-nn: the CMSIS-NN source folder")
+    compact: bool = Field(False, description="tflite: leave out what LiteRT and TFLite Micro do not read (tensor "
+                                             "names, the biases' scales and zero points; 4-byte alignment): smaller, "
+                                             "but tools that expect the converter's bias quantization may refuse it")
 
     @model_validator(mode="after")
     def _c_only(self):
         if self.format != "c" and (self.kernels != "karuku" or self.cmsis_nn is not None):
             raise ValueError("kernels and cmsis_nn choose the kernels of a C project: use them with --format c")
+        if self.format != "tflite" and self.compact:
+            raise ValueError("compact shrinks a .tflite: use it with --format tflite")
         return self
 
     @field_validator("target_isa")

@@ -48,7 +48,8 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
         inputs = reference_inputs(ckpt)
         if inputs is None:  # the same random inputs every run
             inputs = torch.randn(256, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
-        return export_tflite(to_integer(model), Path(out or path.with_suffix(".tflite")), inputs)
+        return export_tflite(to_integer(model), Path(out or path.with_suffix(".tflite")), inputs,
+                             compact=cfg.compact)
     from karuku.deploy.c.project import export_c
 
     return export_c(to_integer(model), ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,

@@ -18,11 +18,11 @@ import numpy as np
 from karuku.deploy import layout as lay
 from karuku.deploy.c.arena import plan
 from karuku.deploy.c.csyntax import c_array as _array
+from karuku.deploy.c.geometry import geometry
 from karuku.deploy.tflite.placement import offset
 from karuku.deploy.tflite.tables import stored_table
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel, Op
-from karuku.quant.engine.ops import pads4
 
 SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
              "transpose", "upsample", "pad")
@@ -89,16 +89,15 @@ class Gen:
 
     # ---- ops -----------------------------------------------------------------------------------------
     def conv2d(self, i: int, op: Op, x: str, y: str) -> str:
-        a, vin, vout = op.attrs, self.im.values[op.inputs[0]], self.im.values[op.output]
-        w = self.im.arrays[op.arrays["weight"]].numpy()
-        (c, h, wd), (oc, oh, ow), kh, kw = vin.shape, vout.shape, w.shape[2], w.shape[3]
-        top, left, _, _ = pads4(a["padding"])  # CMSIS-NN pads below / right as far as the output needs
-        pad, stride = f"{{{left}, {top}}}", f"{{{a['stride'][1]}, {a['stride'][0]}}}"  # cmsis_nn_tile is {w, h}
+        g, w = geometry(self.im, op), self.im.arrays[op.arrays["weight"]].numpy()
+        c, h, wd, oc, oh, ow, kh, kw = g.c, g.h, g.w, g.oc, g.oh, g.ow, g.kh, g.kw
+        # CMSIS-NN pads below / right as far as the output needs; cmsis_nn_tile is {w, h}
+        pad, stride = f"{{{g.pw}, {g.ph}}}", f"{{{g.sw}, {g.sh}}}"
         quant = f"{{(int32_t *)op{i}_mult, (int32_t *)op{i}_shift}}"
         common = (f"static const cmsis_nn_per_channel_quant_params q = {quant}; "
                   f"static const cmsis_nn_dims id = {_dims(1, h, wd, c)}, bd = {_dims(c=oc)}, "
                   f"od = {_dims(1, oh, ow, oc)}")
-        if a["groups"] != 1 and a["groups"] == c and oc % c == 0:
+        if g.groups != 1 and g.groups == c and oc % c == 0:
             self.arrays(i, op, w.transpose(1, 2, 3, 0))  # 1HWO
             self.buffer = max(self.buffer, 2 * c * kh * kw)
             return (f"{{ static const cmsis_nn_dw_conv_params p = {{{-self.zp(op.inputs[0])}, {self.zp(op.output)}, "
@@ -111,19 +110,18 @@ class Gen:
         self.buffer = max(self.buffer, 2 * 2 * (-(-(kh * kw * c) // 4) * 4))
         return (f"{{ static const cmsis_nn_conv_params p = {{{-self.zp(op.inputs[0])}, {self.zp(op.output)}, "
                 f"{stride}, {pad}, {{1, 1}}, {self.act(op)}}}; {common}, "
-                f"fd = {_dims(oc, kh, kw, c // a['groups'])};\n      "
+                f"fd = {_dims(oc, kh, kw, c // g.groups)};\n      "
                 f"st |= arm_convolve_wrapper_s8(&ctx, &p, &q, &id, {x}, &fd, op{i}_weight, &bd, op{i}_bias, "
                 f"&od, {y}); }}")
 
     def linear(self, i: int, op: Op, x: str, y: str) -> str:
         """arm_fully_connected_per_channel_s8 with the rows of [..., K] as its batches (a [C, H, W] value moves to
         the engine's order and back through karuku_tmp)."""
-        vin = self.im.values[op.inputs[0]]
         w = self.im.arrays[op.arrays["weight"]].numpy()
         if op.inputs[0] in self.perm:  # reading a flatten in NHWC order: permute the columns to match
             w = w[:, self.perm[op.inputs[0]]]
         self.arrays(i, op, w)
-        k, n, rows = w.shape[1], w.shape[0], math.prod(vin.shape[:-1])
+        k, n, rows = w.shape[1], w.shape[0], geometry(self.im, op).rows
         src, dst = self.batched(op.inputs[0]), self.batched(op.output)
         nchw = len(src) == 4
         if nchw:  # NHWC -> NCHW into karuku_tmp, the rows into karuku_tmp + n_in, back to NHWC
@@ -143,20 +141,18 @@ class Gen:
         return pre + call
 
     def maxpool2d(self, i: int, op: Op, x: str, y: str) -> str:
-        a, vin, vout = op.attrs, self.im.values[op.inputs[0]], self.im.values[op.output]
-        (c, h, w), (_, oh, ow) = vin.shape, vout.shape
-        return (f"{{ static const cmsis_nn_pool_params p = {{{{{a['stride'][1]}, {a['stride'][0]}}}, "
-                f"{{{a['padding'][1]}, {a['padding'][0]}}}, {{-128, 127}}}}; static const cmsis_nn_dims "
-                f"id = {_dims(1, h, w, c)}, fd = {_dims(1, a['kernel'][0], a['kernel'][1], 1)}, "
-                f"od = {_dims(1, oh, ow, c)};\n      st |= arm_max_pool_s8(&ctx, &p, &id, {x}, &fd, &od, {y}); }}")
+        g = geometry(self.im, op)
+        return (f"{{ static const cmsis_nn_pool_params p = {{{{{g.sw}, {g.sh}}}, {{{g.pw}, {g.ph}}}, "
+                f"{{-128, 127}}}}; static const cmsis_nn_dims id = {_dims(1, g.h, g.w, g.c)}, "
+                f"fd = {_dims(1, g.kh, g.kw, 1)}, od = {_dims(1, g.oh, g.ow, g.c)};\n      "
+                f"st |= arm_max_pool_s8(&ctx, &p, &id, {x}, &fd, &od, {y}); }}")
 
     def avgpool2d(self, i: int, op: Op, x: str, y: str) -> str:
         """Global: kc_mean_s8. Over windows: arm_depthwise_conv_wrapper_s8 with weights 1 and the engine's
         multiplier on every channel (padding adds x − z_x = 0 and counts in the window, as in the engine)."""
-        a, vin, vout = op.attrs, self.im.values[op.inputs[0]], self.im.values[op.output]
-        (c, h, w), (_, oh, ow), (kh, kw) = vin.shape, vout.shape, a["kernel"]
-        ph, pw = a.get("padding", [0, 0])
-        if [kh, kw] == [h, w] and list(a["stride"]) == [h, w] and [ph, pw] == [0, 0]:
+        a, g = op.attrs, geometry(self.im, op)
+        c, h, w, oh, ow, kh, kw, ph, pw = g.c, g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.ph, g.pw
+        if [kh, kw] == [h, w] and [g.sh, g.sw] == [h, w] and [ph, pw] == [0, 0]:
             return (f"kc_mean_s8({x}, {h * w}, {c}, {self.zp(op.inputs[0])}, {a['m0']}, {-a['shift']}, "
                     f"{self.zp(op.output)}, {y});")
         self.decls += [_array("int8_t", f"op{i}_ones", [1] * (kh * kw * c)),
@@ -164,15 +160,14 @@ class Gen:
                        _array("int32_t", f"op{i}_shift", [-a["shift"]] * c)]
         self.buffer = max(self.buffer, 2 * c * kh * kw)
         return (f"{{ static const cmsis_nn_dw_conv_params p = {{{-self.zp(op.inputs[0])}, {self.zp(op.output)}, 1, "
-                f"{{{a['stride'][1]}, {a['stride'][0]}}}, {{{pw}, {ph}}}, {{1, 1}}, {self.act(op)}}}; "
+                f"{{{g.sw}, {g.sh}}}, {{{pw}, {ph}}}, {{1, 1}}, {self.act(op)}}}; "
                 f"static const cmsis_nn_per_channel_quant_params q = {{(int32_t *)op{i}_mult, (int32_t *)op{i}_shift}};"
                 f" static const cmsis_nn_dims id = {_dims(1, h, w, c)}, fd = {_dims(1, kh, kw, c)}, "
                 f"bd = {_dims(c=c)}, od = {_dims(1, oh, ow, c)};\n      st |= arm_depthwise_conv_wrapper_s8(&ctx, &p, "
                 f"&q, &id, {x}, &fd, op{i}_ones, &bd, op{i}_zero, &od, {y}); }}")
 
     def add(self, i: int, op: Op, x: str, y: str) -> str:
-        a, n = op.attrs, math.prod(self.im.values[op.output].shape)
-        vout = self.im.values[op.output]
+        a, n, vout = op.attrs, geometry(self.im, op).n, self.im.values[op.output]
         return (f"st |= arm_elementwise_add_s8({x}, A + {self.off[op.inputs[1]]}, {-self.zp(op.inputs[0])}, "
                 f"{a['a_m0']}, {-a['a_shift']}, {-self.zp(op.inputs[1])}, {a['b_m0']}, {-a['b_shift']}, "
                 f"{a['left_shift']}, {y}, {self.zp(op.output)}, {a['m0']}, {-a['shift']}, "
@@ -182,13 +177,13 @@ class Gen:
         vout = self.im.values[op.output]
         if op.inputs[0] in self.perm:
             self.perm[op.output] = self.perm[op.inputs[0]]
-        return (f"kc_clamp_s8({x}, {math.prod(vout.shape)}, {op.attrs['lo'] - offset(vout)}, "
+        return (f"kc_clamp_s8({x}, {geometry(self.im, op).n}, {op.attrs['lo'] - offset(vout)}, "
                 f"{op.attrs['hi'] - offset(vout)}, {y});")
 
     def lut(self, i: int, op: Op, x: str, y: str) -> str:
         vin, vout = self.im.values[op.inputs[0]], self.im.values[op.output]
         self.decls.append(self.table(f"op{i}_table", self.im.arrays[op.arrays["table"]], vin, vout))
-        return f"kc_lut_s8({x}, op{i}_table, {math.prod(vout.shape)}L, {y});"
+        return f"kc_lut_s8({x}, op{i}_table, {geometry(self.im, op).n}L, {y});"
 
     def table(self, ident: str, table, vin, vout) -> str:
         """The table by the int8 input's byte, as kc_lut_s8 reads it."""

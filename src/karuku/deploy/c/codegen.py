@@ -18,6 +18,7 @@ from karuku import __version__
 from karuku.deploy.c.arena import plan
 from karuku.deploy.c.codegen_float import float_source
 from karuku.deploy.c.csyntax import c_array as _array
+from karuku.deploy.c.geometry import geometry
 from karuku.deploy.c.movement import concat_parts, movement_call
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
@@ -115,10 +116,15 @@ int karuku_{name}_run_float(const float *in, float *out);
     return proj
 
 
+# the parts karuku_kernels.c includes (one translation unit: the compiler inlines across them)
+KERNEL_PARTS = ("kk_requant.inc", "kk_dot.inc", "kk_conv_im2col.inc", "kk_direct_blocks.inc", "kk_conv_direct.inc",
+                "kk_linear_pool.inc")
+
+
 def runtime_files(rounding: str) -> dict[str, str]:
     """The kernel sources every project carries; the int8 kernels requantize by the model's rounding rule."""
-    files = {f: _runtime(f) for f in ("karuku_kernels.h", "karuku_kernels.c", "karuku_float_kernels.h",
-                                      "karuku_float_kernels.c")}
+    files = {f: _runtime(f) for f in ("karuku_kernels.h", "karuku_kernels.c", *KERNEL_PARTS,
+                                      "karuku_float_kernels.h", "karuku_float_kernels.c")}
     if rounding == "double":
         files["karuku_kernels.c"] = "#define KK_DOUBLE_ROUNDING 1\n" + files["karuku_kernels.c"]
     return files
@@ -177,68 +183,51 @@ def _signed(im: IntegerModel, value: str) -> str:
 def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) -> tuple[str, int]:
     decls, calls, scratch = [], [], 1
     for i, op in enumerate(im.ops):
-        a = op.attrs
+        a, g = op.attrs, geometry(im, op)
         x, y = f"A + {off[op.inputs[0]]}", f"A + {off[op.output]}"
         vin, vout = im.values[op.inputs[0]], im.values[op.output]
+        s = _signed(im, op.inputs[0])
         if op.kind in ("conv2d", "linear"):
             arr = {r: im.arrays[k] for r, k in op.arrays.items()}
-            direct = op.kind == "conv2d" and len(a["padding"]) == 2 and direct_conv(
-                *vin.shape, arr["weight"].shape[-1], a["groups"], a["padding"])  # asymmetric: im2col
+            direct = op.kind == "conv2d" and g.symmetric and direct_conv(g.c, g.h, g.w, g.kw, g.groups,
+                                                                         a["padding"])  # asymmetric: im2col
             if direct:
-                words = direct_order(arr["weight"], a["groups"]).flatten().tolist()
+                words = direct_order(arr["weight"], g.groups).flatten().tolist()
                 decls.append(_array("int32_t", f"op{i}_weight", words))
             else:
                 decls.append(_array("int8_t", f"op{i}_weight", kernel_order(arr["weight"]).flatten().tolist()))
             for role in ("bias", "m0", "shift"):
                 decls.append(_array("int32_t", f"op{i}_{role}", arr[role].flatten().tolist()))
             params = f"op{i}_weight, op{i}_bias, op{i}_m0, op{i}_shift, {vout.zero_point}, {a['lo']}, {a['hi']}"
-            common = f"{params}, {y}"
             if op.kind == "conv2d":
-                c, h, w = vin.shape
-                oc, oh, ow = vout.shape
-                _, _, kh, kw = arr["weight"].shape
                 kern = "kk_conv2d_direct" if direct else "kk_conv2d"
-                calls.append(f"{kern}_{_signed(im, op.inputs[0])}({x}, {vin.zero_point}, {c}, {h}, {w}, {common}, "
-                             f"{oc}, {oh}, {ow}, {kh}, {kw}, {a['stride'][0]}, {a['stride'][1]}, {a['padding'][0]}, "
-                             f"{a['padding'][1]}, {a['groups']}, S);")
-                ph, pw = a["padding"][:2]
-                scratch = max(scratch, (c // a["groups"]) * (h + 2 * ph) * (w + 2 * pw + 1) if direct
-                              else KERNEL_TILE * (c // a["groups"]) * kh * kw)  # the padded input, or a tile of windows
-            else:  # [..., K]: each of the leading positions is one row
-                rows, k_in, k_out = math.prod(vin.shape[:-1]), vin.shape[-1], vout.shape[-1]
-                xr, yr = (x, y) if rows == 1 else (f"{x} + r * {k_in}", f"{y} + r * {k_out}")
-                call = (f"kk_linear_{_signed(im, op.inputs[0])}({xr}, {vin.zero_point}, {k_in}, "
-                        f"{params}, {yr}, {k_out}, S);")
-                calls.append(call if rows == 1 else f"{{ int r; for (r = 0; r < {rows}; r++) {call} }}")
-                scratch = max(scratch, k_in)
+                calls.append(f"{kern}_{s}({x}, {vin.zero_point}, {g.c}, {g.h}, {g.w}, {params}, {y}, {g.oc}, "
+                             f"{g.oh}, {g.ow}, {g.window}, {g.groups}, S);")
+                scratch = max(scratch, (g.c // g.groups) * (g.h + 2 * g.ph) * (g.w + 2 * g.pw + 1) if direct
+                              else KERNEL_TILE * (g.c // g.groups) * g.kh * g.kw)  # the padded input, or windows
+            else:
+                xr, yr = (x, y) if g.rows == 1 else (f"{x} + r * {g.k_in}", f"{y} + r * {g.k_out}")
+                call = f"kk_linear_{s}({xr}, {vin.zero_point}, {g.k_in}, {params}, {yr}, {g.k_out}, S);"
+                calls.append(call if g.rows == 1 else f"{{ int r; for (r = 0; r < {g.rows}; r++) {call} }}")
+                scratch = max(scratch, g.k_in)
         elif op.kind == "maxpool2d":
-            c, h, w = vin.shape
-            _, oh, ow = vout.shape
-            calls.append(f"kk_maxpool2d_{_signed(im, op.inputs[0])}({x}, {c}, {h}, {w}, {y}, {oh}, {ow}, "
-                         f"{a['kernel'][0]}, {a['kernel'][1]}, {a['stride'][0]}, {a['stride'][1]}, "
-                         f"{a['padding'][0]}, {a['padding'][1]}, {vin.qmin});")
+            calls.append(f"kk_maxpool2d_{s}({x}, {g.c}, {g.h}, {g.w}, {y}, {g.oh}, {g.ow}, {g.window}, {vin.qmin});")
         elif op.kind == "avgpool2d":
-            c, h, w = vin.shape
-            _, oh, ow = vout.shape
-            ph, pw = a.get("padding", [0, 0])
-            calls.append(f"kk_avgpool2d_{_signed(im, op.inputs[0])}({x}, {vin.zero_point}, {c}, {h}, {w}, {y}, {oh}, "
-                         f"{ow}, {a['kernel'][0]}, {a['kernel'][1]}, {a['stride'][0]}, {a['stride'][1]}, {ph}, {pw}, "
-                         f"{a['m0']}, {a['shift']}, {vout.zero_point}, {a['lo']}, {a['hi']});")
+            calls.append(f"kk_avgpool2d_{s}({x}, {vin.zero_point}, {g.c}, {g.h}, {g.w}, {y}, {g.oh}, {g.ow}, "
+                         f"{g.window}, {a['m0']}, {a['shift']}, {vout.zero_point}, {a['lo']}, {a['hi']});")
         elif op.kind == "add":
             vb = im.values[op.inputs[1]]
-            n = math.prod(vout.shape)
             calls.append(f"kk_add({x}, {int(vin.dtype == 'int8')}, {vin.zero_point}, A + {off[op.inputs[1]]}, "
-                         f"{int(vb.dtype == 'int8')}, {vb.zero_point}, {n}, {a['left_shift']}, {a['a_m0']}, "
+                         f"{int(vb.dtype == 'int8')}, {vb.zero_point}, {g.n}, {a['left_shift']}, {a['a_m0']}, "
                          f"{a['a_shift']}, {a['b_m0']}, {a['b_shift']}, {a['m0']}, {a['shift']}, {vout.zero_point}, "
                          f"{a['lo']}, {a['hi']}, {y});")
         elif op.kind == "clamp":
-            calls.append(f"kk_clamp({x}, {int(vin.dtype == 'int8')}, {math.prod(vout.shape)}, {a['lo']}, {a['hi']}, "
-                         f"{y});")
+            calls.append(f"kk_clamp({x}, {int(vin.dtype == 'int8')}, {g.n}, {a['lo']}, {a['hi']}, {y});")
         elif op.kind in ("flatten", "reshape"):
-            calls.append(f"memmove({y}, {x}, {math.prod(vout.shape)});")
+            calls.append(f"memmove({y}, {x}, {g.n});")
         elif op.kind == "lut":
             decls.append(_array("uint8_t", f"op{i}_table", _bytes(im.arrays[op.arrays["table"]])))
-            calls.append(f"kk_lut({x}, op{i}_table, {math.prod(vout.shape)}L, {y});")
+            calls.append(f"kk_lut({x}, op{i}_table, {g.n}L, {y});")
         elif op.kind == "concat":
             parts = []
             for j, (src, rows, length, stride, at) in enumerate(concat_parts(im, op)):

@@ -7,30 +7,36 @@ from pathlib import Path
 
 import torch
 
-from karuku.deploy.tflite.flatbuf import serialize
+from karuku.deploy.tflite.flatbuf import COMPACT, serialize
 from karuku.deploy.tflite.lower import lower
 from karuku.deploy.tflite.verify import agreement, probe
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
 
 
-def to_tflite(im: IntegerModel) -> tuple[IntegerModel, bytes, int]:
+def description(im: IntegerModel) -> str:
+    """The model description karuku writes into the file."""
+    return f"karuku int8 model ({len(im.ops)} integer-engine ops)"
+
+
+def to_tflite(im: IntegerModel, compact: bool = False) -> tuple[IntegerModel, bytes, int]:
     """(the engine the file matches, the .tflite bytes, bytes of its constant data).
 
     Both interpreters requantize with gemmlowp's two roundings, so the file computes what the engine
     computes with rounding "double": same integers (weights, multipliers), that rule. Tables become TFLite's
-    own operators where both interpreters compute them exactly (`verify.probe`), else lookups.
+    own operators where both interpreters compute them exactly (`verify.probe`), else lookups. `compact`:
+    without what neither interpreter reads (`flatbuf.serialize`).
     """
     im = replace(im, rounding="double")
     graph = lower(im, probe)
-    return im, serialize(graph, f"karuku int8 model ({len(im.ops)} integer-engine ops)"), graph.data_bytes()
+    return im, serialize(graph, description(im), **(COMPACT if compact else {})), graph.data_bytes()
 
 
-def export_tflite(im: IntegerModel, out: Path, inputs: torch.Tensor, check: int = 256) -> str:
+def export_tflite(im: IntegerModel, out: Path, inputs: torch.Tensor, check: int = 256, compact: bool = False) -> str:
     """Write `out` after checking every output byte in both interpreters on `check` of `inputs`."""
     from karuku.io.atomic import write_bytes
 
-    im, raw, data = to_tflite(im)
+    im, raw, data = to_tflite(im, compact)
     x = inputs[:check]
     res = agreement(im, raw, x)
     n = len(x)
@@ -39,6 +45,7 @@ def export_tflite(im: IntegerModel, out: Path, inputs: torch.Tensor, check: int 
                           f"inputs in LiteRT, {res['tflm']} of {n} in TFLite Micro",
                           "this is a karuku bug; please report it with the model")
     write_bytes(out, raw)
-    return (f"wrote {out} ({len(raw):,} bytes, int8 .tflite; weights, biases and shapes {data:,} B); outputs "
+    kind = "compact int8 .tflite" if compact else "int8 .tflite"
+    return (f"wrote {out} ({len(raw):,} bytes, {kind}; weights, biases and shapes {data:,} B); outputs "
             f"identical to the integer engine (rounding double) on {n} inputs in LiteRT (reference kernels) and "
             f"TensorFlow Lite Micro")

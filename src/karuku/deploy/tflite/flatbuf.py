@@ -1,11 +1,19 @@
 """Serialize a `Graph` as a .tflite flatbuffer with the TFLite schema's generated builders (PyPI `tflite`).
 
-One subgraph, buffer 0 the empty sentinel the schema reserves, one buffer per constant tensor; every
-buffer's bytes are 16-byte aligned (TFLite Micro reads int32 biases in place). File identifier TFL3,
-schema version 3. Equal shape, scale and zero-point vectors and equal quantization tables are written once
+One subgraph, buffer 0 the empty sentinel the schema reserves, one buffer per constant tensor, each buffer's
+bytes aligned to 16 as TFLite's converter does (the schema's force_align). File identifier TFL3, schema
+version 3. Equal shape, scale and zero-point vectors and equal quantization tables are written once
 and referenced by every tensor that has them (a flatbuffer offset may be shared): per-channel weights and
 biases need a scale and a zero point per channel, and the zero points are all 0, so one vector of zeros per
 channel count serves them all.
+
+`COMPACT` leaves out what neither interpreter reads (docs/EDGE.md, measured in docs/bench/edge.md): tensor
+names and the scales and zero points of a convolution's int32 bias (both interpreters derive the
+requantization from the input, weight and output scales; but LiteRT's XNNPACK delegate does not take such a
+convolution, and TFLite's converter writes them, so other tools may expect them); and it aligns buffers to 4
+bytes — the widest element a file holds is an int32 bias, which TFLite Micro reads in place (the LDRD / LDM
+compilers emit for int32 arrays fault on an unaligned address on Cortex-M; the model array itself is placed
+16-byte aligned, as TFLite Micro's examples do).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ OPTIONS = {"ADD": "AddOptions", "CONCATENATION": "ConcatenationOptions", "CONV_2
            "QUANTIZE": None, "HARD_SWISH": None, "GELU": "GeluOptions"}
 PLACEHOLDER = 127  # deprecated_builtin_code of operators numbered 127 and up (schema.fbs)
 ALIGN = 16
+COMPACT = {"names": False, "bias_quantization": False, "align": 4}  # serialize's options for `compact`
+BIASED = ("CONV_2D", "DEPTHWISE_CONV_2D")  # operators whose third input is an int32 bias
 
 
 def _schema():
@@ -44,9 +54,9 @@ def _vector(b, start, values, prepend) -> int:
     return b.EndVector()
 
 
-def _bytes(b, data: np.ndarray) -> int:
+def _bytes(b, data: np.ndarray, align: int) -> int:
     raw = data.tobytes()
-    b.StartVector(1, len(raw), ALIGN)
+    b.StartVector(1, len(raw), align)
     b.head = b.head - len(raw)
     b.Bytes[b.head:b.head + len(raw)] = raw
     return b.EndVector()
@@ -80,8 +90,10 @@ class _Shared:
         return self.seen[key]
 
 
-def serialize(graph: Graph, description: str = "karuku") -> bytes:
-    """The .tflite bytes of `graph`."""
+def serialize(graph: Graph, description: str = "karuku", names: bool = True, bias_quantization: bool = True,
+              align: int = ALIGN) -> bytes:
+    """The .tflite bytes of `graph`: with tensor names, the convolutions' bias quantization and buffers aligned
+    to `align` bytes, or without (`COMPACT`)."""
     flatbuffers, t = _schema()
     b = flatbuffers.Builder(1024 + graph.data_bytes() * 2)
     codes = list(dict.fromkeys(o.opcode for o in graph.operators))
@@ -91,21 +103,24 @@ def serialize(graph: Graph, description: str = "karuku") -> bytes:
     buffers.append(t.BufferEnd(b))
     for i, tensor in enumerate(graph.tensors):
         if tensor.data is not None:
-            data = _bytes(b, tensor.data)
+            data = _bytes(b, tensor.data, align)
             t.BufferStart(b)
             t.BufferAddData(b, data)
             tensor_buffer[i] = len(buffers)
             buffers.append(t.BufferEnd(b))
     tensors, shared = [], _Shared(b, t)
+    biases = set() if bias_quantization else {o.inputs[2] for o in graph.operators
+                                              if o.op in BIASED and len(o.inputs) > 2}
     for i, tensor in enumerate(graph.tensors):
-        name = b.CreateString(tensor.name)
+        name = b.CreateString(tensor.name) if names else None
         shape = shared.vector("i32", t.TensorStartShapeVector, [int(d) for d in tensor.shape], b.PrependInt32)
-        quant = shared.quant(tensor) if tensor.scale is not None else None
+        quant = shared.quant(tensor) if tensor.scale is not None and i not in biases else None
         t.TensorStart(b)
         t.TensorAddShape(b, shape)
         t.TensorAddType(b, TYPES[tensor.dtype])
         t.TensorAddBuffer(b, tensor_buffer.get(i, 0))
-        t.TensorAddName(b, name)
+        if name is not None:
+            t.TensorAddName(b, name)
         if quant is not None:
             t.TensorAddQuantization(b, quant)
         tensors.append(t.TensorEnd(b))
