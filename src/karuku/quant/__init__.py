@@ -22,11 +22,12 @@ from karuku.quant import form  # noqa: F401  (registers the int8 deployed form f
 from karuku.quant.config import QuantConfig
 from karuku.quant.engine import IntegerModel, to_integer
 from karuku.quant.model import QuantModel
+from karuku.quant.normalize import fold_normalization
 from karuku.quant.ptq import calibration_tensor, check_shape, prepare, quantize_static
 from karuku.quant.store import QParams, load_quantized, save_quantized
 
-__all__ = ["IntegerModel", "QParams", "QuantConfig", "QuantModel", "export_onnx", "export_qdq", "load_quantized",
-           "quantize", "save_quantized", "to_integer"]
+__all__ = ["IntegerModel", "QParams", "QuantConfig", "QuantModel", "export_onnx", "export_qdq", "fold_normalization",
+           "load_quantized", "quantize", "save_quantized", "to_integer"]
 
 
 def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=None, *, splits=None,

@@ -38,6 +38,15 @@ class QuantConfig(Config):
         "auto", description="the CPU the int8 files are for: auto (this one, resolved when quantizing), portable "
                             "(exact on every CPU), or a karuku.cpu target (avx2, avx512-vnni, arm64, ...); where "
                             "its u8 x s8 kernels saturate (x86 without VNNI) weights get at most 7 bits")
+    input_range: list[float] | None = Field(
+        None, description="ptq: the model input's quantization range, fixed instead of calibrated: (0, 1) for "
+                          "pixels / 255 makes the int8 input the 8-bit pixel itself (scale 1/255, zero point 0; "
+                          "see fold_normalization)", examples=["0,1"])
+    adaround: list[str] = Field(
+        default_factory=list, description="ptq: layers (name patterns, fnmatch) whose weights are rounded up or down "
+                                          "as the calibration data says (AdaRound) instead of to nearest",
+        examples=["'_conv_stem'"])
+    adaround_iters: int = Field(1000, ge=1, le=1_000_000, description="ptq: optimisation steps per AdaRound layer")
     strict: bool = Field(False, description="fail on a layer that cannot be quantized instead of keeping it float")
     qat_delay: int = Field(200, ge=0, le=1_000_000_000, description="QAT: iterations before activations are "
                                                                      "quantized")
@@ -72,6 +81,9 @@ class QuantConfig(Config):
             if static:
                 raise ValueError(f"`{static[0]}` has no effect in `mode` dynamic (activations are quantized at run "
                                  "time)")
+        ptq_only = self.given("input_range", "adaround", "adaround_iters")
+        if self.mode != "ptq" and ptq_only:
+            raise ValueError(f"`{ptq_only[0]}` applies to `mode` ptq only (`mode` is {self.mode})")
         if self.given("low_bits") and self.max_drop is None:
             raise ValueError("`low_bits` applies to the mixed-precision search only (set `max_drop`)")
         return self
@@ -106,6 +118,13 @@ class QuantConfig(Config):
         layer_bits = {k: (v if v == "float" else min(int(v), cap)) for k, v in self.layer_bits.items()}
         return self.model_copy(update={"target_isa": target, "bits": min(self.bits, cap),
                                        "low_bits": min(self.low_bits, cap), "layer_bits": layer_bits})
+
+    @field_validator("input_range")
+    @classmethod
+    def _input_range(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not (len(v) == 2 and v[0] <= 0 <= v[1] and v[0] < v[1]):
+            raise ValueError(f"input_range must be lo,hi with lo <= 0 <= hi and lo < hi, got {list(v)}")
+        return v
 
     @field_validator("layer_bits")
     @classmethod

@@ -88,6 +88,14 @@ def calibrate(qm: QuantModel, x: torch.Tensor, cfg: QuantConfig) -> QuantModel:
             a.observer = None
     for k, a in qm.acts.items():
         a.set_range(*observers[k].range(a.bits, a.signed))
+    if cfg.input_range is not None:  # pinned (e.g. pixels / 255 → the 8-bit pixel exactly), not calibrated
+        for n in qm.nodes:
+            if n.op == "input":
+                qm.act(n.name).set_range(*cfg.input_range)
+    if cfg.adaround:  # learnt rounding on the quantized inputs, before bias correction (which it makes moot)
+        from karuku.quant.adaround import adaround
+
+        adaround(qm, x, cfg.adaround, cfg.adaround_iters)
     for n in qm.nodes:
         layer = qm.layers[key(n.name)] if n.op in WEIGHTED else None
         if layer is None:

