@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -132,3 +134,22 @@ def test_a_registered_form_is_the_deployed_one():
     assert ev.deploy_kind == "int8" and ev.deploy_bytes == 650 and ev.sizes["fp32"] == plain.deploy_bytes
     assert ev.integer and ev.peak_activation_bytes * 4 == plain.peak_activation_bytes
     assert ev.fit("mcu-m4").reasons[0] == "weights 0.7 KB ≤ flash 1.05 MB"  # 650 B; 1 MiB in decimal units
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux: ru_maxrss survives exec elsewhere too, "
+                    "but only /proc gives the program's own peak")
+def test_peak_rss_is_the_programs_own_not_a_large_parents():
+    # ru_maxrss is kept across exec: a reader started by a parent that once held 600 MB more reported the
+    # parent's peak; the program's own high-water mark does not carry over
+    import subprocess
+    import sys
+
+    from karuku.measure.memory import peak_rss_bytes
+
+    held = np.ones(600 * 2**20, dtype=np.uint8)  # touched, so resident
+    parent = peak_rss_bytes()
+    out = subprocess.run([sys.executable, "-c", "from karuku.measure.memory import "
+                          "peak_rss_bytes; print(peak_rss_bytes())"], capture_output=True, text=True, check=True)
+    del held
+    child = int(out.stdout.split()[-1])
+    assert 0 < child < parent - 400 * 2**20, (child, parent)

@@ -91,6 +91,31 @@ def unlabelled():
     return Points(384, 0), Points(128, 1)
 
 
+class Curves(torch.utils.data.Dataset):
+    """Two values to regress from 12 inputs (smooth functions of them, with a little noise)."""
+
+    def __init__(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 12, generator=g)
+        self.y = torch.stack([torch.tanh(self.x[:, :4].sum(1)), self.x[:, 4:8].abs().mean(1)], 1)
+        self.y += 0.01 * torch.randn(self.y.shape, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def curves():
+    return Curves(512, 0), Curves(128, 1)
+
+
+def regressor():
+    torch.manual_seed(5)
+    return torch.nn.Sequential(torch.nn.Linear(12, 48), torch.nn.ReLU(), torch.nn.Linear(48, 2))
+
+
 def embedder():
     """A 'pretrained' embedding model: fixed weights, 8 outputs, no classes."""
     torch.manual_seed(7)
@@ -127,6 +152,29 @@ def test_an_embedding_model_through_prune_quantize_export_judged_by_fidelity(use
     data = {"name": f"{user_module}:unlabelled", "val_size": 0}  # the run's task and baseline: from the file
     ev = evaluate_checkpoint(outcome.run_dir / "final.safetensors", data, MeasureConfig(latency=False, runs=1))
     assert ev.task == "fidelity" and ev.metrics["cosine"] == pytest.approx(final["metrics"]["cosine"], abs=1e-6)
+
+
+def test_a_regression_model_through_prune_quantize_export_judged_by_its_error(user_module, tmp_path):
+    # pruning fine-tunes against the dense model's outputs (distill: values are matched, not soft-targeted)
+    from karuku.pipeline import compress, load_recipe
+
+    recipe = {"version": 1, "name": "curves", "data": {"name": f"{user_module}:curves", "val_size": 64},
+              "model": {"name": f"{user_module}:regressor", "train": {"epochs": 30, "lr": 0.05, "batch_size": 32}},
+              "budget": {"max_drop": 0.02}, "recovery": {"epochs": 0, "max_rounds": 0},
+              "stages": [{"prune": {"sparsity": 0.5, "exclude": ["2"], "distill": True,
+                                    "finetune": {"epochs": 3, "lr": 0.01}}},
+                         {"quantize": {"mode": "ptq", "calibration": 128}}, {"export": {"format": "onnx"}}]}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    outcome = compress(load_recipe(path), tmp_path / "run", verbose=False)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    base, final = summary["baseline"]["measure"], summary["final"]["measure"]
+    assert base["task"] == "regression" and summary["quality"]["metric"] == "mse"
+    assert base["metrics"]["mse"] < 0.1  # the baseline learned the curves (predicting the mean gives ~0.4)
+    assert final["deploy_kind"] == "int8" and any(outcome.run_dir.rglob("model.int8.onnx"))
+    assert [c["limit"] for c in summary["checks"]] == ["max_drop"]
+    assert summary["checks"][0]["value"] == pytest.approx(final["metrics"]["mse"] - base["metrics"]["mse"], abs=1e-6)
+    assert summary["ok"] == (final["metrics"]["mse"] - base["metrics"]["mse"] <= 0.02)
 
 
 def test_a_budget_that_limits_nothing_is_refused(user_module, tmp_path):

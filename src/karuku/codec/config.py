@@ -26,11 +26,15 @@ class ClusterConfig(Config):
     seed: int = seed_field("seed of the random initialisation")
     finetune: TrainConfig | None = Field(None, description="centroid fine-tuning (Deep Compression 3.3: each "
                                                             "centroid learns from its members' summed gradients)")
+    distill: bool = Field(False, description="centroid fine-tuning also learns the soft targets of the model as "
+                                             "it was before sharing (self-distillation, T 4, α 0.9)")
 
     @model_validator(mode="after")
     def _effective(self):
         if self.given("seed") and self.init != "random":
             raise ValueError("`seed` applies to `init` random only")
+        if self.distill and self.finetune is None:
+            raise ValueError("`distill` teaches centroid fine-tuning: give `finetune` too")
         return self
 
     @field_validator("layer_bits")

@@ -10,9 +10,10 @@ from karuku.codec.krk import Packed, pack_state, read_packed
 from karuku.codec.sharing import cluster
 from karuku.data.checkpoint import for_checkpoint
 from karuku.data.config import DataConfig
+from karuku.distillation.recovery import finetune, frozen_copy
 from karuku.io.atomic import ensure_writable_dir, write_bytes
 from karuku.io.checkpoint import load_checkpoint, load_model, save_checkpoint
-from karuku.training import score, train
+from karuku.training import score
 
 
 def cluster_checkpoint(path: str | os.PathLike, cfg: ClusterConfig, out: str | os.PathLike,
@@ -24,13 +25,15 @@ def cluster_checkpoint(path: str | os.PathLike, cfg: ClusterConfig, out: str | o
     """
     ensure_writable_dir(out)
     model, ckpt = load_model(path)
+    teacher = frozen_copy(model) if cfg.distill else None
     sharing = cluster(model, cfg)
     meta = dict(ckpt.meta, cluster=sharing.meta())
     splits = for_checkpoint(ckpt, data, required=cfg.finetune is not None)
     if splits is not None:
         meta["metrics"] = {"test_before_tuning": score(model, splits.test).as_dict()}
         if cfg.finetune is not None:
-            train(model, splits, cfg.finetune, hooks=[sharing.hook()], verbose=verbose, label="cluster tuning")
+            finetune(model, splits, cfg.finetune, hooks=[sharing.hook()], teacher=teacher, verbose=verbose,
+                     label="cluster tuning")
             meta["tuning"] = cfg.finetune.model_dump(mode="json")
         meta["metrics"]["test"] = score(model, splits.test).as_dict()
     save_checkpoint(out, model, ckpt.spec, meta, sections=ckpt.sections)

@@ -99,7 +99,7 @@ class WeightSharing:
     def meta(self) -> dict:
         """Metadata for a checkpoint (meta['cluster']); packed `.krk` files keep it, so only what describes the
         codebooks: how they were tuned is the checkpoint's `tuning`, not part of every packed file."""
-        cfg = self.config.model_dump(mode="json", exclude={"finetune"}) if self.config else {}
+        cfg = self.config.model_dump(mode="json", exclude={"finetune", "distill"}) if self.config else {}
         return {"bits": self.bits(), "config": cfg}
 
     def hook(self) -> CentroidTuning:

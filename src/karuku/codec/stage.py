@@ -7,8 +7,8 @@ from torch import nn
 from karuku.codec.config import ClusterConfig, PackConfig
 from karuku.codec.krk import pack_model
 from karuku.codec.sharing import cluster
+from karuku.distillation.recovery import finetune, frozen_copy
 from karuku.pipeline.stage import Stage, StageOutput, StageRun, register_stage
-from karuku.training.loop import train
 
 
 @register_stage("cluster", ClusterConfig)
@@ -16,10 +16,11 @@ class ClusterStage(Stage):
     """Weight sharing; recovery keeps the centroids shared, back-off adds a bit."""
 
     def apply(self, model: nn.Module, cfg: ClusterConfig, run: StageRun) -> StageOutput:
+        teacher = frozen_copy(model) if cfg.distill else None
         sharing = cluster(model, cfg)
         if cfg.finetune is not None:
-            train(model, run.splits, run.train_config(cfg.finetune), hooks=[sharing.hook()], verbose=run.verbose,
-                  label="cluster tuning")
+            finetune(model, run.splits, run.train_config(cfg.finetune), hooks=[sharing.hook()], teacher=teacher,
+                     verbose=run.verbose, label="cluster tuning")
         return StageOutput(model, meta=sharing.meta(), hooks=[sharing.hook()])
 
     def backoff(self, cfg: ClusterConfig, round_: int) -> ClusterConfig | None:

@@ -19,7 +19,7 @@ from karuku.distillation.config import DistillConfig
 from karuku.distillation.distill import distill
 from karuku.training.config import TrainConfig
 from karuku.training.hooks import Hook
-from karuku.training.loop import TrainResult
+from karuku.training.loop import TrainResult, train
 
 # fine-tuning defaults: a short low-learning-rate run, mostly soft targets at a moderate T
 RECOVERY = DistillConfig(temperature=4.0, alpha=0.9,
@@ -40,3 +40,30 @@ def recover(uncompressed: nn.Module, compressed: nn.Module, data: DataSplits | D
         cfg = RECOVERY.model_copy(update={"train": cfg})
     return distill(uncompressed, compressed, data, cfg or RECOVERY, hooks=hooks, state_path=state_path,
                    verbose=verbose)
+
+
+def finetune(model: nn.Module, data: DataSplits, cfg: TrainConfig, hooks: Sequence[Hook] = (),
+             teacher: nn.Module | None = None, verbose: bool = True, label: str = "fine-tuning") -> None:
+    """A technique's fine-tuning of `model` in place: on the labels alone, or, given `teacher` (the model as it
+    was before the technique changed it, frozen), self-distillation as well: its soft targets for classes
+    (T = 4, α = 0.9), its raw outputs for values, the teacher alone for data without labels.
+
+    Soft targets regularise a sparse or weight-shared model where plain fine-tuning over-fits (measured on
+    Fashion-MNIST's LeNet-300-100 in docs/bench/data.md)."""
+    if teacher is None:
+        train(model, data, cfg, hooks=list(hooks), verbose=verbose, label=label)
+        return
+    match = "soft-targets" if data.targets == "classes" else "outputs"
+    dcfg = RECOVERY.model_copy(update={"train": cfg, "match": match,
+                                       "alpha": RECOVERY.alpha if data.labelled else 1.0})
+    distill(teacher, model, data, dcfg, hooks=hooks, verbose=verbose)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A frozen copy of `model` to teach its own compressed version."""
+    import copy
+
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher

@@ -48,9 +48,20 @@ def activation_bytes(model: nn.Module, input_shape: tuple[int, ...], bytes_per_v
 
 def peak_rss_bytes() -> int:
     """This process's peak resident memory so far (Linux reports KiB, macOS bytes): what reading the data
-    cost, recorded with evaluations and runs (a streamed dataset keeps it flat)."""
+    cost, recorded with evaluations and runs (a streamed dataset keeps it flat).
+
+    On Linux the high-water mark of this program's own memory (`VmHWM`): `ru_maxrss` survives `exec`, so a
+    process started by a large parent would report the parent's peak (a benchmark that wrote a million files
+    before starting its reader saw 765 MB for a reader that never held it)."""
     import resource
     import sys
 
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)

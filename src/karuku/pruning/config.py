@@ -46,6 +46,9 @@ class PruneConfig(Config):
     seed: int = seed_field("seed of random scores")
     finetune: TrainConfig | None = Field(None, description=(
         "fine-tuning after pruning (per round for iterative:N; agp prunes while it trains); none: no fine-tuning"))
+    distill: bool = Field(False, description=(
+        "fine-tuning also learns the soft targets of the model as it was before pruning (self-distillation, "
+        "T 4, α 0.9; its outputs for values): less over-fitting of a sparse model than the labels alone"))
 
     @field_validator("schedule")
     @classmethod
@@ -98,6 +101,8 @@ class PruneConfig(Config):
             raise ValueError(f"`{unstructured[0]}` applies to `structured` pruning only")
         if self.given("seed") and self.method != "random":
             raise ValueError("`seed` applies to `method` random only (the other scores are deterministic)")
+        if self.distill and self.finetune is None and self.kind == "oneshot":
+            raise ValueError("`distill` teaches fine-tuning, and one-shot pruning without `finetune` has none")
         return self
 
     @property

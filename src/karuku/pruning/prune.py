@@ -8,6 +8,8 @@ from typing import Any
 from torch import nn
 
 from karuku.data.splits import DataSplits
+from karuku.distillation.recovery import finetune as tune_model
+from karuku.distillation.recovery import frozen_copy
 from karuku.errors import KarukuError
 from karuku.progress import Progress
 from karuku.pruning.config import PruneConfig
@@ -16,7 +18,7 @@ from karuku.pruning.masked import MaskedTraining, bake
 from karuku.pruning.schedules import AGP, iterative_sparsity
 from karuku.pruning.unstructured import compute_mask
 from karuku.training.evaluate import score
-from karuku.training.loop import planned_iterations, train
+from karuku.training.loop import planned_iterations
 
 
 @dataclass
@@ -64,15 +66,20 @@ def prune(model: nn.Module, config: PruneConfig | None = None, data: DataSplits 
 
 def _prune(model, cfg, data, mask, input_shape, verbose) -> PruneResult:
     finetune = cfg.finetune
+    teacher = frozen_copy(model) if cfg.distill and finetune is not None else None
+
+    def tune(hooks, label):
+        tune_model(model, data, finetune, hooks=hooks, teacher=teacher, verbose=verbose, label=label)
+
     if cfg.structured:
         return _structured(model, cfg, data, finetune, mask, input_shape or (data.input_shape if data else None),
-                           verbose)
+                           tune)
     result = PruneResult(model, cfg)
     if mask is not None:
         mask.check(model, "the given mask")
     if cfg.kind == "agp":
         hook = AGP(cfg, mask)
-        train(model, data, finetune, hooks=[hook], verbose=verbose, label="prune (agp)")
+        tune([hook], "prune (agp)")
         mask = hook.mask
         result.rounds.append({"round": 1, "sparsity": mask.sparsity, "val_acc": _val(model, data)})
     else:
@@ -81,15 +88,14 @@ def _prune(model, cfg, data, mask, input_shape, verbose) -> PruneResult:
                                 at=lambda r, k=k: iterative_sparsity(r, k, cfg.rounds))
             mask.apply(model)
             if finetune is not None:
-                train(model, data, finetune, hooks=[MaskedTraining(mask)], verbose=verbose,
-                      label=f"fine-tuning round {k}/{cfg.rounds} ({100 * mask.sparsity:.1f} % sparse)")
+                tune([MaskedTraining(mask)], f"fine-tuning round {k}/{cfg.rounds} ({100 * mask.sparsity:.1f} % sparse)")
             result.rounds.append({"round": k, "sparsity": mask.sparsity, "val_acc": _val(model, data)})
     bake(model, mask)
     result.mask = mask
     return result
 
 
-def _structured(model, cfg, data, finetune, mask, input_shape, verbose) -> PruneResult:
+def _structured(model, cfg, data, finetune, mask, input_shape, tune) -> PruneResult:
     from karuku.pruning.structured import TRANSFORM, prune_channels
 
     if input_shape is None:
@@ -106,8 +112,8 @@ def _structured(model, cfg, data, finetune, mask, input_shape, verbose) -> Prune
         if mask is not None:  # an earlier unstructured mask: keep its zeros in the shrunk layers
             mask = Mask.from_model(model, [n for n in mask if n in dict(model.named_parameters())])
         if finetune is not None:
-            train(model, data, finetune, hooks=[MaskedTraining(mask)] if mask else [], verbose=verbose,
-                  label=f"fine-tuning round {k}/{cfg.rounds} ({plan.channels_after:,} channels)")
+            tune([MaskedTraining(mask)] if mask else [],
+                 f"fine-tuning round {k}/{cfg.rounds} ({plan.channels_after:,} channels)")
         result.rounds.append({"round": k, "channels": [plan.channels_before, plan.channels_after],
                               "macs": [plan.macs_before, plan.macs_after], "skipped": plan.skipped,
                               "val_acc": _val(model, data)})
