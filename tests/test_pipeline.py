@@ -22,6 +22,7 @@ runner = CliRunner()
 
 RECIPE = {
     "version": 1, "name": "digits-test", "seed": 1,
+    "threads": 1,  # results compared across runs: the automatic count follows the machine's load
     "data": {"name": "digits", "val_size": 200},
     "model": {"name": "lenet300", "train": {"epochs": 2, "lr": 0.05, "batch_size": 32}},
     "budget": {"max_drop": 5.0, "max_size_kb": 1000, "profile": "mcu-m4"},
