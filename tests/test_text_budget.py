@@ -42,3 +42,10 @@ def test_recipes_old_key_reads_and_file_limits_need_an_export(tmp_path):
     with pytest.raises(KarukuError, match="budget.min_cosine"):
         load_recipe(r)
     assert load_recipe("recipes/minilm-edge.yaml").budget.max_size_kb is not None
+
+
+def test_the_pipeline_budget_reads_its_old_name_the_same_way():
+    assert Budget(max_accuracy_drop=2.0).max_drop == 2.0
+    assert Budget(max_accuracy_drop=2.0, max_drop=2.0).max_drop == 2.0
+    with pytest.raises(KarukuError, match="give max_drop only"):
+        Budget(max_accuracy_drop=2.0, max_drop=1.0)

@@ -64,6 +64,20 @@ def seed_field(description: str):
     return Field(0, ge=0, le=MAX_SEED, description=description)
 
 
+def renamed(v: Any, old: str, new: str) -> Any:
+    """A settings mapping with the old name of a key read as its new name (a `mode="before"` validator's
+    body); giving both with different values is an error, since one of them would be silently ignored."""
+    if not isinstance(v, dict) or old not in v:
+        return v
+    v = dict(v)
+    was = v.pop(old)
+    if v.get(new) is not None and was is not None and v[new] != was:
+        raise ValueError(f"give {new} only ({old} is its old name)")
+    if v.get(new) is None:
+        v[new] = was
+    return v
+
+
 class ConfigError(KarukuError, ValueError):
     """Bad settings: `.problems` lists (location, message) pairs; the message is the first, on one line."""
 

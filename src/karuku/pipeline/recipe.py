@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from karuku.config import Config, digest, field_at, fields_at, seed_field
+from karuku.config import Config, digest, field_at, fields_at, renamed, seed_field
 from karuku.data.config import DataConfig
 from karuku.errors import KarukuError, closest
 from karuku.io.paths import regular_file
@@ -78,13 +78,7 @@ class Budget(Config):
     @classmethod
     def _old_name(cls, v):
         """`max_accuracy_drop` (before tasks): the same limit, for the accuracy every recipe measured then."""
-        if isinstance(v, dict) and "max_accuracy_drop" in v:
-            v = dict(v)
-            old = v.pop("max_accuracy_drop")
-            if v.get("max_drop") is not None and old is not None and v["max_drop"] != old:
-                raise ValueError("give max_drop only (max_accuracy_drop is its old name)")
-            v.setdefault("max_drop", old)
-        return v
+        return renamed(v, "max_accuracy_drop", "max_drop")
 
     @field_validator("profile")
     @classmethod

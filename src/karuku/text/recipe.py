@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from karuku.config import Config
+from karuku.config import Config, renamed
 from karuku.errors import KarukuError, closest
 from karuku.pipeline.recipe import Budget
 from karuku.quant.config import QuantConfig
@@ -78,13 +78,7 @@ class TextBudget(Budget):
     @classmethod
     def _old_text_name(cls, v):
         """`min_mean_cosine` (the first text recipes): the same floor, now named as in every recipe."""
-        if isinstance(v, dict) and "min_mean_cosine" in v:
-            v = dict(v)
-            old = v.pop("min_mean_cosine")
-            if "min_fidelity" in v and v["min_fidelity"] != old:
-                raise ValueError("give min_fidelity only (min_mean_cosine is its old name)")
-            v["min_fidelity"] = old
-        return v
+        return renamed(v, "min_mean_cosine", "min_fidelity")
 
     @model_validator(mode="after")
     def _text_limits(self):
