@@ -51,3 +51,20 @@ def test_distillation_on_cached_outputs_follows_the_live_teacher(tmp_path):
     teacher_outputs(teacher, TEXTS[:11], tok.with_max_length(40), [2, 4], tmp_path / "c", logs.append)
     teacher_outputs(teacher, TEXTS[:12], tok.with_max_length(40), [4], tmp_path / "c", logs.append)
     assert len(list((tmp_path / "c").glob("teacher-*.safetensors"))) == 3  # other texts / targets: other keys
+
+
+def test_a_damaged_cache_file_is_computed_again(tmp_path):
+    from safetensors.torch import save_file
+
+    tok = tiny_tokenizer(tmp_path)
+    teacher = tiny_encoder(layers=3).eval()
+    first = teacher_outputs(teacher, TEXTS[:6], tok, [2], tmp_path / "c", lambda _: None)
+    (path,) = (tmp_path / "c").glob("teacher-*.safetensors")
+    save_file({"embeddings": first.embeddings}, str(path))  # readable, but its offsets and hints are gone
+    logs = []
+    again = teacher_outputs(teacher, TEXTS[:6], tok, [2], tmp_path / "c", logs.append)
+    assert "read from" not in logs[0] and torch.equal(again.offsets, first.offsets)
+    path.write_bytes(b"not a safetensors file")
+    logs.clear()
+    again = teacher_outputs(teacher, TEXTS[:6], tok, [2], tmp_path / "c", logs.append)
+    assert "unreadable" in logs[0] and torch.equal(again.embeddings, first.embeddings)

@@ -99,10 +99,12 @@ def teacher_outputs(teacher: SentenceEncoder, texts: list[str], tok: Tokenizer, 
             log(f"teacher cache {path} unreadable ({exc}); computing it again")
         else:
             hidden = {int(k.split(".")[1]): v for k, v in d.items() if k.startswith("hidden.")}
-            if (len(d["offsets"]) == len(texts) + 1 and sorted(hidden) == sorted(set(targets))
-                    and all(len(h) == int(d["offsets"][-1]) for h in hidden.values())):
+            offsets, emb = d.get("offsets"), d.get("embeddings")
+            if (offsets is not None and emb is not None and len(offsets) == len(texts) + 1 == len(emb) + 1
+                    and sorted(hidden) == sorted(set(targets))
+                    and all(len(h) == int(offsets[-1]) for h in hidden.values())):
                 log(f"teacher outputs of {len(texts)} texts read from {path}")
-                return TeacherOutputs(d["embeddings"], hidden, d["offsets"])
+                return TeacherOutputs(emb, hidden, offsets)
     log(f"teacher outputs of {len(texts)} texts (hints at hidden states {sorted(set(targets))}) -> {path}")
     out = compute(teacher, texts, tok, targets)
     Path(folder).mkdir(parents=True, exist_ok=True)
