@@ -16,9 +16,9 @@ from __future__ import annotations
 import fnmatch
 
 import torch
-import torch.nn.functional as F
 
 from karuku.errors import KarukuError, closest
+from karuku.quant.form import float_view
 from karuku.quant.fuse import WEIGHTED
 from karuku.quant.model import QuantModel, key
 from karuku.quant.primitives import qrange
@@ -50,32 +50,6 @@ def _inputs(qm: QuantModel, name: str, x: torch.Tensor, batch: int) -> tuple[tor
     finally:
         h.remove()
     return torch.cat(got), scale[0]
-
-
-class _Float:
-    """Quantization switched off in `qm` for the duration (activations and weights float)."""
-
-    def __init__(self, qm: QuantModel):
-        self.qm = qm
-
-    def __enter__(self):
-        self.acts = {k: bool(a.enabled) for k, a in self.qm.acts.items()}
-        self.bits = {k: layer.bits for k, layer in self.qm.layers.items()}
-        for a in self.qm.acts.values():
-            a.enabled.fill_(False)
-        for layer in self.qm.layers.values():
-            layer.bits = None
-
-    def __exit__(self, *exc):
-        for k, a in self.qm.acts.items():
-            a.enabled.fill_(self.acts[k])
-        for k, layer in self.qm.layers.items():
-            layer.bits = self.bits[k]
-
-
-def _act(layer, y: torch.Tensor) -> torch.Tensor:
-    act = layer.attrs.get("act")
-    return F.relu(y) if act == "relu" else F.relu6(y) if act == "relu6" else y
 
 
 def selected(qm: QuantModel, patterns: list[str]) -> list[str]:
@@ -113,10 +87,9 @@ def _one(qm: QuantModel, name: str, x: torch.Tensor, iters: int, batch: int, g: 
     layer = qm.layers[key(name)]
     with torch.no_grad():
         xq, in_scale = _inputs(qm, name, x, batch * 4)
-        with _Float(qm):
-            xf, _ = _inputs(qm, name, x, batch * 4)
-            target = torch.cat([_act(layer, layer._conv_or_linear(xf[i:i + 64], *layer._folded()[:2]))
-                                for i in range(0, len(xf), 64)])
+        xf, _ = _inputs(float_view(qm), name, x, batch * 4)
+        target = torch.cat([layer.activation(layer._conv_or_linear(xf[i:i + 64], *layer._folded()[:2]))
+                            for i in range(0, len(xf), 64)])
     return _learn(layer, xq, target, in_scale, iters, batch, g)
 
 
@@ -138,7 +111,7 @@ def _learn(layer, xq: torch.Tensor, target: torch.Tensor, in_scale, iters: int, 
         idx = torch.randint(0, len(xq), (min(batch, len(xq)),), generator=g)
         h = (torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
         wq = torch.clamp(floor + h, qmin, qmax) * s
-        y = _act(layer, layer._conv_or_linear(xq[idx], wq, bq))
+        y = layer.activation(layer._conv_or_linear(xq[idx], wq, bq))
         loss = ((y - target[idx]) ** 2).sum() / len(idx)
         if it >= warm:
             beta = 20 + (2 - 20) * (it - warm) / max(1, iters - warm)

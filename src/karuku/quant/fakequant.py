@@ -165,11 +165,15 @@ class QLayer(nn.Module):
             y = self.bn(y + self.bias.reshape(1, -1, *[1] * (x.dim() - 2)))
         else:
             y = self._conv_or_linear(x, self.quant_weight(w, in_scale), self.quant_bias(b, w, in_scale))
+        return self.activation(y)
+
+    def activation(self, y: torch.Tensor) -> torch.Tensor:
+        """The activation fused into this layer (relu, relu6 or none) applied to its output `y`."""
         act = self.attrs.get("act")
         if act == "relu":
-            y = F.relu(y)
-        elif act == "relu6":
-            y = F.relu6(y)
+            return F.relu(y)
+        if act == "relu6":
+            return F.relu6(y)
         return y
 
     @torch.no_grad()
