@@ -17,6 +17,7 @@ from karuku.data.config import DataConfig
 from karuku.data.splits import DataSplits
 from karuku.distillation.config import DistillConfig
 from karuku.distillation.distill import distill
+from karuku.distillation.hook import freeze
 from karuku.training.config import TrainConfig
 from karuku.training.hooks import Hook
 from karuku.training.loop import TrainResult, train
@@ -63,7 +64,4 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     """A frozen copy of `model` to teach its own compressed version."""
     import copy
 
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
+    return freeze(copy.deepcopy(model))
