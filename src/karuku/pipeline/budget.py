@@ -26,8 +26,7 @@ def quality_checks(m: Evaluation, baseline: Evaluation, budget, metric: Metric) 
     limit = budget.drop_limit(metric)
     if limit is not None:
         drop = metric.worse_by(baseline.quality, m.quality)
-        checks.append({"limit": "max_drop", "metric": metric.name, "allowed": limit, "value": round(drop, 6),
-                       "unit": metric.unit or metric.name, "ok": drop <= limit + 1e-9})
+        checks.append(limit_check("max_drop", limit, drop, metric.unit or metric.name, metric.name))
     if budget.min_fidelity is not None:
         checks.append(limit_check("min_fidelity", budget.min_fidelity, m.quality, metric.name, metric.name))
     return checks
