@@ -200,3 +200,53 @@ def test_corpus_from_a_debian_package(tmp_path):
     assert "fortunes_1.99.1-7.3_all.deb" in e.value.hint
     with pytest.raises(KarukuError, match="not a Debian package"):
         corpus_mod.read_deb(b"PK\x03\x04")
+
+
+RST = b"""\
+.. _tut-if:
+
+:keyword:`!if` Statements
+=========================
+
+Perhaps the most well-known statement type is the :keyword:`if` statement.  For
+example::
+
+   >>> x = int(input("Please enter an integer: "))
+   Please enter an integer: 42
+
+There can be zero or more ``elif`` parts, and the *else* part is optional [#]_.
+
+.. function:: cached(func)
+
+   Transform a method of a class into a property whose value is computed once. See `the guide <http://x>`_.
+
+   * A bullet item that is long enough to be a text.
+
++-------+-------+
+| table | cells |
++-------+-------+
+"""
+
+
+def test_python_docs_prose_from_rst_sources(tmp_path):
+    root = corpus_mod.PYDOC_DIR
+    files = {root + "tutorial/controlflow.rst.txt": RST,
+             root + "whatsnew/changelog.rst.txt": b"A changelog line, skipped.\n",
+             root + "tutorial/other.txt": b"Not a source file, skipped entirely.\n",
+             "usr/share/doc/python3.11/html/index.html": b"<p>html is not read</p>"}
+    texts = corpus_mod.pydoc_texts(corpus_mod.read_deb(_deb(files)))
+    assert texts == ["Perhaps the most well-known statement type is the if statement. For example:",
+                     "There can be zero or more elif parts, and the else part is optional.",
+                     "Transform a method of a class into a property whose value is computed once. See the guide.",
+                     "A bullet item that is long enough to be a text."]
+    # long paragraphs are cut at sentence ends, never inside a sentence
+    para = " ".join(f"Sentence number {i} says a little more about the matter." for i in range(20))
+    pieces = corpus_mod.chunks(para, 120)
+    assert " ".join(pieces) == para and all(len(p) <= 120 and p.endswith(".") for p in pieces) and len(pieces) > 5
+    (tmp_path / "fake.deb").write_bytes(_deb(files))
+    with pytest.raises(KarukuError, match="not the pinned") as e:
+        corpus_mod.load_corpus("python-docs", source=tmp_path / "fake.deb", log=lambda _: None)
+    assert corpus_mod.PYDOC_DEB in e.value.hint
+    with pytest.raises(KarukuError, match="unknown text corpus") as e:
+        corpus_mod.load_corpus("wikipedia", log=lambda _: None)
+    assert "python-docs" in e.value.hint

@@ -68,3 +68,33 @@ def test_a_damaged_cache_file_is_computed_again(tmp_path):
     logs.clear()
     again = teacher_outputs(teacher, TEXTS[:6], tok, [2], tmp_path / "c", logs.append)
     assert "unreadable" in logs[0] and torch.equal(again.embeddings, first.embeddings)
+
+
+def test_token_term_targets_the_teachers_last_state_cached_or_live(tmp_path):
+    tok = tiny_tokenizer(tmp_path)
+    teacher = tiny_encoder(layers=4)
+    students, hists = [], []
+    for cache in (False, True):
+        student = drop_layers(teacher, 2, keep=[0, 2])  # its last layer is not the teacher's: a real target
+        cfg = TextDistillConfig(keep=[0, 2], epochs=4, batch_size=6, lr=3e-3, hidden_weight=0, token_weight=1,
+                                cache_teacher=cache)
+        seen: list[int] = []
+        hists.append(distill(teacher, student, TEXTS[:12], tok, cfg, log=lambda _: None, cache_dir=tmp_path / "c",
+                             hook=lambda step, seen=seen: seen.append(step) or {"probe": step}))
+        students.append(student)
+        assert seen == [8] and hists[-1][-1]["probe"] == 8 and student.training is False
+    assert hists[0][-1]["token"] == pytest.approx(hists[1][-1]["token"], rel=1e-2)
+    for a, b in zip(students[0].parameters(), students[1].parameters()):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-2)
+    (file,) = (tmp_path / "c").glob("teacher-*.safetensors")  # the cache holds the teacher's last state (4)
+    again = teacher_outputs(teacher, TEXTS[:12], tok.with_max_length(128), [4], tmp_path / "c", lambda _: None)
+    assert sorted(again.hidden) == [4]
+    # the term is what it says: zero for the teacher against itself, positive for a student that differs
+    b = tok(TEXTS[:6])
+    with torch.no_grad():
+        t = teacher.trace(*b.inputs())
+        s = students[1].trace(*b.inputs())
+    from karuku.text.distill import loss_terms
+    cfg = TextDistillConfig(layers=4, hidden_weight=0, token_weight=1)
+    assert float(loss_terms(t, t, b.attention_mask, [1, 2, 3, 4], cfg)["token"]) == pytest.approx(0, abs=1e-6)
+    assert float(loss_terms(s, t, b.attention_mask, [1, 3], cfg)["token"]) > 1e-3

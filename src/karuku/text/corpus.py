@@ -1,10 +1,16 @@
-"""Real text, offline: the fortune-cookie database of Debian's `fortunes` package, pinned by sha256.
+"""Real text, offline, from Debian packages pinned by version and sha256.
 
-About 14,000 quotations, jokes and definitions (fortune-mod 1.99.1; BSD-licensed, Debian's non-offensive set).
-`load_corpus()` takes the .deb from the cache, else from `source` (a .deb or a folder of fortune files), else
-from `apt-get download` of the pinned version; the .deb must hash to the pinned sha256 (a folder: the texts it
-yields must). Each fortune becomes one text (whitespace collapsed); a stable hash of the text puts one in ten
-into the held-out split, whatever the order or the machine.
+- "fortunes": the fortune-cookie database of Debian's `fortunes` package — about 14,000 quotations, jokes and
+  definitions (fortune-mod 1.99.1; BSD-licensed, Debian's non-offensive set). Each fortune is one text.
+- "python-docs": the prose of the Python 3.11 documentation (`python3.11-doc`, its reStructuredText sources under
+  html/_sources; PSF licence): paragraphs with code, directives, headings and tables left out, markup removed,
+  cut at sentence ends into texts of at most ~300 characters (a fortune's length) — about 60,000 texts of
+  technical English, more and more varied text for distillation than the fortunes alone.
+
+`load_corpus()` takes the .deb from the cache, else from `source` (a .deb, or for the fortunes a folder of
+fortune files), else from `apt-get download` of the pinned version; the .deb must hash to the pinned sha256 (a
+folder: the texts it yields must). A stable hash of each text puts one in ten into the held-out split, whatever
+the order or the machine.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -31,6 +38,14 @@ FORTUNE_DIR = "usr/share/games/fortunes/"
 SKIP = {"ascii-art"}  # pictures, not text
 HELD_OUT_EVERY = 10
 MIN_CHARS = 20
+
+PYDOC_DEB = "python3.11-doc_3.11.2-6+deb12u9_all.deb"
+PYDOC_VERSION = "python3.11-doc=3.11.2-6+deb12u9"
+PYDOC_SHA256 = "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be"
+PYDOC_DIR = "usr/share/doc/python3.11/html/_sources/"
+PYDOC_SKIP = ("whatsnew/changelog",)  # issue titles, not prose
+MAX_CHARS = 300  # longer paragraphs are cut at sentence ends (a fortune is ~150 characters)
+CORPORA = ("fortunes", "python-docs")
 
 Log = Callable[[str], None]
 
@@ -106,30 +121,128 @@ def split(texts: list[str], every: int = HELD_OUT_EVERY) -> tuple[list[str], lis
     return [t for t, h in zip(texts, held) if not h], [t for t, h in zip(texts, held) if h]
 
 
-def _cache() -> Path:
+def _cache(deb: str = DEB) -> Path:
     from karuku.data.fetch import cache_dir
 
-    return cache_dir() / "text" / DEB
+    return cache_dir() / "text" / deb
 
 
-def _apt_download(log: Log) -> bytes:
+def _apt_download(log: Log, deb: str = DEB, version: str = DEB_VERSION) -> bytes:
     if shutil.which("apt-get") is None:
-        raise KarukuError("the fortunes corpus is not cached and apt-get is not available",
-                          f"download {DEB} (Debian package {DEB_VERSION}) and pass it with --corpus-from")
+        raise KarukuError(f"{deb} is not cached and apt-get is not available",
+                          f"download {deb} (Debian package {version}) and pass it with --corpus-from")
     with tempfile.TemporaryDirectory(prefix="karuku-corpus-") as scratch:
-        log(f"downloading Debian package {DEB_VERSION} with apt-get (850 KB, once)")
+        log(f"downloading Debian package {version} with apt-get (once)")
         try:
-            proc = subprocess.run(["apt-get", "download", DEB_VERSION], cwd=scratch, capture_output=True, text=True,
+            proc = subprocess.run(["apt-get", "download", version], cwd=scratch, capture_output=True, text=True,
                                   timeout=300, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise KarukuError(f"apt-get download {DEB_VERSION} failed: {exc}",
-                              f"download {DEB} yourself and pass it with --corpus-from") from None
-        debs = sorted(Path(scratch).glob("fortunes_*.deb"))
+            raise KarukuError(f"apt-get download {version} failed: {exc}",
+                              f"download {deb} yourself and pass it with --corpus-from") from None
+        debs = sorted(Path(scratch).glob(deb.split("_", 1)[0] + "_*.deb"))
         if not debs:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["nothing downloaded"]
-            raise KarukuError(f"apt-get download {DEB_VERSION}: {tail[0][:200]}",
-                              f"run apt-get update first, or download {DEB} and pass it with --corpus-from")
+            raise KarukuError(f"apt-get download {version}: {tail[0][:200]}",
+                              f"run apt-get update first, or download {deb} and pass it with --corpus-from")
         return debs[0].read_bytes()
+
+
+def pinned_deb(deb: str, version: str, sha256: str, source: str | os.PathLike | None, log: Log) -> tuple[bytes, str]:
+    """(the .deb's bytes, where they came from): `source`, else the cache, else apt-get; checked against the pin
+    and cached once checked."""
+    cached = _cache(deb)
+    if source is not None:
+        data, where = Path(source).read_bytes(), str(source)
+    elif cached.is_file():
+        data, where = cached.read_bytes(), str(cached)
+    else:
+        data, where = _apt_download(log, deb, version), f"apt-get download {version}"
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise KarukuError(f"{where} has sha256 {got[:12]}…, not the pinned {sha256[:12]}… of {deb}",
+                          f"give the genuine {deb} (Debian package {version})")
+    if not cached.is_file():
+        write_bytes(cached, data)
+    return data, where
+
+
+_ROLE = re.compile(r":(?:[\w-]+:)*`!?~?([^`<]*?)\s*(?:<[^`]*>)?`")  # :func:`~a.b <t>` -> ~a.b's text
+_LITERAL = re.compile(r"``([^`]*)``")
+_LINK = re.compile(r"`([^`<]*?)\s*(?:<[^`]*>)?`_{1,2}")
+_EMPH = re.compile(r"(?<![\w*])\*{1,2}([^*\s][^*]*?)\*{1,2}(?![\w*])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
+_FOOTNOTE = re.compile(r"\s*\[(?:#|\*|\d+)\w*\]_")
+_BULLET = re.compile(r"^(?:[-*+•]|#\.|\d+\.|\(\w\))\s+")
+_HEADING = re.compile(r"^([=\-~^\"'`#*+.:_])\1{2,}\s*$")
+
+
+def strip_markup(text: str) -> str:
+    """reStructuredText inline markup removed: roles, literals, links, emphasis, footnote references, a leading
+    list bullet; '::' becomes ':'."""
+    text = _FOOTNOTE.sub("", _BULLET.sub("", text.strip()))
+    text = _ROLE.sub(lambda m: m.group(1).lstrip("~"), text)
+    text = _LITERAL.sub(r"\1", text)
+    text = _LINK.sub(r"\1", text)
+    text = _EMPH.sub(r"\1", text)
+    return " ".join(text.replace("::", ":").split())
+
+
+def _prose(block: list[str]) -> bool:
+    """A paragraph of running text: not a directive, comment, heading, table, list of fields, or code."""
+    first = block[0].strip()
+    if first.startswith(("..", ">>>", "|", "+-", "$ ", "%", "#", ":")) or any(_HEADING.match(x.strip()) for x in block):
+        return False
+    text = strip_markup(" ".join(block))
+    return sum(c.isalpha() or c.isspace() for c in text) >= 0.85 * len(text)
+
+
+def chunks(paragraph: str, max_chars: int = MAX_CHARS) -> list[str]:
+    """A paragraph cut at sentence ends into pieces of at most `max_chars` (a longer sentence stays whole)."""
+    out, cur = [], ""
+    for sentence in _SENTENCE_END.split(paragraph):
+        if cur and len(cur) + 1 + len(sentence) > max_chars:
+            out.append(cur)
+            cur = sentence
+        else:
+            cur = f"{cur} {sentence}" if cur else sentence
+    return out + [cur] if cur else out
+
+
+def rst_texts(text: str) -> list[str]:
+    """The prose texts of one reStructuredText file: paragraphs (blank-line separated, at any indent) that are
+    running text, minus the literal block after a paragraph ending in '::', markup removed, cut by `chunks`."""
+    out, block, literal_indent = [], [], None
+    lines = text.splitlines() + [""]
+    for line in lines:
+        if line.strip():
+            indent = len(line) - len(line.lstrip())
+            if literal_indent is not None and indent > literal_indent:
+                continue  # the code under "Example::"
+            literal_indent = None
+            block.append(line)
+            continue
+        if block:
+            if _prose(block):
+                para = strip_markup(" ".join(x.strip() for x in block))
+                if len(para) >= 2 * MIN_CHARS and "`" not in para:
+                    out += [c for c in chunks(para) if len(c) >= MIN_CHARS]
+            if block[-1].rstrip().endswith("::"):
+                literal_indent = len(block[0]) - len(block[0].lstrip())
+            block = []
+    return out
+
+
+def pydoc_texts(files: dict[str, bytes]) -> list[str]:
+    """The prose texts of the Python documentation's sources among `files`, in path order, duplicates dropped."""
+    seen, out = set(), []
+    for path in sorted(files):
+        if not (path.startswith(PYDOC_DIR) and path.endswith(".rst.txt")) or any(k in path for k in PYDOC_SKIP):
+            continue
+        for t in rst_texts(files[path].decode("utf-8", errors="replace")):
+            if t not in seen:
+                seen.add(t)
+                out.append(t)
+    return out
 
 
 def load_texts(source: str | os.PathLike | None = None, log: Log = print) -> tuple[list[str], str]:
@@ -142,26 +255,18 @@ def load_texts(source: str | os.PathLike | None = None, log: Log = print) -> tup
             raise KarukuError(f"the fortune files in {folder} are not the pinned {DEB_VERSION} texts",
                               f"give the files of {DEB} (or the .deb itself)")
         return texts, str(folder)
-    cached = _cache()
-    if source is not None:
-        data, where = Path(source).read_bytes(), str(source)
-    elif cached.is_file():
-        data, where = cached.read_bytes(), str(cached)
-    else:
-        data, where = _apt_download(log), f"apt-get download {DEB_VERSION}"
-    got = hashlib.sha256(data).hexdigest()
-    if got != DEB_SHA256:
-        raise KarukuError(f"{where} has sha256 {got[:12]}…, not the pinned {DEB_SHA256[:12]}… of {DEB}",
-                          f"give the genuine {DEB} (Debian package {DEB_VERSION})")
-    if not cached.is_file():
-        write_bytes(cached, data)
+    data, where = pinned_deb(DEB, DEB_VERSION, DEB_SHA256, source, log)
     return texts_from_files(read_deb(data)), where
 
 
 def load_corpus(name: str = "fortunes", source: str | os.PathLike | None = None, log: Log = print) -> Corpus:
-    """The train / held-out split of a pinned real corpus (one so far: "fortunes")."""
-    if name != "fortunes":
-        raise KarukuError(f"unknown text corpus '{name}'", "known: fortunes")
-    texts, where = load_texts(source, log)
+    """The train / held-out split of a pinned real corpus (CORPORA)."""
+    if name == "fortunes":
+        texts, where = load_texts(source, log)
+    elif name == "python-docs":
+        data, where = pinned_deb(PYDOC_DEB, PYDOC_VERSION, PYDOC_SHA256, source, log)
+        texts = pydoc_texts(read_deb(data))
+    else:
+        raise KarukuError(f"unknown text corpus '{name}'", f"known: {', '.join(CORPORA)}")
     train, held_out = split(texts)
     return Corpus(train, held_out, where)

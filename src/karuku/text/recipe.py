@@ -60,7 +60,10 @@ class TextModel(Config):
 
 class TextData(Config):
     """The corpus and how many of its training texts calibrate pruning and int8."""
-    corpus: Literal["fortunes"] = "fortunes"
+    corpus: Literal["fortunes", "python-docs"] = Field("fortunes", description="held-out texts measure fidelity; "
+                                                       "training texts calibrate and distil")
+    extra: list[Literal["fortunes", "python-docs"]] = Field([], description="more corpora whose training texts "
+                                                            "join distillation's (more varied text than one corpus)")
     calibration: int = Field(256, gt=0, description="training texts used to calibrate pruning and int8")
 
 

@@ -88,6 +88,7 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
     teacher, tok = load_pretrained(recipe.model.pretrained, model_source, log)
     corpus = load_corpus(recipe.data.corpus, corpus_source, log)
     held, calib = tok(corpus.held_out), tok(corpus.train[: recipe.data.calibration])
+    train = corpus.train + [t for name in recipe.data.extra for t in load_corpus(name, log=log).train]
     ref_path = run.root / "reference.npy"
     if not ref_path.is_file():
         log(f"reference embeddings of {len(held)} held-out texts")
@@ -110,7 +111,7 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
                     model, info = prune(src, cfg, calib)
                 else:
                     model = drop_layers(src, cfg.layers, cfg.init, cfg.keep)
-                    info = {"history": distill(teacher, model, corpus.train, tok, cfg, log=run.log,
+                    info = {"history": distill(teacher, model, train, tok, cfg, log=run.log,
                                                cache_dir=run.root / "teacher")}
                 path = save_encoder(step_dir / "model.safetensors", model, {"text_stage": kind})
                 return {"kind": kind, "checkpoint": str(path), "params": _params(model), "fidelity": measure(model),

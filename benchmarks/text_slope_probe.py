@@ -1,0 +1,103 @@
+"""Learning curves of one distillation setting, from one saved student: held-out mean cosine every `--every`
+steps, so settings are compared by their slope before a long run is spent on one (fidelity only, no timing).
+
+    # the start: recipe v2's student, FFN halved, layers (0, 2, 4, 5), untrained (made once, then reused)
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_slope_probe.py --make-start START --keep 0 2 4 5 --ffn 0.5
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_slope_probe.py --start START --keep 0 2 4 5 \
+        --steps 150 --lr 1e-3 --token-weight 100 --cache CACHE_DIR
+    # distil first, prune after: the whole 4 layers (0.82 untrained), then their FFN halved
+    ... --make-start FULL4 --keep 0 2 4 5 --ffn 0;  ... --start FULL4 ... --save D
+    ... --make-start P --start D --keep 0 2 4 5 --ffn 0.5
+    # add a second pinned corpus's training texts (the held-out fortunes stay the measure)
+    ... --extra python-docs --extra-texts 20000
+
+Every probe measures the first `--held` held-out fortunes (and, with `--extra`, as many held-out texts of the
+extra corpus) against the fp32 model. Results: docs/bench/text.md ("Changing the slope").
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from karuku.cpu import detect
+from karuku.text import load_pretrained
+from karuku.text.corpus import load_corpus
+from karuku.text.distill import TextDistillConfig, distill, drop_layers
+from karuku.text.prune import HeadPruneConfig, prune
+from karuku.text.run import load_encoder, save_encoder
+from karuku.text.task import encode, fidelity
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--make-start", help="prune (--ffn, layer scope), keep --keep, save the untrained student here")
+    ap.add_argument("--start", help="the saved student to train")
+    ap.add_argument("--keep", type=int, nargs="+", required=True, help="the teacher layers the student kept")
+    ap.add_argument("--ffn", type=float, default=0.5)
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--hidden-weight", type=float, default=1.0)
+    ap.add_argument("--token-weight", type=float, default=0.0)
+    ap.add_argument("--extra", help="a second corpus whose training texts join the fortunes' (e.g. python-docs)")
+    ap.add_argument("--extra-texts", type=int, default=0, help="how many of its training texts (0: all)")
+    ap.add_argument("--every", type=int, default=50, help="measure every this many steps (a multiple of 50)")
+    ap.add_argument("--held", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", help="folder for the teacher's cached outputs")
+    ap.add_argument("--live", action="store_true", help="run the teacher beside the student (cheaper than caching "
+                                                        "every text's outputs when a probe sees less than one epoch)")
+    ap.add_argument("--save", help="write the trained student here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    teacher, tok = load_pretrained(log=lambda _: None)
+    fortunes = load_corpus(log=lambda _: None)
+    print(detect().summary(), time.strftime("%Y-%m-%d %H:%M"), vars(args), flush=True)
+    if args.make_start:  # from the teacher (then cut to --keep), or prune a trained student given as --start
+        src = load_encoder(args.start) if args.start else teacher
+        if args.ffn:
+            src, _ = prune(src, HeadPruneConfig(ffn=args.ffn, scope="layer"), tok(fortunes.train[:256]))
+        if not args.start:
+            src = drop_layers(src, len(args.keep), keep=args.keep)
+        save_encoder(Path(args.make_start), src, {"text_stage": "prune"})
+        return
+    student = load_encoder(args.start)
+    sets = {"fortunes": tok(fortunes.held_out[:args.held])}
+    texts = list(fortunes.train)
+    if args.extra:
+        extra = load_corpus(args.extra, log=lambda _: None)
+        add = extra.train if not args.extra_texts else random.Random(0).sample(extra.train, args.extra_texts)
+        texts += add
+        sets[args.extra] = tok(extra.held_out[:args.held])
+        print(f"{len(fortunes.train)} fortunes + {len(add)} {args.extra} training texts", flush=True)
+    refs = {k: encode(teacher, b) for k, b in sets.items()}
+
+    def measure(step: int) -> dict:
+        out = {}
+        for k, b in sets.items():
+            f = fidelity(refs[k], encode(student, b))
+            out |= {f"{k}_cos": round(f.mean_cosine, 4), f"{k}_top10": round(f.top10_overlap, 3)}
+        print(f"step {step}: {out} ({time.strftime('%H:%M:%S')})", flush=True)
+        return out
+
+    if args.every and args.every % 50:
+        raise SystemExit("--every must be a multiple of 50 (distill logs every 50 steps)")
+    measure(0)
+    cfg = TextDistillConfig(keep=args.keep, epochs=args.steps / ((len(texts) + 31) // 32), lr=args.lr, batch_size=32,
+                            max_length=64, hidden_weight=args.hidden_weight, token_weight=args.token_weight,
+                            seed=args.seed, cache_teacher=not args.live)
+    t0 = time.perf_counter()
+    hook = (lambda s: measure(s) if s % args.every == 0 or s == args.steps else None) if args.every else None
+    distill(teacher, student, texts, tok, cfg, log=lambda s: print(s, flush=True), cache_dir=args.cache, hook=hook)
+    print(f"{args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.save:
+        save_encoder(Path(args.save), student, {"text_stage": "distill"})
+
+
+if __name__ == "__main__":
+    main()
