@@ -4,7 +4,7 @@
   definitions (fortune-mod 1.99.1; BSD-licensed, Debian's non-offensive set). Each fortune is one text.
 - "python-docs": the prose of the Python 3.11 documentation (`python3.11-doc`, its reStructuredText sources under
   html/_sources; PSF licence): paragraphs with code, directives, headings and tables left out, markup removed,
-  cut at sentence ends into texts of at most ~300 characters (a fortune's length) — about 60,000 texts of
+  cut at sentence ends into texts of at most ~300 characters (a fortune's length) — 36,846 texts of
   technical English, more and more varied text for distillation than the fortunes alone.
 
 `load_corpus()` takes the .deb from the cache, else from `source` (a .deb, or for the fortunes a folder of
