@@ -110,12 +110,15 @@ class QEmbedding(nn.Module):
 
 
 def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration: Batch | None = None,
-             smooth: float | None = None) -> SentenceEncoder:
+             smooth: float | None = None, *, texts: list[str] | None = None, tokenizer=None, train=None,
+             log=print) -> SentenceEncoder:
     """A copy of `model` with int8 Linear layers (and the word embedding, weight-only) as `cfg` says.
 
-    `cfg.mode`: "dynamic" (activation ranges per call) or "ptq" (static ranges calibrated on `calibration`, a
-    tokenized Batch). `cfg.target_isa` caps the weight bits where its int8 kernels saturate. The word
-    embedding follows `cfg.bits` unless `layer_bits` names `embed.word` (8, 4 or "float").
+    `cfg.mode`: "dynamic" (activation ranges per call), "ptq" (static ranges calibrated on `calibration`, a
+    tokenized Batch) or "qat" (static, ranges calibrated then trained with the weights by distillation from
+    `model` on `texts` tokenized by `tokenizer`, `train` a TextDistillConfig; karuku.text.qat). `cfg.target_isa`
+    caps the weight bits where its int8 kernels saturate. The word embedding follows `cfg.bits` unless
+    `layer_bits` names `embed.word` (8, 4 or "float").
 
     `smooth` (α, e.g. 0.5; needs `calibration`): SmoothQuant (Xiao et al. 2023) — each Linear's input channel j
     is divided by s_j = max|x_j|^α / max|W_:j|^(1−α) (an elementwise Mul before quantizing) and W's column j
@@ -125,11 +128,16 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
     if not isinstance(model, SentenceEncoder):
         raise KarukuError(f"karuku.text.quantize needs a SentenceEncoder, got {type(model).__name__}",
                           "use karuku.quantize for other models")
-    if cfg.mode not in ("dynamic", "ptq"):
-        raise KarukuError(f"mode '{cfg.mode}' is not available for sentence encoders",
-                          "use mode dynamic or ptq (QAT for transformers is not built yet)")
-    if (cfg.mode == "ptq" or smooth is not None) and calibration is None:
+    if (cfg.mode != "dynamic" or smooth is not None) and calibration is None:
         raise KarukuError("static quantization and smoothing need calibration texts", "pass a tokenized Batch")
+    if cfg.mode == "qat":
+        from karuku.text.qat import finish, train_qat
+
+        scales = smooth_scales(model, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
+        qm = finish(train_qat(model, cfg, calibration, texts, tokenizer, train, scales, log))
+        return _quantize_embedding(qm, cfg)
+    if texts is not None or train is not None:
+        raise KarukuError(f"training texts apply to mode qat only (mode is {cfg.mode})", "drop texts / train")
     qm = copy.deepcopy(model).eval()
     scales = smooth_scales(qm, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
     for name, module in list(qm.named_modules()):
@@ -137,11 +145,16 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
             bits = layer_bits(name, cfg)
             if bits is not None:
                 _replace(qm, name, QLinear(module, bits, scales.get(name)))
+    if cfg.mode == "ptq":
+        calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)
+    return _quantize_embedding(qm, cfg)
+
+
+def _quantize_embedding(qm: SentenceEncoder, cfg: QuantConfig) -> SentenceEncoder:
+    """The word embedding weight-only (8 or 4 bits, `layer_bits` "embed.word"); the settings kept on the model."""
     emb_bits = layer_bits(EMBEDDING, cfg)
     if emb_bits is not None:
         qm.embed.word = QEmbedding(qm.embed.word, 4 if emb_bits <= 4 else 8)
-    if cfg.mode == "ptq":
-        calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)
     qm.quant_cfg = cfg
     return qm
 
@@ -166,14 +179,15 @@ def _feed(model: nn.Module, hooks: dict[nn.Module, object], batch: Batch, batch_
 
 @torch.no_grad()
 def calibrate(qm: SentenceEncoder, batch: Batch, batch_size: int = 32, limit: int | None = None) -> None:
-    """Static ranges: the min and max each QLinear's input takes over the calibration texts (padding tokens
-    included: the exported graph quantizes them too)."""
-    layers = {n: m for n, m in qm.named_modules() if isinstance(m, QLinear)}
+    """Static ranges: the min and max each QLinear's (or QAT layer's) quantized input takes over the calibration
+    texts — after its SmoothQuant division, as it is quantized — padding tokens included (the exported graph
+    quantizes them too)."""
+    layers = {n: m for n, m in qm.named_modules() if hasattr(m, "act_range") and hasattr(m, "in_scale")}
     seen: dict[str, list[float]] = {}
 
     def hook(name):
-        def fn(_m, inputs):
-            x = inputs[0]
+        def fn(m, inputs):
+            x = inputs[0] * m.in_scale if m.in_scale.numel() else inputs[0]
             lo, hi = float(x.min()), float(x.max())
             old = seen.get(name, [lo, hi])
             seen[name] = [min(old[0], lo), max(old[1], hi)]

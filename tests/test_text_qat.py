@@ -1,0 +1,80 @@
+"""QAT of a sentence encoder (karuku.text.qat): fake-quantized Linear layers trained by distillation from the
+float model, then the same static int8 model and ONNX file as PTQ. On the tiny random encoder."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
+from karuku.errors import KarukuError
+from karuku.quant.config import QuantConfig
+from karuku.text.distill import TextDistillConfig
+from karuku.text.onnx_export import export_onnx
+from karuku.text.qat import FakeQuantLinear, finish, train_qat
+from karuku.text.quantize import QLinear, quantize, weight_qparams
+from karuku.text.task import encode, fidelity, onnx_fn
+
+TRAIN = [f"{a} {b}" for a in TEXTS for b in TEXTS[::3]]  # 96 texts from the tiny vocabulary
+CFG = QuantConfig(mode="qat", bits=4, target_isa="avx512-vnni", qat_delay=0, layer_bits={"embed.word": "float"})
+TRAIN_CFG = TextDistillConfig(epochs=3, batch_size=16, lr=2e-3, max_length=32, cache_teacher=False)
+
+
+@pytest.fixture
+def tok(tmp_path):
+    return tiny_tokenizer(tmp_path)
+
+
+def test_qat_beats_ptq_at_4_bits_and_exports_what_it_trained(tok):
+    m = tiny_encoder()
+    held, calib = tok(TEXTS), tok(TRAIN[:32])
+    ref = encode(m, held)
+    ptq = quantize(m, CFG.model_copy(update={"mode": "ptq", "qat_delay": 200}), calib)
+    qat = quantize(m, CFG, calib, texts=TRAIN, tokenizer=tok, train=TRAIN_CFG, log=lambda *_: None)
+    assert all(isinstance(x, QLinear) and x.static and x.bits == 4 for x in qat.modules()
+               if isinstance(x, (QLinear, torch.nn.Linear)))
+    f_ptq, f_qat = fidelity(ref, encode(ptq, held)).mean_cosine, fidelity(ref, encode(qat, held)).mean_cosine
+    assert f_qat > f_ptq + 0.005, (f_ptq, f_qat)
+    assert qat.quant_cfg.mode == "qat"
+    # the int8 file computes what the trained model computes (static QuantizeLinear → MatMulIntegerToFloat)
+    got = onnx_fn(export_onnx(qat))(held.input_ids.numpy(), held.attention_mask.numpy())
+    with torch.no_grad():
+        want = qat(*held.inputs()).numpy()
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_the_static_int8_model_holds_the_integers_qat_trained_with(tok):
+    m = tiny_encoder()
+    held, calib = tok(TEXTS), tok(TRAIN[:32])
+    cfg = CFG.for_target().model_copy(update={"bits": 8, "qat_momentum": 0.5})
+    fake = train_qat(m, cfg, calib, TRAIN[:32], tok, TRAIN_CFG.model_copy(update={"epochs": 1}))
+    layer = fake.layers[0].attn.q
+    assert isinstance(layer, FakeQuantLinear) and int(layer.step) == 2  # 32 texts, batches of 16
+    assert not torch.equal(layer.weight, m.layers[0].attn.q.weight)  # trained
+    fake.eval()
+    done = finish(copy.deepcopy(fake))
+    for name, q in done.named_modules():
+        if isinstance(q, QLinear):
+            f = fake.get_submodule(name)
+            assert torch.equal(q.w_int.float(), weight_qparams(f.weight.detach(), 8)[0])
+            assert torch.equal(q.act_range, f.act_range)
+    with torch.no_grad():  # float32 fake quantization vs exact integer sums: a rounding tie may move a step
+        assert (fake(*held.inputs()) - done(*held.inputs())).abs().max() < 1e-3
+
+
+def test_qat_bad_settings_are_one_line(tok):
+    m = tiny_encoder()
+    calib = tok(TEXTS)
+    with pytest.raises(KarukuError, match="trains on texts"):
+        quantize(m, CFG, calib)
+    with pytest.raises(KarukuError, match="calibration texts"):
+        quantize(m, CFG, texts=TRAIN, tokenizer=tok)
+    from karuku.training.config import TrainConfig
+
+    with pytest.raises(KarukuError, match="distillation from the float model, not `finetune`.*TextDistillConfig"):
+        quantize(m, CFG.model_copy(update={"finetune": TrainConfig()}), calib, texts=TRAIN, tokenizer=tok)
+    with pytest.raises(KarukuError, match="apply to mode qat only"):
+        quantize(m, QuantConfig(mode="dynamic"), texts=TRAIN, tokenizer=tok)
