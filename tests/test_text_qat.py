@@ -78,3 +78,21 @@ def test_qat_bad_settings_are_one_line(tok):
         quantize(m, CFG.model_copy(update={"finetune": TrainConfig()}), calib, texts=TRAIN, tokenizer=tok)
     with pytest.raises(KarukuError, match="apply to mode qat only"):
         quantize(m, QuantConfig(mode="dynamic"), texts=TRAIN, tokenizer=tok)
+
+
+def test_a_quantized_encoder_is_measured_as_its_int8_file(tok):
+    from karuku.measure import evaluate
+    from karuku.text.onnx_export import export_onnx as export
+
+    m = tiny_encoder()
+    b = tok(TEXTS)
+    q = quantize(m, QuantConfig(mode="ptq", target_isa="avx512-vnni"), b)
+    ev = evaluate(q, inputs=b.inputs(), runs=2, details=True)
+    assert ev.deploy_kind == "int8" and ev.sizes["int8"] == len(export(q)) and ev.integer
+    assert ev.sizes["fp32"] == evaluate(m, inputs=b.inputs(), engines=()).sizes["fp32"]  # the float view's size
+    assert ev.macs == evaluate(m, inputs=b.inputs(), engines=()).macs
+    assert ev.latency["onnxruntime"]["b64_per_s"] > 0 and ev.extra["int8 ONNX bytes"] == ev.sizes["int8"]
+    from karuku.text.form import float_view
+
+    with torch.no_grad():  # the float view computes with the quantized weights: close to the int8 model
+        assert (float_view(q)(*b.inputs()) - q(*b.inputs())).abs().max() < 0.05

@@ -156,6 +156,8 @@ def _quantize_embedding(qm: SentenceEncoder, cfg: QuantConfig) -> SentenceEncode
     if emb_bits is not None:
         qm.embed.word = QEmbedding(qm.embed.word, 4 if emb_bits <= 4 else 8)
     qm.quant_cfg = cfg
+    from karuku.text import form  # noqa: F401  (registers the int8 form: karuku.measure then measures its file)
+
     return qm
 
 
