@@ -136,3 +136,15 @@ def test_min_speedup_is_judged_on_side_by_side_throughput():
         budget_checks(TextBudget(min_speedup=4), fid, None, {BASELINE: timing[BASELINE]})
     with pytest.raises(KarukuError, match="min_speedup needs the result and the baseline timed"):
         speedup_check(4, None, 1000.0, "batch 64")
+
+
+def test_the_training_loop_names_the_fix_for_a_model_of_several_inputs():
+    from torch.utils.data import TensorDataset
+
+    from karuku.data import from_torch
+    from karuku.training import TrainConfig, train
+
+    ids, y = torch.randint(0, 20, (8, 4)), torch.randint(0, 3, (8,))
+    splits = from_torch(TensorDataset(ids.float(), y), TensorDataset(ids.float(), y), val_size=0)
+    with pytest.raises(KarukuError, match="feeds one input per batch; TokenBag takes 2 \\(input_ids, features\\)"):
+        train(TokenBag(), splits, TrainConfig(epochs=1), verbose=False)

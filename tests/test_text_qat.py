@@ -1,5 +1,5 @@
-"""QAT of a sentence encoder (karuku.text.qat): fake-quantized Linear layers trained by distillation from the
-float model, then the same static int8 model and ONNX file as PTQ. On the tiny random encoder."""
+"""QAT of a sentence encoder (karuku.text.quantize, mode qat): fake-quantized Linear layers trained by
+distillation from the float model, then the same static int8 model and ONNX file as PTQ. On the tiny encoder."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
 from karuku.text.distill import TextDistillConfig
 from karuku.text.onnx_export import export_onnx
-from karuku.text.qat import FakeQuantLinear, finish, train_qat
-from karuku.text.quantize import QLinear, quantize, weight_qparams
+from karuku.text.quantize import FakeQuantLinear, QLinear, finish, quantize, train_qat, weight_qparams
 from karuku.text.task import encode, fidelity, onnx_fn
 
 TRAIN = [f"{a} {b}" for a in TEXTS for b in TEXTS[::3]]  # 96 texts from the tiny vocabulary

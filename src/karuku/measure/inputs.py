@@ -212,6 +212,15 @@ def _as_shape(what) -> tuple[int, ...] | None:
     return None
 
 
+def required_inputs(model: nn.Module) -> list[str]:
+    """The positional inputs `model.forward` cannot do without (what a batch must carry), in order."""
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+
+
 def forward_order(model: nn.Module, names: list[str]) -> list[str]:
     """`names` in the order of `model.forward`'s parameters (keyword inputs reach an exported file in that order)."""
     order = _parameter_names(model, None)

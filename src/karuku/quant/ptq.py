@@ -65,14 +65,9 @@ def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1) -> tup
 
 def n_inputs(model: nn.Module) -> int:
     """How many positional inputs `model.forward` requires (1 when it cannot be read)."""
-    import inspect
+    from karuku.measure.inputs import required_inputs
 
-    try:
-        params = inspect.signature(model.forward).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    required = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-    return max(1, len(required))
+    return max(1, len(required_inputs(model)))
 
 
 def check_shape(x, input_shape: tuple[int, ...] | None) -> None:
