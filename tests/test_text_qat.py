@@ -95,3 +95,38 @@ def test_a_quantized_encoder_is_measured_as_its_int8_file(tok):
 
     with torch.no_grad():  # the float view computes with the quantized weights: close to the int8 model
         assert (float_view(q)(*b.inputs()) - q(*b.inputs())).abs().max() < 0.05
+
+
+def test_a_text_recipe_runs_qat_and_judges_min_speedup(tmp_path, monkeypatch):
+    """quantize {mode: qat} in a text recipe distils on the corpus' training texts; min_speedup is checked."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from helpers.textmodels import hf_config, write_vocab
+    from karuku.text import corpus as corpus_mod
+    from karuku.text import pretrained
+    from karuku.text.pretrained import Pretrained, state_dict_hf
+    from karuku.text.recipe import load_recipe
+    from karuku.text.run import BASELINE, compress_text
+
+    m = tiny_encoder(max_positions=128)
+    folder = write_vocab(tmp_path / "model")
+    save_file({k: v.contiguous() for k, v in state_dict_hf(m).items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(hf_config(m))
+    files = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
+             for n in ("model.safetensors", "config.json", "vocab.txt")}
+    monkeypatch.setitem(pretrained.PRETRAINED, "tiny", Pretrained("tiny", "tiny==1", "m", files, 64, "test"))
+    monkeypatch.setattr(corpus_mod, "load_corpus", lambda name="fortunes", source=None, log=print:
+                        corpus_mod.Corpus(TRAIN * 3, TEXTS, "test"))  # enough tokens for 32 x 128
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: tiny-qat\nmodel: {pretrained: tiny}\ndata: {calibration: 32}\n"
+                    "budget: {min_fidelity: 0.5, min_speedup: 0.01}\n"
+                    "stages:\n  - quantize: {mode: qat, bits: 4, target_isa: avx512-vnni, qat_delay: 0}\n"
+                    "  - export: {}\n")
+    s = compress_text(load_recipe(path), tmp_path / "run", model_source=folder, log=lambda *_: None, time_rounds=1)
+    assert [st["kind"] for st in s["steps"]] == ["pretrained", "quantize", "export"]
+    assert s["steps"][1]["mode"] == "qat" and "distill step" in (tmp_path / "run" / "run.log").read_text()
+    speed = s["checks"][-1]
+    assert speed["limit"] == "min_speedup" and speed["value"] == pytest.approx(
+        s["timing"]["result"]["b32_s128_per_s"] / s["timing"][BASELINE]["b32_s128_per_s"], rel=1e-4)
