@@ -134,7 +134,8 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
     if cfg.mode == "qat":
         scales = smooth_scales(model, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
         qm = finish(train_qat(model, cfg, calibration, texts, tokenizer, train, scales, log))
-        return _quantize_embedding(qm, cfg)
+        qm.quant_cfg = cfg
+        return qm
     if texts is not None or train is not None:
         raise KarukuError(f"training texts apply to mode qat only (mode is {cfg.mode})", "drop texts / train")
     qm = copy.deepcopy(model).eval()
@@ -144,18 +145,18 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
             bits = layer_bits(name, cfg)
             if bits is not None:
                 _replace(qm, name, QLinear(module, bits, scales.get(name)))
+    _quantize_embedding(qm, cfg)
     if cfg.mode == "ptq":
         calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)
-    return _quantize_embedding(qm, cfg)
+    qm.quant_cfg = cfg
+    return qm
 
 
-def _quantize_embedding(qm: SentenceEncoder, cfg: QuantConfig) -> SentenceEncoder:
-    """The word embedding weight-only (8 or 4 bits, `layer_bits` "embed.word"); the settings kept on the model."""
+def _quantize_embedding(qm: SentenceEncoder, cfg: QuantConfig) -> None:
+    """The word embedding weight-only (8 or 4 bits, `layer_bits` "embed.word"), before ranges are calibrated."""
     emb_bits = layer_bits(EMBEDDING, cfg)
     if emb_bits is not None:
         qm.embed.word = QEmbedding(qm.embed.word, 4 if emb_bits <= 4 else 8)
-    qm.quant_cfg = cfg
-    return qm
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -300,6 +301,7 @@ def prepare(model: SentenceEncoder, cfg: QuantConfig, calibration: Batch, total_
         if bits is not None:
             _replace(qm, name, FakeQuantLinear(module, bits, (scales or {}).get(name), min(cfg.qat_delay, total_steps),
                                                freeze, cfg.qat_momentum))
+    _quantize_embedding(qm, cfg)  # trained with the table it will run with
     calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)  # sets each act_range
     return qm
 
