@@ -47,6 +47,8 @@ def test_a_sentence_encoder_is_counted_timed_and_exported_from_its_token_inputs(
     assert ev.params == sum(p.numel() for p in m.parameters())
     assert set(ev.latency) == {"torch", "onnxruntime"}
     assert all(v["b1_median_ms"] > 0 and v["b64_per_s"] > 0 for v in ev.latency.values())
+    assert ("inputs", f"input_ids ({ids.shape[1]},) int64 in [{int(ids.min())}, {int(ids.max()) + 1}), "
+                      "attention_mask (%d,) int64 in [%d, 2)" % (ids.shape[1], int(mask.min()))) in ev.rows()
     # by name, in another order than forward's: the same count, the file's inputs in forward's order
     sig = signature(m, {"attention_mask": mask, "input_ids": ids})
     assert sig.keywords and totals(m, sig).macs == ev.macs
@@ -102,6 +104,8 @@ def test_bad_inputs_are_one_line_naming_the_fix():
         Signature.of((torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 5)))
     with pytest.raises(KarukuError, match="no batch of examples"):
         Signature.of(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(KarukuError, match="a batch of 64 inputs .* would take 512 MiB"):
+        evaluate(nn.Linear(1 << 21, 1), input_shape=(1 << 21,), engines=("torch",))
     with pytest.raises(KarukuError, match="what TokenBag takes is unknown"):
         evaluate(TokenBag(), engines=())
     with pytest.raises(KarukuError, match="takes 2 inputs"):

@@ -56,6 +56,7 @@ class Evaluation:
     task: str | None = None  # the quality measure (classification, regression, fidelity, a user's metric)
     metric: str | None = None  # the figure of `metrics` budgets judge
     metrics: dict[str, float] = field(default_factory=dict)
+    inputs: str = ""  # what the model was fed when it is not one float tensor (inputs.Signature.describe())
 
     def __post_init__(self):
         if not self.metrics and self.accuracy is not None:  # stored before tasks existed: a classification
@@ -118,6 +119,7 @@ class Evaluation:
             what = f" ({self.deploy_kind} model)" if self.deploy_kind != "fp32" else ""
             out.append((f"test accuracy{what}", f"{100 * self.accuracy:.2f} % ({self.errors} errors / {self.total})"))
         out += quality_rows(self)
+        out += [("inputs", self.inputs)] if self.inputs else []
         out += [
             ("parameters", f"{self.params:,}"),
             ("nonzeros", f"{self.nonzeros:,} ({100 * self.sparsity:.1f} % sparse)"),
@@ -203,7 +205,7 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
     en = energy.estimate(tot.effective_macs, deploy.bytes, acts["total"], integer=integer, on_chip_bytes=chip)
     ev = Evaluation(tot.params, tot.nonzeros, tot.macs, tot.effective_macs, {f.kind: f.bytes for f in all_forms},
                     deploy.kind, integer, acts["peak"], acts["total"], en.as_dict(), threads,
-                    layers=[asdict(r) for r in rows])
+                    layers=[asdict(r) for r in rows], inputs="" if sig.input_shape is not None else sig.describe())
     if data is not None:
         r = measure_task(model, data.test, task, reference, targets=getattr(data, "targets", "classes"))
         ev.task, ev.metric, ev.metrics = r.task, r.metric, r.metrics

@@ -61,6 +61,10 @@ def latency(model: nn.Module | None, input_shape, threads: int | None = None,
 
     threads = threads or current_threads()
     engines = tuple(engines)
+    sig = inputs.signature(model, input_shape)
+    if sig.batch_bytes(64) > inputs.MAX_INPUT_BYTES:
+        raise KarukuError(f"a batch of 64 inputs {sig.describe()} would take {sig.batch_bytes(64) >> 20:,} MiB",
+                          f"karuku times inputs of at most {inputs.MAX_INPUT_BYTES >> 20} MiB per batch")
     timed: dict[str, Engine] = {}
     if "torch" in engines:
         timed["torch"] = torch_engine(model, input_shape)
