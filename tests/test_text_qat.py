@@ -107,24 +107,13 @@ def test_a_quantized_encoder_is_measured_as_its_int8_file(tok):
 
 def test_a_text_recipe_runs_qat_and_judges_min_speedup(tmp_path, monkeypatch):
     """quantize {mode: qat} in a text recipe distils on the corpus' training texts; min_speedup is checked."""
-    import hashlib
-
-    from safetensors.torch import save_file
-
-    from helpers.textmodels import hf_config, write_vocab
+    from helpers.textmodels import register_tiny_pretrained
     from karuku.text import corpus as corpus_mod
-    from karuku.text import pretrained
-    from karuku.text.pretrained import Pretrained, state_dict_hf
     from karuku.text.recipe import load_recipe
     from karuku.text.run import BASELINE, compress_text
 
     m = tiny_encoder(max_positions=128)
-    folder = write_vocab(tmp_path / "model")
-    save_file({k: v.contiguous() for k, v in state_dict_hf(m).items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(hf_config(m))
-    files = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
-             for n in ("model.safetensors", "config.json", "vocab.txt")}
-    monkeypatch.setitem(pretrained.PRETRAINED, "tiny", Pretrained("tiny", "tiny==1", "m", files, 64, "test"))
+    folder = register_tiny_pretrained(m, tmp_path / "model", monkeypatch)
     monkeypatch.setattr(corpus_mod, "load_corpus", lambda name="fortunes", source=None, log=print:
                         corpus_mod.Corpus(TRAIN * 3, TEXTS, "test"))  # enough tokens for 32 x 128
     path = tmp_path / "r.yaml"
