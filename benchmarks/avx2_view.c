@@ -73,13 +73,17 @@ static void on_segv(int sig, siginfo_t *info, void *ctx) {
     } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN && previous.sa_handler) {
         previous.sa_handler(sig);
     } else {
-        signal(SIGSEGV, SIG_DFL);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        installed = 0; /* our sigaction() wrapper now passes through */
+        sigaction(SIGSEGV, &dfl, NULL);
         raise(sig);
     }
 }
 
-/* Others may install a SIGSEGV handler later (Python's faulthandler, which pytest turns on): keep ours in
-   place and make theirs the one a real fault is handed to. */
+/* Others may install a SIGSEGV handler later (Python's faulthandler, which pytest turns on; gcc's cc1, through
+   signal()): keep ours in place and make theirs the one a real fault is handed to. */
 int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     static int (*next)(int, const struct sigaction *, struct sigaction *);
     if (!next) next = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
@@ -87,6 +91,16 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     if (old) *old = previous;
     if (act) previous = *act;
     return 0;
+}
+
+sighandler_t signal(int sig, sighandler_t handler) {
+    static sighandler_t (*next)(int, sighandler_t);
+    if (!next) next = (sighandler_t (*)(int, sighandler_t))dlsym(RTLD_NEXT, "signal");
+    if (sig != SIGSEGV || !installed) return next(sig, handler);
+    sighandler_t old = (previous.sa_flags & SA_SIGINFO) ? SIG_DFL : previous.sa_handler;
+    memset(&previous, 0, sizeof previous);
+    previous.sa_handler = handler;
+    return old;
 }
 
 __attribute__((constructor)) static void start(void) {

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ort_peak.py --n 1024 --threads 2
     .venv/bin/python benchmarks/ort_peak.py --instructions
+    benchmarks/as_avx2 .venv/bin/python benchmarks/ort_peak.py   # the AVX2 kernels, timed (CPUID-faulting CPUs)
 
 The "fraction of peak" figures of the quantization benchmarks divide a model's ops per second by
 these (MACHINE.md's were measured on a different CPU). One op = one multiply or one add, so a
@@ -110,12 +111,13 @@ def ops_per_instruction(c: int = 256, hw: int = 16, n: int = 512, only_wide: boo
             "QLinearMatMul u8 x u8": mm_ops / instructions(matmul_model(n, True, True))}
 
 
-def gops(n: int, int8: bool, threads: int, runs: int, u8_weights: bool = False) -> float:
+def timed_gops(raw: bytes, shape: list[int], int8: bool, ops: int, threads: int, runs: int) -> float:
+    """Median ops per second (in G) of the one-node model `raw` on input `shape`, after warm-up."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(matmul_model(n, int8, u8_weights), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
-    a = rng.integers(0, 256, (n, n), dtype=np.uint8) if int8 else rng.standard_normal((n, n)).astype(np.float32)
+    a = rng.integers(0, 256, shape, dtype=np.uint8) if int8 else rng.standard_normal(shape).astype(np.float32)
     for _ in range(3):
         sess.run(None, {"a": a})
     times = []
@@ -123,7 +125,25 @@ def gops(n: int, int8: bool, threads: int, runs: int, u8_weights: bool = False) 
         t = time.perf_counter()
         sess.run(None, {"a": a})
         times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / float(np.median(times)) / 1e9
+    return ops / float(np.median(times)) / 1e9
+
+
+def gops(n: int, int8: bool, threads: int, runs: int, u8_weights: bool = False) -> float:
+    return timed_gops(matmul_model(n, int8, u8_weights), [n, n], int8, 2 * n ** 3, threads, runs)
+
+
+def conv_gops(threads: int, runs: int) -> dict[str, float]:
+    """The convolution ceilings a CNN's int8 file meets (the shapes of --instructions), timed."""
+    out = {}
+    for name, c, hw, batch in (("256 ch, 16 x 16", 256, 16, 1), ("64 ch, 8 x 32 x 32", 64, 32, 8)):
+        ops, shape = 2 * c * c * 9 * hw * hw * batch, [batch, c, hw, hw]
+        out[f"fp32 Conv {name} GFLOP/s"] = timed_gops(conv_model(c, hw, False, batch=batch), shape, False, ops,
+                                                      threads, runs)
+        out[f"QLinearConv u8 x s7 {name} GOPS"] = timed_gops(conv_model(c, hw, True, batch=batch), shape, True,
+                                                            ops, threads, runs)
+        out[f"QLinearConv u8 x u8 {name} GOPS"] = timed_gops(conv_model(c, hw, True, True, batch=batch), shape,
+                                                            True, ops, threads, runs)
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 def main() -> None:
@@ -149,7 +169,8 @@ def main() -> None:
     r = {"onnxruntime": ort.__version__, "cpu": cpu, "n": args.n, "threads": args.threads,
          "fp32 MatMul GFLOP/s": round(gops(args.n, False, args.threads, args.runs), 1),
          "uint8 x int8 QLinearMatMul GOPS": round(gops(args.n, True, args.threads, args.runs), 1),
-         "uint8 x uint8 QLinearMatMul GOPS": round(gops(args.n, True, args.threads, args.runs, True), 1)}
+         "uint8 x uint8 QLinearMatMul GOPS": round(gops(args.n, True, args.threads, args.runs, True), 1),
+         **conv_gops(args.threads, args.runs)}
     print(json.dumps(r))
 
 

@@ -12,8 +12,10 @@ Run in a separate environment (these tools are never karuku dependencies):
     .venv/bin/python benchmarks/quant_compare_prep.py --out /tmp/qcmp --mnist runs/*.safetensors
     /tmp/q-venv/bin/python benchmarks/quant_compare.py /tmp/qcmp --out /tmp/qcmp/results.json
 
-Speed: batch-64 throughput with 2 threads, all sessions timed round-robin in one process (the machine
-is shared and noisy: compare ratios within one run). Accuracy: top-1 on the MNIST test set.
+Speed: batch-64 throughput (`--threads`, default 2), all sessions timed round-robin in one process (the machine
+is shared and noisy: compare ratios within one run); each file against `quantize_static best` as the median of
+per-round ratios. On an AVX2-only view of a CPU with cpuid_fault (`benchmarks/as_avx2 ...`) the AVX2 kernels
+run. Accuracy: top-1 on the MNIST test set.
 """
 
 from __future__ import annotations
@@ -83,19 +85,36 @@ def session(path: Path, threads: int = 2):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def throughput(paths: dict[str, Path], shape, rounds: int = 5, runs: int = 10) -> dict[str, float]:
+BEST = "quantize_static best (pre-processed, per-channel, uint8 act)"
+
+
+def throughput(paths: dict[str, Path], shape, rounds: int = 5, runs: int = 10, threads: int = 2
+               ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Images per second of each file (median batch time), and each file's speed against ONNX Runtime's best
+    `quantize_static` file as the median (and quartiles) of per-round ratios: within a round the files run
+    back to back, so a load change mostly hits both sides of a ratio."""
     x = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
-    sessions = {k: session(p) for k, p in paths.items()}
+    sessions = {k: session(p, threads) for k, p in paths.items()}
     times: dict[str, list[float]] = {k: [] for k in sessions}
+    per_round: dict[str, list[float]] = {k: [] for k in sessions}
     for s in sessions.values():
         s.run(None, {"input": x})
     for _ in range(rounds):  # round-robin so that load changes hit every variant alike
         for k, s in sessions.items():
+            start = len(times[k])
             for _ in range(runs):
                 t = time.perf_counter()
                 s.run(None, {"input": x})
                 times[k].append(time.perf_counter() - t)
-    return {k: 64 / float(np.median(v)) for k, v in times.items()}
+            per_round[k].append(float(np.median(times[k][start:])))
+    speed = {k: 64 / float(np.median(v)) for k, v in times.items()}
+    vs_best = {}
+    if BEST in per_round:
+        for k, v in per_round.items():
+            r = np.array(per_round[BEST]) / np.array(v)
+            vs_best[k] = {"median": float(np.median(r)), "q1": float(np.quantile(r, 0.25)),
+                          "q3": float(np.quantile(r, 0.75))}
+    return speed, vs_best
 
 
 def instructions(paths: dict[str, Path], shape, batch: int = 8, runs: int = 2) -> dict[str, float]:
@@ -122,6 +141,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--reuse", action="store_true", help="time the ONNX files made by an earlier run")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=10, help="timed runs per file per round")
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     ap.add_argument("--skip", nargs="*", default=[], help="speed / accuracy")
     ap.add_argument("--peak-gops", type=float, help="int8 peak (benchmarks/ort_peak.py) for the fraction of peak")
     ap.add_argument("--instructions", action="store_true",
@@ -148,13 +169,16 @@ def main() -> None:
         return
     for name, info in ({} if "speed" in args.skip else index["speed"]).items():
         paths = variants(Path(info["folder"]), args.reuse)
-        results["speed"][name] = speed = throughput(paths, info["input_shape"], args.rounds)
+        speed, vs_best = throughput(paths, info["input_shape"], args.rounds, args.runs, args.threads)
+        results["speed"][name], results.setdefault("vs_best", {})[name] = speed, vs_best
         if "macs" in info:  # one multiply-add = 2 ops
             results.setdefault("gops", {})[name] = {k: 2 * info["macs"] * v / 1e9 for k, v in speed.items()}
             if args.peak_gops:
                 results.setdefault("fraction_of_peak", {})[name] = {
                     k: g / args.peak_gops for k, g in results["gops"][name].items()}
         print(name, json.dumps(speed), flush=True)
+        for k, r in vs_best.items():
+            print(f"  {k}: {r['median']:.3f} x best (quartiles {r['q1']:.3f}-{r['q3']:.3f})", flush=True)
         args.out.write_text(json.dumps(results, indent=2))
     for name, info in ({} if "accuracy" in args.skip else index["accuracy"]).items():
         paths = variants(Path(info["folder"]), args.reuse)

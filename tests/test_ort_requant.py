@@ -157,10 +157,12 @@ def test_folded_batchnorm_block_agrees_with_onnx_runtime_on_every_value():
     im, x = folded_block()
     assert im.arrays["dw.bias"].abs().max() > 1 << 29  # the folded channel's bias sits at the int32 floor
     ort = debug_values(im, "u8s7", x, 1)
-    for rule, equal in (("onnxruntime", True), ("single", False)):
-        eng = replace(im, rounding=rule).run_all(im.quantize_input(x), fast=True)
-        same = all(np.array_equal(ort[f"q:{op.output}"].astype(np.int64), eng[op.output].numpy())
-                   for op in im.ops)
-        assert same is equal, rule
+    eng = replace(im, rounding="onnxruntime").run_all(im.quantize_input(x), fast=True)
+    for op in im.ops:
+        assert np.array_equal(ort[f"q:{op.output}"].astype(np.int64), eng[op.output].numpy()), op.output
+    # Not asserted here: that the fixed-point rule "single" differs on this block. Whether any accumulator lands
+    # on a rounding half depends on the scales calibration found, i.e. on the float kernels of the machine that
+    # ran torch (on an Intel Xeon with AVX-512 no value does; on an AMD Zen 5, or an AVX2 view of the Xeon, some
+    # do). The contrast is asserted where it is built in: test_conv_and_depthwise_requantize_as_onnx_runtime_does.
     parity, _ = check(im, "u8s7", x, threads=1)
     assert parity.ok and parity.agreement == 1.0 and parity.max_steps == 0, parity.line()
