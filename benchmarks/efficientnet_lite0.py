@@ -186,6 +186,7 @@ def main() -> None:
         print(markdown(json.loads((args.out / "results.json").read_text())))
         return
     set_normalization(args.normalization)
+    args.calibration_from = args.calibration_from or ("pool" if args.photos else "two")
     if args.retime:
         retime(args.out, args.threads, args.retime)
         return
@@ -218,7 +219,6 @@ def main() -> None:
     half = args.calibration // 2
     calib_px = pixels8(torch.cat([crops(pics["china"], half, 1),
                                   crops(pics["grace_hopper"], args.calibration - half, 2)]))
-    args.calibration_from = args.calibration_from or ("pool" if args.photos else "two")
     if args.calibration_from == "pool":
         calib_px = pool_crops(args.photos, args.calibration)
     sets = {f"crops {k}": pixels8(crops(v, args.eval, 10 + i)) for i, (k, v) in enumerate(pics.items())}
