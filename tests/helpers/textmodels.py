@@ -50,3 +50,22 @@ def hf_config(model) -> str:
                        "intermediate_size": c.intermediate[0], "vocab_size": c.vocab_size,
                        "max_position_embeddings": c.max_positions, "type_vocab_size": c.type_vocab,
                        "layer_norm_eps": c.eps, "hidden_act": "gelu"})
+
+
+def register_tiny_pretrained(model, folder: Path, monkeypatch) -> Path:
+    """Write `model` as a pretrained folder (safetensors, config, vocabulary) and register it as the pretrained
+    name "tiny" with those files' hashes, so recipes with `model: {pretrained: tiny}` load it."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from karuku.text import pretrained
+    from karuku.text.pretrained import Pretrained, state_dict_hf
+
+    folder = write_vocab(folder)
+    save_file({k: v.contiguous() for k, v in state_dict_hf(model).items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(hf_config(model))
+    files = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
+             for n in ("model.safetensors", "config.json", "vocab.txt")}
+    monkeypatch.setitem(pretrained.PRETRAINED, "tiny", Pretrained("tiny", "tiny==1", "m", files, 64, "test"))
+    return folder

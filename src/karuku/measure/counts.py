@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from karuku.measure import inputs
+
 
 @dataclass(frozen=True)
 class LayerCount:
@@ -40,14 +42,17 @@ def _weight_density(module: nn.Module) -> float:
 
 
 @torch.no_grad()
-def layer_counts(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCount]:
-    """One row per module that has parameters of its own or does MACs itself, in definition order."""
+def layer_counts(model: nn.Module, input_shape) -> list[LayerCount]:
+    """One row per module that has parameters of its own or does MACs itself, in definition order.
+
+    `input_shape`: what the model takes at batch 1 (an input shape, a `inputs.Signature` or example inputs)."""
+    sig = inputs.signature(model, input_shape)
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
     try:
         with counter:
-            model(torch.zeros(1, *input_shape))
+            sig.call(model, sig.fixed(1))
     finally:
         model.train(was_training)
     flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
@@ -90,7 +95,7 @@ class Totals:
         return 1 - self.nonzeros / self.params if self.params else 0.0
 
 
-def totals(model: nn.Module, input_shape: tuple[int, ...], rows: list[LayerCount] | None = None) -> Totals:
+def totals(model: nn.Module, input_shape, rows: list[LayerCount] | None = None) -> Totals:
     """Whole-model parameters, nonzeros and MACs per sample (batch 1); `rows`: `layer_counts` already taken."""
     rows = layer_counts(model, input_shape) if rows is None else rows
     params = sum(p.numel() for p in model.parameters())

@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from karuku.measure import counts, energy, forms, memory
+from karuku.measure.inputs import signature
 from karuku.measure.profiles import Fit, Profile, check_fit, get_profile
 from karuku.measure.speed import latency
 from karuku.measure.units import size
@@ -55,6 +56,7 @@ class Evaluation:
     task: str | None = None  # the quality measure (classification, regression, fidelity, a user's metric)
     metric: str | None = None  # the figure of `metrics` budgets judge
     metrics: dict[str, float] = field(default_factory=dict)
+    inputs: str = ""  # what the model was fed when it is not one float tensor (inputs.Signature.describe())
 
     def __post_init__(self):
         if not self.metrics and self.accuracy is not None:  # stored before tasks existed: a classification
@@ -117,6 +119,7 @@ class Evaluation:
             what = f" ({self.deploy_kind} model)" if self.deploy_kind != "fp32" else ""
             out.append((f"test accuracy{what}", f"{100 * self.accuracy:.2f} % ({self.errors} errors / {self.total})"))
         out += quality_rows(self)
+        out += [("inputs", self.inputs)] if self.inputs else []
         out += [
             ("parameters", f"{self.params:,}"),
             ("nonzeros", f"{self.nonzeros:,} ({100 * self.sparsity:.1f} % sparse)"),
@@ -168,7 +171,7 @@ def _kb(n: int) -> str:
 def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = None, threads: int | None = None,
              engines=("torch", "onnxruntime"), runs: int = 30, *, sizes: dict[str, int] | None = None,
              profile: str | None = None, on_chip_bytes: int | None = None, details: bool = False,
-             task=None, reference: nn.Module | None = None) -> Evaluation:
+             task=None, reference: nn.Module | None = None, inputs=None) -> Evaluation:
     """Measure `model`: the task's quality on the test set (when `data`, a DataSplits, is given), counts, sizes,
     activations, speed, energy.
 
@@ -178,29 +181,31 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
     `sizes`: forms stored outside the model object (e.g. {"packed": bytes of a .krk file}). `profile`: check
     the fit and take its on-chip memory for the energy estimate. `details`: add the techniques' own figures.
     `threads`: of the timed runs (default: the threads this process computes with, `karuku.threads`).
+    `inputs`: what the model takes when it is not one float tensor of `input_shape` — example inputs (a tensor,
+    a tuple or a dict of tensors: token ids and an attention mask) or a `karuku.measure.inputs.Signature`; every
+    count, the memory, the ONNX export and the timing use it. Default: the model class's registered inputs, else
+    one float input of `input_shape` (or the data's).
     """
     from karuku.tasks import measure_task
     from karuku.threads import current_threads
 
     threads = threads or current_threads()
-    if input_shape is None:
-        if data is None:
-            raise ValueError("give data or input_shape")
+    if input_shape is None and inputs is None and data is not None:
         input_shape = data.input_shape
-    input_shape = tuple(input_shape)
+    sig = signature(model, inputs if inputs is not None else (tuple(input_shape) if input_shape is not None else None))
     model.eval()
-    rows = counts.layer_counts(model, input_shape)
-    tot = counts.totals(model, input_shape, rows)
+    rows = counts.layer_counts(model, sig)
+    tot = counts.totals(model, sig, rows)
     all_forms = forms.forms_of(model, sizes)
     deploy = forms.deployed(all_forms)
     integer = any(f.integer for f in all_forms)
-    acts = memory.activation_bytes(model, input_shape, bytes_per_value=1 if integer else 4)
+    acts = memory.activation_bytes(model, sig, bytes_per_value=1 if integer else 4)
     p = get_profile(profile) if profile else None
     chip = on_chip_bytes or (p.on_chip_bytes if p else DEFAULT_ON_CHIP)
     en = energy.estimate(tot.effective_macs, deploy.bytes, acts["total"], integer=integer, on_chip_bytes=chip)
     ev = Evaluation(tot.params, tot.nonzeros, tot.macs, tot.effective_macs, {f.kind: f.bytes for f in all_forms},
                     deploy.kind, integer, acts["peak"], acts["total"], en.as_dict(), threads,
-                    layers=[asdict(r) for r in rows])
+                    layers=[asdict(r) for r in rows], inputs="" if sig.input_shape is not None else sig.describe())
     if data is not None:
         r = measure_task(model, data.test, task, reference, targets=getattr(data, "targets", "classes"))
         ev.task, ev.metric, ev.metrics = r.task, r.metric, r.metrics
@@ -212,7 +217,7 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
 
         ev.cpu = detect().summary()
         reference, onnx = _deployed(model, all_forms, "onnxruntime" in engines)
-        ev.latency = {k: s.as_dict() for k, s in latency(reference, input_shape, threads, engines, runs, onnx).items()}
+        ev.latency = {k: s.as_dict() for k, s in latency(reference, sig, threads, engines, runs, onnx).items()}
     if details:
         for f in all_forms:
             if f.details is not None:
@@ -231,9 +236,10 @@ def _deployed(model: nn.Module, all_forms: list[forms.Form], want_onnx: bool = T
     return reference, onnx
 
 
-def deployed_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    """The ONNX file `model` deploys as: its form's own (int8 for a quantized model) or its fp32 export."""
+def deployed_onnx(model: nn.Module, input_shape) -> bytes:
+    """The ONNX file `model` deploys as: its form's own (int8 for a quantized model) or its fp32 export
+    (`input_shape`: what it takes, as `evaluate`'s `inputs`)."""
     from karuku.measure.onnx_runtime import export_bytes
 
     reference, onnx = _deployed(model, forms.forms_of(model))
-    return onnx or export_bytes(reference, tuple(input_shape))
+    return onnx or export_bytes(reference, signature(model, input_shape))

@@ -52,14 +52,17 @@ def fp32_size(model: nn.Module) -> int:
 
 
 def forms_of(model: nn.Module, sizes: dict[str, int] | None = None) -> list[Form]:
-    """The fp32 form, the forms registered for the model's class, and `sizes` of forms stored elsewhere."""
-    out = [Form("fp32", fp32_size(model))]
+    """The fp32 form, the forms registered for the model's class, and `sizes` of forms stored elsewhere. A form
+    with a float view sizes the fp32 form by it (a model holding int8 weights in its state is not its fp32 form)."""
+    own = None
     for cls in type(model).__mro__:
         fn = FORMS.get_or_none(cls)
-        form = fn(model) if fn is not None else None
-        if form is not None:
-            out.append(form)
+        own = fn(model) if fn is not None else None
+        if own is not None:
             break
+    out = [Form("fp32", fp32_size(own.float_model if own is not None and own.float_model is not None else model))]
+    if own is not None:
+        out.append(own)
     known = {f.kind for f in out}
     out += [Form(kind, n) for kind, n in (sizes or {}).items() if kind not in known]
     return out

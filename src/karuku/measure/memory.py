@@ -14,36 +14,42 @@ from torch import nn
 from karuku.measure import inputs
 
 
-def _nbytes(obj) -> int:
+def _nbytes(obj, float_scale: float = 1.0) -> int:
+    """Bytes of the tensors in `obj`; float values scaled to the deployed width (integers stay as they are)."""
     if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
+        return int(obj.numel() * obj.element_size() * (float_scale if obj.is_floating_point() else 1))
     if isinstance(obj, (tuple, list)):
-        return sum(_nbytes(o) for o in obj)
+        return sum(_nbytes(o, float_scale) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(o, float_scale) for o in obj.values())
     return 0
 
 
 @torch.no_grad()
-def activation_bytes(model: nn.Module, input_shape: tuple[int, ...], bytes_per_value: int = 4) -> dict[str, int]:
-    """{"peak": bytes, "total": bytes written by all leaf modules} for one sample."""
+def activation_bytes(model: nn.Module, input_shape, bytes_per_value: int = 4) -> dict[str, int]:
+    """{"peak": bytes, "total": bytes written by all leaf modules} for one sample; `input_shape`: what the model
+    takes (an input shape, a `inputs.Signature` or example inputs). Float values count `bytes_per_value` bytes,
+    integer ones (token ids) their own width."""
+    sig = inputs.signature(model, input_shape)
     peak, total = 0, 0
     scale = bytes_per_value / 4
 
-    def hook(_module, inputs, output):
+    def hook(_module, args, output):
         nonlocal peak, total
-        size = _nbytes(inputs) + _nbytes(output)
+        size = _nbytes(args, scale) + _nbytes(output, scale)
         peak = max(peak, size)
-        total += _nbytes(output)
+        total += _nbytes(output, scale)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     was_training = model.training
     model.eval()
     try:
-        model(inputs.zeros(input_shape))
+        sig.call(model, sig.fixed(1))
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
-    return {"peak": int(peak * scale), "total": int(total * scale)}
+    return {"peak": int(peak), "total": int(total)}
 
 
 def peak_rss_bytes() -> int:

@@ -18,14 +18,17 @@ from karuku.measure import inputs
 FROZEN = ("Python boolean", "Python number", "Python index", "Python integer", "Python float")
 
 
-def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17,
+def export_bytes(model: nn.Module, input_shape, opset: int = 17,
                  frozen: list[str] | None = None) -> bytes:
     """Serialise `model` to ONNX with a dynamic batch axis, weights inline (no external data file).
 
+    `input_shape`: what the model takes (an input shape, a `inputs.Signature` or example inputs); the file's
+    inputs carry the signature's names and dtypes (one float input is `input`), its first output is `logits`.
     `frozen`: a list that receives the tracer's warnings about control flow on tensor values (see FROZEN).
     """
     import onnx
 
+    sig = inputs.signature(model, input_shape)
     was_training = model.training
     model.eval()
     buf = io.BytesIO()
@@ -34,9 +37,13 @@ def export_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = 17
             warnings.simplefilter("always")
             # The TorchScript-based exporter writes one self-contained model in well under a second;
             # the dynamo exporter takes seconds and splits weights into a .data file by default.
-            torch.onnx.export(model, (inputs.zeros(input_shape),), buf, dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            example = sig.fixed(1)
+            # by name: the last element of args is read as keyword arguments; the file's inputs follow forward's order
+            args = tuple(example) if not sig.keywords else (dict(zip(sig.names, example)),)
+            names = sig.names if not sig.keywords else inputs.forward_order(model, sig.names)
+            torch.onnx.export(model, args, buf, dynamo=False, opset_version=opset,
+                              input_names=names, output_names=["logits"],
+                              dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}})
     except Exception as exc:
         raise KarukuError(f"ONNX export failed: {str(exc).splitlines()[0][:300]}") from None
     finally:
@@ -67,7 +74,10 @@ def session(model_bytes: bytes | str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
-def run(sess, x: np.ndarray) -> np.ndarray:
-    """The first output of `sess` on input `x`."""
-    name = sess.get_inputs()[0].name
-    return sess.run(None, {name: x})[0]
+def run(sess, *xs: np.ndarray) -> np.ndarray:
+    """The first output of `sess` on inputs `xs`, in the file's input order."""
+    names = [i.name for i in sess.get_inputs()]
+    if len(names) != len(xs):
+        raise KarukuError(f"the ONNX model takes {len(names)} inputs ({', '.join(names)}), given {len(xs)}",
+                          "give one array per input, in the file's order")
+    return sess.run(None, dict(zip(names, xs)))[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from karuku.errors import KarukuError
 from karuku.measure.evaluation import Evaluation
 from karuku.measure.profiles import PROFILES
 from karuku.tasks.registry import Metric
@@ -18,6 +19,15 @@ def limit_check(limit: str, allowed: float, value: float, unit: str, metric: str
     ok = value >= allowed - 1e-9 if limit.startswith("min_") else value <= allowed + 1e-9
     return {"limit": limit, **({"metric": metric} if metric is not None else {}), "allowed": allowed,
             "value": round(value, 6), "unit": unit, "ok": ok}
+
+
+def speedup_check(allowed: float, per_s: float | None, baseline_per_s: float | None, what: str) -> dict[str, Any]:
+    """`min_speedup`: the result's throughput over the fp32 baseline's (samples per second, both ONNX files timed
+    side by side, `what` says at which batch)."""
+    if not per_s or not baseline_per_s:
+        raise KarukuError("budget.min_speedup needs the result and the baseline timed side by side",
+                          "measure speed (an ONNX file for the result) or drop min_speedup")
+    return limit_check("min_speedup", allowed, per_s / baseline_per_s, f"× fp32 throughput ({what})")
 
 
 def quality_checks(m: Evaluation, baseline: Evaluation, budget, metric: Metric) -> list[dict[str, Any]]:
@@ -39,6 +49,8 @@ def judge(m: Evaluation, baseline: Evaluation, budget, metric: Metric) -> list[d
         checks.append(limit_check("max_size_kb", budget.max_size_kb, round(m.deploy_bytes / 1000, 2), "KB"))
     if budget.max_latency_ms is not None:
         checks.append(limit_check("max_latency_ms", budget.max_latency_ms, round(m.latency_ms, 4), "ms"))
+    if budget.min_speedup is not None:
+        checks.append(speedup_check(budget.min_speedup, m.throughput_b64, baseline.throughput_b64, "batch 64"))
     if budget.profile is not None:
         fit = m.fit(budget.profile)
         checks.append({"limit": "profile", "allowed": budget.profile, "value": "; ".join(fit.reasons), "unit": "",

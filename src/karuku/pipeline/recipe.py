@@ -72,6 +72,9 @@ class Budget(Config):
                                        "similarity (or top-1 agreement, 0.99 = 99 %) with the baseline's outputs")
     max_size_kb: float | None = Field(None, gt=0, description="deployable size in KB (1000 bytes)")
     max_latency_ms: float | None = Field(None, gt=0, description="batch-1 ONNX Runtime latency, ms")
+    min_speedup: float | None = Field(None, gt=0, le=10_000, description="the least throughput of the result's "
+                                      "ONNX file relative to the fp32 baseline's, timed side by side (2 = twice as "
+                                      "many samples per second)")
     profile: str | None = Field(None, description="an edge device profile the result must fit (mcu-m4, ...)")
 
     @model_validator(mode="before")

@@ -23,7 +23,7 @@ from karuku.quant.config import QuantConfig
 from karuku.quant.engine import IntegerModel, to_integer
 from karuku.quant.model import QuantModel
 from karuku.quant.normalize import fold_normalization
-from karuku.quant.ptq import calibration_tensor, check_shape, prepare, quantize_static
+from karuku.quant.ptq import calibration_inputs, check_shape, first, n_inputs, prepare, quantize_static
 from karuku.quant.store import QParams, load_quantized, save_quantized
 
 __all__ = ["IntegerModel", "QParams", "QuantConfig", "QuantModel", "export_onnx", "export_qdq", "fold_normalization",
@@ -45,10 +45,15 @@ def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=
         calibration_data = splits.calibration(cfg.calibration)
     if calibration_data is None:
         raise KarukuError("no calibration data", "pass calibration inputs (e.g. splits.calibration(512))")
-    x = calibration_tensor(calibration_data, cfg.calibration)
-    check_shape(x, input_shape or (tuple(splits.input_shape) if splits is not None else None))
+    xs = calibration_inputs(calibration_data, cfg.calibration, n_inputs(model))
+    check_shape(xs, input_shape or (tuple(splits.input_shape) if splits is not None else None))
     if cfg.mode == "dynamic":
-        return prepare(model, cfg, x[:1]).eval()
+        return prepare(model, cfg, first(xs)).eval()
+    if len(xs) > 1 and (cfg.mode == "qat" or cfg.max_drop is not None):
+        raise KarukuError(f"{'QAT' if cfg.mode == 'qat' else 'mixed precision auto mode'} trains or scores on "
+                          "data of one input; this model takes several",
+                          "quantize it with mode ptq or dynamic (a sentence encoder: karuku.text.quantize)")
+    x = xs[0] if len(xs) == 1 else xs
     if cfg.mode == "qat":
         if splits is None or cfg.finetune is None:
             raise KarukuError("QAT needs training data and settings",

@@ -36,24 +36,35 @@ def fold_bn(layer: nn.Module, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
     return out
 
 
-def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
-    """Trace `model` (eval mode) into nodes with output shapes; BN folded, activations fused."""
+def trace(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> list[Node]:
+    """Trace `model` (eval mode) into nodes with output shapes; BN folded, activations fused.
+
+    `example`: one input, or a tuple of the model's inputs in forward's order. Integer values (token ids, masks
+    and what is computed from them alone) are never quantized: they run as they are, and a float op reading
+    them (an embedding lookup, `mask.float()`) runs in float with its output quantized (`from_integer`)."""
+    examples = example if isinstance(example, tuple) else (example,)
+    integer = any(not e.is_floating_point() for e in examples)
     model = model.eval()
     try:
         gm = fx.symbolic_trace(model)
     except Exception as exc:
+        hint = ("a transformer with token inputs: karuku.text.quantize rewrites its Linear layers without tracing"
+                if integer or len(examples) > 1 else "quantization needs a model without data-dependent control flow")
         raise KarukuError(f"cannot trace {type(model).__name__} with torch.fx ({str(exc).splitlines()[0][:200]})",
-                          "quantization needs a model without data-dependent control flow") from None
+                          hint) from None
     from torch.fx.passes.shape_prop import ShapeProp
 
     try:  # a batch of two tells batched tensors (first dimension 2) from everything else
-        ShapeProp(gm).propagate(torch.cat([example[:1], example[:1]]))
+        ShapeProp(gm).propagate(*[torch.cat([e[:1], e[:1]]) for e in examples])
     except Exception as exc:
-        raise KarukuError(f"calibration inputs of shape {tuple(example.shape[1:])} do not fit "
+        shapes = ", ".join(str(tuple(e.shape[1:])) for e in examples)
+        raise KarukuError(f"calibration inputs of shape {shapes} do not fit "
                           f"{type(model).__name__} ({str(exc).splitlines()[0][:160]})",
                           "give inputs shaped like the model's training data") from None
     alias: dict[str, str] = {}
     aux_values: set[str] = set()
+    integer_values: set[str] = set()  # integer tensors: never quantized
+    placeholders = 0
     ctx = Ctx(gm, lambda a: alias.get(a.name, a.name), aux_values)
     nodes: list[Node] = []
     seen: set[str] = set()
@@ -62,8 +73,12 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
         if n.op == "output":
             output = ctx.name_of(n.args[0]) if isinstance(n.args[0], fx.Node) else None
             continue
+        from_integer = any(ctx.name_of(a) in integer_values for a in n.all_input_nodes)
         if n.op == "placeholder":
-            found = [Node(n.name, "input", [])]
+            found = [Node(n.name, "input", [], {"index": placeholders, **({"integer": True} if _integer(n) else {})})]
+            placeholders += 1
+        elif from_integer or _integer(n):
+            found = None  # an integer path, or a float op reading one: kept as it is
         elif n.op == "call_module":
             found = module_node(ctx, n, gm.get_submodule(n.target))
         elif n.op == "call_function":
@@ -79,8 +94,9 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
             ins = [ctx.name_of(a) for a in n.all_input_nodes]
             tensor = hasattr(n.meta.get("tensor_meta"), "shape")
             # not an activation: a parameter read, a size or device, or what only those feed
-            aux = n.op == "get_attr" or not tensor or all(i in aux_values for i in ins)
-            found = [Node(ctx.label(n), "aux" if aux else "float", ins, {"kind": _kind(gm, n)}, _FxCall(gm, n))]
+            aux = n.op == "get_attr" or not tensor or _integer(n) or all(i in aux_values for i in ins)
+            attrs = {"kind": _kind(gm, n), **({"from_integer": True} if from_integer and not aux else {})}
+            found = [Node(ctx.label(n), "aux" if aux else "float", ins, attrs, _FxCall(gm, n))]
         local: dict[str, str] = {}  # names inside one group of nodes (a channel shuffle's three)
         for node in found:
             if node is found[-1]:
@@ -91,14 +107,22 @@ def trace(model: nn.Module, example: torch.Tensor) -> list[Node]:
                 node.name += "_"
             seen.add(node.name)
             local[old] = node.name
-            if node.op == "aux":
+            if node.op == "aux" and not _integer(n):
                 aux_values.add(node.name)
+            if _integer(n):
+                integer_values.add(node.name)
             nodes.append(node)
         alias[n.name] = found[-1].name
     if output is None:
         raise KarukuError("the traced model does not return one tensor",
                           "quantize a model whose forward returns one tensor (not a tuple or dict)")
     return _fuse(_live(nodes, output), output)
+
+
+def _integer(n: fx.Node) -> bool:
+    """The value is an integer tensor (ShapeProp's dtype): token ids, a mask, an index computed from them."""
+    dtype = getattr(n.meta.get("tensor_meta"), "dtype", None)
+    return dtype is not None and not dtype.is_floating_point
 
 
 def _kind(gm: fx.GraphModule, n: fx.Node) -> str:

@@ -66,7 +66,7 @@ class QuantModel(nn.Module):
                     floats.append(f"{n.name} ({n.attrs.get('kind')})")
                 if isinstance(n.module, nn.Module):
                     self.floats[key(n.name)] = n.module
-            if n.op == "aux":
+            if n.op == "aux" or n.attrs.get("integer"):  # not activations: no range
                 continue
             if n.op in PASS_THROUGH:
                 self.quantizer[n.name] = self.quantizer[n.inputs[0]]
@@ -86,13 +86,16 @@ class QuantModel(nn.Module):
         """The quantizer that holds the range of value `name`."""
         return self.acts[self.quantizer[name]]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         env: dict[str, torch.Tensor] = {}
         out = None
         for n in self.nodes:
             ins = [env[i] for i in n.inputs]
             if n.op == "input":
-                y = x
+                y = xs[n.attrs.get("index", 0)]
+                if n.attrs.get("integer"):  # token ids run as they are
+                    env[n.name] = y
+                    continue
             elif n.op in WEIGHTED:
                 src = self.act(n.inputs[0])
                 static = bool(src.enabled) and src.observer is None and not src.dynamic
@@ -148,7 +151,8 @@ def _check_supported(nodes: list[Node], cfg: QuantConfig) -> None:
     """PTQ / QAT: a node with no integer form is an error now, not a failed export later; the user may keep
     it in float on purpose (`layer_bits={name: "float"}`, fake-quant only) unless `strict`. Dynamic
     quantization runs everything but its Linear layers in float anyway: a warning there."""
-    unsupported = [n for n in nodes if n.op == "float"]
+    # a float op reading integers (an embedding lookup) has no integer form but needs none: it stays float
+    unsupported = [n for n in nodes if n.op == "float" and not n.attrs.get("from_integer")]
     if not unsupported:
         return
     first = unsupported[0]

@@ -15,38 +15,67 @@ from karuku.quant.fuse import WEIGHTED, Node, trace
 from karuku.quant.model import QuantModel, key
 from karuku.quant.observers import get_observer
 
+# integer inputs an embedding lookup takes (token ids, masks); uint8 / int8 inputs are unnormalised images
+TOKEN_DTYPES = (torch.int64, torch.int32)
 
-def calibration_tensor(data, limit: int | None = None) -> torch.Tensor:
-    """Calibration inputs as one float tensor: a tensor, a TensorDataset, a DataLoader or batches of them."""
+
+def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1) -> tuple[torch.Tensor, ...]:
+    """Calibration inputs as one tensor per model input: a tensor, a TensorDataset (its first `n_inputs` tensors),
+    a DataLoader or a list of batches (each a tensor, or a tuple whose first `n_inputs` items are the inputs), or,
+    for a model with several inputs (`n_inputs` > 1), one tuple of them (token ids, attention mask). Floats, or
+    int64 / int32 token ids."""
     if isinstance(data, torch.Tensor):
-        x = data
+        xs = (data,)
     elif isinstance(data, TensorDataset):
-        x = data.tensors[0]
+        xs = tuple(data.tensors[:n_inputs])
+    elif n_inputs > 1 and isinstance(data, tuple) and all(isinstance(t, torch.Tensor) for t in data):
+        xs = data[:n_inputs]
     elif isinstance(data, (DataLoader, list, tuple)) or isinstance(data, Iterable):
-        parts = []
+        parts: list[tuple[torch.Tensor, ...]] = []
         for batch in data:
-            t = batch[0] if isinstance(batch, (list, tuple)) else batch
-            if not isinstance(t, torch.Tensor):
-                raise KarukuError(f"calibration batches must be tensors, got {type(t).__name__}",
+            t = tuple(batch[:n_inputs]) if isinstance(batch, (list, tuple)) else (batch,)
+            if not all(isinstance(v, torch.Tensor) for v in t):
+                raise KarukuError(f"calibration batches must be tensors, got {type(t[0]).__name__}",
                                   "pass a tensor of inputs, a TensorDataset or a DataLoader")
             parts.append(t)
-            if limit and sum(len(p) for p in parts) >= limit:
+            if limit and sum(len(p[0]) for p in parts) >= limit:
                 break
         if not parts:
             raise KarukuError("calibration data is empty", "give at least one batch of inputs")
-        x = torch.cat(parts)
+        if len({len(p) for p in parts}) > 1:
+            raise KarukuError("calibration batches hold different numbers of inputs", "give every batch all inputs")
+        xs = tuple(torch.cat(col) for col in zip(*parts))
     else:
         raise KarukuError(f"calibration data of type {type(data).__name__} is not supported",
                           "pass a tensor of inputs, a TensorDataset or a DataLoader")
-    if x.numel() == 0 or len(x) == 0:
+    if len(xs) < n_inputs:
+        raise KarukuError(f"the model takes {n_inputs} inputs, the calibration data holds {len(xs)}",
+                          "give a tuple of all inputs (e.g. token ids and attention mask)")
+    if any(x.dim() == 0 or len(x) == 0 or x.numel() == 0 for x in xs):
         raise KarukuError("calibration data is empty", "give at least one input (e.g. --calibration 512)")
-    if not x.is_floating_point():
-        raise KarukuError(f"calibration inputs must be float, got {x.dtype}", "normalise them as for training")
-    return x[:limit] if limit else x
+    if len({len(x) for x in xs}) > 1:
+        raise KarukuError(f"calibration inputs of different lengths {[len(x) for x in xs]}",
+                          "give the same number of examples for every input")
+    for x in xs:
+        if not x.is_floating_point() and x.dtype not in TOKEN_DTYPES:
+            raise KarukuError(f"calibration inputs must be float (or int64 token ids), got {x.dtype}",
+                              "normalise them as for training")
+    return tuple(x[:limit] for x in xs) if limit else xs
 
 
-def check_shape(x: torch.Tensor, input_shape: tuple[int, ...] | None) -> None:
-    """Calibration inputs must have the model's input shape."""
+def n_inputs(model: nn.Module) -> int:
+    """How many positional inputs `model.forward` requires (1 when it cannot be read)."""
+    from karuku.measure.inputs import required_inputs
+
+    return max(1, len(required_inputs(model)))
+
+
+def check_shape(x, input_shape: tuple[int, ...] | None) -> None:
+    """Calibration inputs must have the model's input shape (one input; several are checked by tracing)."""
+    if isinstance(x, tuple):
+        if len(x) != 1:
+            return
+        x = x[0]
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
         raise KarukuError(f"calibration inputs have shape {tuple(x.shape[1:])}, the model expects "
                           f"{tuple(input_shape)}", "give inputs shaped like the model's training data")
@@ -61,8 +90,9 @@ def unfold_bns(model: nn.Module, nodes: list[Node]) -> tuple[list[Node], dict[st
     return nodes, bns
 
 
-def prepare(model: nn.Module, cfg: QuantConfig, example: torch.Tensor, keep_bn: bool = False) -> QuantModel:
-    """Trace `model` and wrap it in fake quantization (ranges still unset)."""
+def prepare(model: nn.Module, cfg: QuantConfig, example, keep_bn: bool = False) -> QuantModel:
+    """Trace `model` on `example` (a tensor, or a tuple of its inputs) and wrap it in fake quantization (ranges
+    still unset)."""
     nodes = trace(model, example)
     bns = None
     if keep_bn:
@@ -71,8 +101,13 @@ def prepare(model: nn.Module, cfg: QuantConfig, example: torch.Tensor, keep_bn: 
 
 
 @torch.no_grad()
-def calibrate(qm: QuantModel, x: torch.Tensor, cfg: QuantConfig) -> QuantModel:
-    """Observe every activation over `x` in batches, set the ranges, then correct the biases."""
+def calibrate(qm: QuantModel, x, cfg: QuantConfig) -> QuantModel:
+    """Observe every activation over `x` (a tensor, or a tuple of the model's inputs) in batches, set the ranges,
+    then correct the biases."""
+    xs = x if isinstance(x, tuple) else (x,)
+    if cfg.adaround and len(xs) > 1:
+        raise KarukuError("AdaRound takes models with one input", "drop adaround for a model with several inputs")
+    x = xs[0]
     qm.eval()
     for a in qm.acts.values():
         a.observer = get_observer(cfg.observer)
@@ -81,7 +116,7 @@ def calibrate(qm: QuantModel, x: torch.Tensor, cfg: QuantConfig) -> QuantModel:
             layer.in_mean, layer.in_count = 0, 0
     try:
         for i in range(0, len(x), cfg.calibration_batch):
-            qm(x[i : i + cfg.calibration_batch])
+            qm(*(t[i : i + cfg.calibration_batch] for t in xs))
     finally:
         observers = {k: a.observer for k, a in qm.acts.items()}
         for a in qm.acts.values():
@@ -119,8 +154,13 @@ def correct_bias(layer, mean: torch.Tensor, in_scale: torch.Tensor | None = None
 
 def quantize_static(model: nn.Module, cfg: QuantConfig, data, input_shape: tuple[int, ...] | None = None) -> QuantModel:
     """PTQ: the fake-quantized model, calibrated on up to `cfg.calibration` inputs of `data`."""
-    x = calibration_tensor(data, cfg.calibration)
-    check_shape(x, input_shape)
-    qm = prepare(model, cfg, x[:1])
-    return calibrate(qm, x, cfg)
+    xs = calibration_inputs(data, cfg.calibration, n_inputs(model))
+    check_shape(xs, input_shape)
+    qm = prepare(model, cfg, first(xs))
+    return calibrate(qm, xs if len(xs) > 1 else xs[0], cfg)
+
+
+def first(xs: tuple[torch.Tensor, ...]):
+    """The first example of each input: what tracing runs (one tensor for a one-input model)."""
+    return tuple(x[:1] for x in xs) if len(xs) > 1 else xs[0][:1]
 

@@ -8,6 +8,7 @@ real pretrained weights loaded offline, a text corpus, and the sentence-embeddin
 docs/TEXT.md has the whole story (int8, pruning heads and FFN neurons, layer dropping with distillation).
 """
 
+from karuku.text import form as _form  # noqa: F401  (a quantized encoder's int8 file, for karuku.measure)
 from karuku.text.encoder import BertConfig, SentenceEncoder, bert, minilm_l6
 from karuku.text.pretrained import PRETRAINED, fetch, load_folder, load_pretrained
 from karuku.text.tokenizer import Batch, Tokenizer

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from karuku.errors import KarukuError
+from karuku.measure.inputs import Input, Signature, register_inputs
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,18 @@ def check_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab_si
     if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
         raise KarukuError(f"token id {int(input_ids.max())} outside the vocabulary of {vocab_size}",
                           "use the tokenizer that belongs to this model")
+
+
+MEASURE_TOKENS = 128  # the sequence length an encoder is measured at when nothing says otherwise
+
+
+@register_inputs(SentenceEncoder)
+def measured_inputs(model: SentenceEncoder, input_shape: tuple[int, ...] | None = None) -> Signature:
+    """What `karuku.measure` feeds an encoder: token ids from its vocabulary and an all-ones attention mask (every
+    token real, as at a fixed length), `input_shape[0]` tokens (a checkpoint's: the position table) or 128."""
+    t = min(input_shape[0] if input_shape else MEASURE_TOKENS, model.cfg.max_positions)
+    return Signature((Input("input_ids", (t,), torch.int64, 0, model.cfg.vocab_size),
+                      Input("attention_mask", (t,), torch.int64, 1, 2)))
 
 
 def bert(vocab_size: int = 30522, hidden: int = 384, layers: int = 6, heads: int | list[int] = 12,

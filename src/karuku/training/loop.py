@@ -22,6 +22,7 @@ from karuku.data.batches import first_inputs, length, unlabelled
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
+from karuku.measure.inputs import required_inputs
 from karuku.models.check import check_forward
 from karuku.progress import Progress, duration
 from karuku.threads import adapt as adapt_threads
@@ -110,6 +111,11 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
     if not cfg.iterations and not cfg.epochs:  # epochs 0: the weights as given (a pretrained model)
         return TrainResult(0, 0, 0.0, [], None, None, None)
+    needs = required_inputs(model)
+    if len(needs) > 1:  # data batches carry one input tensor (karuku.data): say so before anything runs
+        raise KarukuError(f"the training loop feeds one input per batch; {type(model).__name__} takes "
+                          f"{len(needs)} ({', '.join(needs)})", "train a sentence encoder with karuku.text (distill, "
+                          "QAT: karuku.text.quantize mode qat), or wrap the model to take one tensor")
     check_forward(model, first_inputs(data.train, 2),  # one line before any step, not a raw error
                   data.num_classes if data.targets == "classes" else None)
     world = world_from_env()
