@@ -98,12 +98,20 @@ def parse_fortunes(text: str) -> list[str]:
 
 def texts_from_files(files: dict[str, bytes]) -> list[str]:
     """Every fortune of the fortune files among `files` (paths), in file-name order, duplicates dropped."""
+    def wanted(path: str) -> bool:
+        name = path.rsplit("/", 1)[-1]
+        return path.startswith(FORTUNE_DIR) and "." not in name and name not in SKIP
+
+    return _unique_texts(files, wanted, parse_fortunes)
+
+
+def _unique_texts(files: dict[str, bytes], wanted, parse) -> list[str]:
+    """The texts `parse` finds in the `wanted` files (by path, in path order), each text once."""
     seen, out = set(), []
     for path in sorted(files):
-        name = path.rsplit("/", 1)[-1]
-        if not path.startswith(FORTUNE_DIR) or "." in name or name in SKIP:
+        if not wanted(path):
             continue
-        for t in parse_fortunes(files[path].decode("utf-8", errors="replace")):
+        for t in parse(files[path].decode("utf-8", errors="replace")):
             if t not in seen:
                 seen.add(t)
                 out.append(t)
@@ -234,15 +242,8 @@ def rst_texts(text: str) -> list[str]:
 
 def pydoc_texts(files: dict[str, bytes]) -> list[str]:
     """The prose texts of the Python documentation's sources among `files`, in path order, duplicates dropped."""
-    seen, out = set(), []
-    for path in sorted(files):
-        if not (path.startswith(PYDOC_DIR) and path.endswith(".rst.txt")) or any(k in path for k in PYDOC_SKIP):
-            continue
-        for t in rst_texts(files[path].decode("utf-8", errors="replace")):
-            if t not in seen:
-                seen.add(t)
-                out.append(t)
-    return out
+    return _unique_texts(files, lambda path: path.startswith(PYDOC_DIR) and path.endswith(".rst.txt")
+                         and not any(k in path for k in PYDOC_SKIP), rst_texts)
 
 
 def load_texts(source: str | os.PathLike | None = None, log: Log = print) -> tuple[list[str], str]:
