@@ -8,6 +8,8 @@ steps, so settings are compared by their slope before a long run is spent on one
     # distil first, prune after: the whole 4 layers (0.82 untrained), then their FFN halved
     ... --make-start FULL4 --keep 0 2 4 5 --ffn 0;  ... --start FULL4 ... --save D
     ... --make-start P --start D --keep 0 2 4 5 --ffn 0.5
+    # low-rank FFN: layers (0, 2, 4, 5) whole, each FFN matrix factorised at rank 192 (truncated SVD)
+    ... --make-start R192 --keep 0 2 4 5 --ffn 0 --rank 192
     # add a second pinned corpus's training texts (the held-out fortunes stay the measure)
     ... --extra python-docs --extra-texts 20000
 
@@ -28,7 +30,7 @@ from karuku.cpu import detect
 from karuku.text import load_pretrained
 from karuku.text.corpus import load_corpus
 from karuku.text.distill import TextDistillConfig, distill, drop_layers
-from karuku.text.prune import HeadPruneConfig, prune
+from karuku.text.prune import HeadPruneConfig, factorize_ffn, prune
 from karuku.text.run import load_encoder, save_encoder
 from karuku.text.task import encode, fidelity
 
@@ -39,6 +41,7 @@ def main() -> None:
     ap.add_argument("--start", help="the saved student to train")
     ap.add_argument("--keep", type=int, nargs="+", required=True, help="the teacher layers the student kept")
     ap.add_argument("--ffn", type=float, default=0.5)
+    ap.add_argument("--rank", type=int, default=0, help="with --make-start: factorise each FFN matrix at this rank")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--hidden-weight", type=float, default=1.0)
@@ -64,6 +67,8 @@ def main() -> None:
             src, _ = prune(src, HeadPruneConfig(ffn=args.ffn, scope="layer"), tok(fortunes.train[:256]))
         if not args.start:
             src = drop_layers(src, len(args.keep), keep=args.keep)
+        if args.rank:
+            src = factorize_ffn(src, args.rank)
         save_encoder(Path(args.make_start), src, {"text_stage": "prune"})
         return
     student = load_encoder(args.start)

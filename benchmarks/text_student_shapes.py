@@ -6,11 +6,13 @@ Dynamic int8 speed does not depend on the weights' values, so an untrained stude
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only 6L-h8-f512 4L-f768
+    # low-rank FFN (factorize_ffn: each FFN matrix two Linears through rank r) against the pruned FFN 768
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only 4L-f768 4L-r128 4L-r192
     # trained students (karuku checkpoints): float and int8 ONNX fidelity on every held-out text, size, speed
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only --held 1467 \
         --checkpoint 4L=RUN/steps/KEY/model.safetensors
 
-Results: docs/bench/text.md ("Student shapes at equal budget").
+Results: docs/bench/text.md ("Student shapes at equal budget", "Low-rank FFN").
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from karuku.text import load_pretrained
 from karuku.text.corpus import load_corpus
 from karuku.text.distill import drop_layers
 from karuku.text.onnx_export import export_onnx
-from karuku.text.prune import HeadPruneConfig, prune
+from karuku.text.prune import HeadPruneConfig, factorize_ffn, prune
 from karuku.text.quantize import quantize
 from karuku.text.run import export_standard, load_encoder
 from karuku.text.task import encode, fidelity, fixed_batch, onnx_fn
 
-# name: (kept teacher layers, share of heads pruned, share of FFN neurons pruned)
+# name: (kept teacher layers, share of heads pruned, share of FFN neurons pruned[, FFN rank: factorize_ffn])
 CANDIDATES = {
+    "4L-r128": ((0, 2, 4, 5), 0.0, 0.0, 128),  # the whole FFN (1536), each matrix a rank-r pair
+    "4L-r160": ((0, 2, 4, 5), 0.0, 0.0, 160),
+    "4L-r192": ((0, 2, 4, 5), 0.0, 0.0, 192),
+    "4L-r256": ((0, 2, 4, 5), 0.0, 0.0, 256),
     "4L-f768": ((0, 2, 4, 5), 0.0, 0.5),  # recipe v2
     "5L-f640": ((0, 1, 2, 3, 5), 0.0, 0.5833),
     "5L-h9-f768": ((0, 1, 2, 3, 5), 0.25, 0.5),
@@ -44,8 +50,10 @@ CANDIDATES = {
 }
 
 
-def macs_per_token(heads, ffn, hidden: int = 384, head_dim: int = 32, tokens: int = 128) -> int:
-    return sum(4 * hidden * h * head_dim + 2 * tokens * h * head_dim + 2 * hidden * f for h, f in zip(heads, ffn))
+def macs_per_token(heads, ffn, hidden: int = 384, head_dim: int = 32, tokens: int = 128, ranks=()) -> int:
+    ranks = ranks or (0,) * len(heads)
+    return sum(4 * hidden * h * head_dim + 2 * tokens * h * head_dim + (2 * r * (hidden + f) if r else 2 * hidden * f)
+               for h, f, r in zip(heads, ffn, ranks))
 
 
 def main() -> None:
@@ -54,6 +62,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", nargs="+", default=[], metavar="NAME=PATH", help="trained students to measure")
     ap.add_argument("--held", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="then each file's time at batch 32 x 128 by operator")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -69,10 +78,12 @@ def main() -> None:
     qcfg = QuantConfig(mode="dynamic", target_isa="auto", layer_bits={"embed.word": 4})
     students = {}
     for name in CANDIDATES if args.only is None else args.only:
-        keep, heads, ffn = CANDIDATES[name]
+        keep, heads, ffn, *rank = CANDIDATES[name]
         src = prune(teacher, HeadPruneConfig(heads=heads, ffn=ffn, scope="layer"), calib)[0] if heads or ffn \
             else teacher
         students[name] = drop_layers(src, len(keep), keep=list(keep))
+        if rank:
+            students[name] = factorize_ffn(students[name], rank[0])
     for item in args.checkpoint:
         name, _, path = item.partition("=")
         students[name] = load_encoder(path)
@@ -85,10 +96,13 @@ def main() -> None:
                   f"{q.top10_overlap:.3f} on {q.texts} held-out texts", flush=True)
         files[name] = raw
         info[name] = {"heads": list(student.cfg.heads), "ffn": list(student.cfg.intermediate),
+                      "rank": list(student.cfg.ffn_rank),
                       "params": sum(p.numel() for p in student.parameters()),
-                      "macs": macs_per_token(student.cfg.heads, student.cfg.intermediate), "cos": f.mean_cosine,
+                      "macs": macs_per_token(student.cfg.heads, student.cfg.intermediate,
+                                             ranks=student.cfg.ffn_rank), "cos": f.mean_cosine,
                       "top10": f.top10_overlap}
-        print(f"{name}: heads {info[name]['heads']}, ffn {info[name]['ffn']}, {info[name]['params']:,} params, "
+        print(f"{name}: heads {info[name]['heads']}, ffn {info[name]['ffn']} rank {info[name]['rank']}, "
+              f"{info[name]['params']:,} params, "
               f"MACs/token {info[name]['macs'] / 1e6:.2f} M, float mean cos {f.mean_cosine:.4f} "
               f"(p1 {f.p1_cosine:.4f}, top-10 {f.top10_overlap:.3f}), int8 file {len(raw) / 1e6:.2f} MB "
               f"({len(base) / len(raw):.2f}x smaller)", flush=True)
@@ -106,6 +120,40 @@ def main() -> None:
         print(f"{k}: b32x128 {32_000 / ms:.1f}/s ({ref_ms / ms:.2f}x fp32; rounds "
               f"{', '.join(f'{ref / x:.2f}' for ref, x in zip(b32['fp32 standard'], b32[k]))}), "
               f"b1x32 {statistics.median(b1[k]):.2f} ms", flush=True)
+    if args.profile:
+        for k, raw in files.items():
+            print(f"{k}: ms per b32x128 batch by operator: {profile(raw, big_np)}", flush=True)
+
+
+def profile(raw: bytes, inputs, runs: int = 5) -> str:
+    """ONNX Runtime's own profile of `runs` batches: the mean milliseconds per batch of each operator type."""
+    import json
+    import os
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_profiling, opts.log_severity_level = True, 3
+    sess = ort.InferenceSession(raw, opts, providers=["CPUExecutionProvider"])
+    feed = dict(zip([i.name for i in sess.get_inputs()], inputs))
+    sess.run(None, feed)  # warm-up (profiled too; dropped below by taking the last `runs` per node)
+    for _ in range(runs):
+        sess.run(None, feed)
+    path = sess.end_profiling()
+    with open(path) as f:
+        events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    os.unlink(path)
+    per_node: dict[str, list] = {}
+    for e in events:
+        per_node.setdefault(e["name"], []).append((e["args"]["op_name"], e["dur"]))
+    ops: dict[str, float] = {}
+    for spans in per_node.values():
+        for op, us in spans[-runs:]:
+            ops[op] = ops.get(op, 0.0) + us / runs / 1000
+    top = sorted(ops.items(), key=lambda kv: -kv[1])
+    return f"total {sum(ops.values()):.0f}; " + ", ".join(f"{op} {ms:.0f}" for op, ms in top if ms >= 1)
 
 
 if __name__ == "__main__":

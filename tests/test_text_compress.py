@@ -14,7 +14,7 @@ from karuku.quant.config import QuantConfig
 from karuku.quant.representation import exact_on
 from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups, plan
 from karuku.text.onnx_export import export_onnx
-from karuku.text.prune import HeadPruneConfig, importance, prune, shrink
+from karuku.text.prune import HeadPruneConfig, factorize_ffn, importance, prune, shrink
 from karuku.text.quantize import QEmbedding, QLinear, dynamic_qparams, linear_names, quantize
 from karuku.text.task import encode, fidelity, fixed_batch, neighbours, onnx_fn
 
@@ -160,6 +160,47 @@ def test_head_pruning_shrinks_and_keeps_the_important_parts(tok):
     assert "at least one head" in e.value.hint
     glob, _ = prune(m, HeadPruneConfig(heads=0.9, scope="global", round_to=1), b)
     assert min(glob.cfg.heads) >= 1
+
+
+def test_low_rank_ffn_factorises_quantizes_and_exports(tok, tmp_path):
+    from karuku.text.run import load_encoder, save_encoder
+
+    m = tiny_encoder(ffn=64)  # hidden 32: full rank of each FFN matrix is 32
+    b = tok(TEXTS)
+    full = factorize_ffn(m, [32, 0])  # rank 32 of a 32-wide side: exact
+    lo = factorize_ffn(m, 4)
+    assert lo.cfg.ffn_rank == (4, 4) and full.cfg.ffn_rank == (32, 0)
+    # params: each matrix in·out → r·(in + out) + r (the first factor's bias)
+    saved = sum(2 * (32 * 64 - 4 * (32 + 64) - 4) for _ in range(2))
+    assert sum(p.numel() for p in m.parameters()) - sum(p.numel() for p in lo.parameters()) == saved
+    assert lo.layers[0].ffn.up[0].weight.shape == (4, 32) and lo.layers[0].ffn.up[1].weight.shape == (64, 4)
+    with torch.no_grad():
+        ref = m(*b.inputs())
+        assert torch.allclose(full(*b.inputs()), ref, atol=1e-5)
+        assert (lo(*b.inputs()) * ref).sum(1).mean() < 0.999  # truncation loses what the dropped values held
+        ref_lo = lo(*b.inputs()).numpy()
+    assert np.abs(_ort(export_onnx(lo), b) - ref_lo).max() < 1e-5
+    q = quantize(lo, QuantConfig(mode="dynamic", target_isa="avx512-vnni"), b, smooth=0.75)
+    assert len([x for x in q.modules() if isinstance(x, QLinear)]) == 16  # 4 attention + 2 × 2 FFN per layer
+    raw = export_onnx(q)
+    with torch.no_grad():
+        qref = q(*b.inputs()).numpy()
+    if exact_on("u8s8", "auto"):
+        _same_integers(_ort(raw, b), qref)
+    else:
+        _same_integers(_ort(export_onnx(q, representation="u8u8"), b), qref)
+    assert sum(n.op_type == "DynamicQuantizeMatMul" for n in onnx.load_from_string(raw).graph.node) == 2 * 5
+    # the shape survives saving, loading and layer dropping; a factorised FFN is not pruned or factorised again
+    save_encoder(tmp_path / "lo", lo, {})
+    back = load_encoder(tmp_path / "lo")
+    with torch.no_grad():
+        assert back.cfg.ffn_rank == (4, 4) and torch.allclose(back(*b.inputs()), lo(*b.inputs()))
+    assert drop_layers(full, 1, keep=[1]).cfg.ffn_rank == ()
+    assert drop_layers(full, 1, keep=[0]).cfg.ffn_rank == (32,)
+    with pytest.raises(KarukuError, match="already factorised"):
+        prune(lo, HeadPruneConfig(ffn=0.5), b)
+    with pytest.raises(KarukuError, match="above min"):
+        factorize_ffn(m, 33)
 
 
 def test_layer_dropping_and_distillation_reduce_the_loss(tok):

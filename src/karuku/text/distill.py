@@ -102,7 +102,8 @@ def drop_layers(model: SentenceEncoder, layers: int, init: str = "first",
     c = model.cfg
     student = SentenceEncoder(BertConfig(c.vocab_size, c.hidden, tuple(c.heads[i] for i in picks), c.head_dim,
                                          tuple(c.intermediate[i] for i in picks), c.max_positions, c.type_vocab,
-                                         c.eps, copy.deepcopy(c.extra)))
+                                         c.eps, copy.deepcopy(c.extra), tuple(c.ffn_rank[i] for i in picks)
+                                         if c.ffn_rank else ()))
     student.embed.load_state_dict(model.embed.state_dict())
     for dst, i in zip(student.layers, picks):
         dst.load_state_dict(model.layers[i].state_dict())

@@ -32,13 +32,23 @@ class BertConfig:
     type_vocab: int = 2
     eps: float = 1e-12
     extra: dict = field(default_factory=dict)  # free-form notes kept with the model (e.g. its source)
+    ffn_rank: tuple[int, ...] = ()  # per layer: 0 = FFN matrices full, r = each one a pair of Linears via rank r
 
     def __post_init__(self):
         object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
         object.__setattr__(self, "intermediate", tuple(int(i) for i in self.intermediate))
+        ranks = tuple(int(r) for r in self.ffn_rank)
+        object.__setattr__(self, "ffn_rank", ranks if any(ranks) else ())  # all full: stored as none
         if len(self.heads) != len(self.intermediate):
             raise KarukuError(f"BERT config: {len(self.heads)} layers of heads but {len(self.intermediate)} of "
                               "FFN widths", "give one head count and one FFN width per layer")
+        if self.ffn_rank and len(self.ffn_rank) != len(self.heads):
+            raise KarukuError(f"BERT config: {len(self.heads)} layers but {len(self.ffn_rank)} FFN ranks",
+                              "give one FFN rank per layer (0: full), or none")
+        for r, w in zip(self.ffn_rank, self.intermediate):
+            if r < 0 or r > min(self.hidden, w):
+                raise KarukuError(f"BERT config: FFN rank {r} is above min(hidden {self.hidden}, width {w})",
+                                  "use a rank of 1 up to the smaller side, or 0 for the full matrix")
         if any(h < 1 for h in self.heads):
             raise KarukuError("BERT config: a layer with no attention heads", "every layer keeps at least one head")
 
@@ -46,10 +56,19 @@ class BertConfig:
     def layers(self) -> int:
         return len(self.heads)
 
+    def rank(self, i: int) -> int:
+        """Layer i's FFN rank (0: full matrices)."""
+        return self.ffn_rank[i] if self.ffn_rank else 0
+
     def as_kwargs(self) -> dict:
-        """The zoo factory's arguments (JSON-friendly) that rebuild this shape."""
+        """The zoo factory's arguments (JSON-friendly) that rebuild this shape (`ffn_rank` only when set, so
+        full-rank shapes, and the teacher-cache keys hashed from them, stay as they were)."""
         d = asdict(self)
         d["heads"], d["intermediate"] = list(self.heads), list(self.intermediate)
+        if any(self.ffn_rank):
+            d["ffn_rank"] = list(self.ffn_rank)
+        else:
+            d.pop("ffn_rank")
         return d
 
 
@@ -100,11 +119,18 @@ class Attention(nn.Module):
         return self.norm(x + self.o(ctx)), probs
 
 
+def _linear(n_in: int, n_out: int, rank: int) -> nn.Module:
+    """A Linear, or at rank r two (n_in → r → n_out; r·(n_in + n_out) MACs instead of n_in·n_out). Both keep a
+    bias (the first's stays zero from `factorize_ffn`) so each quantizes and exports as any Linear."""
+    return nn.Linear(n_in, n_out) if not rank else nn.Sequential(nn.Linear(n_in, rank), nn.Linear(rank, n_out))
+
+
 class FeedForward(nn.Module):
-    """LayerNorm(x + W_down · GELU(W_up · x)): the FFN block with its residual."""
-    def __init__(self, hidden: int, width: int, eps: float):
+    """LayerNorm(x + W_down · GELU(W_up · x)): the FFN block with its residual (W_up, W_down low-rank pairs at
+    `rank` > 0)."""
+    def __init__(self, hidden: int, width: int, eps: float, rank: int = 0):
         super().__init__()
-        self.up, self.down = nn.Linear(hidden, width), nn.Linear(width, hidden)
+        self.up, self.down = _linear(hidden, width, rank), _linear(width, hidden, rank)
         self.norm = nn.LayerNorm(hidden, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +142,7 @@ class Layer(nn.Module):
     def __init__(self, cfg: BertConfig, i: int):
         super().__init__()
         self.attn = Attention(cfg.hidden, cfg.heads[i], cfg.head_dim, cfg.eps)
-        self.ffn = FeedForward(cfg.hidden, cfg.intermediate[i], cfg.eps)
+        self.ffn = FeedForward(cfg.hidden, cfg.intermediate[i], cfg.eps, cfg.rank(i))
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, probs = self.attn(x, bias)
@@ -192,13 +218,15 @@ def measured_inputs(model: SentenceEncoder, input_shape: tuple[int, ...] | None 
 
 def bert(vocab_size: int = 30522, hidden: int = 384, layers: int = 6, heads: int | list[int] = 12,
          head_dim: int = 32, intermediate: int | list[int] = 1536, max_positions: int = 512, type_vocab: int = 2,
-         eps: float = 1e-12, extra: dict | None = None, **_ignored) -> SentenceEncoder:
+         eps: float = 1e-12, extra: dict | None = None, ffn_rank: int | list[int] = 0,
+         **_ignored) -> SentenceEncoder:
     """Zoo factory: a sentence encoder of this shape (random weights; `karuku.text.load_pretrained` fills
-    in real ones). `heads` / `intermediate`: one number for every layer, or one per layer."""
+    in real ones). `heads` / `intermediate` / `ffn_rank`: one number for every layer, or one per layer."""
     h = list(heads) if isinstance(heads, (list, tuple)) else [heads] * layers
     w = list(intermediate) if isinstance(intermediate, (list, tuple)) else [intermediate] * layers
+    r = list(ffn_rank) if isinstance(ffn_rank, (list, tuple)) else [ffn_rank] * len(h)
     return SentenceEncoder(BertConfig(vocab_size, hidden, tuple(h), head_dim, tuple(w), max_positions, type_vocab,
-                                      eps, dict(extra or {})))
+                                      eps, dict(extra or {}), tuple(r) if any(r) else ()))
 
 
 def minilm_l6(**kwargs) -> SentenceEncoder:

@@ -116,6 +116,13 @@ def _attention(g: _Graph, i: int, attn, x: str, mask: str) -> str:
     return g.node("QAttention", [xq, w, bias, xs, ws, mask, xz, wz], domain=MS, num_heads=attn.heads)
 
 
+def _ffn_matrix(g: _Graph, name: str, m: nn.Module, x: str) -> str:
+    """An FFN matrix: one Linear, or a low-rank pair (`ffn_rank`) as two products in a row."""
+    if isinstance(m, nn.Sequential):
+        return g.linear(f"{name}.1", m[1], g.linear(f"{name}.0", m[0], x))
+    return g.linear(name, m, x)
+
+
 def _residual_norm(g: _Graph, name: str, norm: nn.LayerNorm, y: str, x: str, eps: float) -> str:
     """LayerNorm(x + y) as Add + LayerNormalization: ONNX Runtime fuses it (with the bias Add before it) into
     SkipLayerNormalization; measured faster than writing SkipLayerNormalization with its bias input."""
@@ -180,8 +187,9 @@ def export_onnx(model: SentenceEncoder, target_isa: str | None = None, represent
         ctx = _attention(g, i, a, x, mask32)
         o = g.linear(f"layers.{i}.attn.o", a.o, ctx)
         x = _residual_norm(g, f"layers.{i}.attn.norm", a.norm, o, x, eps)
-        up = g.node("Gelu", [g.linear(f"layers.{i}.ffn.up", f.up, x)], domain=MS)
-        x = _residual_norm(g, f"layers.{i}.ffn.norm", f.norm, g.linear(f"layers.{i}.ffn.down", f.down, up), x, eps)
+        up = g.node("Gelu", [_ffn_matrix(g, f"layers.{i}.ffn.up", f.up, x)], domain=MS)
+        x = _residual_norm(g, f"layers.{i}.ffn.norm", f.norm, _ffn_matrix(g, f"layers.{i}.ffn.down", f.down, up), x,
+                           eps)
     # mean over real tokens, then unit length
     m3 = g.node("Unsqueeze", [maskf, g.init("axis_last", np.array([-1], np.int64))])
     axis1 = g.init("axis_1", np.array([1], np.int64))

@@ -105,6 +105,9 @@ def prune(model: SentenceEncoder, cfg: HeadPruneConfig, calibration: Batch) -> t
     if not isinstance(model, SentenceEncoder):
         raise KarukuError(f"head pruning needs a SentenceEncoder, got {type(model).__name__}",
                           "use karuku.prune for other models")
+    if any(model.cfg.ffn_rank):
+        raise KarukuError("this encoder's FFN is already factorised (low rank); pruning reads full FFN matrices",
+                          "prune first, then factorize_ffn")
     imp = importance(model, calibration[: cfg.calibration])
     keep_h = _keep_counts(imp.heads, cfg.heads, cfg.scope, 1, 1, "heads")
     keep_f = _keep_counts(imp.neurons, cfg.ffn, cfg.scope, 1, cfg.round_to, "neurons")
@@ -138,4 +141,36 @@ def shrink(model: SentenceEncoder, heads: list[torch.Tensor], neurons: list[torc
         layer.ffn.down.weight.copy_(old.ffn.down.weight[:, n])
         layer.ffn.down.bias.copy_(old.ffn.down.bias)
         layer.ffn.norm.load_state_dict(old.ffn.norm.state_dict())
+    return new.eval()
+
+
+@torch.no_grad()
+def factorize_ffn(model: SentenceEncoder, rank: int | list[int]) -> SentenceEncoder:
+    """A copy whose FFN matrices are each replaced by two Linears through `rank` (one for every layer, or one
+    per layer; 0 keeps a layer full): W ≈ (U_r √S_r)(√S_r V_rᵀ), truncated SVD, the singular values split evenly
+    so neither factor carries all the range int8 must cover. The first factor's bias is zero, the second keeps
+    W's. MACs per matrix: r·(in + out) instead of in·out."""
+    c = model.cfg
+    if any(c.ffn_rank):
+        raise KarukuError("this encoder's FFN is already factorised", "factorise the full-rank model")
+    ranks = list(rank) if isinstance(rank, (list, tuple)) else [rank] * c.layers
+    if len(ranks) != c.layers:
+        raise KarukuError(f"{len(ranks)} FFN ranks for {c.layers} layers", "give one rank, or one per layer")
+    new = SentenceEncoder(BertConfig(c.vocab_size, c.hidden, c.heads, c.head_dim, c.intermediate, c.max_positions,
+                                     c.type_vocab, c.eps, copy.deepcopy(c.extra), tuple(ranks)))
+    new.embed.load_state_dict(model.embed.state_dict())
+    for old, layer, r in zip(model.layers, new.layers, ranks):
+        layer.attn.load_state_dict(old.attn.state_dict())
+        layer.ffn.norm.load_state_dict(old.ffn.norm.state_dict())
+        for name in ("up", "down"):
+            src, dst = getattr(old.ffn, name), getattr(layer.ffn, name)
+            if not r:
+                dst.load_state_dict(src.state_dict())
+                continue
+            u, s, vh = torch.linalg.svd(src.weight.double(), full_matrices=False)
+            root = s[:r].sqrt()
+            dst[0].weight.copy_((root[:, None] * vh[:r]).float())
+            dst[0].bias.zero_()
+            dst[1].weight.copy_((u[:, :r] * root[None, :]).float())
+            dst[1].bias.copy_(src.bias)
     return new.eval()
