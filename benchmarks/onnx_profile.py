@@ -1,0 +1,77 @@
+"""Where an ONNX file's time goes: ONNX Runtime's profiler, kernel time summed per operator type.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/onnx_profile.py FILE.onnx [FILE.onnx ...] --batch 32 --seq 128
+
+Inputs are made from each file's own input list: integer inputs named like an attention mask or token type get
+ones / zeros, other integer inputs token ids in [1000, 20000), float inputs standard-normal values; a dynamic
+dimension is `--batch` when it is the first, else `--seq`. `--runs` profiled runs after one warm-up, one thread
+by default (what the benchmarks' ratios compare). Run under benchmarks/as_avx2 for the AVX2 kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+
+
+def feeds(sess: ort.InferenceSession, batch: int, seq: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    out = {}
+    for inp in sess.get_inputs():
+        shape = [d if isinstance(d, int) else (batch if i == 0 else seq) for i, d in enumerate(inp.shape)]
+        if "int" in inp.type:
+            name = inp.name.lower()
+            x = (np.ones(shape) if "mask" in name else np.zeros(shape) if "type" in name
+                 else rng.integers(1000, 20000, shape))
+            out[inp.name] = x.astype(np.int64 if "int64" in inp.type else np.int32)
+        else:
+            out[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return out
+
+
+def profile(path: str, batch: int, seq: int, runs: int, threads: int) -> dict:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    x = feeds(sess, batch, seq)
+    sess.run(None, x)  # warm-up, before profiling starts
+    sess.end_profiling()
+    so.enable_profiling = True
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        sess.run(None, x)
+    trace = sess.end_profiling()
+    events = json.load(open(trace))
+    os.remove(trace)
+    us, count = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            us[e["args"]["op_name"]] += e["dur"]
+            count[e["args"]["op_name"]] += 1
+    return {"file": path, "total_ms": sum(us.values()) / runs / 1000,
+            "ops": {k: {"ms": v / runs / 1000, "nodes": count[k] // runs} for k, v in us.most_common()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128, help="size of any other dynamic dimension")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    for f in args.files:
+        r = profile(f, args.batch, args.seq, args.runs, args.threads)
+        top = ", ".join(f"{k} {v['ms']:.0f} ms ({v['nodes']})" for k, v in list(r["ops"].items())[:10])
+        print(f"{f}: {r['total_ms']:.0f} ms per run; {top}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
