@@ -67,10 +67,9 @@ def latency(model: nn.Module | None, input_shape, threads: int | None = None,
                           f"karuku times inputs of at most {inputs.MAX_INPUT_BYTES >> 20} MiB per batch")
     timed: dict[str, Engine] = {}
     if "torch" in engines:
-        timed["torch"] = torch_engine(model, input_shape)
+        timed["torch"] = torch_engine(model, sig)
     if "onnxruntime" in engines:
-        timed["onnxruntime"] = onnx_engine(onnx_bytes or onnx_runtime.export_bytes(model, input_shape), input_shape,
-                                           threads, model)
+        timed["onnxruntime"] = onnx_engine(onnx_bytes or onnx_runtime.export_bytes(model, sig), sig, threads, model)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
