@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +35,7 @@ from pydantic import Field, model_validator
 
 from karuku.config import Config
 from karuku.errors import KarukuError
-from karuku.text.encoder import BertConfig, SentenceEncoder
+from karuku.text.encoder import SentenceEncoder
 from karuku.text.teacher_cache import check_lengths, teacher_outputs
 from karuku.text.tokenizer import Tokenizer
 
@@ -100,10 +100,9 @@ def drop_layers(model: SentenceEncoder, layers: int, init: str = "first",
     teacher layers `keep` names."""
     picks = [p for p, _ in plan(len(model.layers), layers, init, keep)]
     c = model.cfg
-    student = SentenceEncoder(BertConfig(c.vocab_size, c.hidden, tuple(c.heads[i] for i in picks), c.head_dim,
-                                         tuple(c.intermediate[i] for i in picks), c.max_positions, c.type_vocab,
-                                         c.eps, copy.deepcopy(c.extra), tuple(c.ffn_rank[i] for i in picks)
-                                         if c.ffn_rank else ()))
+    student = SentenceEncoder(replace(c, heads=tuple(c.heads[i] for i in picks),
+                                      intermediate=tuple(c.intermediate[i] for i in picks),
+                                      ffn_rank=tuple(c.rank(i) for i in picks), extra=copy.deepcopy(c.extra)))
     student.embed.load_state_dict(model.embed.state_dict())
     for dst, i in zip(student.layers, picks):
         dst.load_state_dict(model.layers[i].state_dict())

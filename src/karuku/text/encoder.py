@@ -65,7 +65,7 @@ class BertConfig:
         full-rank shapes, and the teacher-cache keys hashed from them, stay as they were)."""
         d = asdict(self)
         d["heads"], d["intermediate"] = list(self.heads), list(self.intermediate)
-        if any(self.ffn_rank):
+        if self.ffn_rank:  # () when every layer is full (__post_init__)
             d["ffn_rank"] = list(self.ffn_rank)
         else:
             d.pop("ffn_rank")
@@ -226,7 +226,7 @@ def bert(vocab_size: int = 30522, hidden: int = 384, layers: int = 6, heads: int
     w = list(intermediate) if isinstance(intermediate, (list, tuple)) else [intermediate] * layers
     r = list(ffn_rank) if isinstance(ffn_rank, (list, tuple)) else [ffn_rank] * len(h)
     return SentenceEncoder(BertConfig(vocab_size, hidden, tuple(h), head_dim, tuple(w), max_positions, type_vocab,
-                                      eps, dict(extra or {}), tuple(r) if any(r) else ()))
+                                      eps, dict(extra or {}), tuple(r)))
 
 
 def minilm_l6(**kwargs) -> SentenceEncoder:

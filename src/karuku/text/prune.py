@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -24,7 +24,7 @@ from pydantic import Field
 
 from karuku.config import Config
 from karuku.errors import KarukuError
-from karuku.text.encoder import BertConfig, SentenceEncoder
+from karuku.text.encoder import SentenceEncoder
 from karuku.text.tokenizer import Batch
 
 
@@ -105,7 +105,7 @@ def prune(model: SentenceEncoder, cfg: HeadPruneConfig, calibration: Batch) -> t
     if not isinstance(model, SentenceEncoder):
         raise KarukuError(f"head pruning needs a SentenceEncoder, got {type(model).__name__}",
                           "use karuku.prune for other models")
-    if any(model.cfg.ffn_rank):
+    if model.cfg.ffn_rank:
         raise KarukuError("this encoder's FFN is already factorised (low rank); pruning reads full FFN matrices",
                           "prune first, then factorize_ffn")
     imp = importance(model, calibration[: cfg.calibration])
@@ -122,9 +122,8 @@ def prune(model: SentenceEncoder, cfg: HeadPruneConfig, calibration: Batch) -> t
 def shrink(model: SentenceEncoder, heads: list[torch.Tensor], neurons: list[torch.Tensor]) -> SentenceEncoder:
     """A copy keeping, per layer, the heads and FFN neurons with these indices (pure weight slicing)."""
     c = model.cfg
-    new = SentenceEncoder(BertConfig(c.vocab_size, c.hidden, tuple(len(h) for h in heads), c.head_dim,
-                                     tuple(len(n) for n in neurons), c.max_positions, c.type_vocab, c.eps,
-                                     copy.deepcopy(c.extra)))
+    new = SentenceEncoder(replace(c, heads=tuple(len(h) for h in heads), intermediate=tuple(len(n) for n in neurons),
+                                  extra=copy.deepcopy(c.extra)))
     new.embed.load_state_dict(model.embed.state_dict())
     d = c.head_dim
     for old, layer, h, n in zip(model.layers, new.layers, heads, neurons):
@@ -151,13 +150,12 @@ def factorize_ffn(model: SentenceEncoder, rank: int | list[int]) -> SentenceEnco
     so neither factor carries all the range int8 must cover. The first factor's bias is zero, the second keeps
     W's. MACs per matrix: r·(in + out) instead of in·out."""
     c = model.cfg
-    if any(c.ffn_rank):
+    if c.ffn_rank:
         raise KarukuError("this encoder's FFN is already factorised", "factorise the full-rank model")
     ranks = list(rank) if isinstance(rank, (list, tuple)) else [rank] * c.layers
     if len(ranks) != c.layers:
         raise KarukuError(f"{len(ranks)} FFN ranks for {c.layers} layers", "give one rank, or one per layer")
-    new = SentenceEncoder(BertConfig(c.vocab_size, c.hidden, c.heads, c.head_dim, c.intermediate, c.max_positions,
-                                     c.type_vocab, c.eps, copy.deepcopy(c.extra), tuple(ranks)))
+    new = SentenceEncoder(replace(c, ffn_rank=tuple(ranks), extra=copy.deepcopy(c.extra)))
     new.embed.load_state_dict(model.embed.state_dict())
     for old, layer, r in zip(model.layers, new.layers, ranks):
         layer.attn.load_state_dict(old.attn.state_dict())
