@@ -40,6 +40,11 @@ def dynamic_qparams(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return scale.float(), zp.float()
 
 
+def uint8_steps(x: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
+    """x on the uint8 grid of (scale, zp), as steps from the zero point: exact small integers, held in float."""
+    return torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp
+
+
 def weight_qparams(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(int weights as float, per-row scale): symmetric, narrow range, one scale per output channel."""
     qmax = (1 << (bits - 1)) - 1
@@ -76,7 +81,7 @@ class QLinear(nn.Module):
         if self.in_scale.numel():
             x = x * self.in_scale
         scale, zp = self.act_qparams(x)
-        xq = torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp  # exact small integers, held in float
+        xq = uint8_steps(x, scale, zp)
         # float64 sums integer products exactly (|sum| < 2^53), as the int32 accumulators do
         acc = xq.double() @ self.w_int.double().t()
         return (acc * (scale.double() * self.w_scale.double())).float() + self.bias
@@ -274,18 +279,14 @@ class FakeQuantLinear(nn.Linear):
             self.step += 1
         if self.act_range.numel() == 2 and (not self.training or int(self.step) > self.delay):
             scale, zp = dynamic_qparams(self.act_range)
-            x = _ste(x, (torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp) * scale)
+            x = _ste(x, uint8_steps(x, scale, zp) * scale)
         w_int, w_scale = weight_qparams(self.weight.detach(), self.bits)
         w = _ste(self.weight, w_int * w_scale[:, None])
         return nn.functional.linear(x, w, self.bias)
 
     def to_qlinear(self) -> QLinear:
         """The static QLinear of the trained weight and range (the integers the forward pass used)."""
-        plain = nn.Linear(self.in_features, self.out_features)
-        with torch.no_grad():
-            plain.weight.copy_(self.weight)
-            plain.bias.copy_(self.bias)
-        q = QLinear(plain, self.bits)
+        q = QLinear(self, self.bits)  # reads weight and bias as of any Linear
         q.in_scale = self.in_scale.clone()
         q.act_range = self.act_range.detach().clone()
         return q
