@@ -88,12 +88,15 @@ class TextBudget(Budget):
         for name in ("max_drop", "profile"):
             if getattr(self, name) is not None:
                 raise ValueError(f"{name} does not apply to sentence encoders; use min_fidelity, min_top10_overlap, "
-                                 "max_size_kb or max_latency_ms")
+                                 "max_size_kb, max_latency_ms or min_speedup")
         return self
 
-    def checks(self, fidelity: dict[str, float], file_bytes: int | None, latency_ms: float | None) -> list[dict]:
-        """Every limit set, with its measured value (karuku.pipeline.budget.limit_check)."""
-        from karuku.pipeline.budget import limit_check
+    def checks(self, fidelity: dict[str, float], file_bytes: int | None, latency_ms: float | None,
+               per_s: float | None = None, baseline_per_s: float | None = None) -> list[dict]:
+        """Every limit set, with its measured value (karuku.pipeline.budget.limit_check); `per_s`,
+        `baseline_per_s`: batch 32 × 128 throughput of the result's ONNX file and of the fp32 baseline timed beside
+        it (`min_speedup`)."""
+        from karuku.pipeline.budget import limit_check, speedup_check
 
         out = []
         if self.min_fidelity is not None:
@@ -109,6 +112,10 @@ class TextBudget(Budget):
             if latency_ms is None:
                 raise KarukuError("budget.max_latency_ms needs an ONNX file", "end the recipe with an export stage")
             out.append(limit_check("max_latency_ms", self.max_latency_ms, round(latency_ms, 4), "ms"))
+        if self.min_speedup is not None:
+            if per_s is None:
+                raise KarukuError("budget.min_speedup needs an ONNX file", "end the recipe with an export stage")
+            out.append(speedup_check(self.min_speedup, per_s, baseline_per_s, "batch 32 × 128 tokens"))
         return out
 
 
