@@ -216,11 +216,12 @@ def main() -> None:
     t = totals(model, shape)
     res["model"] = {"params": t.params, "macs": t.macs}
     pics = photos()
-    half = args.calibration // 2
-    calib_px = pixels8(torch.cat([crops(pics["china"], half, 1),
-                                  crops(pics["grace_hopper"], args.calibration - half, 2)]))
     if args.calibration_from == "pool":
         calib_px = pool_crops(args.photos, args.calibration)
+    else:
+        half = args.calibration // 2
+        calib_px = pixels8(torch.cat([crops(pics["china"], half, 1),
+                                      crops(pics["grace_hopper"], args.calibration - half, 2)]))
     sets = {f"crops {k}": pixels8(crops(v, args.eval, 10 + i)) for i, (k, v) in enumerate(pics.items())}
     if args.photos:
         from offline_photos import load, standard

@@ -39,20 +39,19 @@ def profile(path: str, batch: int, seq: int, runs: int, threads: int) -> dict:
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    x = feeds(sess, batch, seq)
-    sess.run(None, x)  # warm-up, before profiling starts
-    sess.end_profiling()
     so.enable_profiling = True
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    for _ in range(runs):
+    x = feeds(sess, batch, seq)
+    for _ in range(runs + 1):  # the first run warms up and is not counted
         sess.run(None, x)
     trace = sess.end_profiling()
-    events = json.load(open(trace))
+    with open(trace) as f:
+        events = json.load(f)
     os.remove(trace)
+    warm_end = min(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
     us, count = collections.Counter(), collections.Counter()
     for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= warm_end:
             us[e["args"]["op_name"]] += e["dur"]
             count[e["args"]["op_name"]] += 1
     return {"file": path, "total_ms": sum(us.values()) / runs / 1000,
