@@ -12,7 +12,7 @@ Dynamic int8 speed does not depend on the weights' values, so an untrained stude
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only --held 1467 \
         --checkpoint 4L=RUN/steps/KEY/model.safetensors
 
-Results: docs/bench/text.md ("Student shapes at equal budget", "Low-rank FFN").
+Results: docs/bench/text.md ("Student shapes at equal budget", "Low-rank FFN", "Fewer heads, the whole FFN").
 """
 
 from __future__ import annotations
