@@ -19,11 +19,16 @@ from karuku.quant.observers import get_observer
 TOKEN_DTYPES = (torch.int64, torch.int32)
 
 
-def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1) -> tuple[torch.Tensor, ...]:
+def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1,
+                       model: nn.Module | None = None) -> tuple[torch.Tensor, ...]:
     """Calibration inputs as one tensor per model input: a tensor, a TensorDataset (its first `n_inputs` tensors),
     a DataLoader or a list of batches (each a tensor, or a tuple whose first `n_inputs` items are the inputs), or,
-    for a model with several inputs (`n_inputs` > 1), one tuple of them (token ids, attention mask). Floats, or
-    int64 / int32 token ids."""
+    for a model with several inputs (`n_inputs` > 1), one tuple of them (token ids, attention mask) or a dict of
+    them by name (put in `model.forward`'s order). Floats, or int64 / int32 token ids."""
+    if isinstance(data, dict) and all(isinstance(t, torch.Tensor) for t in data.values()):
+        from karuku.measure.inputs import forward_order
+
+        data = tuple(data[k] for k in (forward_order(model, list(data)) if model is not None else data))
     if isinstance(data, torch.Tensor):
         xs = (data,)
     elif isinstance(data, TensorDataset):

@@ -14,7 +14,7 @@ from torch import nn
 
 from karuku.quant.config import QuantConfig
 from karuku.quant.model import QuantModel
-from karuku.quant.ptq import calibrate, prepare
+from karuku.quant.ptq import calibrate, calibration_inputs, first, n_inputs, prepare
 from karuku.training.hooks import Hook
 
 
@@ -49,9 +49,10 @@ class QATHook(Hook):
         self._apply(state)
 
 
-def prepare_qat(model: nn.Module, cfg: QuantConfig, calibration: torch.Tensor) -> QuantModel:
-    """The QAT model: BN kept for on-the-fly folding, ranges initialised from calibration data."""
-    qm = prepare(model, cfg, calibration[:1], keep_bn=True)
+def prepare_qat(model: nn.Module, cfg: QuantConfig, calibration) -> QuantModel:
+    """The QAT model: BN kept for on-the-fly folding, ranges initialised from calibration data (a tensor, or a
+    tuple of the model's inputs)."""
+    qm = prepare(model, cfg, first(calibration if isinstance(calibration, tuple) else (calibration,)), keep_bn=True)
     calibrate(qm, calibration, cfg.model_copy(update={"bias_correction": False}))
     if cfg.qat_delay > 0:
         for a in qm.acts.values():
@@ -75,7 +76,9 @@ def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration: torch.Ten
     """QAT on `splits` with the foundation's loop and `cfg.finetune`; returns the (BN-folded, eval-mode) QuantModel."""
     from karuku.training.loop import train
 
-    calib = calibration if calibration is not None else splits.calibration(cfg.calibration)
+    calib = calibration if calibration is not None else calibration_inputs(
+        splits.calibration(cfg.calibration), cfg.calibration, n_inputs(model), model)
+    calib = calib[0] if isinstance(calib, tuple) and len(calib) == 1 else calib
     qm = prepare_qat(model, cfg, calib)
     train(qm, splits, cfg.finetune, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose, label="QAT")
     return finish_qat(qm)
