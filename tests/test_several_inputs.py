@@ -70,6 +70,12 @@ def test_the_loop_trains_a_model_of_two_inputs_and_its_loss_falls(named, loader)
     after = score(m, splits.test)
     assert res.history[-1]["val_loss"] < res.history[0]["val_loss"]
     assert after.loss < 0.7 * before.loss and after.accuracy > 0.65 and after.total == 128  # majority class: 0.5
+    if not loader:  # karuku's measurement takes the data's inputs as they come (a tuple, or by name)
+        from karuku.measure import evaluate
+
+        ev = evaluate(m, splits, engines=())
+        assert ev.accuracy == pytest.approx(after.accuracy) and ev.macs == 4 * 8 * 8 + 5 * 8 + 8 * 3
+        assert ev.inputs.startswith("features (5,) float32" if named else "input_ids (4,) int64")
 
 
 class BertClassifier(nn.Module):
@@ -192,3 +198,17 @@ def test_batches_that_do_not_match_the_model_are_one_line_naming_the_fix():
 
     with pytest.raises(KarukuError, match=r"the teacher \(Dense\) takes 1 inputs \(x\); the data's examples carry 2"):
         distill(Dense(), TokenBag(), _splits(), DistillConfig(train=FAST), verbose=False)
+
+
+def test_the_training_data_calibrates_ptq_as_it_trains():
+    from karuku.quant import QuantConfig, quantize
+
+    torch.manual_seed(0)
+    m = TokenBag().eval()
+    for named in (False, True):
+        data = Pairs(64, named=named)
+        # a user's DataLoader of training examples ({...} or (ids, features), y): the same inputs either way
+        qm = quantize(m, QuantConfig(calibration=64), DataLoader(data, batch_size=16))
+        ref = quantize(m, QuantConfig(calibration=64), (data.ids, data.f))
+        with torch.no_grad():
+            assert torch.equal(qm(data.ids, data.f), ref(data.ids, data.f))
