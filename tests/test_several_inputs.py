@@ -212,3 +212,21 @@ def test_the_training_data_calibrates_ptq_as_it_trains():
         ref = quantize(m, QuantConfig(calibration=64), (data.ids, data.f))
         with torch.no_grad():
             assert torch.equal(qm(data.ids, data.f), ref(data.ids, data.f))
+
+
+def test_the_input_part_of_an_example():
+    from karuku.data.batches import collate, count, describe, split_example
+
+    ids, f = torch.arange(4), torch.ones(5)
+    x, y = split_example(((ids, f), 1))
+    assert isinstance(x, tuple) and len(x) == 2 and y == 1
+    assert split_example(([ids, f],))[1] is None  # a DataLoader's list of inputs, unlabelled
+    assert isinstance(split_example(((0.5, 1.5), 1))[0], torch.Tensor)  # a tuple of numbers: one array, as ever
+    x, y = collate([({"input_ids": ids, "features": f}, 0), ({"input_ids": ids + 1, "features": f}, 2)])
+    assert x["input_ids"].dtype == torch.int64 and x["features"].shape == (2, 5) and y.tolist() == [0, 2]
+    assert count(x) == 2 and describe(x) == "(input_ids (4,) int64, features (5,) float32)"
+    assert collate([ids, ids])[0].dtype == torch.float32  # a lone integer tensor: pixel values, as ever
+    with pytest.raises(KarukuError, match="examples of one dataset carry different inputs"):
+        collate([((ids, f), 0), (ids, 1)])
+    with pytest.raises(KarukuError, match="examples of different shapes.*token ids: padded to one length"):
+        collate([((ids, f), 0), ((torch.arange(3), f), 1)])

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
@@ -69,15 +70,13 @@ def split_example(item: Any) -> tuple[Inputs, Any]:
 
 
 def as_inputs(x: Any) -> Inputs:
-    """The input part of an example or batch: a tensor, a tuple of tensors (a list of tensors, as a DataLoader
-    collates a tuple, is one) or a dict name -> tensor."""
+    """The input part of an example or batch: a tensor, a tuple of tensors (or arrays; a list of them, as a
+    DataLoader collates a tuple, is one) or a dict name -> tensor. A tuple of numbers is one array, as ever."""
     if isinstance(x, dict):
         if not x:
             raise KarukuError("an example's inputs are an empty dict", "give the model's inputs by name")
         return {str(k): _tensor(v) for k, v in x.items()}
-    if isinstance(x, tuple) or (isinstance(x, list) and x and all(isinstance(v, torch.Tensor) for v in x)):
-        if not x:
-            raise KarukuError("an example's inputs are an empty tuple", "give the model's inputs in a tuple")
+    if isinstance(x, (tuple, list)) and x and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in x):
         return tuple(_tensor(v) for v in x)
     return _tensor(x)
 
