@@ -138,6 +138,8 @@ def test_qat_trains_a_model_of_two_inputs():
                       splits=splits)
         assert isinstance(qm, QuantModel) and any(bool(a.enabled) for a in qm.acts.values())
         assert score(qm, splits.test).accuracy >= float_acc - 0.05  # a dict batch reaches it by name too
+    with pytest.raises(KarukuError, match="the quantized model takes input_ids, features; given ids, features"):
+        qm(ids=torch.zeros(1, 4).long(), features=torch.zeros(1, 5))
 
 
 def test_export_fp32_of_a_token_id_model_passes_parity_and_runs_in_onnx_runtime(tmp_path):

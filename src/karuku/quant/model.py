@@ -85,11 +85,11 @@ class QuantModel(nn.Module):
     def _by_name(self, named: dict[str, torch.Tensor], given: int) -> tuple[torch.Tensor, ...]:
         inputs = sorted((n for n in self.nodes if n.op == "input"), key=lambda n: n.attrs.get("index", 0))
         order = [n.name for n in inputs]
-        unknown = sorted(set(named) - set(order[given:]))
-        if unknown:
-            raise KarukuError(f"the quantized model takes {', '.join(order)}, not {', '.join(unknown)}",
-                              "give its inputs by the original forward's names")
-        return tuple(named[k] for k in order[given:] if k in named)
+        wrong = sorted(set(named) ^ set(order[given:]))
+        if wrong:
+            raise KarukuError(f"the quantized model takes {', '.join(order)}; given {', '.join(named)} by name after "
+                              f"{given} in order", "give its inputs by the original forward's names")
+        return tuple(named[k] for k in order[given:])
 
     def act(self, name: str) -> ActQuant:
         """The quantizer that holds the range of value `name`."""

@@ -9,7 +9,6 @@ no state of its own: everything follows from the iteration, so a resumed or mult
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from karuku.quant.config import QuantConfig
@@ -71,9 +70,10 @@ def finish_qat(qm: QuantModel) -> QuantModel:
     return qm.eval()
 
 
-def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration: torch.Tensor | None = None,
+def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration=None,
               state_path=None, verbose: bool = False) -> QuantModel:
-    """QAT on `splits` with the foundation's loop and `cfg.finetune`; returns the (BN-folded, eval-mode) QuantModel."""
+    """QAT on `splits` with the foundation's loop and `cfg.finetune`; returns the (BN-folded, eval-mode) QuantModel.
+    `calibration`: a tensor, or a tuple of the model's inputs (default: the first training inputs)."""
     from karuku.training.loop import train
 
     calib = calibration if calibration is not None else calibration_inputs(
