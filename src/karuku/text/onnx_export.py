@@ -1,14 +1,18 @@
 """ONNX for sentence encoders, written node by node in the forms ONNX Runtime runs fastest on CPU.
 
 Inputs `input_ids` and `attention_mask` (int64, batch × tokens, both axes dynamic); output `embedding`
-(batch × hidden, unit length). Per layer: `Attention` (fp32) or `QAttention` (int8 Q/K/V in one packed
-matrix), the output projection and the FFN as MatMul (fp32), `DynamicQuantizeMatMul` (int8, dynamic) or
-QuantizeLinear → `MatMulIntegerToFloat` (int8, static), with LayerNormalization and `Gelu`;
-LayerNorm, softmax, GELU and pooling stay float. (Measured on all-MiniLM-L6-v2, batch 32 × 128, one thread: Add +
-LayerNormalization and Gelu after a biased matrix product ran faster than SkipLayerNormalization / BiasGelu, and
-QAttention faster than a packed DynamicQuantizeMatMul + MultiHeadAttention.) A weight-only int8
-or int4 word embedding is `GatherBlockQuantized`. These are com.microsoft operators: the file is for ONNX
-Runtime (the fp32 file too, so fp32 and int8 are timed with the same fusions).
+(batch × hidden, unit length). Per layer, fp32: com.microsoft `Attention` (Q/K/V packed inside) and MatMul; int8:
+the layer input quantized once (DynamicQuantizeLinear, or QuantizeLinear at the calibrated range when static),
+Q, K and V as three `MatMulIntegerToFloat`, the standard `Attention` (opset 23) in float, and the output projection
+and the FFN as `DynamicQuantizeMatMul` (dynamic) or QuantizeLinear → `MatMulIntegerToFloat` (static); then
+LayerNormalization and `Gelu`. LayerNorm, softmax, GELU and pooling stay float. Measured on all-MiniLM-L6-v2,
+batch 32 × 128, one thread: Add + LayerNormalization and Gelu after a biased matrix product ran faster than
+SkipLayerNormalization / BiasGelu; with the int8 attention above the whole file ran 1.09× as fast as with
+com.microsoft QAttention (1.14× on a 4-layer student), with one packed DynamicQuantizeMatMul + Split before the
+Attention 1.04×, with MultiHeadAttention 0.96×, with MatMul / Softmax (ORT quantize_dynamic's form) 0.93×
+(docs/bench/text.md, "int8 attention forms"). A weight-only int8 or int4 word embedding is
+`GatherBlockQuantized`. These are com.microsoft operators, and the standard Attention needs ONNX Runtime 1.23 or
+later on CPU: the file is for ONNX Runtime (the fp32 file too, so fp32 and int8 are timed with the same fusions).
 
 int8 weights are stored per `karuku.quant.representation` (u8s8, u8s7 or u8u8), chosen for the target ISA so
 that ONNX Runtime computes them exactly there; the choice goes into the metadata (`karuku.representation`,
@@ -99,10 +103,8 @@ class _Graph:
 
 
 def _attention(g: _Graph, i: int, attn, mask: dict[str, str], x: str) -> str:
-    """Q/K/V projections and attention. fp32: com.microsoft `Attention` (the projections packed inside). int8:
-    x quantized once (DynamicQuantizeLinear, or QuantizeLinear at the calibrated range), three
-    MatMulIntegerToFloat, then the standard `Attention` (opset 23) in float — measured faster than QAttention,
-    which runs its int8 projections head by head (docs/bench/text.md, "int8 attention forms")."""
+    """Q/K/V projections and attention (the forms: module docstring). `mask`: the attention mask as each form
+    takes it ("int32": batch × tokens; "bool": batch × 1 × tokens × tokens)."""
     name = f"layers.{i}.attn"
     qkv = [attn.q, attn.k, attn.v]
     kinds = {type(m) for m in qkv}
