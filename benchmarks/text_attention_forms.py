@@ -77,26 +77,26 @@ def _dynamic_qkv(attn) -> list:
     return qkv
 
 
-def form_qattention(g, i, attn, mask, x):
+def _packed_inputs(g, i, attn, x):
+    """(x after SmoothQuant, int weights, zero points, scales, bias) of Q, K and V as one matrix 384 → 3·inner."""
     name = f"layers.{i}.attn"
     qkv = _dynamic_qkv(attn)
-    x = g.smoothed(f"{name}.qkv", qkv[0], x)
-    w, wz = g.int_weights(f"{name}.qkv", torch.cat([m.w_int for m in qkv]))
+    wi, wz = g.int_weights(f"{name}.qkv", torch.cat([m.w_int for m in qkv]))
     ws = g.init(f"{name}.qkv.w_scale", torch.cat([m.w_scale for m in qkv]).float().numpy())
-    bias = g.init(f"{name}.qkv.b", torch.cat([m.bias.detach().float() for m in qkv]).numpy())
+    b = g.init(f"{name}.qkv.b", torch.cat([m.bias.detach().float() for m in qkv]).numpy())
+    return g.smoothed(f"{name}.qkv", qkv[0], x), wi, wz, ws, b
+
+
+def form_qattention(g, i, attn, mask, x):
+    x, w, wz, ws, b = _packed_inputs(g, i, attn, x)
     xq, xs, xz = g.node("DynamicQuantizeLinear", [x], 3)
-    return g.node("QAttention", [xq, w, bias, xs, ws, _mask32(g), xz, wz], domain=MS, num_heads=attn.heads)
+    return g.node("QAttention", [xq, w, b, xs, ws, _mask32(g), xz, wz], domain=MS, num_heads=attn.heads)
 
 
 def _packed(g, i, attn, x):
     """Q, K, V from one DynamicQuantizeMatMul 384 → 3·inner (bias included), split in three."""
-    name = f"layers.{i}.attn"
-    qkv = _dynamic_qkv(attn)
-    x = g.smoothed(f"{name}.qkv", qkv[0], x)
-    wi, wz = g.int_weights(f"{name}.qkv", torch.cat([m.w_int for m in qkv]))
-    ws = g.init(f"{name}.qkv.w_scale", torch.cat([m.w_scale for m in qkv]).float().numpy())
-    b = g.init(f"{name}.qkv.b", torch.cat([m.bias.detach().float() for m in qkv]).numpy())
-    packed = g.node("DynamicQuantizeMatMul", [x, wi, ws, wz, b], domain=MS)
+    x, w, wz, ws, b = _packed_inputs(g, i, attn, x)
+    packed = g.node("DynamicQuantizeMatMul", [x, w, ws, wz, b], domain=MS)
     inner = attn.heads * attn.head_dim
     return g.node("Split", [packed, _const(g, f"split_{inner}", np.array([inner] * 3, np.int64))], 3, axis=2)
 

@@ -182,8 +182,9 @@ def export_onnx(model: SentenceEncoder, target_isa: str | None = None, represent
     masks = {}
     if any(isinstance(layer.attn.q, nn.Linear) for layer in model.layers):  # com.microsoft Attention's
         masks["int32"] = g.node("Cast", ["attention_mask"], to=g.tp.INT32)
-    if any(isinstance(layer.attn.q, QLinear) for layer in model.layers):  # the standard Attention's: (batch, 1, tokens, tokens), True where attended; ONNX Runtime does
-        # not broadcast its query axis
+    if any(isinstance(layer.attn.q, QLinear) for layer in model.layers):
+        # the standard Attention's: (batch, 1, tokens, tokens), True where attended (ONNX Runtime does not
+        # broadcast the query axis)
         shape = g.node("Shape", ["attention_mask"])
         full = g.node("Concat", [g.node("Gather", [shape, g.init("index_0", np.array([0], np.int64))]),
                                  g.init("one_1d", np.array([1], np.int64)),
