@@ -23,7 +23,9 @@ Forms (dynamic int8; SmoothQuant's Mul, when set, before the quantization):
 - mha-3: three DynamicQuantizeMatMul, MultiHeadAttention;
 - ops: ORT quantize_dynamic's form — three DynamicQuantizeMatMul, Reshape / Transpose, MatMul, scale, additive
   mask, Softmax, MatMul, in standard operators;
-- ops-packed: the packed DynamicQuantizeMatMul, Split, then the same standard operators.
+- ops-packed: the packed DynamicQuantizeMatMul, Split, then the same standard operators;
+- fp32-onnx-attention (with --fp32, beside `shipped`, which is then com.microsoft Attention): three MatMul + bias,
+  the standard Attention.
 Results: docs/bench/text.md ("int8 attention forms").
 """
 
@@ -137,6 +139,15 @@ def _mha(g, attn, q, k, v):
     return g.node("MultiHeadAttention", [q, k, v, "", _mask32(g)], domain=MS, num_heads=attn.heads)
 
 
+def form_fp32_onnx_attention(g, i, attn, mask, x):
+    """fp32 only: three MatMul + bias, the standard Attention (the mask built here: the export builds the bool
+    mask for int8 attention only)."""
+    if "bool" not in mask:
+        mask["bool"] = onnx_export._pair_mask(g)
+    q, k, v = (g.linear(f"layers.{i}.attn.{p}", m, x) for p, m in zip("qkv", [attn.q, attn.k, attn.v]))
+    return _onnx_attention(g, attn, mask, q, k, v)
+
+
 FORMS = {
     "shipped": SHIPPED,
     "qattention": form_qattention,
@@ -146,6 +157,7 @@ FORMS = {
     "mha-3": lambda g, i, attn, mask, x: _mha(g, attn, *_three(g, i, attn, x)),
     "ops": lambda g, i, attn, mask, x: _ops_attention(g, attn, *_three(g, i, attn, x)),
     "ops-packed": lambda g, i, attn, mask, x: _ops_attention(g, attn, *_packed(g, i, attn, x)),
+    "fp32-onnx-attention": form_fp32_onnx_attention,
 }
 
 
@@ -198,6 +210,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30, help="rounds: each file's batch-32 runs, then its batch-1 runs")
     ap.add_argument("--runs", type=int, default=1, help="batch-32 runs per file per round (their median counts)")
     ap.add_argument("--runs-b1", type=int, default=10, help="batch-1 runs per file per round")
+    ap.add_argument("--fp32", action="store_true", help="time the float model's forms (shipped, fp32-*)")
     ap.add_argument("--save", help="folder: write each file and ONNX Runtime's optimized graph of it")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -213,7 +226,7 @@ def main() -> None:
         model = student(teacher, calib, (0, 2, 4, 5), {"4L-f768": 0.5, "4L-f1152": 0.25}[args.model])
         qcfg = QuantConfig(mode="dynamic", target_isa="auto", layer_bits={"embed.word": 4})
         ref = encode(model, held)
-    q = quantize(model, qcfg, calib, smooth=0.75)
+    q = model if args.fp32 else quantize(model, qcfg, calib, smooth=0.75)
     big = fixed_batch(tok, corpus.train, 32, 128)
     one = fixed_batch(tok, corpus.train[len(corpus.train) // 2:], 1, 32)
     files = {"fp32 standard": export_standard(teacher, one)}

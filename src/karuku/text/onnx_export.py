@@ -124,6 +124,17 @@ def _attention(g: _Graph, i: int, attn, mask: dict[str, str], x: str) -> str:
     return g.node("Attention", [q, k, v, mask["bool"]], q_num_heads=attn.heads, kv_num_heads=attn.heads)
 
 
+def _pair_mask(g: _Graph) -> str:
+    """The standard Attention's mask: (batch, 1, tokens, tokens), True where attended (ONNX Runtime does not
+    broadcast its query axis)."""
+    shape = g.node("Shape", ["attention_mask"])
+    full = g.node("Concat", [g.node("Gather", [shape, g.init("index_0", np.array([0], np.int64))]),
+                             g.init("one_1d", np.array([1], np.int64)),
+                             g.node("Gather", [shape, g.init("index_1_1", np.array([1, 1], np.int64))])], axis=0)
+    return g.node("Expand", [g.node("Unsqueeze", [g.node("Cast", ["attention_mask"], to=g.tp.BOOL),
+                                                  g.init("axes_1_2", np.array([1, 2], np.int64))]), full])
+
+
 def _ffn_matrix(g: _Graph, name: str, m: nn.Module, x: str) -> str:
     """An FFN matrix: one Linear, or a low-rank pair (`ffn_rank`) as two products in a row."""
     if isinstance(m, nn.Sequential):
@@ -183,15 +194,7 @@ def export_onnx(model: SentenceEncoder, target_isa: str | None = None, represent
     if any(isinstance(layer.attn.q, nn.Linear) for layer in model.layers):  # com.microsoft Attention's
         masks["int32"] = g.node("Cast", ["attention_mask"], to=g.tp.INT32)
     if any(isinstance(layer.attn.q, QLinear) for layer in model.layers):
-        # the standard Attention's: (batch, 1, tokens, tokens), True where attended (ONNX Runtime does not
-        # broadcast the query axis)
-        shape = g.node("Shape", ["attention_mask"])
-        full = g.node("Concat", [g.node("Gather", [shape, g.init("index_0", np.array([0], np.int64))]),
-                                 g.init("one_1d", np.array([1], np.int64)),
-                                 g.node("Gather", [shape, g.init("index_1_1", np.array([1, 1], np.int64))])], axis=0)
-        masks["bool"] = g.node("Expand", [g.node("Unsqueeze", [g.node("Cast", ["attention_mask"], to=g.tp.BOOL),
-                                                               g.init("axes_1_2", np.array([1, 2], np.int64))]),
-                                          full])
+        masks["bool"] = _pair_mask(g)
     word = _word_embedding(g, model.embed.word, "input_ids")
     length = g.node("Gather", [g.node("Shape", ["input_ids"]), g.init("one", np.array(1, np.int64))])
     positions = g.node("Range", [g.init("zero", np.array(0, np.int64)), length, "one"])
