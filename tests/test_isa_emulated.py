@@ -104,7 +104,8 @@ def test_portable_representations_are_exact_on_avx2_and_u8s8_is_not(tmp_path):
 
 
 def test_transformer_int8_is_exact_on_avx2_in_its_representations(tmp_path):
-    """A sentence encoder's QAttention / DynamicQuantizeMatMul: u8s8 saturates on AVX2, u8u8 and u8s7 do not."""
+    """A sentence encoder's MatMulIntegerToFloat / DynamicQuantizeMatMul: u8s8 saturates on AVX2, u8u8 and u8s7
+    do not."""
     from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
     from karuku.text.onnx_export import export_onnx
     from karuku.text.quantize import quantize as quantize_text

@@ -150,5 +150,6 @@ def test_the_training_loop_names_the_fix_for_a_model_of_several_inputs():
 
     ids, y = torch.randint(0, 20, (8, 4)), torch.randint(0, 3, (8,))
     splits = from_torch(TensorDataset(ids.float(), y), TensorDataset(ids.float(), y), val_size=0)
-    with pytest.raises(KarukuError, match="feeds one input per batch; TokenBag takes 2 \\(input_ids, features\\)"):
+    with pytest.raises(KarukuError, match="TokenBag\\) takes 2 inputs \\(input_ids, features\\); the data's "
+                                          "examples carry one tensor \\(give examples \\(\\(input_ids, features\\), y"):
         train(TokenBag(), splits, TrainConfig(epochs=1), verbose=False)

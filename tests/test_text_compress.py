@@ -91,7 +91,9 @@ def test_dynamic_int8_onnx_computes_what_the_torch_reference_does(tok, target, r
     else:  # u8s8 where ONNX Runtime's u8 x s8 kernels saturate (x86 without VNNI): the same integers as u8u8 run
         _same_integers(_ort(export_onnx(q, representation="u8u8"), b), ref)
     ops = {n.op_type for n in onnx.load_from_string(raw).graph.node}
-    assert {"QAttention", "DynamicQuantizeMatMul", "GatherBlockQuantized", "Gelu", "LayerNormalization"} <= ops
+    assert {"Attention", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "GatherBlockQuantized", "Gelu",
+            "LayerNormalization"} <= ops
+    assert "QAttention" not in ops
 
 
 def test_u8u8_and_u8s8_store_the_same_integers(tok):

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from karuku.data import batches
+from karuku.errors import KarukuError
 
 
 class EpochBatchSampler(Sampler[torch.Tensor]):
@@ -60,8 +61,8 @@ class BatchDataset(Dataset):
 
     def __getitem__(self, idx: torch.Tensor):
         if isinstance(self.base, TensorDataset):
-            parts = [t[idx] for t in self.base.tensors]
-            x, y = parts[0], (parts[1] if len(parts) > 1 else None)
+            x, y = batches.tensor_parts(self.base)
+            x, y = x[idx], (y[idx] if y is not None else None)
         else:
             batch = batches.collate([self.base[int(i)] for i in idx])
             if batch is None:
@@ -70,8 +71,16 @@ class BatchDataset(Dataset):
         if self.max_shift:
             if not hasattr(self, "_gen"):
                 self.set_epoch(self.epoch)
-            x = random_shift(x, self.max_shift, self._gen)
+            x = random_shift(_image(x), self.max_shift, self._gen)
         return x, y
+
+
+def _image(x: batches.Inputs) -> torch.Tensor:
+    """The one image tensor augmentation shifts (inputs of several tensors, token ids, are not images)."""
+    if not isinstance(x, torch.Tensor):
+        raise KarukuError(f"augment_shift shifts images; these examples carry several inputs {batches.describe(x)}",
+                          "set augment_shift 0 (--data-augment-shift 0) for a model of several inputs")
+    return x
 
 
 def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -102,7 +111,8 @@ class Loader(DataLoader):
         self.dataset.set_epoch(epoch)
 
     def __iter__(self):
-        return (b for b in super().__iter__() if b is not None)
+        # torch's conversion turns a tuple of inputs into a list: back to the tuple the model is fed
+        return ((batches.as_inputs(b[0]), b[1]) for b in super().__iter__() if b is not None)
 
 
 class StreamLoader:
@@ -131,9 +141,9 @@ class StreamLoader:
         gen = torch.Generator().manual_seed(self.seed * 7_919 + self.epoch)
         for x, y in batches.iterate(self.ds, self.batch_size):
             if self.world > 1:
-                x = x.tensor_split(self.world)[self.rank]
+                x = batches.map_inputs(lambda t: t.tensor_split(self.world)[self.rank], x)
                 y = y.tensor_split(self.world)[self.rank] if y is not None else None
-            yield (random_shift(x, self.max_shift, gen) if self.max_shift else x), y
+            yield (random_shift(_image(x), self.max_shift, gen) if self.max_shift else x), y
 
 
 def make_loader(ds, batch_size: int, shuffle: bool = False, seed: int = 0, augment_shift: int = 0, rank: int = 0,

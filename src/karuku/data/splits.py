@@ -24,7 +24,8 @@ from karuku.errors import KarukuError
 @dataclass(frozen=True)
 class DataSplits:
     """The three splits of one dataset (`TensorDataset`s in memory, or datasets read as needed), with what a
-    model needs to know about them: one input's shape, the class count (None for values or no labels) and
+    model needs to know about them: one input's shape (the first's, for examples of several inputs: see
+    `karuku.data.batches`), the class count (None for values or no labels) and
     `targets` — "classes", "values" (regression) or "none" (unlabelled: fidelity to a baseline only)."""
 
     name: str
@@ -53,8 +54,9 @@ class DataSplits:
     def in_memory(self) -> bool:
         return all(batches.in_memory(d) for d in (self.train, self.val, self.test) if d is not None)
 
-    def calibration(self, n: int) -> torch.Tensor:
-        """The first `n` training inputs (deterministic), e.g. for quantization calibration."""
+    def calibration(self, n: int) -> batches.Inputs:
+        """The first `n` training inputs (deterministic), e.g. for quantization calibration: a tensor, or a tuple or
+        dict of them for examples of several inputs."""
         return batches.first_inputs(self.train, n)
 
 
@@ -191,7 +193,8 @@ def from_sources(cfg: DataConfig, src: Sources) -> DataSplits:
     if kind == "classes" and num_classes is None:
         num_classes = _declared_classes(src.train) or _count_classes(train, cfg.name)
     values = int(y[0].numel()) if kind == "values" else None
-    return DataSplits(cfg.name, train, val, test, tuple(x.shape[1:]), num_classes if kind == "classes" else None,
+    shape = tuple(batches.parts(x)[0].shape[1:])  # several inputs (token ids, mask): the first one's
+    return DataSplits(cfg.name, train, val, test, shape, num_classes if kind == "classes" else None,
                       cfg, kind, src.classes, dict(src.preprocess or {}), values)
 
 

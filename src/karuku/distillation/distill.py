@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from karuku.data.batches import first_inputs, in_memory
+from karuku.data.batches import first_inputs, in_memory, tensor_parts
 from karuku.data.config import DataConfig
 from karuku.data.splits import DataSplits, load_splits
 from karuku.distillation.config import DistillConfig
@@ -21,7 +21,7 @@ def make_hook(teacher: nn.Module, student: nn.Module, data: DataSplits, cfg: Dis
     """The distillation hook for `data`: teacher logits cached only when the inputs are in memory and not
     augmented (data read as needed is never gathered: its teacher runs live, batch by batch)."""
     cache = cfg.cache_teacher and not data.config.augment_shift and in_memory(data.train)
-    inputs = data.train.tensors[0] if cache else first_inputs(data.train, 2)
+    inputs = tensor_parts(data.train)[0] if cache else first_inputs(data.train, 2)
     return DistillHook(teacher, student, inputs, cfg.temperature, cfg.alpha, cfg.hints, cfg.hint_weight,
                        cache=cache, match=cfg.match)
 

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from karuku.data.batches import Inputs, describe, feed, map_inputs
 from karuku.distillation.cache import LogitCache
 from karuku.distillation.hints import FeatureTap, find_layer, hint_loss, make_adapter
 from karuku.distillation.loss import DistillationLoss
 from karuku.errors import KarukuError
+from karuku.models.check import check_inputs
 from karuku.training.hooks import Hook
 
 if TYPE_CHECKING:
@@ -39,26 +41,27 @@ def check_pair(teacher: nn.Module, student: nn.Module) -> None:
                           "give the teacher its own copy, e.g. copy.deepcopy(model)")
 
 
-def _run(model: nn.Module, x: torch.Tensor, role: str) -> torch.Tensor:
+def _run(model: nn.Module, x: Inputs, role: str) -> torch.Tensor:
+    check_inputs(model, x, f"the {role}")
     try:
-        return model(x)
+        return feed(model, x)
     except Exception as exc:  # any failure here means the model does not fit the data
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise KarukuError(f"the {role} cannot run on inputs of shape {tuple(x.shape[1:])}: {first}",
+        raise KarukuError(f"the {role} cannot run on inputs {describe(x)}: {first}",
                           "teacher and student must take the same inputs") from None
 
 
 class DistillHook(Hook):
     """Replace the training loss by distillation from `teacher` (plus optional hint losses).
 
-    `train_inputs`: the training inputs; a couple of them check that the two models fit
-    together, and with `cache=True` the teacher's logits on all of them are computed once at
-    the start (pass `cache=False` when the loop augments its inputs). `hints` maps student
+    `train_inputs`: the training inputs (a tensor, or a tuple or dict of the models' inputs); a couple of them
+    check that the two models fit together, and with `cache=True` (one tensor) the teacher's logits on all of them
+    are computed once at the start (pass `cache=False` when the loop augments its inputs). `hints` maps student
     layer names to teacher layer names; each pair gets a learned adapter whose parameters
     `parameters()` hands to the optimiser. Call `close()` when done (removes the layer taps).
     """
 
-    def __init__(self, teacher: nn.Module, student: nn.Module, train_inputs: torch.Tensor,
+    def __init__(self, teacher: nn.Module, student: nn.Module, train_inputs: Inputs,
                  temperature: float = 4.0, alpha: float = 0.9, hints: dict[str, str] | None = None,
                  hint_weight: float = 1.0, cache: bool = True, match: str = "soft-targets"):
         check_pair(teacher, student)
@@ -68,14 +71,15 @@ class DistillHook(Hook):
         self.hint_pairs = list((hints or {}).items())
         self.student_taps = [FeatureTap(find_layer(student, s, "the student")) for s, _ in self.hint_pairs]
         self.teacher_taps = [FeatureTap(find_layer(teacher, t, "the teacher")) for _, t in self.hint_pairs]
-        # hints need the teacher's inner features at every step, so only logits-only runs cache
-        self.cache_enabled = cache and not self.hint_pairs
+        # hints need the teacher's inner features at every step, so only logits-only runs cache; the cache keys
+        # an example by one tensor's bytes (inputs of several tensors come from datasets read as needed: live)
+        self.cache_enabled = cache and not self.hint_pairs and isinstance(train_inputs, torch.Tensor)
         self.cache: LogitCache | None = None
         self.adapters = nn.ModuleList(self._probe(student))
 
     def _probe(self, student: nn.Module) -> list[nn.Module]:
         """Run both models on two examples: check their outputs agree in shape, size the adapters."""
-        sample = self.train_inputs[:2]
+        sample = map_inputs(lambda t: t[:2], self.train_inputs)
         was_training = student.training
         student.eval()
         try:
@@ -100,7 +104,7 @@ class DistillHook(Hook):
         if self.cache_enabled and self.cache is None:
             self.cache = LogitCache(self.teacher, self.train_inputs, state.config.eval_batch_size)
 
-    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def teacher_logits(self, x: Inputs) -> torch.Tensor:
         """From the cache when it holds the whole batch, else a live forward pass (eval, no grad)."""
         if self.cache is not None:
             cached = self.cache.lookup(x)
@@ -108,9 +112,9 @@ class DistillHook(Hook):
                 return cached
         self.teacher.eval()  # in case anything switched it back to training mode
         with torch.no_grad():
-            return self.teacher(x)
+            return feed(self.teacher, x)
 
-    def loss(self, state: TrainState, x: torch.Tensor, y: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    def loss(self, state: TrainState, x: Inputs, y: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         loss = self.loss_fn(output, self.teacher_logits(x), y)
         for adapter, st, tt in zip(self.adapters, self.student_taps, self.teacher_taps):
             loss = loss + self.hint_weight * hint_loss(adapter, st.value, tt.value)

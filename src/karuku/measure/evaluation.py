@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
 from torch import nn
 
+from karuku.data.batches import first_inputs
 from karuku.measure import counts, energy, forms, memory
 from karuku.measure.inputs import signature
 from karuku.measure.profiles import Fit, Profile, check_fit, get_profile
@@ -184,14 +186,15 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
     `inputs`: what the model takes when it is not one float tensor of `input_shape` — example inputs (a tensor,
     a tuple or a dict of tensors: token ids and an attention mask) or a `karuku.measure.inputs.Signature`; every
     count, the memory, the ONNX export and the timing use it. Default: the model class's registered inputs, else
-    one float input of `input_shape` (or the data's).
+    one float input of `input_shape` (or the data's: its first test examples when they carry several inputs).
     """
     from karuku.tasks import measure_task
     from karuku.threads import current_threads
 
     threads = threads or current_threads()
     if input_shape is None and inputs is None and data is not None:
-        input_shape = data.input_shape
+        example = first_inputs(data.test, 64)  # examples of several inputs (token ids, mask): measured on them
+        input_shape, inputs = (data.input_shape, None) if isinstance(example, torch.Tensor) else (None, example)
     sig = signature(model, inputs if inputs is not None else (tuple(input_shape) if input_shape is not None else None))
     model.eval()
     rows = counts.layer_counts(model, sig)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from karuku.data.batches import feed
 from karuku.errors import KarukuError
 
 # The largest batch of inputs karuku makes to time a model (a batch of 64 of the largest input a model spec may
@@ -118,7 +119,7 @@ class Signature:
         """`model` on one batch of these inputs, positionally or by name; a model that cannot take them is one
         line naming the inputs it was given (a float tensor fed to an embedding, a missing attention mask)."""
         try:
-            return model(**dict(zip(self.names, xs))) if self.keywords else model(*xs)
+            return feed(model, dict(zip(self.names, xs)) if self.keywords else tuple(xs))
         except KarukuError:
             raise
         except Exception as exc:  # the user's forward: anything can come out of it

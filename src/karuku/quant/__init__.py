@@ -45,14 +45,13 @@ def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=
         calibration_data = splits.calibration(cfg.calibration)
     if calibration_data is None:
         raise KarukuError("no calibration data", "pass calibration inputs (e.g. splits.calibration(512))")
-    xs = calibration_inputs(calibration_data, cfg.calibration, n_inputs(model))
+    xs = calibration_inputs(calibration_data, cfg.calibration, n_inputs(model), model)
     check_shape(xs, input_shape or (tuple(splits.input_shape) if splits is not None else None))
     if cfg.mode == "dynamic":
         return prepare(model, cfg, first(xs)).eval()
-    if len(xs) > 1 and (cfg.mode == "qat" or cfg.max_drop is not None):
-        raise KarukuError(f"{'QAT' if cfg.mode == 'qat' else 'mixed precision auto mode'} trains or scores on "
-                          "data of one input; this model takes several",
-                          "quantize it with mode ptq or dynamic (a sentence encoder: karuku.text.quantize)")
+    if len(xs) > 1 and cfg.max_drop is not None:
+        raise KarukuError("mixed precision auto mode measures layers on data of one input; this model takes several",
+                          "give bits per layer (mixed: ...), or quantize it with mode ptq, dynamic or qat")
     x = xs[0] if len(xs) == 1 else xs
     if cfg.mode == "qat":
         if splits is None or cfg.finetune is None:

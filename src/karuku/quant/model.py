@@ -82,11 +82,23 @@ class QuantModel(nn.Module):
         if check:
             _check_supported(nodes, cfg)
 
+    def _by_name(self, named: dict[str, torch.Tensor], given: int) -> tuple[torch.Tensor, ...]:
+        inputs = sorted((n for n in self.nodes if n.op == "input"), key=lambda n: n.attrs.get("index", 0))
+        order = [n.name for n in inputs]
+        wrong = sorted(set(named) ^ set(order[given:]))
+        if wrong:
+            raise KarukuError(f"the quantized model takes {', '.join(order)}; given {', '.join(named)} by name after "
+                              f"{given} in order", "give its inputs by the original forward's names")
+        return tuple(named[k] for k in order[given:])
+
     def act(self, name: str) -> ActQuant:
         """The quantizer that holds the range of value `name`."""
         return self.acts[self.quantizer[name]]
 
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *xs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
+        """The traced model on its inputs, in forward's order or by its parameter names (a dict batch)."""
+        if named:
+            xs = xs + self._by_name(named, len(xs))
         env: dict[str, torch.Tensor] = {}
         out = None
         for n in self.nodes:

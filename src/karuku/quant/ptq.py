@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from karuku.data.batches import as_inputs
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
 from karuku.quant.fuse import WEIGHTED, Node, trace
@@ -19,11 +20,14 @@ from karuku.quant.observers import get_observer
 TOKEN_DTYPES = (torch.int64, torch.int32)
 
 
-def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1) -> tuple[torch.Tensor, ...]:
+def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1,
+                       model: nn.Module | None = None) -> tuple[torch.Tensor, ...]:
     """Calibration inputs as one tensor per model input: a tensor, a TensorDataset (its first `n_inputs` tensors),
-    a DataLoader or a list of batches (each a tensor, or a tuple whose first `n_inputs` items are the inputs), or,
-    for a model with several inputs (`n_inputs` > 1), one tuple of them (token ids, attention mask). Floats, or
-    int64 / int32 token ids."""
+    a DataLoader or a list of batches (each a tensor, a tuple whose first `n_inputs` items are the inputs, or a
+    training batch `(x, y)` whose `x` is a tuple or dict of them, karuku.data.batches), or, for a model with several
+    inputs (`n_inputs` > 1), one tuple of them (token ids, attention mask) or a dict of them by name (put in
+    `model.forward`'s order). Floats, or int64 / int32 token ids."""
+    data = _ordered(data, model)
     if isinstance(data, torch.Tensor):
         xs = (data,)
     elif isinstance(data, TensorDataset):
@@ -33,6 +37,8 @@ def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1) -> tup
     elif isinstance(data, (DataLoader, list, tuple)) or isinstance(data, Iterable):
         parts: list[tuple[torch.Tensor, ...]] = []
         for batch in data:
+            if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], (list, tuple, dict)):
+                batch = _ordered(as_inputs(batch[0]), model)  # a training batch ((ids, mask), y): its input part
             t = tuple(batch[:n_inputs]) if isinstance(batch, (list, tuple)) else (batch,)
             if not all(isinstance(v, torch.Tensor) for v in t):
                 raise KarukuError(f"calibration batches must be tensors, got {type(t[0]).__name__}",
@@ -61,6 +67,15 @@ def calibration_inputs(data, limit: int | None = None, n_inputs: int = 1) -> tup
             raise KarukuError(f"calibration inputs must be float (or int64 token ids), got {x.dtype}",
                               "normalise them as for training")
     return tuple(x[:limit] for x in xs) if limit else xs
+
+
+def _ordered(data, model: nn.Module | None):
+    """A dict of input tensors as a tuple in `model.forward`'s order; anything else as it is."""
+    if not (isinstance(data, dict) and data and all(isinstance(t, torch.Tensor) for t in data.values())):
+        return data
+    from karuku.measure.inputs import forward_order
+
+    return tuple(data[k] for k in (forward_order(model, list(data)) if model is not None else data))
 
 
 def n_inputs(model: nn.Module) -> int:

@@ -9,12 +9,11 @@ no state of its own: everything follows from the iteration, so a resumed or mult
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from karuku.quant.config import QuantConfig
 from karuku.quant.model import QuantModel
-from karuku.quant.ptq import calibrate, prepare
+from karuku.quant.ptq import calibrate, calibration_inputs, first, n_inputs, prepare
 from karuku.training.hooks import Hook
 
 
@@ -49,9 +48,10 @@ class QATHook(Hook):
         self._apply(state)
 
 
-def prepare_qat(model: nn.Module, cfg: QuantConfig, calibration: torch.Tensor) -> QuantModel:
-    """The QAT model: BN kept for on-the-fly folding, ranges initialised from calibration data."""
-    qm = prepare(model, cfg, calibration[:1], keep_bn=True)
+def prepare_qat(model: nn.Module, cfg: QuantConfig, calibration) -> QuantModel:
+    """The QAT model: BN kept for on-the-fly folding, ranges initialised from calibration data (a tensor, or a
+    tuple of the model's inputs)."""
+    qm = prepare(model, cfg, first(calibration if isinstance(calibration, tuple) else (calibration,)), keep_bn=True)
     calibrate(qm, calibration, cfg.model_copy(update={"bias_correction": False}))
     if cfg.qat_delay > 0:
         for a in qm.acts.values():
@@ -70,12 +70,15 @@ def finish_qat(qm: QuantModel) -> QuantModel:
     return qm.eval()
 
 
-def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration: torch.Tensor | None = None,
+def train_qat(model: nn.Module, splits, cfg: QuantConfig, calibration=None,
               state_path=None, verbose: bool = False) -> QuantModel:
-    """QAT on `splits` with the foundation's loop and `cfg.finetune`; returns the (BN-folded, eval-mode) QuantModel."""
+    """QAT on `splits` with the foundation's loop and `cfg.finetune`; returns the (BN-folded, eval-mode) QuantModel.
+    `calibration`: a tensor, or a tuple of the model's inputs (default: the first training inputs)."""
     from karuku.training.loop import train
 
-    calib = calibration if calibration is not None else splits.calibration(cfg.calibration)
+    calib = calibration if calibration is not None else calibration_inputs(
+        splits.calibration(cfg.calibration), cfg.calibration, n_inputs(model), model)
+    calib = calib[0] if isinstance(calib, tuple) and len(calib) == 1 else calib
     qm = prepare_qat(model, cfg, calib)
     train(qm, splits, cfg.finetune, hooks=[QATHook(cfg)], state_path=state_path, verbose=verbose, label="QAT")
     return finish_qat(qm)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from karuku.data.batches import iterate
+from karuku.data.batches import count, feed, iterate
 from karuku.errors import KarukuError
 from karuku.tasks.config import TaskConfig
 from karuku.tasks.registry import TASKS, Metric, Task
@@ -67,10 +67,10 @@ def measure_task(model: nn.Module, dataset, task: TaskConfig | Task | str | None
             if y is None and t.needs == "labels":
                 raise KarukuError(f"task '{t.name}' needs labels and the data has none",
                                   "use --task fidelity (agreement with the uncompressed model)")
-            ref = reference(x) if reference is not None and t.needs == "baseline" else None
-            for k, v in t.measure(model(x), y, ref).items():
+            ref = feed(reference, x) if reference is not None and t.needs == "baseline" else None
+            for k, v in t.measure(feed(model, x), y, ref).items():
                 sums[k] = sums.get(k, 0.0) + v
-            total += len(x)
+            total += count(x)
     finally:
         model.train(was[0])
         if reference is not None:

@@ -1,14 +1,18 @@
 """ONNX for sentence encoders, written node by node in the forms ONNX Runtime runs fastest on CPU.
 
 Inputs `input_ids` and `attention_mask` (int64, batch × tokens, both axes dynamic); output `embedding`
-(batch × hidden, unit length). Per layer: `Attention` (fp32) or `QAttention` (int8 Q/K/V in one packed
-matrix), the output projection and the FFN as MatMul (fp32), `DynamicQuantizeMatMul` (int8, dynamic) or
-QuantizeLinear → `MatMulIntegerToFloat` (int8, static), with LayerNormalization and `Gelu`;
-LayerNorm, softmax, GELU and pooling stay float. (Measured on all-MiniLM-L6-v2, batch 32 × 128, one thread: Add +
-LayerNormalization and Gelu after a biased matrix product ran faster than SkipLayerNormalization / BiasGelu, and
-QAttention faster than a packed DynamicQuantizeMatMul + MultiHeadAttention.) A weight-only int8
-or int4 word embedding is `GatherBlockQuantized`. These are com.microsoft operators: the file is for ONNX
-Runtime (the fp32 file too, so fp32 and int8 are timed with the same fusions).
+(batch × hidden, unit length). Per layer, fp32: com.microsoft `Attention` (Q/K/V packed inside) and MatMul; int8:
+the layer input quantized once (DynamicQuantizeLinear, or QuantizeLinear at the calibrated range when static),
+Q, K and V as three `MatMulIntegerToFloat`, the standard `Attention` (opset 23) in float, and the output projection
+and the FFN as `DynamicQuantizeMatMul` (dynamic) or QuantizeLinear → `MatMulIntegerToFloat` (static); then
+LayerNormalization and `Gelu`. LayerNorm, softmax, GELU and pooling stay float. Measured on all-MiniLM-L6-v2,
+batch 32 × 128, one thread: Add + LayerNormalization and Gelu after a biased matrix product ran faster than
+SkipLayerNormalization / BiasGelu; with the int8 attention above the whole file ran 1.09× as fast as with
+com.microsoft QAttention (1.14× on a 4-layer student), with one packed DynamicQuantizeMatMul + Split before the
+Attention 1.04×, with MultiHeadAttention 0.96×, with MatMul / Softmax (ORT quantize_dynamic's form) 0.93×
+(docs/bench/text.md, "int8 attention forms"). A weight-only int8 or int4 word embedding is
+`GatherBlockQuantized`. These are com.microsoft operators, and the standard Attention needs ONNX Runtime 1.23 or
+later on CPU: the file is for ONNX Runtime (the fp32 file too, so fp32 and int8 are timed with the same fusions).
 
 int8 weights are stored per `karuku.quant.representation` (u8s8, u8s7 or u8u8), chosen for the target ISA so
 that ONNX Runtime computes them exactly there; the choice goes into the metadata (`karuku.representation`,
@@ -28,7 +32,7 @@ from karuku.quant.representation import REPRESENTATIONS, choose
 from karuku.text.encoder import SentenceEncoder
 from karuku.text.quantize import QLinear
 
-OPSET = 17
+OPSET = 23  # the standard Attention operator (ONNX Runtime >= 1.23 on CPU)
 MS = "com.microsoft"
 
 
@@ -73,12 +77,17 @@ class _Graph:
         if not isinstance(m, QLinear):
             raise KarukuError(f"'{name}' is a {type(m).__name__}, not a Linear", "export encoders built by karuku")
         x = self.smoothed(name, m, x)
+        if m.static:
+            return self.int_matmul(name, m, self.quantize_static(name, m, x), b)
         w, wz = self.int_weights(name, m.w_int)
         ws = self.init(f"{name}.w_scale", m.w_scale.float().numpy())
-        if not m.static:
-            return self.node("DynamicQuantizeMatMul", [x, w, ws, wz, *b], domain=MS)
-        xq, xs, xz = self.quantize_static(name, m, x)
-        return self.node("MatMulIntegerToFloat", [xq, w, xs, ws, xz, wz, *b], domain=MS)
+        return self.node("DynamicQuantizeMatMul", [x, w, ws, wz, *b], domain=MS)
+
+    def int_matmul(self, name: str, m: QLinear, xq: tuple[str, str, str], b: list[str]) -> str:
+        """An input already quantized, (values, scale, zero point), times m's int8 weights, to float (+ b)."""
+        w, wz = self.int_weights(name, m.w_int)
+        ws = self.init(f"{name}.w_scale", m.w_scale.float().numpy())
+        return self.node("MatMulIntegerToFloat", [xq[0], w, xq[1], ws, xq[2], wz, *b], domain=MS)
 
     def smoothed(self, name: str, m: QLinear, x: str) -> str:
         """x · (1 / s) before quantizing, for a SmoothQuant-ed layer."""
@@ -93,27 +102,37 @@ class _Graph:
         return self.node("QuantizeLinear", [x, xs, xz]), xs, xz
 
 
-def _attention(g: _Graph, i: int, attn, x: str, mask: str) -> str:
+def _attention(g: _Graph, i: int, attn, mask: dict[str, str], x: str) -> str:
+    """Q/K/V projections and attention (the forms: module docstring). `mask`: the attention mask as each form
+    takes it ("int32": batch × tokens; "bool": batch × 1 × tokens × tokens)."""
     name = f"layers.{i}.attn"
     qkv = [attn.q, attn.k, attn.v]
     kinds = {type(m) for m in qkv}
     if len(kinds) != 1 or (QLinear in kinds and len({(m.bits, m.static) for m in qkv}) != 1):
         raise KarukuError(f"{name}: q, k and v are quantized differently",
                           "give them the same bits (layer_bits pattern like 'layers.N.attn.[qkv]')")
-    bias = g.init(f"{name}.qkv.b", torch.cat([m.bias.detach().float() for m in qkv]).numpy())
-    inner = attn.heads * attn.head_dim
     if kinds == {nn.Linear}:
+        bias = g.init(f"{name}.qkv.b", torch.cat([m.bias.detach().float() for m in qkv]).numpy())
         w = g.init(f"{name}.qkv.w", torch.cat([m.weight.detach().float() for m in qkv]).t().contiguous().numpy())
+        inner = attn.heads * attn.head_dim
         extra = {"qkv_hidden_sizes": [inner] * 3} if inner != attn.q.in_features else {}
-        return g.node("Attention", [x, w, bias, mask], domain=MS, num_heads=attn.heads, **extra)
-    x = g.smoothed(f"{name}.qkv", qkv[0], x)
-    w, wz = g.int_weights(f"{name}.qkv", torch.cat([m.w_int for m in qkv]))
-    ws = g.init(f"{name}.qkv.w_scale", torch.cat([m.w_scale for m in qkv]).float().numpy())
-    if qkv[0].static:
-        xq, xs, xz = g.quantize_static(f"{name}.qkv", qkv[0], x)
-    else:
-        xq, xs, xz = g.node("DynamicQuantizeLinear", [x], 3)
-    return g.node("QAttention", [xq, w, bias, xs, ws, mask, xz, wz], domain=MS, num_heads=attn.heads)
+        return g.node("Attention", [x, w, bias, mask["int32"]], domain=MS, num_heads=attn.heads, **extra)
+    x = g.smoothed(f"{name}.qkv", qkv[0], x)  # Q, K and V share one input, so one SmoothQuant scale
+    xq = g.quantize_static(f"{name}.qkv", qkv[0], x) if qkv[0].static else g.node("DynamicQuantizeLinear", [x], 3)
+    q, k, v = (g.int_matmul(f"{name}.{p}", m, xq, [g.init(f"{name}.{p}.b", m.bias.detach().float().numpy())])
+               for p, m in zip("qkv", qkv))
+    return g.node("Attention", [q, k, v, mask["bool"]], q_num_heads=attn.heads, kv_num_heads=attn.heads)
+
+
+def _pair_mask(g: _Graph) -> str:
+    """The standard Attention's mask: (batch, 1, tokens, tokens), True where attended (ONNX Runtime does not
+    broadcast its query axis)."""
+    shape = g.node("Shape", ["attention_mask"])
+    full = g.node("Concat", [g.node("Gather", [shape, g.init("index_0", np.array([0], np.int64))]),
+                             g.init("one_1d", np.array([1], np.int64)),
+                             g.node("Gather", [shape, g.init("index_1_1", np.array([1, 1], np.int64))])], axis=0)
+    return g.node("Expand", [g.node("Unsqueeze", [g.node("Cast", ["attention_mask"], to=g.tp.BOOL),
+                                                  g.init("axes_1_2", np.array([1, 2], np.int64))]), full])
 
 
 def _ffn_matrix(g: _Graph, name: str, m: nn.Module, x: str) -> str:
@@ -171,8 +190,12 @@ def export_onnx(model: SentenceEncoder, target_isa: str | None = None, represent
     g = _Graph(representation if qlinears else None)
     c = model.cfg
     eps = float(c.eps)
-    mask32 = g.node("Cast", ["attention_mask"], to=g.tp.INT32)
     maskf = g.node("Cast", ["attention_mask"], to=g.tp.FLOAT)
+    masks = {}
+    if any(isinstance(layer.attn.q, nn.Linear) for layer in model.layers):  # com.microsoft Attention's
+        masks["int32"] = g.node("Cast", ["attention_mask"], to=g.tp.INT32)
+    if any(isinstance(layer.attn.q, QLinear) for layer in model.layers):
+        masks["bool"] = _pair_mask(g)
     word = _word_embedding(g, model.embed.word, "input_ids")
     length = g.node("Gather", [g.node("Shape", ["input_ids"]), g.init("one", np.array(1, np.int64))])
     positions = g.node("Range", [g.init("zero", np.array(0, np.int64)), length, "one"])
@@ -185,7 +208,7 @@ def export_onnx(model: SentenceEncoder, target_isa: str | None = None, represent
                axis=-1, epsilon=eps)
     for i, layer in enumerate(model.layers):
         a, f = layer.attn, layer.ffn
-        ctx = _attention(g, i, a, x, mask32)
+        ctx = _attention(g, i, a, masks, x)
         o = g.linear(f"layers.{i}.attn.o", a.o, ctx)
         x = _residual_norm(g, f"layers.{i}.attn.norm", a.norm, o, x, eps)
         up = g.node("Gelu", [_ffn_matrix(g, f"layers.{i}.ffn.up", f.up, x)], domain=MS)

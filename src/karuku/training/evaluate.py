@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karuku.data.batches import iterate
+from karuku.data.batches import Inputs, count, feed, iterate, map_inputs
 from karuku.errors import KarukuError
 
 
@@ -30,12 +30,14 @@ class Score:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits for all of `x`, in eval mode (the model's mode is restored afterwards)."""
+def predict(model: nn.Module, x: Inputs, batch_size: int = 1000) -> torch.Tensor:
+    """Logits for all of `x` (a tensor, or a tuple or dict of the model's inputs), in eval mode (the model's mode
+    is restored afterwards)."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat([feed(model, map_inputs(lambda t, i=i: t[i: i + batch_size], x))
+                          for i in range(0, count(x), batch_size)])
     finally:
         model.train(was_training)
 
@@ -65,12 +67,12 @@ def score(model: nn.Module, data, batch_size: int = 1000) -> Score:
     total, loss, wrong, classes = 0, 0.0, 0, True
     try:
         for x, y in iterate(data, batch_size):
-            out = model(x)
+            out = feed(model, x)
             loss += float(supervised_loss(out, y, reduction="sum"))
             classes = not y.is_floating_point()
             if classes:
                 wrong += int((out.argmax(1) != y).sum())
-            total += len(x)
+            total += count(x)
     finally:
         model.train(was_training)
     if not total:

@@ -18,11 +18,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from karuku.data.batches import first_inputs, length, unlabelled
+from karuku.data.batches import count, feed, first_inputs, length, unlabelled
 from karuku.data.loaders import make_loader
 from karuku.data.splits import DataSplits
 from karuku.errors import KarukuError
-from karuku.measure.inputs import required_inputs
 from karuku.models.check import check_forward
 from karuku.progress import Progress, duration
 from karuku.threads import adapt as adapt_threads
@@ -101,6 +100,9 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
           state_key: Any = None) -> TrainResult:
     """Train `model` in place on `data.train`, evaluating on `data.val`.
 
+    A batch's input part is what the model is called on (`karuku.data.batches.feed`): a tensor, or for a model of
+    several inputs a tuple in forward's order or a dict by name (examples `((input_ids, attention_mask), y)`).
+
     `state_path`: where the per-epoch resume state lives (written at every epoch end, the last included). An
     existing one of the same run — same settings, data, starting weights, hooks and `state_key` — is resumed;
     one of another run is refused. The caller removes it with `resume.discard` once its result is written.
@@ -111,11 +113,6 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
     cfg, hooks = cfg or TrainConfig(), list(hooks or [])
     if not cfg.iterations and not cfg.epochs:  # epochs 0: the weights as given (a pretrained model)
         return TrainResult(0, 0, 0.0, [], None, None, None)
-    needs = required_inputs(model)
-    if len(needs) > 1:  # data batches carry one input tensor (karuku.data): say so before anything runs
-        raise KarukuError(f"the training loop feeds one input per batch; {type(model).__name__} takes "
-                          f"{len(needs)} ({', '.join(needs)})", "train a sentence encoder with karuku.text (distill, "
-                          "QAT: karuku.text.quantize mode qat), or wrap the model to take one tensor")
     check_forward(model, first_inputs(data.train, 2),  # one line before any step, not a raw error
                   data.num_classes if data.targets == "classes" else None)
     world = world_from_env()
@@ -161,7 +158,7 @@ def train(model: nn.Module, data: DataSplits, cfg: TrainConfig | None = None, ho
                     stepped = [state.iteration, 1]
                     progress.note(f"the machine got busy: continuing with 1 thread from iteration {state.iteration}")
                 loss = _step(net, state, hooks, x, y, lr_factor(cfg, state.iteration, total))
-                running, seen = running + loss * len(x), seen + len(x)
+                running, seen = running + loss * count(x), seen + count(x)
                 if state.iteration % eval_every == 0 or state.iteration == total:
                     _evaluate(state, val)
                 progress.update(state.iteration, f"loss {running / max(seen, 1):.4f}")
@@ -213,7 +210,7 @@ def _step(net: nn.Module, state: TrainState, hooks: list[Hook], x, y, factor: fl
     for g in state.optimizer.param_groups:
         g["lr"] = state.config.lr * factor
     net.train()
-    out = net(x)
+    out = feed(net, x)
     loss = None
     for h in hooks:
         loss = h.loss(state, x, y, out)
