@@ -10,6 +10,8 @@ steps, so settings are compared by their slope before a long run is spent on one
     ... --make-start P --start D --keep 0 2 4 5 --ffn 0.5
     # low-rank FFN: layers (0, 2, 4, 5) whole, each FFN matrix factorised at rank 192 (truncated SVD)
     ... --make-start R192 --keep 0 2 4 5 --ffn 0 --rank 192
+    # fewer heads: the whole FFN, half of every layer's heads pruned (layer scope)
+    ... --make-start H6 --keep 0 2 4 5 --ffn 0 --heads 0.5
     # add a second pinned corpus's training texts (the held-out fortunes stay the measure)
     ... --extra python-docs --extra-texts 20000
 
@@ -41,6 +43,7 @@ def main() -> None:
     ap.add_argument("--start", help="the saved student to train")
     ap.add_argument("--keep", type=int, nargs="+", required=True, help="the teacher layers the student kept")
     ap.add_argument("--ffn", type=float, default=0.5)
+    ap.add_argument("--heads", type=float, default=0.0, help="with --make-start: the share of heads pruned too")
     ap.add_argument("--rank", type=int, default=0, help="with --make-start: factorise each FFN matrix at this rank")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -54,7 +57,7 @@ def main() -> None:
     ap.add_argument("--cache", help="folder for the teacher's cached outputs")
     ap.add_argument("--live", action="store_true", help="run the teacher beside the student (cheaper than caching "
                                                         "every text's outputs when a probe sees less than one epoch)")
-    ap.add_argument("--save", help="write the trained student here")
+    ap.add_argument("--save", help="write the trained student here (and here-STEP at every measured step)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -63,8 +66,9 @@ def main() -> None:
     print(detect().summary(), time.strftime("%Y-%m-%d %H:%M"), vars(args), flush=True)
     if args.make_start:  # from the teacher (then cut to --keep), or prune a trained student given as --start
         src = load_encoder(args.start) if args.start else teacher
-        if args.ffn:
-            src, _ = prune(src, HeadPruneConfig(ffn=args.ffn, scope="layer"), tok(fortunes.train[:256]))
+        if args.ffn or args.heads:
+            src, _ = prune(src, HeadPruneConfig(heads=args.heads, ffn=args.ffn, scope="layer"),
+                           tok(fortunes.train[:256]))
         if not args.start:
             src = drop_layers(src, len(args.keep), keep=args.keep)
         if args.rank:
@@ -97,8 +101,15 @@ def main() -> None:
                             max_length=64, hidden_weight=args.hidden_weight, token_weight=args.token_weight,
                             seed=args.seed, cache_teacher=not args.live)
     t0 = time.perf_counter()
-    hook = (lambda s: measure(s) if s % args.every == 0 or s == args.steps else None) if args.every else None
-    distill(teacher, student, texts, tok, cfg, log=lambda s: print(s, flush=True), cache_dir=args.cache, hook=hook)
+    def hook(step: int):
+        if step % args.every and step != args.steps:
+            return None
+        if args.save:  # every measured step's student, so a long run stopped early keeps its best
+            save_encoder(Path(f"{args.save}-{step}"), student, {"text_stage": "distill"})
+        return measure(step)
+
+    distill(teacher, student, texts, tok, cfg, log=lambda s: print(s, flush=True), cache_dir=args.cache,
+            hook=hook if args.every else None)
     print(f"{args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     if args.save:
         save_encoder(Path(args.save), student, {"text_stage": "distill"})

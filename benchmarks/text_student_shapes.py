@@ -12,7 +12,7 @@ Dynamic int8 speed does not depend on the weights' values, so an untrained stude
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/text_student_shapes.py --only --held 1467 \
         --checkpoint 4L=RUN/steps/KEY/model.safetensors
 
-Results: docs/bench/text.md ("Student shapes at equal budget", "Low-rank FFN").
+Results: docs/bench/text.md ("Student shapes at equal budget", "Low-rank FFN", "Fewer heads, the whole FFN").
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ CANDIDATES = {
     "4L-r192": ((0, 2, 4, 5), 0.0, 0.0, 192),
     "4L-r256": ((0, 2, 4, 5), 0.0, 0.0, 256),
     "4L-f768": ((0, 2, 4, 5), 0.0, 0.5),  # recipe v2
+    "4L-f1152": ((0, 2, 4, 5), 0.0, 0.25),
+    "4L-f1536": ((0, 2, 4, 5), 0.0, 0.0),  # the whole FFN
+    "4L-h8-f1536": ((0, 2, 4, 5), 1 / 3, 0.0),  # the whole FFN, a third of the heads pruned
+    "4L-h6-f1536": ((0, 2, 4, 5), 0.5, 0.0),
+    "4L-h8-f1152": ((0, 2, 4, 5), 1 / 3, 0.25),
     "5L-f640": ((0, 1, 2, 3, 5), 0.0, 0.5833),
     "5L-h9-f768": ((0, 1, 2, 3, 5), 0.25, 0.5),
     "6L-h6-f768": ((0, 1, 2, 3, 4, 5), 0.5, 0.5),

@@ -124,6 +124,14 @@ def test_static_int8_int4_embedding_and_float_layers(tok):
     assert _props(raw)["karuku.quantization"] == "static"
     int4 = [t for t in onnx.load_from_string(raw).graph.initializer if t.data_type == onnx.TensorProto.INT4]
     assert len(int4) == 1 and len(int4[0].raw_data) == q.embed.word.w_int.numel() // 2
+    # the block scales are stored as float16 (2 bytes per block of 32), the rows cast to float after the lookup
+    scales = [t for t in onnx.load_from_string(raw).graph.initializer if t.name == "embed.word.scale"]
+    assert scales[0].data_type == onnx.TensorProto.FLOAT16 and len(scales[0].raw_data) == 2 * q.embed.word.scale.numel()
+    emb = m.embed.word.weight.detach()
+    step = q.embed.word.scale.float().repeat_interleave(32, 1)  # the 4-bit step of each value's block
+    # within half a step, plus the float16 rounding of the looked-up value (half its ulp, 2^-11 relative)
+    got = q.embed.word.weight
+    assert ((got - emb).abs() <= step / 2 + got.abs() * 2 ** -11 + 1e-7).all()
     with pytest.raises(KarukuError, match="calibration texts"):
         quantize(m, QuantConfig(mode="ptq"))
     with pytest.raises(KarukuError, match="quantized differently"):

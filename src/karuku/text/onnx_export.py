@@ -165,9 +165,10 @@ def _word_embedding(g: _Graph, emb: nn.Module, ids: str) -> str:
     else:  # uint8 with zero point 128 (GatherBlockQuantized's 8-bit form)
         data_name = g.init("embed.word.w_uint8", (q + 128).astype(np.uint8))
         zp = [g.init("embed.word.zero_point", np.full(emb.scale.shape, 128, np.uint8))]
-    scales = g.init("embed.word.scale", emb.scale.float().numpy())
-    return g.node("GatherBlockQuantized", [data_name, ids, scales, *zp], domain=MS, bits=emb.bits,
+    scales = g.init("embed.word.scale", emb.scale.half().numpy())  # float16: the rows come out float16
+    rows = g.node("GatherBlockQuantized", [data_name, ids, scales, *zp], domain=MS, bits=emb.bits,
                   block_size=emb.block, gather_axis=0, quantize_axis=1)
+    return g.node("Cast", [rows], to=TensorProto.FLOAT)
 
 
 def export_onnx(model: SentenceEncoder, target_isa: str | None = None, representation: str | None = None) -> bytes:
