@@ -119,11 +119,13 @@ def test_a_text_recipe_runs_qat_and_judges_min_speedup(tmp_path, monkeypatch):
     path = tmp_path / "r.yaml"
     path.write_text("version: 1\nname: tiny-qat\nmodel: {pretrained: tiny}\ndata: {calibration: 32}\n"
                     "budget: {min_fidelity: 0.5, min_speedup: 0.01}\n"
-                    "stages:\n  - quantize: {mode: qat, bits: 4, target_isa: avx512-vnni, qat_delay: 0}\n"
+                    "stages:\n  - quantize: {mode: qat, bits: 4, target_isa: avx512-vnni, qat_delay: 0,\n"
+                    "                train: {epochs: 0.5, batch_size: 16, max_length: 32, cache_teacher: false}}\n"
                     "  - export: {}\n")
     s = compress_text(load_recipe(path), tmp_path / "run", model_source=folder, log=lambda *_: None, time_rounds=1)
     assert [st["kind"] for st in s["steps"]] == ["pretrained", "quantize", "export"]
-    assert s["steps"][1]["mode"] == "qat" and "distill step" in (tmp_path / "run" / "run.log").read_text()
+    # the recipe's train settings are the QAT's: half of 288 texts in batches of 16 = 9 steps
+    assert s["steps"][1]["mode"] == "qat" and "distill step 9/9" in (tmp_path / "run" / "run.log").read_text()
     speed = s["checks"][-1]
     assert speed["limit"] == "min_speedup" and speed["value"] == pytest.approx(
         s["timing"]["result"]["b32_s128_per_s"] / s["timing"][BASELINE]["b32_s128_per_s"], rel=1e-4)
@@ -145,3 +147,12 @@ def test_static_ranges_are_of_the_smoothed_input_that_is_quantized(tok):
         assert (lo, hi) == pytest.approx((float(x.min()), float(x.max())), rel=1e-6), name
     got = onnx_fn(export_onnx(q))(b.input_ids.numpy(), b.attention_mask.numpy())
     _same_integers(got, want)
+
+
+def test_a_text_recipe_refuses_train_settings_outside_qat(tmp_path):
+    from karuku.text.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: bad\nstages:\n  - quantize: {mode: dynamic, train: {epochs: 1}}\n")
+    with pytest.raises(KarukuError, match="train applies to mode qat only"):
+        load_recipe(path)

@@ -47,6 +47,14 @@ class TextQuantSettings(QuantConfig):
 
     smooth: float | None = Field(None, ge=0, le=1, description="SmoothQuant α (0.75 measured best on MiniLM); "
                                                                "None: no smoothing")
+    train: TextDistillConfig | None = Field(None, description="mode qat: how the fake-quantized encoder is "
+                                                           "distilled from the float one (default: 1 epoch, lr 2e-5)")
+
+    @model_validator(mode="after")
+    def _train_is_qat(self):
+        if self.train is not None and self.mode != "qat":
+            raise ValueError(f"train applies to mode qat only (mode is {self.mode}); drop it or set mode: qat")
+        return self
 
 
 STAGES: dict[str, type[BaseModel]] = {"prune": HeadPruneConfig, "distill": TextDistillConfig,
