@@ -4,6 +4,8 @@ karuku.data.batches.feed; a batch that does not match the model's inputs is one 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -232,3 +234,77 @@ def test_the_input_part_of_an_example():
         collate([((ids, f), 0), (ids, 1)])
     with pytest.raises(KarukuError, match="examples of different shapes.*token ids: padded to one length"):
         collate([((ids, f), 0), ((torch.arange(3), f), 1)])
+
+
+class Masked(Dataset):
+    """Examples ((input_ids, attention_mask), y): 12 tokens, padded (id 0, mask 0) after 4-12 of them; the class
+    says whether token 5 or 7 is among the real ones."""
+
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        lens = torch.randint(4, 13, (n,), generator=g)
+        self.mask = (torch.arange(12)[None] < lens[:, None]).long()
+        self.ids = torch.randint(1, 32, (n, 12), generator=g) * self.mask
+        self.y = ((self.ids == 5) | (self.ids == 7)).any(1).long()
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return (self.ids[i], self.mask[i]), self.y[i]
+
+
+def _compress_tokens(tmp_path, stages):
+    from karuku.pipeline import compress
+    from karuku.pipeline.recipe import parse_recipe
+
+    recipe, problems = parse_recipe({
+        "version": 1, "name": "tokens", "model": {"name": "helpers.usermodels:token_flat", "train": {
+            "epochs": 6, "lr": 0.01, "optimizer": "adam", "batch_size": 32}},
+        "budget": {"max_drop": 5}, "recovery": {"epochs": 0, "max_rounds": 0}, "stages": stages})
+    assert not problems, problems
+    splits = from_torch(Masked(600, 0), Masked(200, 1), val_size=100)
+    return compress(recipe, tmp_path / "run", verbose=False, threads=1, data=splits)
+
+
+TOKENS = "input_ids (12,) int64 in [0, 32), attention_mask (12,) int64 in [0, 2)"
+
+
+def test_the_compression_loop_measures_a_model_of_token_ids_and_a_mask_on_its_inputs(tmp_path):
+    from karuku.data.batches import feed
+    from karuku.io.checkpoint import load_model
+
+    out = _compress_tokens(tmp_path, [{"prune": {"sparsity": 0.5}}, {"quantize": {"mode": "ptq"}}])
+    summary = json.loads((out.run_dir / "summary.json").read_text())
+    base, final = summary["baseline"]["measure"], summary["final"]["measure"]
+    assert base["inputs"] == final["inputs"] == TOKENS  # the data's inputs, their dtypes and value ranges
+    assert base["macs"] == final["macs"] == 12 * 8 * 32 + 12 * 32 + 32 * 2  # counted on them (embedding: no MAC)
+    assert base["accuracy"] > 0.75 and final["deploy_kind"] == "int8"  # majority class: 0.59
+    assert final["sizes"]["int8"] < base["sizes"]["fp32"] / 2
+    for m in (base, final):  # both deployed files timed side by side in ONNX Runtime on the data's inputs
+        assert m["latency"]["onnxruntime"]["b1_median_ms"] > 0
+    assert TOKENS in (out.run_dir / "report.md").read_text()
+    model, _ = load_model(out.run_dir / "final.safetensors")  # the quantize transform traces the token inputs again
+    test = Masked(200, 1)
+    with torch.no_grad():
+        pred = feed(model.eval(), (test.ids, test.mask)).argmax(1)
+    assert float((pred == test.y).float().mean()) == pytest.approx(final["accuracy"])
+
+
+@pytest.mark.parametrize("stages,refusal", [
+    ([{"prune": {"sparsity": 0.5, "structured": True}}], "stage prune: structured pruning takes models of one float"),
+    ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "c"}}], "stage export: format c .* one float input"),
+    ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "onnx"}}], "stage export: an int8 ONNX file .* one float"),
+])
+def test_loop_stages_that_take_one_float_input_refuse_token_models_in_one_line(tmp_path, stages, refusal):
+    with pytest.raises(KarukuError, match=refusal) as err:
+        _compress_tokens(tmp_path, stages)
+    assert TOKENS in err.value.message and "\n" not in str(err.value)
+
+
+def test_an_unlabelled_models_output_size_is_probed_on_its_own_inputs():
+    from karuku.models.spec import spec_for
+
+    data = Masked(4, 0)
+    spec = spec_for("helpers.usermodels:token_flat3", (12,), None, {}, (data.ids, data.mask))
+    assert spec.num_classes == 3

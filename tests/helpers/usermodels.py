@@ -44,3 +44,46 @@ class Branchy(nn.Module):
 
 def branchy(width: int = 8):
     return Branchy(width)
+
+
+class TokenMask(nn.Module):
+    """A user's tiny text classifier of two integer inputs: token ids and an attention mask (masked mean of the
+    token embeddings, then a two-layer head)."""
+
+    def __init__(self, vocab: int = 32, dim: int = 16, num_classes: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.fc1, self.fc2 = nn.Linear(dim, 32), nn.Linear(32, num_classes)
+
+    def forward(self, input_ids, attention_mask):
+        m = attention_mask.unsqueeze(-1).to(torch.float32)
+        pooled = (self.embed(input_ids) * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return self.fc2(torch.relu(self.fc1(pooled)))
+
+
+def token_mask(num_classes: int = 2, vocab: int = 32, dim: int = 16):
+    """Takes no input_shape: what it takes is token ids and a mask (the data says their length)."""
+    return TokenMask(vocab, dim, num_classes)
+
+
+class TokenFlat(nn.Module):
+    """Token ids and a mask through layers that all have an integer form (embeddings flattened into a linear
+    layer, the mask as features), for quantization in the loop."""
+
+    def __init__(self, vocab: int = 32, length: int = 12, dim: int = 8, num_classes: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.tokens, self.mask = nn.Linear(length * dim, 32), nn.Linear(length, 32)
+        self.head = nn.Linear(32, num_classes)
+
+    def forward(self, input_ids, attention_mask):
+        return self.head(torch.relu(self.tokens(self.embed(input_ids).flatten(1)) + self.mask(attention_mask.float())))
+
+
+def token_flat(num_classes: int = 2, vocab: int = 32, length: int = 12, dim: int = 8):
+    return TokenFlat(vocab, length, dim, num_classes)
+
+
+def token_flat3():
+    """A token model brought in as it is (its own 3 outputs; takes neither input_shape nor num_classes)."""
+    return TokenFlat(num_classes=3)

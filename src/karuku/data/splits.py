@@ -54,6 +54,13 @@ class DataSplits:
     def in_memory(self) -> bool:
         return all(batches.in_memory(d) for d in (self.train, self.val, self.test) if d is not None)
 
+    def model_inputs(self, n: int = 64) -> tuple[int, ...] | batches.Inputs:
+        """What a model of this data takes, as `karuku.measure.inputs.signature` reads it: the input shape when an
+        example is one tensor (or a model class's registered inputs stand for it), else the first `n` test
+        examples' inputs (a tuple or dict: token ids and a mask), whose dtypes and value ranges measurement keeps."""
+        example = batches.first_inputs(self.test, n)
+        return tuple(self.input_shape) if isinstance(example, torch.Tensor) else example
+
     def calibration(self, n: int) -> batches.Inputs:
         """The first `n` training inputs (deterministic), e.g. for quantization calibration: a tensor, or a tuple or
         dict of them for examples of several inputs."""

@@ -23,16 +23,18 @@ class ExportStage(Stage):
             from karuku.deploy.c.project import export_c
 
             folder = run.artifact("c")
-            export_c(to_integer(model), run.parent.spec.name, folder, run.input_shape, profile=cfg.profile)
+            shape = run.one_float_input(model, "stage export: format c (karuku's integer engine)")
+            export_c(to_integer(model), run.parent.spec.name, folder, shape, profile=cfg.profile)
             return StageOutput(model, artifacts={"c": str(folder)}, recover=False)
         if quantized:
+            run.one_float_input(model, "stage export: an int8 ONNX file (karuku's integer engine)")
             return StageOutput(model, artifacts={"onnx_int8": str(run.artifact("model.int8.onnx"))},
                                meta={"int8_onnx": _int8_onnx(model, cfg, run)}, recover=False)
         if cfg.int8:
             raise KarukuError("stage export: int8 needs a quantized model", "put a quantize stage before it")
         from karuku.deploy.onnx_fp32 import export_fp32
 
-        res = export_fp32(model, run.input_shape, run.artifact("model.onnx"))
+        res = export_fp32(model, run.inputs, run.artifact("model.onnx"))
         return StageOutput(model, artifacts={"onnx": str(res.path)}, recover=False,
                            meta={"onnx_note": res.note} if res.note else {})
 

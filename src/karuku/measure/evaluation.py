@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import torch
 from torch import nn
 
-from karuku.data.batches import first_inputs
 from karuku.measure import counts, energy, forms, memory
 from karuku.measure.inputs import signature
 from karuku.measure.profiles import Fit, Profile, check_fit, get_profile
@@ -193,8 +191,7 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
 
     threads = threads or current_threads()
     if input_shape is None and inputs is None and data is not None:
-        example = first_inputs(data.test, 64)  # examples of several inputs (token ids, mask): measured on them
-        input_shape, inputs = (data.input_shape, None) if isinstance(example, torch.Tensor) else (None, example)
+        inputs = data.model_inputs()  # examples of several inputs (token ids, mask): measured on them
     sig = signature(model, inputs if inputs is not None else (tuple(input_shape) if input_shape is not None else None))
     model.eval()
     rows = counts.layer_counts(model, sig)

@@ -73,6 +73,19 @@ class Input:
             return torch.zeros(batch, *self.shape)
         return self.random(batch, torch.Generator().manual_seed(_FIXED_SEED))
 
+    def as_dict(self) -> dict:
+        """As a checkpoint records it (JSON); `Input.from_dict` reads it back."""
+        return {"name": self.name, "shape": list(self.shape), "dtype": str(self.dtype).removeprefix("torch."),
+                "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Input:
+        dtype = getattr(torch, str(d.get("dtype", "float32")), None)
+        if not isinstance(dtype, torch.dtype):
+            raise KarukuError(f"input '{d.get('name')}' has an unknown dtype {d.get('dtype')!r}",
+                              "the file is damaged or from a newer karuku: re-save it")
+        return cls(str(d["name"]), tuple(d["shape"]), dtype, d.get("low"), d.get("high"))
+
     def describe(self) -> str:
         rng = f" in [{self.low}, {self.high})" if self.integer else ""
         return f"{self.name} {self.shape} {str(self.dtype).removeprefix('torch.')}{rng}"
@@ -237,6 +250,8 @@ def _parameter_names(model: nn.Module | None, n: int | None) -> list[str]:
     except (TypeError, ValueError):
         params = []
     names = [p.name for p in params[:n]]
+    if not names and isinstance(getattr(model, "input_names", None), list):  # forward(*xs) of a wrapper that
+        names = list(model.input_names)[:n]  # knows its inputs (a quantized model: its traced model's)
     if n is None:
         return names
     return names if len(names) == n else [f"input{i}" for i in range(n)]

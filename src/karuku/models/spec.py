@@ -48,16 +48,20 @@ class ModelSpec(BaseModel):
 
 
 def spec_for(name: str, input_shape: tuple[int, ...], outputs: int | None,
-             kwargs: dict[str, Any] | None = None) -> ModelSpec:
+             kwargs: dict[str, Any] | None = None, inputs=None) -> ModelSpec:
     """The spec of model `name` for data with `outputs` outputs per example (classes or values); None (data
     without labels: a pretrained model brought in as it is) takes the model's own output size, found by
-    building it once and running it on one zero input."""
+    building it once and running it on one example of `inputs` (what `karuku.measure.inputs.signature` reads:
+    by default one float input of `input_shape`, zeros)."""
     if outputs is not None:
         return ModelSpec(name=name, input_shape=tuple(input_shape), num_classes=outputs, kwargs=kwargs or {})
     import torch
 
+    from karuku.measure.inputs import signature
+
     probe = ModelSpec(name=name, input_shape=tuple(input_shape), num_classes=1, kwargs=kwargs or {}).build().eval()
+    sig = signature(probe, inputs if inputs is not None else tuple(input_shape))
     with torch.no_grad():
-        out = probe(torch.zeros(1, *input_shape))
+        out = sig.call(probe, sig.fixed(1))
     return ModelSpec(name=name, input_shape=tuple(input_shape), num_classes=max(1, out[0].numel()),
                      kwargs=kwargs or {})

@@ -61,6 +61,7 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
     from karuku.io.atomic import atomic_path
     from karuku.io.checkpoint import load_model
     from karuku.measure.evaluation import deployed_onnx
+    from karuku.measure.inputs import signature
     from karuku.measure.memory import peak_rss_bytes
     from karuku.measure.speed import side_by_side
     from karuku.pipeline.budget import judge, profile_fits
@@ -69,8 +70,10 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
     # baseline and result timed together now: their step measurements may be hours and loads apart
     run.folder.log("timing the baseline and the result side by side (ONNX Runtime)")
     steps = {"baseline": copy.deepcopy(run.baseline), "final": copy.deepcopy(final)}
-    files = {k: deployed_onnx(load_model(a.checkpoint)[0], run.input_shape) for k, a in steps.items()}
-    for k, speed in side_by_side(files, run.input_shape).items():
+    models = {k: load_model(a.checkpoint)[0] for k, a in steps.items()}
+    inputs = signature(models["baseline"], run.inputs)  # both files take the data's inputs, by the same names
+    files = {k: deployed_onnx(m, inputs) for k, m in models.items()}
+    for k, speed in side_by_side(files, inputs).items():
         steps[k].measure.latency["onnxruntime"] = speed.as_dict()
     base, final = steps["baseline"], steps["final"]
     checks = judge(final.measure, base.measure, run.recipe.budget, run.metric)

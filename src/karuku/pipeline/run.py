@@ -34,6 +34,7 @@ class Run:
     verbose: bool = True
     baseline: Attempt | None = None
     _teacher: nn.Module | None = field(default=None, repr=False)
+    _inputs: object = field(default=None, repr=False)
 
     threads: int = 1
 
@@ -68,7 +69,16 @@ class Run:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """One input's shape (the first's, for examples of several inputs): what a model spec records."""
         return tuple(self.splits.input_shape)
+
+    @property
+    def inputs(self):
+        """What the run's models take, for measuring, exporting and timing them: the data's input shape, or its
+        first test examples' inputs when they are several (`DataSplits.model_inputs`)."""
+        if self._inputs is None:
+            self._inputs = self.splits.model_inputs()
+        return self._inputs
 
     def measure(self, model: nn.Module, sizes: dict[str, int] | None = None,
                 reference: nn.Module | None = None) -> Evaluation:

@@ -37,7 +37,7 @@ def baseline_step(run: Run) -> Attempt:
 
             from karuku.training.loop import train
 
-            spec = spec_for(r.model.name, run.input_shape, run.splits.outputs, r.model.kwargs)
+            spec = spec_for(r.model.name, run.input_shape, run.splits.outputs, r.model.kwargs, run.inputs)
             torch.manual_seed(r.seed)
             model = spec.build()
             cfg = r.model.train.model_copy(update={"seed": r.seed})

@@ -28,8 +28,10 @@ EXACT = ("maxpool", "flatten", "relu", "reshape", "transpose", "upsample", "pad"
 
 
 def key(name: str) -> str:
-    """A module-dict key for a node name (dots are not allowed there)."""
-    return name.replace(".", "__")
+    """A module-dict key for a node name (dots are not allowed there, nor a ModuleDict attribute's name: a
+    traced `x.to(...)` or `x.float()` is a node called `to` or `float`)."""
+    k = name.replace(".", "__")
+    return f"{k}_" if hasattr(nn.ModuleDict, k) else k
 
 
 def layer_bits(name: str, cfg: QuantConfig) -> int | None:
@@ -94,6 +96,11 @@ class QuantModel(nn.Module):
     def act(self, name: str) -> ActQuant:
         """The quantizer that holds the range of value `name`."""
         return self.acts[self.quantizer[name]]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The traced model's input names in forward's order (measurement names the inputs `*xs` stand for)."""
+        return [n.name for n in sorted((n for n in self.nodes if n.op == "input"), key=lambda n: n.attrs["index"])]
 
     def forward(self, *xs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
         """The traced model on its inputs, in forward's order or by its parameter names (a dict batch)."""

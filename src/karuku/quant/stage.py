@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from karuku.measure.inputs import signature
 from karuku.pipeline.stage import Stage, StageOutput, StageRun, register_stage
 from karuku.quant import QuantConfig, export_qdq, quantize
 from karuku.quant.store import MODULE, TRANSFORM, QParams, transform_params
@@ -25,7 +26,7 @@ class QuantizeStage(Stage):
             artifacts["onnx_int8"] = str(write_bytes(run.artifact("model.int8.onnx"), export_qdq(qm)))
         meta = {**qp.meta(), "mode": cfg.mode, "float_layers": qm.float_layers}
         return StageOutput(qm, transforms=[{"name": TRANSFORM, "module": MODULE,
-                                            "params": transform_params(qm, run.input_shape)}],
+                                            "params": transform_params(qm, signature(model, run.inputs), model)}],
                            sections={"qparams": qp.tensors()}, meta=meta, artifacts=artifacts)
 
     def backoff(self, cfg: QuantConfig, round_: int) -> QuantConfig | None:

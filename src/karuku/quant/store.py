@@ -19,6 +19,7 @@ from torch import nn
 from karuku.config import STORED
 from karuku.errors import KarukuError
 from karuku.io.checkpoint import register_transform, save_checkpoint
+from karuku.measure.inputs import Input, Signature, forward_order
 from karuku.models.spec import ModelSpec
 from karuku.quant.config import QuantConfig
 from karuku.quant.fuse import WEIGHTED, trace
@@ -73,18 +74,29 @@ class QParams:
         return total
 
 
-def transform_params(qm: QuantModel, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """What the `quantize` transform records: the settings, the input shape and the traced structure."""
-    return {"config": qm.cfg.model_dump(mode="json"), "input_shape": list(input_shape), "nodes": qm.describe()}
+def transform_params(qm: QuantModel, inputs, model: nn.Module | None = None) -> dict[str, Any]:
+    """What the `quantize` transform records: the settings, the inputs it was traced with and the traced
+    structure. `inputs`: an input shape, or a `Signature` — several or integer inputs (token ids, a mask) are
+    recorded one by one in `model.forward`'s order, as `rebuild` traces them again."""
+    out = {"config": qm.cfg.model_dump(mode="json"), "nodes": qm.describe()}
+    shape = inputs.input_shape if isinstance(inputs, Signature) else inputs
+    if shape is not None:
+        return {**out, "input_shape": list(shape)}
+    by_name = {i.name: i for i in inputs.inputs}
+    names = forward_order(model, inputs.names) if inputs.keywords and model is not None else inputs.names
+    return {**out, "inputs": [by_name[n].as_dict() for n in names]}
 
 
 @register_transform(TRANSFORM)
 def rebuild(model: nn.Module, params: dict[str, Any]) -> QuantModel:
     """Wrap a freshly built float model in the same fake-quant structure as the checkpoint's."""
     cfg = QuantConfig.model_validate(params["config"], context=STORED)
-    shape = tuple(params["input_shape"])
+    if "inputs" in params:  # several or integer inputs, in forward's order
+        example = tuple(Input.from_dict(d).fixed(1) for d in params["inputs"])
+    else:
+        example = torch.zeros(1, *tuple(params["input_shape"]))
     try:
-        nodes = trace(model, torch.zeros(1, *shape))
+        nodes = trace(model, example)
     except KarukuError as exc:
         raise KarukuError(f"fake-quant checkpoint does not fit {type(model).__name__}: {exc.message}",
                           "load it into the architecture it was quantized from") from None

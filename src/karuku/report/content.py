@@ -131,6 +131,7 @@ def background(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
     return [("h2", t["background"]), ("table", [t["metric"], t["baseline"]], [
         [t["model"], str(model_name)], [t["data"], recipe["data"]["name"]],
         [quality_label(q, t), show_quality(base, q, t, errors=True)],
+        *([[t["inputs"], base["inputs"]]] if base.get("inputs") else []),  # measured on these, not one float input
         [t["params"], f"{base['params']:,}"], [t["size"], f"{size(base['deploy_bytes'])} ({base['deploy_kind']})"],
         [t["macs"], f"{base['macs']:,}"], [t["latency"], f"{base['latency_ms']:.3f} ms"],
         [t["energy"], f"{base['energy_uj']:.3f} µJ"]])]

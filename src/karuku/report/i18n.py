@@ -24,6 +24,7 @@ TEXT = {
         "stage": "stage", "round": "back-off", "settings": "settings", "recovered": "recovered",
         "accuracy": "test accuracy", "drop": "drop (pt)", "size": "deployable size", "nonzeros": "nonzeros",
         "params": "parameters", "macs": "MACs / sample", "eff_macs": "effective MACs", "latency": "latency b1 (ORT)",
+        "inputs": "inputs",  # what a model of several or integer inputs was measured on
         "throughput": "throughput b64 (ORT)", "energy": "energy / inference", "peak": "peak activations",
         "limit": "limit", "allowed": "allowed", "measured": "measured", "verdict": "verdict",
         "pass": "pass", "fail": "FAIL", "fits": "fits", "not_fits": "does not fit", "profile": "device profile",
@@ -67,6 +68,7 @@ TEXT = {
         "stage": "段階", "round": "後退", "settings": "設定", "recovered": "回復学習",
         "accuracy": "テスト精度", "drop": "低下（pt）", "size": "配備サイズ", "nonzeros": "非ゼロ数",
         "params": "パラメータ数", "macs": "MAC / サンプル", "eff_macs": "実効 MAC", "latency": "遅延 b1（ORT）",
+        "inputs": "インプット",
         "throughput": "スループット b64（ORT）", "energy": "推論1回のエネルギー", "peak": "活性化メモリ最大値",
         "limit": "制約", "allowed": "許容値", "measured": "測定値", "verdict": "判定",
         "pass": "合格", "fail": "不合格", "fits": "収まる", "not_fits": "収まらない", "profile": "デバイス",

@@ -37,7 +37,7 @@ def train_checkpoint(model: str, cfg: TrainConfig, out: str | os.PathLike, data:
     if init:
         regular_file(init, "weights file")  # a wrong --init fails before any data is fetched or loaded
     splits = load_splits(data)
-    spec = spec_for(model, splits.input_shape, splits.outputs, model_kwargs)
+    spec = spec_for(model, splits.input_shape, splits.outputs, model_kwargs, splits.model_inputs())
     torch.manual_seed(cfg.seed)
     net = spec.build()
     if init:
