@@ -1,7 +1,7 @@
 """The compression loop on a user's model of two integer inputs (token ids, attention mask): a table of what the
 run measured on them — quality, MACs, deployable size, ONNX Runtime latency (baseline and result timed side by
 side). The model is tests/helpers/usermodels.py's TokenFlat; the data: 12 tokens padded after 4-12, the class
-says whether token 5 or 7 is among them (as tests/test_several_inputs.py's Masked).
+says whether token 5 or 7 is among them (helpers.usermodels.Masked, the tests' data).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/loop_tokens.py --out /tmp/loop_tokens
 """
@@ -14,28 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # helpers.usermodels: the user's package
 
 
-class Masked(Dataset):
-    def __init__(self, n: int, seed: int):
-        g = torch.Generator().manual_seed(seed)
-        lens = torch.randint(4, 13, (n,), generator=g)
-        self.mask = (torch.arange(12)[None] < lens[:, None]).long()
-        self.ids = torch.randint(1, 32, (n, 12), generator=g) * self.mask
-        self.y = ((self.ids == 5) | (self.ids == 7)).any(1).long()
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return (self.ids[i], self.mask[i]), self.y[i]
-
-
 def main() -> None:
+    from helpers.usermodels import Masked
     from karuku.cpu import detect
     from karuku.data import from_torch
     from karuku.pipeline import compress

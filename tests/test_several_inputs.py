@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
+from helpers.usermodels import Masked
 from karuku.data import from_torch
 from karuku.errors import KarukuError
 from karuku.training import TrainConfig, score, train
@@ -234,24 +235,6 @@ def test_the_input_part_of_an_example():
         collate([((ids, f), 0), (ids, 1)])
     with pytest.raises(KarukuError, match="examples of different shapes.*token ids: padded to one length"):
         collate([((ids, f), 0), ((torch.arange(3), f), 1)])
-
-
-class Masked(Dataset):
-    """Examples ((input_ids, attention_mask), y): 12 tokens, padded (id 0, mask 0) after 4-12 of them; the class
-    says whether token 5 or 7 is among the real ones."""
-
-    def __init__(self, n: int, seed: int):
-        g = torch.Generator().manual_seed(seed)
-        lens = torch.randint(4, 13, (n,), generator=g)
-        self.mask = (torch.arange(12)[None] < lens[:, None]).long()
-        self.ids = torch.randint(1, 32, (n, 12), generator=g) * self.mask
-        self.y = ((self.ids == 5) | (self.ids == 7)).any(1).long()
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return (self.ids[i], self.mask[i]), self.y[i]
 
 
 def _compress_tokens(tmp_path, stages):

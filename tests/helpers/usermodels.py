@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 
 class Tiny(nn.Module):
@@ -87,3 +88,21 @@ def token_flat(num_classes: int = 2, vocab: int = 32, length: int = 12, dim: int
 def token_flat3():
     """A token model brought in as it is (its own 3 outputs; takes neither input_shape nor num_classes)."""
     return TokenFlat(num_classes=3)
+
+
+class Masked(Dataset):
+    """Examples ((input_ids, attention_mask), y): 12 tokens, padded (id 0, mask 0) after 4-12 of them; the class
+    says whether token 5 or 7 is among the real ones (the data of the token models below)."""
+
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        lens = torch.randint(4, 13, (n,), generator=g)
+        self.mask = (torch.arange(12)[None] < lens[:, None]).long()
+        self.ids = torch.randint(1, 32, (n, 12), generator=g) * self.mask
+        self.y = ((self.ids == 5) | (self.ids == 7)).any(1).long()
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return (self.ids[i], self.mask[i]), self.y[i]

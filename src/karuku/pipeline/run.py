@@ -4,6 +4,7 @@ task, the baseline, and the two functions the loop is built on: `measure` and `r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from torch import nn
@@ -34,7 +35,6 @@ class Run:
     verbose: bool = True
     baseline: Attempt | None = None
     _teacher: nn.Module | None = field(default=None, repr=False)
-    _inputs: object = field(default=None, repr=False)
 
     threads: int = 1
 
@@ -72,13 +72,11 @@ class Run:
         """One input's shape (the first's, for examples of several inputs): what a model spec records."""
         return tuple(self.splits.input_shape)
 
-    @property
+    @cached_property
     def inputs(self):
         """What the run's models take, for measuring, exporting and timing them: the data's input shape, or its
-        first test examples' inputs when they are several (`DataSplits.model_inputs`)."""
-        if self._inputs is None:
-            self._inputs = self.splits.model_inputs()
-        return self._inputs
+        first test examples' inputs when they are several (`DataSplits.model_inputs`; read once)."""
+        return self.splits.model_inputs()
 
     def measure(self, model: nn.Module, sizes: dict[str, int] | None = None,
                 reference: nn.Module | None = None) -> Evaluation:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,10 @@ class StageRun:
         """One input's shape (the first's, for examples of several inputs): what a model spec records."""
         return tuple(self.splits.input_shape)
 
-    @property
+    @cached_property
     def inputs(self):
         """What the model takes, for `karuku.measure.inputs.signature`: the data's input shape, or its first test
-        examples' inputs when they are several (token ids and a mask)."""
+        examples' inputs when they are several (token ids and a mask); read once per stage."""
         return self.splits.model_inputs()
 
     def one_float_input(self, model: nn.Module, what: str) -> tuple[int, ...]:

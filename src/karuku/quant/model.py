@@ -85,8 +85,7 @@ class QuantModel(nn.Module):
             _check_supported(nodes, cfg)
 
     def _by_name(self, named: dict[str, torch.Tensor], given: int) -> tuple[torch.Tensor, ...]:
-        inputs = sorted((n for n in self.nodes if n.op == "input"), key=lambda n: n.attrs.get("index", 0))
-        order = [n.name for n in inputs]
+        order = self.input_names
         wrong = sorted(set(named) ^ set(order[given:]))
         if wrong:
             raise KarukuError(f"the quantized model takes {', '.join(order)}; given {', '.join(named)} by name after "
@@ -100,7 +99,8 @@ class QuantModel(nn.Module):
     @property
     def input_names(self) -> list[str]:
         """The traced model's input names in forward's order (measurement names the inputs `*xs` stand for)."""
-        return [n.name for n in sorted((n for n in self.nodes if n.op == "input"), key=lambda n: n.attrs["index"])]
+        inputs = (n for n in self.nodes if n.op == "input")
+        return [n.name for n in sorted(inputs, key=lambda n: n.attrs.get("index", 0))]
 
     def forward(self, *xs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
         """The traced model on its inputs, in forward's order or by its parameter names (a dict batch)."""
