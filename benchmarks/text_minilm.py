@@ -188,15 +188,16 @@ def main() -> None:
     fns = {}
     files: dict[str, Path] = {}
     calib = tok(corpus.train[:256])
-    for name, cfg, smooth in (
-            ("karuku fp32 (fused graph)", None, None),
-            ("karuku int8 dynamic, for this CPU", QuantConfig(mode="dynamic", target_isa="auto"), None),
-            ("karuku int8 dynamic + SmoothQuant 0.75, for this CPU", QuantConfig(mode="dynamic", target_isa="auto"),
-             0.75),
-            ("karuku int8 dynamic + SmoothQuant 0.75, for AVX2 (7-bit)", QuantConfig(mode="dynamic", target_isa="avx2"),
-             0.75)):
+    here, avx2 = QuantConfig(mode="dynamic", target_isa="auto"), QuantConfig(mode="dynamic", target_isa="avx2")
+    for name, cfg, smooth, rounding in (
+            ("karuku fp32 (fused graph)", None, None, "nearest"),
+            ("karuku int8 dynamic, for this CPU", here, None, "nearest"),
+            ("karuku int8 dynamic + SmoothQuant 0.75, for this CPU", here, 0.75, "nearest"),
+            ("karuku int8 dynamic + SmoothQuant 0.75, for AVX2 (7-bit)", avx2, 0.75, "nearest"),
+            ("karuku int8 dynamic + SmoothQuant 0.75 + GPTQ, for this CPU", here, 0.75, "gptq"),
+            ("karuku int8 dynamic + SmoothQuant 0.75 + GPTQ, for AVX2 (7-bit)", avx2, 0.75, "gptq")):
         path = out / f"karuku_{len(files)}.onnx"
-        m = model if cfg is None else quantize(model, cfg, calib, smooth=smooth)
+        m = model if cfg is None else quantize(model, cfg, calib, smooth=smooth, rounding=rounding)
         path.write_bytes(export_onnx(m))
         files[name] = path
     for spec in args.extra:

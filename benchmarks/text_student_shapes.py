@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--held", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="then each file's time at batch 32 x 128 by operator")
+    ap.add_argument("--rounding", choices=["nearest", "gptq"], default="nearest", help="int8 weight rounding")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -94,7 +95,7 @@ def main() -> None:
         students[name] = load_encoder(path)
     for name, student in students.items():
         f = fidelity(ref, encode(student, held))
-        raw = export_onnx(quantize(student, qcfg, calib, smooth=0.75))
+        raw = export_onnx(quantize(student, qcfg, calib, smooth=0.75, rounding=args.rounding))
         if name not in CANDIDATES:
             q = fidelity(ref, encode(onnx_fn(raw, 1), held))
             print(f"{name}: int8 ONNX mean cos {q.mean_cosine:.4f}, p1 {q.p1_cosine:.4f}, top-10 "

@@ -156,3 +156,8 @@ def test_a_text_recipe_refuses_train_settings_outside_qat(tmp_path):
     path.write_text("version: 1\nname: bad\nstages:\n  - quantize: {mode: dynamic, train: {epochs: 1}}\n")
     with pytest.raises(KarukuError, match="train applies to mode qat only"):
         load_recipe(path)
+    path.write_text("version: 1\nname: bad\nstages:\n  - quantize: {mode: qat, rounding: gptq}\n")
+    with pytest.raises(KarukuError, match="rounding gptq does not apply to mode qat"):
+        load_recipe(path)
+    path.write_text("version: 1\nname: ok\nstages:\n  - quantize: {mode: dynamic, smooth: 0.75, rounding: gptq}\n")
+    assert load_recipe(path).stages[0].config().rounding == "gptq"

@@ -24,6 +24,7 @@ from torch import nn
 
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
+from karuku.quant.gptq import gptq_round
 from karuku.quant.model import layer_bits
 from karuku.text.encoder import SentenceEncoder
 from karuku.text.tokenizer import Batch, Tokenizer
@@ -55,13 +56,19 @@ def weight_qparams(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tens
 class QLinear(nn.Module):
     """A Linear with int8 weights and uint8 activations (dynamic, or static once `act_range` is set)."""
 
-    def __init__(self, linear: nn.Linear, bits: int, smooth: torch.Tensor | None = None):
+    def __init__(self, linear: nn.Linear, bits: int, smooth: torch.Tensor | None = None,
+                 hessian: torch.Tensor | None = None):
         super().__init__()
         self.bits = bits
         w = linear.weight.detach().float()
         # SmoothQuant: x / s in, W · s stored: the same product, with outlier channels tamed before rounding
         self.register_buffer("in_scale", torch.ones(0) if smooth is None else 1.0 / smooth.float())
-        w_int, scale = weight_qparams(w if smooth is None else w * smooth.float()[None, :], bits)
+        if smooth is not None:
+            w = w * smooth.float()[None, :]
+        w_int, scale = weight_qparams(w, bits)
+        if hessian is not None:  # GPTQ: the same grid, each column rounded against the inputs it meets (x / s)
+            d = self.in_scale.double() if smooth is not None else torch.ones(w.shape[1], dtype=torch.float64)
+            w_int = gptq_round(w, scale, (1 << (bits - 1)) - 1, hessian * d[:, None] * d[None, :])
         self.register_buffer("w_int", w_int.to(torch.int8))
         self.register_buffer("w_scale", scale)
         self.register_buffer("bias", linear.bias.detach().clone())
@@ -124,8 +131,8 @@ class QEmbedding(nn.Module):
 
 
 def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration: Batch | None = None,
-             smooth: float | None = None, *, texts: list[str] | None = None, tokenizer=None, train=None,
-             log=print) -> SentenceEncoder:
+             smooth: float | None = None, *, rounding: str = "nearest", texts: list[str] | None = None,
+             tokenizer=None, train=None, log=print) -> SentenceEncoder:
     """A copy of `model` with int8 Linear layers (and the word embedding, weight-only) as `cfg` says.
 
     `cfg.mode`: "dynamic" (activation ranges per call), "ptq" (static ranges calibrated on `calibration`, a
@@ -137,13 +144,23 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
     `smooth` (α, e.g. 0.5; needs `calibration`): SmoothQuant (Xiao et al. 2023) — each Linear's input channel j
     is divided by s_j = max|x_j|^α / max|W_:j|^(1−α) (an elementwise Mul before quantizing) and W's column j
     multiplied by it, so channels with outliers no longer set every other channel's step. Q, K and V share one s
-    (one input). The float function is unchanged; only what rounding loses moves."""
+    (one input). The float function is unchanged; only what rounding loses moves.
+
+    `rounding` ("nearest" or "gptq"; "gptq" needs `calibration`, modes dynamic / ptq): GPTQ (Frantar et al. 2023,
+    `karuku.quant.gptq`) rounds each Linear's weights column by column against Σ xᵀx of its inputs over the real
+    tokens of the calibration texts, on the same per-channel grid as nearest rounding."""
     cfg = (cfg or QuantConfig(mode="dynamic")).for_target()
     if not isinstance(model, SentenceEncoder):
         raise KarukuError(f"karuku.text.quantize needs a SentenceEncoder, got {type(model).__name__}",
                           "use karuku.quantize for other models")
-    if (cfg.mode != "dynamic" or smooth is not None) and calibration is None:
-        raise KarukuError("static quantization and smoothing need calibration texts", "pass a tokenized Batch")
+    if rounding not in ("nearest", "gptq"):
+        raise KarukuError(f"unknown weight rounding '{rounding}'", "use 'nearest' or 'gptq'")
+    if (cfg.mode != "dynamic" or smooth is not None or rounding == "gptq") and calibration is None:
+        raise KarukuError("static quantization, smoothing and GPTQ rounding need calibration texts",
+                          "pass a tokenized Batch")
+    if cfg.mode == "qat" and rounding != "nearest":
+        raise KarukuError("GPTQ rounding does not apply to QAT (training sets the weights it rounds)",
+                          "use rounding 'nearest' with mode qat, or mode dynamic / ptq with GPTQ")
     if cfg.mode == "qat":
         scales = smooth_scales(model, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
         qm = finish(train_qat(model, cfg, calibration, texts, tokenizer, train, scales, log))
@@ -153,11 +170,12 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
         raise KarukuError(f"training texts apply to mode qat only (mode is {cfg.mode})", "drop texts / train")
     qm = copy.deepcopy(model).eval()
     scales = smooth_scales(qm, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
+    grams = input_grams(qm, calibration, cfg.calibration_batch, cfg.calibration) if rounding == "gptq" else {}
     for name, module in list(qm.named_modules()):
         if isinstance(module, nn.Linear):
             bits = layer_bits(name, cfg)
             if bits is not None:
-                _replace(qm, name, QLinear(module, bits, scales.get(name)))
+                _replace(qm, name, QLinear(module, bits, scales.get(name), grams.get(name)))
     _quantize_embedding(qm, cfg)
     if cfg.mode == "ptq":
         calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)
@@ -215,6 +233,33 @@ def linear_names(model: nn.Module) -> list[str]:
     """The names of every Linear / QLinear (what `layer_bits` patterns match)."""
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, QLinear))]
 
+
+
+@torch.no_grad()
+def input_grams(model: SentenceEncoder, batch: Batch, batch_size: int = 32,
+                limit: int | None = None) -> dict[str, torch.Tensor]:
+    """Σ xᵀx (float64, in × in) of every Linear's input over the real tokens of the calibration texts (padding
+    positions left out: no real text puts them there), for GPTQ."""
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    grams: dict[str, torch.Tensor] = {}
+    real: list[torch.Tensor] = []  # the mask of the part being fed
+
+    def hook(name):
+        def fn(_m, inputs):
+            x = inputs[0].detach()[real[0]].double()
+            grams[name] = grams[name] + x.T @ x if name in grams else x.T @ x
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
+    try:
+        for i in range(0, min(len(batch), limit or len(batch)), batch_size):
+            part = batch[i:i + batch_size]
+            real[:] = [part.attention_mask.bool()]
+            model(*part.inputs())
+    finally:
+        for h in handles:
+            h.remove()
+    return grams
 
 
 @torch.no_grad()

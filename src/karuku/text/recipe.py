@@ -43,10 +43,12 @@ class ExportSettings(Config):
 
 
 class TextQuantSettings(QuantConfig):
-    """QuantConfig plus SmoothQuant's α for sentence encoders (karuku.text.quantize)."""
+    """QuantConfig plus SmoothQuant's α and GPTQ rounding for sentence encoders (karuku.text.quantize)."""
 
     smooth: float | None = Field(None, ge=0, le=1, description="SmoothQuant α (0.75 measured best on MiniLM); "
                                                                "None: no smoothing")
+    rounding: Literal["nearest", "gptq"] = Field("nearest", description="how weights meet the int8 grid: nearest, "
+                                                 "or GPTQ against the calibration texts' inputs (dynamic / ptq)")
     train: TextDistillConfig | None = Field(None, description="mode qat: how the fake-quantized encoder is "
                                                            "distilled from the float one (default: 1 epoch, lr 2e-5)")
 
@@ -54,6 +56,8 @@ class TextQuantSettings(QuantConfig):
     def _train_is_qat(self):
         if self.train is not None and self.mode != "qat":
             raise ValueError(f"train applies to mode qat only (mode is {self.mode}); drop it or set mode: qat")
+        if self.rounding != "nearest" and self.mode == "qat":
+            raise ValueError("rounding gptq does not apply to mode qat (training sets the weights); drop it")
         return self
 
 

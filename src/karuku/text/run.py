@@ -125,8 +125,8 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
             # QAT distils the float model of this point into its fake-quantized copy on the training texts
             qat = ({"texts": corpus.train, "tokenizer": tok, "train": cfg.train, "log": run.log}
                    if cfg.mode == "qat" else {})
-            qm = quantize(current, QuantConfig(**cfg.model_dump(exclude={"smooth", "train"})), calib,
-                          smooth=cfg.smooth, **qat)
+            qm = quantize(current, QuantConfig(**cfg.model_dump(exclude={"smooth", "rounding", "train"})), calib,
+                          smooth=cfg.smooth, rounding=cfg.rounding, **qat)
             result = {"kind": "quantize", "fidelity": measure(qm), "mode": cfg.mode}
         else:
             raw = export_onnx(qm if qm is not None else current, cfg.target_isa, cfg.representation)
