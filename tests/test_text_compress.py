@@ -328,7 +328,7 @@ stages:
     with pytest.raises(KarukuError, match=r"stages\[0\].prune: invalid HeadPruneConfig heads"):
         load_recipe(recipe_path)
     out = karuku_cli(["text", "validate", "recipes/minilm-edge.yaml"])
-    assert "prune → distill → distill → quantize → export" in out.stdout
+    assert "prune → distill → quantize → export" in out.stdout
 
 
 def test_smoothing_tames_an_outlier_channel(tok):
