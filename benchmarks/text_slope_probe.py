@@ -22,7 +22,6 @@ extra corpus) against the fp32 model. Results: docs/bench/text.md ("Changing the
 from __future__ import annotations
 
 import argparse
-import random
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 
 from karuku.cpu import detect
 from karuku.text import load_pretrained
-from karuku.text.corpus import load_corpus
+from karuku.text.corpus import load_corpus, mix_texts
 from karuku.text.distill import TextDistillConfig, distill, drop_layers
 from karuku.text.prune import HeadPruneConfig, factorize_ffn, prune
 from karuku.text.run import load_encoder, save_encoder
@@ -80,8 +79,8 @@ def main() -> None:
     texts = list(fortunes.train)
     if args.extra:
         extra = load_corpus(args.extra, log=lambda _: None)
-        add = extra.train if not args.extra_texts else random.Random(0).sample(extra.train, args.extra_texts)
-        texts += add
+        texts = mix_texts(texts, [extra.train], args.extra_texts)
+        add = texts[len(fortunes.train):]
         sets[args.extra] = tok(extra.held_out[:args.held])
         print(f"{len(fortunes.train)} fortunes + {len(add)} {args.extra} training texts", flush=True)
     refs = {k: encode(teacher, b) for k, b in sets.items()}

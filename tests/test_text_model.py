@@ -250,3 +250,23 @@ def test_python_docs_prose_from_rst_sources(tmp_path):
     with pytest.raises(KarukuError, match="unknown text corpus") as e:
         corpus_mod.load_corpus("wikipedia", log=lambda _: None)
     assert "python-docs" in e.value.hint
+
+
+def test_distillation_texts_mix_in_a_fixed_draw_of_each_extra_corpus(tmp_path):
+    """`data.extra_texts`: the same N texts of each extra corpus every run (cached teacher outputs stay valid),
+    after the main corpus's, all of them when N is absent or larger than the corpus."""
+    from karuku.text.corpus import mix_texts
+    from karuku.text.recipe import load_recipe
+
+    main, docs, more = ["a", "b"], [f"d{i}" for i in range(50)], ["m1", "m2", "m3"]
+    drawn = mix_texts(main, [docs, more], 5)
+    assert drawn[:2] == main and len(drawn) == 2 + 5 + 3
+    assert drawn == mix_texts(main, [docs, more], 5)  # the same draw
+    assert set(drawn[2:7]) <= set(docs) and len(set(drawn[2:7])) == 5 and sorted(drawn[7:]) == more
+    assert mix_texts(main, [docs], None) == main + docs
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: bad\ndata: {corpus: fortunes, extra_texts: 100}\nstages:\n  - export: {}\n")
+    with pytest.raises(KarukuError, match="extra names none"):
+        load_recipe(path)
+    path.write_text("version: 1\nname: ok\ndata: {extra: [python-docs], extra_texts: 100}\nstages:\n  - export: {}\n")
+    assert load_recipe(path).data.extra_texts == 100

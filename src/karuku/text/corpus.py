@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -271,3 +272,12 @@ def load_corpus(name: str = "fortunes", source: str | os.PathLike | None = None,
         raise KarukuError(f"unknown text corpus '{name}'", f"known: {', '.join(CORPORA)}")
     train, held_out = split(texts)
     return Corpus(train, held_out, where)
+
+
+def mix_texts(train: list[str], extra: list[list[str]], count: int | None = None) -> list[str]:
+    """Distillation's texts: `train`, then each extra corpus's training texts — all of them, or `count` drawn
+    without replacement by a fixed seed (the same draw every run, so cached teacher outputs and runs repeat)."""
+    out = list(train)
+    for texts in extra:
+        out += list(texts) if not count else random.Random(0).sample(list(texts), min(count, len(texts)))
+    return out

@@ -76,7 +76,16 @@ class TextData(Config):
                                                        "training texts calibrate and distil")
     extra: list[Literal["fortunes", "python-docs"]] = Field([], description="more corpora whose training texts "
                                                             "join distillation's (more varied text than one corpus)")
+    extra_texts: int | None = Field(None, gt=0, description="from each extra corpus, this many training texts "
+                                    "(a fixed draw); None: all of them")
     calibration: int = Field(256, gt=0, description="training texts used to calibrate pruning and int8")
+
+    @model_validator(mode="after")
+    def _count_needs_extra(self):
+        if self.extra_texts is not None and not self.extra:
+            raise ValueError("extra_texts counts texts of the extra corpora, and extra names none; add extra: "
+                             "[python-docs] or drop extra_texts")
+        return self
 
 
 class TextBudget(Budget):

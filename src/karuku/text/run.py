@@ -77,7 +77,7 @@ def side_by_side(files: dict[str, bytes], big, one, threads: int, rounds: int = 
 def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_source=None, corpus_source=None,
                   log=print, time_rounds: int = 3) -> dict[str, Any]:
     """Run `recipe`; returns the summary (also written to RUN/summary.json, with RUN/report.md)."""
-    from karuku.text.corpus import load_corpus
+    from karuku.text.corpus import load_corpus, mix_texts
     from karuku.text.distill import distill, drop_layers
     from karuku.text.onnx_export import export_onnx
     from karuku.text.pretrained import load_pretrained
@@ -89,7 +89,8 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
     teacher, tok = load_pretrained(recipe.model.pretrained, model_source, log)
     corpus = load_corpus(recipe.data.corpus, corpus_source, log)
     held, calib = tok(corpus.held_out), tok(corpus.train[: recipe.data.calibration])
-    train = corpus.train + [t for name in recipe.data.extra for t in load_corpus(name, log=log).train]
+    train = mix_texts(corpus.train, [load_corpus(name, log=log).train for name in recipe.data.extra],
+                      recipe.data.extra_texts)
     ref_path = run.root / "reference.npy"
     if not ref_path.is_file():
         log(f"reference embeddings of {len(held)} held-out texts")
