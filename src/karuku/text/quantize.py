@@ -67,8 +67,10 @@ class QLinear(nn.Module):
             w = w * smooth.float()[None, :]
         w_int, scale = weight_qparams(w, bits)
         if hessian is not None:  # GPTQ: the same grid, each column rounded against the inputs it meets (x / s)
-            d = self.in_scale.double() if smooth is not None else torch.ones(w.shape[1], dtype=torch.float64)
-            w_int = gptq_round(w, scale, (1 << (bits - 1)) - 1, hessian * d[:, None] * d[None, :])
+            if smooth is not None:
+                d = self.in_scale.double()
+                hessian = hessian * d[:, None] * d[None, :]
+            w_int = gptq_round(w, scale, (1 << (bits - 1)) - 1, hessian)
         self.register_buffer("w_int", w_int.to(torch.int8))
         self.register_buffer("w_scale", scale)
         self.register_buffer("bias", linear.bias.detach().clone())
@@ -196,13 +198,17 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _feed(model: nn.Module, hooks: dict[nn.Module, object], batch: Batch, batch_size: int,
-          limit: int | None) -> None:
-    """Run the first `limit` texts of `batch` through `model` with each module's forward pre-hook attached."""
+          limit: int | None, on_part=None) -> None:
+    """Run the first `limit` texts of `batch` through `model` with each module's forward pre-hook attached;
+    `on_part(part)` sees each slice of the batch before it runs (a hook that needs its attention mask)."""
     handles = [m.register_forward_pre_hook(fn) for m, fn in hooks.items()]
     try:
         n = min(len(batch), limit or len(batch))
         for i in range(0, n, batch_size):
-            model(*batch[i:i + batch_size].inputs())
+            part = batch[i:i + batch_size]
+            if on_part is not None:
+                on_part(part)
+            model(*part.inputs())
     finally:
         for h in handles:
             h.remove()
@@ -243,22 +249,20 @@ def input_grams(model: SentenceEncoder, batch: Batch, batch_size: int = 32,
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     grams: dict[str, torch.Tensor] = {}
     real: list[torch.Tensor] = []  # the mask of the part being fed
+    last: dict[str, object] = {}  # Q, K and V see one input tensor: its product once
 
     def hook(name):
         def fn(_m, inputs):
-            x = inputs[0].detach()[real[0]].double()
-            grams[name] = grams[name] + x.T @ x if name in grams else x.T @ x
+            if last.get("input") is not inputs[0]:
+                x = inputs[0].detach()[real[0]].double()
+                last.update(input=inputs[0], gram=x.T @ x)
+            grams[name] = grams[name] + last["gram"] if name in grams else last["gram"]
         return fn
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
-    try:
-        for i in range(0, min(len(batch), limit or len(batch)), batch_size):
-            part = batch[i:i + batch_size]
-            real[:] = [part.attention_mask.bool()]
-            model(*part.inputs())
-    finally:
-        for h in handles:
-            h.remove()
+    def mask_of(part: Batch) -> None:
+        real[:] = [part.attention_mask.bool()]
+
+    _feed(model, {m: hook(n) for n, m in linears.items()}, batch, batch_size, limit, on_part=mask_of)
     return grams
 
 
