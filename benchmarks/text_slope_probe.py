@@ -14,6 +14,8 @@ steps, so settings are compared by their slope before a long run is spent on one
     ... --make-start H6 --keep 0 2 4 5 --ffn 0 --heads 0.5
     # add a second pinned corpus's training texts (the held-out fortunes stay the measure)
     ... --extra python-docs --extra-texts 20000
+    # a uniform model soup: the mean of the weights of students trained from one start (no training)
+    ... --soup A B C --save SOUP
 
 Every probe measures the first `--held` held-out fortunes (and, with `--extra`, as many held-out texts of the
 extra corpus) against the fp32 model. Results: docs/bench/text.md ("Changing the slope").
@@ -29,8 +31,8 @@ import torch
 
 from karuku.cpu import detect
 from karuku.text import load_pretrained
-from karuku.text.corpus import load_corpus, mix_texts
-from karuku.text.distill import TextDistillConfig, distill, drop_layers
+from karuku.text.corpus import augment_texts, load_corpus, mix_texts
+from karuku.text.distill import TextDistillConfig, average_weights, distill, drop_layers
 from karuku.text.prune import HeadPruneConfig, factorize_ffn, prune
 from karuku.text.run import load_encoder, save_encoder
 from karuku.text.task import encode, fidelity
@@ -40,6 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--make-start", help="prune (--ffn, layer scope), keep --keep, save the untrained student here")
     ap.add_argument("--start", help="the saved student to train")
+    ap.add_argument("--soup", nargs="+", help="saved students of one shape from one start: measure the mean of "
+                                              "their weights (and each), write it to --save; no training")
     ap.add_argument("--keep", type=int, nargs="+", required=True, help="the teacher layers the student kept")
     ap.add_argument("--ffn", type=float, default=0.5)
     ap.add_argument("--heads", type=float, default=0.0, help="with --make-start: the share of heads pruned too")
@@ -48,8 +52,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--hidden-weight", type=float, default=1.0)
     ap.add_argument("--token-weight", type=float, default=0.0)
+    ap.add_argument("--freeze-words", action="store_true", help="keep the teacher's word-embedding table")
     ap.add_argument("--extra", help="a second corpus whose training texts join the fortunes' (e.g. python-docs)")
     ap.add_argument("--extra-texts", type=int, default=0, help="how many of its training texts (0: all)")
+    ap.add_argument("--augment", type=int, default=0, help="this many texts made from the training fortunes' word "
+                                                            "runs and joins (karuku.text.corpus.augment_texts)")
     ap.add_argument("--every", type=int, default=50, help="measure every this many steps (a multiple of 50)")
     ap.add_argument("--held", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
@@ -74,7 +81,11 @@ def main() -> None:
             src = factorize_ffn(src, args.rank)
         save_encoder(Path(args.make_start), src, {"text_stage": "prune"})
         return
-    student = load_encoder(args.start)
+    if args.soup:
+        members = [load_encoder(p) for p in args.soup]
+        student = members[0]
+    else:
+        student = load_encoder(args.start)
     sets = {"fortunes": tok(fortunes.held_out[:args.held])}
     texts = list(fortunes.train)
     if args.extra:
@@ -83,6 +94,9 @@ def main() -> None:
         add = texts[len(fortunes.train):]
         sets[args.extra] = tok(extra.held_out[:args.held])
         print(f"{len(fortunes.train)} fortunes + {len(add)} {args.extra} training texts", flush=True)
+    if args.augment:
+        texts += augment_texts(list(fortunes.train), args.augment)
+        print(f"+ {args.augment} augmented texts", flush=True)
     refs = {k: encode(teacher, b) for k, b in sets.items()}
 
     def measure(step: int) -> dict:
@@ -93,12 +107,25 @@ def main() -> None:
         print(f"step {step}: {out} ({time.strftime('%H:%M:%S')})", flush=True)
         return out
 
+    if args.soup:
+        for path, m in zip(args.soup, members):
+            student = m
+            print(path, end=": ")
+            measure(0)
+        student = members[0]
+        student.load_state_dict(average_weights([m.state_dict() for m in members]))
+        print(f"soup of {len(members)}", end=": ")
+        measure(0)
+        if args.save:
+            save_encoder(Path(args.save), student, {"text_stage": "distill"})
+        return
     if args.every and args.every % 50:
         raise SystemExit("--every must be a multiple of 50 (distill logs every 50 steps)")
     measure(0)
     cfg = TextDistillConfig(keep=args.keep, epochs=args.steps / ((len(texts) + 31) // 32), lr=args.lr, batch_size=32,
                             max_length=64, hidden_weight=args.hidden_weight, token_weight=args.token_weight,
-                            seed=args.seed, cache_teacher=not args.live)
+                            seed=args.seed, cache_teacher=not args.live,
+                            freeze_words=args.freeze_words)
     t0 = time.perf_counter()
     def hook(step: int):
         if step % args.every and step != args.steps:

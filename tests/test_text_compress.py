@@ -12,7 +12,7 @@ from helpers.textmodels import TEXTS, tiny_encoder, tiny_tokenizer
 from karuku.errors import KarukuError
 from karuku.quant.config import QuantConfig
 from karuku.quant.representation import exact_on
-from karuku.text.distill import TextDistillConfig, distill, drop_layers, groups, plan
+from karuku.text.distill import TextDistillConfig, average_weights, distill, drop_layers, groups, plan
 from karuku.text.onnx_export import export_onnx
 from karuku.text.prune import HeadPruneConfig, factorize_ffn, importance, prune, shrink
 from karuku.text.quantize import QEmbedding, QLinear, dynamic_qparams, linear_names, quantize
@@ -233,6 +233,51 @@ def test_layer_dropping_and_distillation_reduce_the_loss(tok):
         drop_layers(teacher, 5)
     with pytest.raises(KarukuError, match="invalid TextDistillConfig lr"):
         TextDistillConfig(lr=-1)
+
+
+def test_frozen_words_keep_the_teachers_table_and_train_the_rest(tok):
+    teacher = tiny_encoder(layers=4)
+    student = drop_layers(teacher, 2, keep=[1, 3])
+    cfg = TextDistillConfig(keep=[1, 3], epochs=50, batch_size=6, lr=3e-3, weight_decay=0.1, freeze_words=True)
+    hist = distill(teacher, student, TEXTS[:12], tok, cfg, log=lambda _: None)
+    assert hist[-1]["embedding"] < hist[0]["embedding"]
+    # not even AdamW's weight decay touched the table; the position table and the layers did train
+    assert torch.equal(student.embed.word.weight, teacher.embed.word.weight)
+    assert not torch.equal(student.embed.position.weight, teacher.embed.position.weight)
+    assert not torch.equal(student.layers[0].ffn.up.weight, teacher.layers[1].ffn.up.weight)
+    assert student.embed.word.weight.requires_grad  # handed back trainable, as it came
+    moved = drop_layers(teacher, 2, keep=[1, 3])
+    distill(teacher, moved, TEXTS[:12], tok, cfg.model_copy(update={"freeze_words": False}), log=lambda _: None)
+    assert not torch.equal(moved.embed.word.weight, teacher.embed.word.weight)
+
+
+def test_a_soup_is_the_mean_of_its_members_each_on_its_own_shuffle(tok):
+    teacher = tiny_encoder(layers=4)
+    cfg = TextDistillConfig(keep=[1, 3], epochs=2, batch_size=6, lr=3e-3, seed=5)
+    alone = []
+    for seed in (5, 6):  # what the soup's members are: the same start, seeds 5 and 6
+        s = drop_layers(teacher, 2, keep=[1, 3])
+        distill(teacher, s, TEXTS[:12], tok, cfg.model_copy(update={"seed": seed}), log=lambda _: None)
+        alone.append(s.state_dict())
+    assert not torch.equal(alone[0]["layers.0.ffn.up.weight"], alone[1]["layers.0.ffn.up.weight"])
+    soup = drop_layers(teacher, 2, keep=[1, 3])
+    logs: list[str] = []
+    hist = distill(teacher, soup, TEXTS[:12], tok, cfg.model_copy(update={"members": 2}), log=logs.append)
+    assert [r["member"] for r in hist] == [1, 2] and any("soup member 2/2 (seed 6)" in m for m in logs)
+    for k, v in soup.state_dict().items():
+        assert torch.equal(v, (alone[0][k] + alone[1][k]) / 2), k
+    a, b = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}, {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(3)}
+    assert torch.equal(average_weights([a, b])["w"], torch.tensor([2.0, 4.0]))
+    assert average_weights([a, b])["n"] == 3
+    for bad, msg in [({"w": torch.zeros(3), "n": torch.tensor(3)}, "differ at w"),
+                     ({"w": torch.zeros(2), "n": torch.tensor(4)}, "not floating point"),
+                     ({"w": torch.zeros(2), "n": torch.tensor(3), "x": torch.zeros(1)}, "different parameters")]:
+        with pytest.raises(KarukuError, match=msg):
+            average_weights([a, bad])
+    with pytest.raises(KarukuError, match="no weights"):
+        average_weights([])
+    with pytest.raises(KarukuError, match="members"):
+        TextDistillConfig(members=0)
 
 
 def test_keep_names_the_teacher_layers_and_their_hints():

@@ -270,3 +270,30 @@ def test_distillation_texts_mix_in_a_fixed_draw_of_each_extra_corpus(tmp_path):
         load_recipe(path)
     path.write_text("version: 1\nname: ok\ndata: {extra: [python-docs], extra_texts: 100}\nstages:\n  - export: {}\n")
     assert load_recipe(path).data.extra_texts == 100
+
+
+def test_augmented_texts_are_made_only_of_the_training_texts_words(tmp_path):
+    """`data.augment`: word runs of one text and joins of two, the same texts for the same seed, none of them a
+    copy of a training text, every word from the training texts."""
+    from karuku.text.corpus import MIN_CHARS, augment_texts
+    from karuku.text.recipe import load_recipe
+
+    train = [f"alpha{i} beta{i} gamma{i} delta{i} epsilon{i} zeta{i}" for i in range(30)]
+    made = augment_texts(train, 200, seed=3)
+    assert len(made) == 200 and made == augment_texts(train, 200, seed=3) != augment_texts(train, 200, seed=4)
+    words = {w for t in train for w in t.split()}
+    assert all(set(t.split()) <= words and len(t) >= MIN_CHARS for t in made)
+    assert not set(made) & set(train)
+    runs = [t for t in made if len({w[-1] for w in t.split()}) == 1]  # one source text's words
+    joins = [t for t in made if len({w[-1] for w in t.split()}) == 2]
+    assert len(runs) > 50 and len(joins) > 50 and len(runs) + len(joins) >= 190
+    assert augment_texts(train, 0) == []
+    assert len(augment_texts(["a b", "c d"], 10)) == 0  # every candidate under MIN_CHARS: bounded, none made
+    with pytest.raises(KarukuError, match="two words"):
+        augment_texts(["one", "two"], 5)
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: ok\ndata: {augment: 5000}\nstages:\n  - export: {}\n")
+    assert load_recipe(path).data.augment == 5000
+    path.write_text("version: 1\nname: bad\ndata: {augment: -1}\nstages:\n  - export: {}\n")
+    with pytest.raises(KarukuError, match="augment"):
+        load_recipe(path)

@@ -60,6 +60,12 @@ class TextDistillConfig(Config):
     token_weight: float = Field(0.0, ge=0, description="per-token cosine of the last layer's output to the "
                                                        "teacher's last hidden state")
     attention_weight: float = Field(0.0, ge=0, description="attention-probability hints (KL), where heads match")
+    freeze_words: bool = Field(False, description="keep the word-embedding table the teacher's (not trained): "
+                                                  "tokens the training texts never show stay consistent with "
+                                                  "the ones they do")
+    members: int = Field(1, ge=1, description="train this many students from the same start, each on its own "
+                                               "shuffle (seed, seed + 1, ...), and keep the mean of their weights "
+                                               "(a uniform model soup; costs `members` times the steps)")
     seed: int = 0
     cache_teacher: bool = Field(True, description="compute the teacher's outputs once and reuse them every epoch "
                                                   "(stored in the run folder; not with attention hints)")
@@ -160,6 +166,28 @@ def _attention_kl(s_att: torch.Tensor, t_att: torch.Tensor, real: torch.Tensor) 
     return kl[real[:, None, :].expand_as(kl)].mean()
 
 
+def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of several state dicts of one architecture, tensor by tensor (float32 sums); tensors that are not
+    floating point (counters, index buffers) must agree and are kept."""
+    if not states:
+        raise KarukuError("no weights to average", "give at least one state dict")
+    keys = list(states[0])
+    out = {}
+    for k in keys:
+        ts = [s.get(k) for s in states]
+        if any(t is None or t.shape != ts[0].shape for t in ts):
+            raise KarukuError(f"the students differ at {k}", "average students of one shape, from one start")
+        if ts[0].is_floating_point():
+            out[k] = (torch.stack([t.float() for t in ts]).sum(0) / len(ts)).to(ts[0].dtype)
+        elif all(torch.equal(t, ts[0]) for t in ts):
+            out[k] = ts[0].clone()
+        else:
+            raise KarukuError(f"the students differ at {k} (not floating point)", "average students of one shape")
+    if any(set(s) != set(keys) for s in states):
+        raise KarukuError("the students have different parameters", "average students of one shape, from one start")
+    return out
+
+
 def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str], tokenizer: Tokenizer,
             cfg: TextDistillConfig, log=print, cache_dir: str | Path | None = None,
             hook: Callable[[int], dict | None] | None = None) -> list[dict]:
@@ -168,7 +196,12 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
     With `cfg.cache_teacher` (and no attention hints) the teacher runs once over `texts` before training
     (karuku.text.teacher_cache; stored in `cache_dir` when given, so later stages and resumed runs reuse it).
     `hook(step)` is called at every logged step (the student in training mode); what it returns (e.g. a held-out
-    measurement for a learning curve) is added to that step's record."""
+    measurement for a learning curve) is added to that step's record.
+
+    With `cfg.members` > 1 the same start is trained that many times, each member on its own shuffle (seed
+    `cfg.seed + m`), and `student` ends as the mean of their weights (Wortsman et al. 2022's uniform soup: students
+    fine-tuned from one start stay in one basin, where the mean of their weights predicts better than each); the
+    history's records then carry a `member` number."""
     if student.cfg.hidden != teacher.cfg.hidden:
         raise KarukuError("student and teacher embeddings differ in width", "keep the teacher's hidden size")
     if not texts:
@@ -176,7 +209,6 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
     targets = [t for _, t in plan(len(teacher.layers), len(student.layers), cfg.init, cfg.keep)]
     last = len(teacher.layers)
     cached = (targets if cfg.hidden_weight else []) + ([last] if cfg.token_weight else [])
-    gen = torch.Generator().manual_seed(cfg.seed)
     tok = tokenizer.with_max_length(min(cfg.max_length, teacher.cfg.max_positions))
     cache = None
     if cfg.cache_teacher and not cfg.attention_weight:
@@ -184,10 +216,36 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
         lengths = cache.lengths
     else:
         lengths = torch.tensor([len(tok.ids(t)) for t in texts])
+    if cfg.members == 1:
+        return _train(teacher, student, texts, tok, cfg, targets, cache, lengths, log, hook)
+    start = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    history, members = [], []
+    for m in range(cfg.members):
+        student.load_state_dict(start)
+        log(f"soup member {m + 1}/{cfg.members} (seed {cfg.seed + m})")
+        one = _train(teacher, student, texts, tok, cfg.model_copy(update={"seed": cfg.seed + m}), targets, cache,
+                     lengths, log, hook)
+        history += [{"member": m + 1, **r} for r in one]
+        members.append({k: v.detach().clone() for k, v in student.state_dict().items()})
+    student.load_state_dict(average_weights(members))
+    return history
+
+
+def _train(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str], tok: Tokenizer,
+           cfg: TextDistillConfig, targets: list[int], cache, lengths: torch.Tensor, log,
+           hook: Callable[[int], dict | None] | None) -> list[dict]:
+    """One student's training (see `distill`)."""
+    last = len(teacher.layers)
+    gen = torch.Generator().manual_seed(cfg.seed)
     batches = length_batches(lengths, cfg.batch_size, gen)
     steps_per_epoch = len(batches)
     total = max(1, round(cfg.epochs * steps_per_epoch))
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # frozen words: no gradient, and no AdamW step (its decoupled weight decay would still shrink the rows)
+    words = student.embed.word.weight
+    words_trainable = words.requires_grad
+    words.requires_grad_(words_trainable and not cfg.freeze_words)
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min((k + 1) / warm, max(0.0, (total - k) / (total - warm
                                                                                                           + 1e-9))))
@@ -211,7 +269,7 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         for k, v in terms.items():
@@ -227,5 +285,6 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
             history.append(rec)
             log(f"distill step {step + 1}/{total}: " + ", ".join(f"{k} {v:.4f}" for k, v in rec.items()
                                                                   if k not in ("step", "seconds")))
+    words.requires_grad_(words_trainable)
     student.eval()
     return history

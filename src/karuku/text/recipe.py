@@ -78,6 +78,8 @@ class TextData(Config):
                                                             "join distillation's (more varied text than one corpus)")
     extra_texts: int | None = Field(None, gt=0, description="from each extra corpus, this many training texts "
                                     "(a fixed draw); None: all of them")
+    augment: int = Field(0, ge=0, description="this many more distillation texts made from the main corpus's "
+                         "training texts (word runs and joins of two; karuku.text.corpus.augment_texts)")
     calibration: int = Field(256, gt=0, description="training texts used to calibrate pruning and int8")
 
     @model_validator(mode="after")

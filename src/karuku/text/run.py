@@ -77,7 +77,7 @@ def side_by_side(files: dict[str, bytes], big, one, threads: int, rounds: int = 
 def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_source=None, corpus_source=None,
                   log=print, time_rounds: int = 3) -> dict[str, Any]:
     """Run `recipe`; returns the summary (also written to RUN/summary.json, with RUN/report.md)."""
-    from karuku.text.corpus import load_corpus, mix_texts
+    from karuku.text.corpus import augment_texts, load_corpus, mix_texts
     from karuku.text.distill import distill, drop_layers
     from karuku.text.onnx_export import export_onnx
     from karuku.text.pretrained import load_pretrained
@@ -90,7 +90,7 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
     corpus = load_corpus(recipe.data.corpus, corpus_source, log)
     held, calib = tok(corpus.held_out), tok(corpus.train[: recipe.data.calibration])
     train = mix_texts(corpus.train, [load_corpus(name, log=log).train for name in recipe.data.extra],
-                      recipe.data.extra_texts)
+                      recipe.data.extra_texts) + augment_texts(corpus.train, recipe.data.augment, recipe.seed)
     ref_path = run.root / "reference.npy"
     if not ref_path.is_file():
         log(f"reference embeddings of {len(held)} held-out texts")
