@@ -81,11 +81,8 @@ def main() -> None:
             src = factorize_ffn(src, args.rank)
         save_encoder(Path(args.make_start), src, {"text_stage": "prune"})
         return
-    if args.soup:
-        members = [load_encoder(p) for p in args.soup]
-        student = members[0]
-    else:
-        student = load_encoder(args.start)
+    members = [load_encoder(p) for p in args.soup or []]
+    student = members[0] if members else load_encoder(args.start)
     sets = {"fortunes": tok(fortunes.held_out[:args.held])}
     texts = list(fortunes.train)
     if args.extra:
@@ -99,20 +96,18 @@ def main() -> None:
         print(f"+ {args.augment} augmented texts", flush=True)
     refs = {k: encode(teacher, b) for k, b in sets.items()}
 
-    def measure(step: int) -> dict:
+    def measure(step: int, model=None) -> dict:
         out = {}
         for k, b in sets.items():
-            f = fidelity(refs[k], encode(student, b))
+            f = fidelity(refs[k], encode(model or student, b))
             out |= {f"{k}_cos": round(f.mean_cosine, 4), f"{k}_top10": round(f.top10_overlap, 3)}
         print(f"step {step}: {out} ({time.strftime('%H:%M:%S')})", flush=True)
         return out
 
-    if args.soup:
+    if members:
         for path, m in zip(args.soup, members):
-            student = m
             print(path, end=": ")
-            measure(0)
-        student = members[0]
+            measure(0, m)
         student.load_state_dict(average_weights([m.state_dict() for m in members]))
         print(f"soup of {len(members)}", end=": ")
         measure(0)

@@ -171,20 +171,19 @@ def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     floating point (counters, index buffers) must agree and are kept."""
     if not states:
         raise KarukuError("no weights to average", "give at least one state dict")
-    keys = list(states[0])
+    if any(set(s) != set(states[0]) for s in states):
+        raise KarukuError("the students have different parameters", "average students of one shape, from one start")
     out = {}
-    for k in keys:
-        ts = [s.get(k) for s in states]
-        if any(t is None or t.shape != ts[0].shape for t in ts):
+    for k, first in states[0].items():
+        ts = [s[k] for s in states]
+        if any(t.shape != first.shape for t in ts):
             raise KarukuError(f"the students differ at {k}", "average students of one shape, from one start")
-        if ts[0].is_floating_point():
-            out[k] = (torch.stack([t.float() for t in ts]).sum(0) / len(ts)).to(ts[0].dtype)
-        elif all(torch.equal(t, ts[0]) for t in ts):
-            out[k] = ts[0].clone()
+        if first.is_floating_point():
+            out[k] = (torch.stack([t.float() for t in ts]).sum(0) / len(ts)).to(first.dtype)
+        elif all(torch.equal(t, first) for t in ts):
+            out[k] = first.clone()
         else:
             raise KarukuError(f"the students differ at {k} (not floating point)", "average students of one shape")
-    if any(set(s) != set(keys) for s in states):
-        raise KarukuError("the students have different parameters", "average students of one shape, from one start")
     return out
 
 
