@@ -251,6 +251,24 @@ def test_frozen_words_keep_the_teachers_table_and_train_the_rest(tok):
     assert not torch.equal(moved.embed.word.weight, teacher.embed.word.weight)
 
 
+def test_words_frozen_at_their_4_bit_rounding_are_the_table_the_int8_model_holds(tok):
+    teacher = tiny_encoder(layers=4)
+    student = drop_layers(teacher, 2, keep=[1, 3])
+    cfg = TextDistillConfig(keep=[1, 3], epochs=20, batch_size=6, lr=3e-3, weight_decay=0.1, word_bits=4)
+    distill(teacher, student, TEXTS[:12], tok, cfg, log=lambda _: None)
+    rounded = QEmbedding(teacher.embed.word, 4)
+    assert not torch.equal(rounded.grid(), teacher.embed.word.weight)
+    assert torch.equal(student.embed.word.weight, rounded.grid())  # rounded once, then frozen
+    assert student.embed.word.weight.requires_grad
+    # quantizing the trained student gives back the same integers and scales: the int8 file holds the table the
+    # student was trained with (up to its float16 output rounding)
+    q = quantize(student, QuantConfig(mode="dynamic", target_isa="avx2", layer_bits={"embed.word": 4}))
+    assert torch.equal(q.embed.word.w_int, rounded.w_int) and torch.equal(q.embed.word.scale, rounded.scale)
+    assert torch.equal(q.embed.word.weight, rounded.grid().half().float())
+    with pytest.raises(KarukuError, match="word_bits"):
+        TextDistillConfig(word_bits=6)
+
+
 def test_a_soup_is_the_mean_of_its_members_each_on_its_own_shuffle(tok):
     teacher = tiny_encoder(layers=4)
     cfg = TextDistillConfig(keep=[1, 3], epochs=2, batch_size=6, lr=3e-3, seed=5)

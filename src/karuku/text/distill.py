@@ -36,6 +36,7 @@ from pydantic import Field, model_validator
 from karuku.config import Config
 from karuku.errors import KarukuError
 from karuku.text.encoder import SentenceEncoder
+from karuku.text.quantize import QEmbedding
 from karuku.text.teacher_cache import check_lengths, teacher_outputs
 from karuku.text.tokenizer import Tokenizer
 
@@ -63,6 +64,10 @@ class TextDistillConfig(Config):
     freeze_words: bool = Field(False, description="keep the word-embedding table the teacher's (not trained): "
                                                   "tokens the training texts never show stay consistent with "
                                                   "the ones they do")
+    word_bits: Literal[4, 8] | None = Field(None, description="freeze the word-embedding table at its weight-only "
+                                              "rounding to this many bits (the int8 file's table, blocks of 32), "
+                                              "so the layers learn the table they will be deployed with; "
+                                              "implies freeze_words")
     members: int = Field(1, ge=1, description="train this many students from the same start, each on its own "
                                                "shuffle (seed, seed + 1, ...), and keep the mean of their weights "
                                                "(a uniform model soup; costs `members` times the steps)")
@@ -242,7 +247,10 @@ def _train(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str],
     # frozen words: no gradient, and no AdamW step (its decoupled weight decay would still shrink the rows)
     words = student.embed.word.weight
     words_trainable = words.requires_grad
-    words.requires_grad_(words_trainable and not cfg.freeze_words)
+    if cfg.word_bits is not None:  # the quantized file's table (before its float16 output rounding, ~1e-3 of a
+        with torch.no_grad():      # value) and one that quantizes again to the same integers and scales
+            words.copy_(QEmbedding(student.embed.word, cfg.word_bits).grid())
+    words.requires_grad_(words_trainable and not cfg.freeze_words and cfg.word_bits is None)
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, total // 20)

@@ -120,13 +120,16 @@ class QEmbedding(nn.Module):
         self.register_buffer("scale", scale)  # (rows, blocks), float16
         self.num_embeddings, self.embedding_dim = n, d
 
+    def grid(self) -> torch.Tensor:
+        """integer × scale, exact in float32 (a ≤ 8-bit integer times a float16 scale). Rounding this table again
+        gives back the same integers and scales (its block maximum is exactly qmax × scale)."""
+        n, d = self.w_int.shape
+        return (self.w_int.view(n, d // self.block, self.block).float() * self.scale.float()[..., None]).view(n, d)
+
     @property
     def weight(self) -> torch.Tensor:
-        n, d = self.w_int.shape
-        # the product of a ≤ 8-bit integer and a float16 scale is exact in float32; rounding it to float16 is
-        # what GatherBlockQuantized's float16 output holds
-        w = self.w_int.view(n, d // self.block, self.block).float() * self.scale.float()[..., None]
-        return w.half().float().view(n, d)
+        # rounded to float16: what GatherBlockQuantized's float16 output holds
+        return self.grid().half().float()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.weight)
