@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from karuku.config import Config
 from karuku.errors import KarukuError
 from karuku.text.encoder import SentenceEncoder
-from karuku.text.quantize import QEmbedding
+from karuku.text.qembedding import QEmbedding
 from karuku.text.teacher_cache import check_lengths, teacher_outputs
 from karuku.text.tokenizer import Tokenizer
 
