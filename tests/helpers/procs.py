@@ -12,7 +12,7 @@ def karuku_cli(args, nproc: int = 0, timeout: float = 300) -> subprocess.Complet
     """`python -m karuku ARGS` (via torchrun with `nproc` processes when > 0), one thread per process.
 
     The child gets its own session, so a timeout kills torchrun and its workers together; a non-zero
-    exit fails the calling test with the tail of stderr.
+    exit fails the calling test with its stderr (the head and tail of a long one).
     """
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] if nproc else []
     cmd = [sys.executable, *launcher, "-m", "karuku", *map(str, args)]
@@ -24,5 +24,6 @@ def karuku_cli(args, nproc: int = 0, timeout: float = 300) -> subprocess.Complet
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise
-    assert proc.returncode == 0, err[-2000:]
+    # torchrun's own report of a failed worker ends stderr; what the worker printed comes before it
+    assert proc.returncode == 0, err if len(err) <= 6000 else f"{err[:3000]}\n[...]\n{err[-3000:]}"
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

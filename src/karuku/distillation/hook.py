@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from karuku.data.batches import Inputs, describe, feed, map_inputs
 from karuku.distillation.cache import LogitCache
@@ -76,6 +77,7 @@ class DistillHook(Hook):
         self.cache_enabled = cache and not self.hint_pairs and isinstance(train_inputs, torch.Tensor)
         self.cache: LogitCache | None = None
         self.adapters = nn.ModuleList(self._probe(student))
+        self._synced: nn.ModuleList | None = None  # the adapters in DDP, under torchrun (see on_start)
 
     def _probe(self, student: nn.Module) -> list[nn.Module]:
         """Run both models on two examples: check their outputs agree in shape, size the adapters."""
@@ -101,6 +103,11 @@ class DistillHook(Hook):
 
     def on_start(self, state: TrainState) -> None:
         freeze(self.teacher)
+        if self.hint_pairs and self._synced is None and state.world.size > 1:
+            # DDP averages the student's gradients across processes but knows nothing of the adapters: wrap
+            # them in DDP too. (An all_reduce of their .grad from Python hands gloo tensors that Python owns; its
+            # worker thread may release one after the interpreter has begun to exit, which aborts the process.)
+            self._synced = nn.ModuleList(DistributedDataParallel(a) for a in self.adapters)
         if self.cache_enabled and self.cache is None:
             self.cache = LogitCache(self.teacher, self.train_inputs, state.config.eval_batch_size)
 
@@ -116,20 +123,9 @@ class DistillHook(Hook):
 
     def loss(self, state: TrainState, x: Inputs, y: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         loss = self.loss_fn(output, self.teacher_logits(x), y)
-        for adapter, st, tt in zip(self.adapters, self.student_taps, self.teacher_taps):
+        for adapter, st, tt in zip(self._synced or self.adapters, self.student_taps, self.teacher_taps):
             loss = loss + self.hint_weight * hint_loss(adapter, st.value, tt.value)
         return loss
-
-    def after_backward(self, state: TrainState) -> None:
-        # DDP averages the student's gradients across processes but knows nothing of the
-        # adapters: average theirs here, or each process's adapters drift apart
-        if state.world.size > 1 and self.hint_pairs:
-            import torch.distributed as dist
-
-            for p in self.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= state.world.size
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.adapters.parameters())
@@ -148,6 +144,7 @@ class DistillHook(Hook):
             self.adapters.load_state_dict(adapters)
 
     def close(self) -> None:
-        """Detach the layer taps from both models."""
+        """Detach the layer taps from both models; drop the adapters' DDP wrappers."""
         for tap in self.student_taps + self.teacher_taps:
             tap.remove()
+        self._synced = None
