@@ -44,6 +44,22 @@ def test_recipes_old_key_reads_and_file_limits_need_an_export(tmp_path):
     assert load_recipe("recipes/minilm-edge.yaml").budget.max_size_kb is not None
 
 
+def test_a_recipes_word_bits_must_be_the_width_its_quantize_stage_stores(tmp_path):
+    r = tmp_path / "r.yaml"
+    head = "version: 1\nname: x\ntask: sentence-embedding\nstages:\n  - distill: {layers: 1, word_bits: 4}\n"
+    for quant, held in [("{mode: dynamic}", "at 8 bits"), ("{mode: dynamic, layer_bits: {embed.word: float}}",
+                                                              "in float")]:
+        r.write_text(head + f"  - quantize: {quant}\n")
+        with pytest.raises(KarukuError, match=f"distill.word_bits is 4, but the quantize stage stores the word "
+                                              f"table {held}") as e:
+            load_recipe(r)
+        assert "layer_bits: {embed.word: 4}" in e.value.hint
+    r.write_text(head + "  - quantize: {mode: dynamic, layer_bits: {embed.word: 4}}\n")
+    assert load_recipe(r).stages[0].config().word_bits == 4
+    r.write_text(head)  # nothing quantizes after it: the table stays at its rounding, in float
+    assert load_recipe(r).stages[0].config().word_bits == 4
+
+
 def test_the_pipeline_budget_reads_its_old_name_the_same_way():
     assert Budget(max_accuracy_drop=2.0).max_drop == 2.0
     assert Budget(max_accuracy_drop=2.0, max_drop=2.0).max_drop == 2.0

@@ -32,8 +32,10 @@ from karuku.config import Config, renamed
 from karuku.errors import KarukuError, closest
 from karuku.pipeline.recipe import Budget
 from karuku.quant.config import QuantConfig
+from karuku.quant.model import layer_bits
 from karuku.text.distill import TextDistillConfig
 from karuku.text.prune import HeadPruneConfig
+from karuku.text.quantize import EMBEDDING
 
 
 class ExportSettings(Config):
@@ -213,6 +215,7 @@ def load_recipe(path: str | Path) -> TextRecipe:
             e = exc.errors()[0]
             raise KarukuError(f"{path}: stages[{i}].{stage.kind}.{'.'.join(map(str, e['loc']))}: {e['msg']}",
                               "see docs/TEXT.md") from None
+    _check_word_bits(path, recipe.stages)
     kinds = [s.kind for s in recipe.stages]
     if "export" in kinds and kinds.index("export") != len(kinds) - 1:
         raise KarukuError(f"{path}: export must be the last stage", "move it to the end")
@@ -221,3 +224,20 @@ def load_recipe(path: str | Path) -> TextRecipe:
         raise KarukuError(f"{path}: budget.{file_limits[0]} is measured on the ONNX file, and no stage exports one",
                           "end the stages with `- export: {}`")
     return recipe
+
+
+def _check_word_bits(path: Path, stages: list[Stage]) -> None:
+    """A student distilled against its word table's k-bit rounding (`distill: {word_bits: k}`) gains only if
+    the quantize stage after it stores that table at k bits; any other width would round it again."""
+    for i, stage in enumerate(stages):
+        bits = stage.config().word_bits if stage.kind == "distill" else None
+        later = [s for s in stages[i + 1:] if s.kind == "quantize"]
+        if bits is None or not later:
+            continue
+        stored = layer_bits(EMBEDDING, later[0].config())
+        stored = None if stored is None else 4 if stored <= 4 else 8
+        if stored != bits:
+            held = "in float" if stored is None else f"at {stored} bits"
+            raise KarukuError(f"{path}: stages[{i}].distill.word_bits is {bits}, but the quantize stage stores the "
+                              f"word table {held}", f"give quantize layer_bits: {{{EMBEDDING}: {bits}}}, "
+                              "or drop word_bits")
