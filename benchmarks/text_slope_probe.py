@@ -16,6 +16,8 @@ steps, so settings are compared by their slope before a long run is spent on one
     ... --extra python-docs --extra-texts 20000
     # a uniform model soup: the mean of the weights of students trained from one start (no training)
     ... --soup A B C --save SOUP
+    # ... keeping the word table of member 1 (a --word-bits student: its table is the int8 file's grid)
+    ... --soup A W --soup-words 1 --save SOUP
 
 Every probe measures the first `--held` held-out fortunes (and, with `--extra`, as many held-out texts of the
 extra corpus) against the fp32 model. Results: docs/bench/text.md ("Changing the slope").
@@ -37,11 +39,15 @@ from karuku.text.prune import HeadPruneConfig, factorize_ffn, prune
 from karuku.text.run import load_encoder, save_encoder
 from karuku.text.task import encode, fidelity
 
+WORDS = "embed.word.weight"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--make-start", help="prune (--ffn, layer scope), keep --keep, save the untrained student here")
     ap.add_argument("--start", help="the saved student to train")
+    ap.add_argument("--soup-words", type=int, help="with --soup: keep this member's word table (0-based), "
+                    "not the mean (a --word-bits member's table is already the int8 file's)")
     ap.add_argument("--soup", nargs="+", help="saved students of one shape from one start: measure the mean of "
                                               "their weights (and each), write it to --save; no training")
     ap.add_argument("--keep", type=int, nargs="+", required=True, help="the teacher layers the student kept")
@@ -110,7 +116,10 @@ def main() -> None:
         for path, m in zip(args.soup, members):
             print(path, end=": ")
             measure(0, m)
-        student.load_state_dict(average_weights([m.state_dict() for m in members]))
+        soup = average_weights([m.state_dict() for m in members])
+        if args.soup_words is not None:  # a word_bits member's table is the int8 file's grid; a mean is not
+            soup[WORDS] = members[args.soup_words].state_dict()[WORDS]
+        student.load_state_dict(soup)
         print(f"soup of {len(members)}", end=": ")
         measure(0)
         if args.save:
