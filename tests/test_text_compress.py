@@ -267,6 +267,10 @@ def test_words_frozen_at_their_4_bit_rounding_are_the_table_the_int8_model_holds
     assert torch.equal(q.embed.word.weight, rounded.grid().half().float())
     with pytest.raises(KarukuError, match="word_bits"):
         TextDistillConfig(word_bits=6)
+    # a soup of three members keeps the frozen table exactly
+    soup = drop_layers(teacher, 2, keep=[1, 3])
+    distill(teacher, soup, TEXTS[:12], tok, cfg.model_copy(update={"epochs": 2, "members": 3}), log=lambda _: None)
+    assert torch.equal(soup.embed.word.weight, rounded.grid())
 
 
 def test_a_soup_is_the_mean_of_its_members_each_on_its_own_shuffle(tok):
@@ -284,6 +288,10 @@ def test_a_soup_is_the_mean_of_its_members_each_on_its_own_shuffle(tok):
     assert [r["member"] for r in hist] == [1, 2] and any("soup member 2/2 (seed 6)" in m for m in logs)
     for k, v in soup.state_dict().items():
         assert torch.equal(v, (alone[0][k] + alone[1][k]) / 2), k
+    # a tensor equal in every member (a frozen table) is kept exactly; a float32 mean of three equal values is not
+    w = teacher.embed.word.weight.detach()
+    assert not torch.equal((w + w + w) / 3, w)
+    assert torch.equal(average_weights([{"w": w}, {"w": w.clone()}, {"w": w.clone()}])["w"], w)
     a, b = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}, {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(3)}
     assert torch.equal(average_weights([a, b])["w"], torch.tensor([2.0, 4.0]))
     assert average_weights([a, b])["n"] == 3
