@@ -36,10 +36,11 @@ from karuku.text import load_pretrained
 from karuku.text.corpus import augment_texts, load_corpus, mix_texts
 from karuku.text.distill import TextDistillConfig, average_weights, distill, drop_layers
 from karuku.text.prune import HeadPruneConfig, factorize_ffn, prune
+from karuku.text.quantize import EMBEDDING
 from karuku.text.run import load_encoder, save_encoder
 from karuku.text.task import encode, fidelity
 
-WORDS = "embed.word.weight"
+WORDS = f"{EMBEDDING}.weight"
 
 
 def main() -> None:

@@ -149,11 +149,17 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
     return qm
 
 
+def word_table_bits(cfg: QuantConfig) -> int | None:
+    """The width the word embedding is stored at (4 or 8 bits; None: float) under `layer_bits` "embed.word"."""
+    bits = layer_bits(EMBEDDING, cfg)
+    return None if bits is None else 4 if bits <= 4 else 8
+
+
 def _quantize_embedding(qm: SentenceEncoder, cfg: QuantConfig) -> None:
     """The word embedding weight-only (8 or 4 bits, `layer_bits` "embed.word"), before ranges are calibrated."""
-    emb_bits = layer_bits(EMBEDDING, cfg)
-    if emb_bits is not None:
-        qm.embed.word = QEmbedding(qm.embed.word, 4 if emb_bits <= 4 else 8)
+    bits = word_table_bits(cfg)
+    if bits is not None:
+        qm.embed.word = QEmbedding(qm.embed.word, bits)
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:

@@ -32,10 +32,9 @@ from karuku.config import Config, renamed
 from karuku.errors import KarukuError, closest
 from karuku.pipeline.recipe import Budget
 from karuku.quant.config import QuantConfig
-from karuku.quant.model import layer_bits
 from karuku.text.distill import TextDistillConfig
 from karuku.text.prune import HeadPruneConfig
-from karuku.text.quantize import EMBEDDING
+from karuku.text.quantize import EMBEDDING, word_table_bits
 
 
 class ExportSettings(Config):
@@ -231,13 +230,10 @@ def _check_word_bits(path: Path, stages: list[Stage]) -> None:
     the quantize stage after it stores that table at k bits; any other width would round it again."""
     for i, stage in enumerate(stages):
         bits = stage.config().word_bits if stage.kind == "distill" else None
-        later = [s for s in stages[i + 1:] if s.kind == "quantize"]
-        if bits is None or not later:
+        quant = next((s for s in stages[i + 1:] if s.kind == "quantize"), None)
+        if bits is None or quant is None or (stored := word_table_bits(quant.config())) == bits:
             continue
-        stored = layer_bits(EMBEDDING, later[0].config())
-        stored = None if stored is None else 4 if stored <= 4 else 8
-        if stored != bits:
-            held = "in float" if stored is None else f"at {stored} bits"
-            raise KarukuError(f"{path}: stages[{i}].distill.word_bits is {bits}, but the quantize stage stores the "
-                              f"word table {held}", f"give quantize layer_bits: {{{EMBEDDING}: {bits}}}, "
-                              "or drop word_bits")
+        held = "in float" if stored is None else f"at {stored} bits"
+        raise KarukuError(f"{path}: stages[{i}].distill.word_bits is {bits}, but the quantize stage stores the "
+                          f"word table {held}", f"give quantize layer_bits: {{{EMBEDDING}: {bits}}}, "
+                          "or drop word_bits")
