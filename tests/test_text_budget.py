@@ -58,6 +58,15 @@ def test_a_recipes_word_bits_must_be_the_width_its_quantize_stage_stores(tmp_pat
     assert load_recipe(r).stages[0].config().word_bits == 4
     r.write_text(head)  # nothing quantizes after it: the table stays at its rounding, in float
     assert load_recipe(r).stages[0].config().word_bits == 4
+    # a soup member's own width is held to the same rule
+    r.write_text("version: 1\nname: x\ntask: sentence-embedding\nstages:\n  - distill: {layers: 1, members: 2, "
+                 "member_word_bits: [null, 8], word_bits: 4, refine_epochs: 0.5}\n"
+                 "  - quantize: {mode: dynamic, layer_bits: {embed.word: 4}}\n")
+    with pytest.raises(KarukuError, match=r"distill.member_word_bits\[1\] is 8, but the quantize stage stores the "
+                                          "word table at 4 bits"):
+        load_recipe(r)
+    r.write_text(r.read_text().replace("[null, 8]", "[null, 4]"))
+    assert load_recipe(r).stages[0].config().member_word_bits == [None, 4]
 
 
 def test_the_pipeline_budget_reads_its_old_name_the_same_way():

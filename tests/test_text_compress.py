@@ -306,6 +306,70 @@ def test_a_soup_is_the_mean_of_its_members_each_on_its_own_shuffle(tok):
         TextDistillConfig(members=0)
 
 
+def test_soup_members_of_their_own_word_bits_then_a_refinement_back_onto_the_grid(tok):
+    teacher = tiny_encoder(layers=4)
+    cfg = TextDistillConfig(keep=[1, 3], epochs=2, batch_size=6, lr=3e-3, seed=5, word_bits=4)
+    alone = []
+    for seed, bits in [(5, None), (6, 4)]:  # what the members are: a trained table, then one frozen on its grid
+        s = drop_layers(teacher, 2, keep=[1, 3])
+        distill(teacher, s, TEXTS[:12], tok, cfg.model_copy(update={"seed": seed, "word_bits": bits}),
+                log=lambda _: None)
+        alone.append(s.state_dict())
+    grid = QEmbedding(teacher.embed.word, 4).grid()
+    assert torch.equal(alone[1]["embed.word.weight"], grid)
+    assert not torch.equal(alone[0]["embed.word.weight"], grid)
+    mixed = cfg.model_copy(update={"members": 2, "member_word_bits": [None, 4]})
+    soup = drop_layers(teacher, 2, keep=[1, 3])
+    logs: list[str] = []
+    hist = distill(teacher, soup, TEXTS[:12], tok, mixed, log=logs.append)
+    assert [r["member"] for r in hist] == [1, 2] and any("(seed 6, word table at 4 bits)" in m for m in logs)
+    for k, v in soup.state_dict().items():  # without a refinement: the plain mean (its table off the grid)
+        assert torch.equal(v, average_weights(alone)[k]), k
+    # refined: the soup trained on (seed 7, lr / 10) with its own mean table rounded to 4 bits and frozen
+    expect = drop_layers(teacher, 2, keep=[1, 3])
+    expect.load_state_dict(average_weights(alone))
+    distill(teacher, expect, TEXTS[:12], tok, cfg.model_copy(update={"seed": 7, "epochs": 1, "lr": 3e-4}),
+            log=lambda _: None)
+    refined = drop_layers(teacher, 2, keep=[1, 3])
+    hist = distill(teacher, refined, TEXTS[:12], tok, mixed.model_copy(update={"refine_epochs": 1}),
+                   log=logs.append)
+    assert hist[-1]["member"] == "refine" and any("refining the soup: 1 epochs at lr 0.0003 (seed 7)" in m
+                                                  for m in logs)
+    for k, v in refined.state_dict().items():
+        assert torch.equal(v, expect.state_dict()[k]), k
+    assert torch.equal(refined.embed.word.weight, QEmbedding(soup.embed.word, 4).grid())
+    for bad, msg in [({"members": 3, "member_word_bits": [4, None]}, "one per member"),
+                     ({"refine_epochs": 1.0}, "members >= 2")]:
+        with pytest.raises(KarukuError, match=msg):
+            TextDistillConfig(**bad)
+
+
+def test_a_stopped_soup_resumes_at_its_next_member(tok, tmp_path):
+    tmp_path = tmp_path / "members"
+    teacher = tiny_encoder(layers=4)
+    cfg = TextDistillConfig(keep=[1, 3], epochs=2, batch_size=6, lr=3e-3, members=2, member_word_bits=[None, 4],
+                            word_bits=4, refine_epochs=1)
+    whole = drop_layers(teacher, 2, keep=[1, 3])
+    hist = distill(teacher, whole, TEXTS[:12], tok, cfg, log=lambda _: None, member_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["member-1.safetensors", "member-2.safetensors"]
+    (tmp_path / "member-2.safetensors").unlink()  # stopped while member 2 trained
+    logs: list[str] = []
+    again = drop_layers(teacher, 2, keep=[1, 3])
+    assert distill(teacher, again, TEXTS[:12], tok, cfg, log=logs.append, member_dir=tmp_path) == hist
+    assert any("soup member 1/2: trained before" in m for m in logs)
+    assert any("soup member 2/2 (seed 1, word table at 4 bits)" in m for m in logs)
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    # a damaged file, or one of another student, is trained again (and said)
+    (tmp_path / "member-1.safetensors").write_bytes(b"not a safetensors file")
+    other = drop_layers(teacher, 1, keep=[3])
+    logs.clear()
+    distill(teacher, other, TEXTS[:12], tok, cfg.model_copy(update={"keep": [3], "layers": 1}), log=logs.append,
+            member_dir=tmp_path)
+    assert any("member-1.safetensors unreadable" in m for m in logs)
+    assert any("member-2.safetensors is of another student" in m for m in logs)
+
+
 def test_keep_names_the_teacher_layers_and_their_hints():
     teacher = tiny_encoder(layers=4)
     cfg = TextDistillConfig(keep=[0, 3])

@@ -36,6 +36,7 @@ from pydantic import Field, model_validator
 from karuku.config import Config
 from karuku.errors import KarukuError
 from karuku.text.encoder import SentenceEncoder
+from karuku.text.members import load_member, member_path, save_member
 from karuku.text.qembedding import QEmbedding
 from karuku.text.teacher_cache import check_lengths, teacher_outputs
 from karuku.text.tokenizer import Tokenizer
@@ -71,6 +72,14 @@ class TextDistillConfig(Config):
     members: int = Field(1, ge=1, description="train this many students from the same start, each on its own "
                                                "shuffle (seed, seed + 1, ...), and keep the mean of their weights "
                                                "(a uniform model soup; costs `members` times the steps)")
+    member_word_bits: list[Literal[4, 8] | None] | None = Field(
+        None, description="each soup member's own word_bits, one per member (default: `word_bits` for all); "
+                          "members that differ (a trained table beside one frozen at its rounding) make a more "
+                          "diverse soup")
+    refine_epochs: float = Field(0.0, ge=0, description="after the soup: train the mean of the members this many "
+                                                        "more epochs (seed `seed + members`) with `word_bits`, which "
+                                                        "puts a mean of trained tables back on the int8 file's grid")
+    refine_lr: float | None = Field(None, gt=0, description="the refinement's learning rate (default: lr / 10)")
     seed: int = 0
     cache_teacher: bool = Field(True, description="compute the teacher's outputs once and reuse them every epoch "
                                                   "(stored in the run folder; not with attention hints)")
@@ -83,7 +92,16 @@ class TextDistillConfig(Config):
             if "layers" in self.model_fields_set and self.layers != len(self.keep):
                 raise ValueError(f"layers {self.layers} but keep names {len(self.keep)}; give one of them")
             self.layers = len(self.keep)
+        if self.member_word_bits is not None and len(self.member_word_bits) != self.members:
+            raise ValueError(f"member_word_bits names {len(self.member_word_bits)} widths for {self.members} "
+                             "members; give one per member")
+        if self.refine_epochs and self.members == 1:
+            raise ValueError("refine_epochs refines a soup; give members >= 2 (or train one student longer)")
         return self
+
+    def word_bits_of(self, member: int) -> int | None:
+        """The word_bits soup member `member` (0-based) trains with."""
+        return self.word_bits if self.member_word_bits is None else self.member_word_bits[member]
 
 
 def groups(teacher_layers: int, student_layers: int) -> list[range]:
@@ -196,7 +214,7 @@ def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
 
 def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str], tokenizer: Tokenizer,
             cfg: TextDistillConfig, log=print, cache_dir: str | Path | None = None,
-            hook: Callable[[int], dict | None] | None = None) -> list[dict]:
+            hook: Callable[[int], dict | None] | None = None, member_dir: str | Path | None = None) -> list[dict]:
     """Train `student` in place on `texts` to match `teacher`; returns the loss history (every 50 steps).
 
     With `cfg.cache_teacher` (and no attention hints) the teacher runs once over `texts` before training
@@ -207,7 +225,9 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
     With `cfg.members` > 1 the same start is trained that many times, each member on its own shuffle (seed
     `cfg.seed + m`), and `student` ends as the mean of their weights (Wortsman et al. 2022's uniform soup: students
     fine-tuned from one start stay in one basin, where the mean of their weights predicts better than each); the
-    history's records then carry a `member` number."""
+    history's records then carry a `member` number. Members may differ in `word_bits` (`cfg.member_word_bits`), and
+    `cfg.refine_epochs` trains the soup further (records marked `member: "refine"`), at `cfg.word_bits`. With
+    `member_dir` (a folder of this stage's own) each member is stored as it finishes and read back on a rerun."""
     if student.cfg.hidden != teacher.cfg.hidden:
         raise KarukuError("student and teacher embeddings differ in width", "keep the teacher's hidden size")
     if not texts:
@@ -227,13 +247,33 @@ def distill(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str]
     start = {k: v.detach().clone() for k, v in student.state_dict().items()}
     history, members = [], []
     for m in range(cfg.members):
+        saved = member_path(member_dir, m + 1) if member_dir is not None else None
+        done = load_member(saved, start, log) if saved is not None else None
+        if done is not None:
+            log(f"soup member {m + 1}/{cfg.members}: trained before, read from {saved}")
+            members.append(done[0])
+            history += done[1]
+            continue
         student.load_state_dict(start)
-        log(f"soup member {m + 1}/{cfg.members} (seed {cfg.seed + m})")
-        one = _train(teacher, student, texts, tok, cfg.model_copy(update={"seed": cfg.seed + m}), targets, cache,
-                     lengths, log, hook)
-        history += [{"member": m + 1, **r} for r in one]
+        bits = cfg.word_bits_of(m)
+        log(f"soup member {m + 1}/{cfg.members} (seed {cfg.seed + m}"
+            + (f", word table at {bits} bits" if bits else "") + ")")
+        one = _train(teacher, student, texts, tok, cfg.model_copy(update={"seed": cfg.seed + m, "word_bits": bits}),
+                     targets, cache, lengths, log, hook)
+        one = [{"member": m + 1, **r} for r in one]
+        history += one
         members.append({k: v.detach().clone() for k, v in student.state_dict().items()})
+        if saved is not None:
+            save_member(saved, members[-1], one)
     student.load_state_dict(average_weights(members))
+    if cfg.refine_epochs:
+        # the mean of a trained and a frozen table is on neither's grid: a short pass at a low rate with the table
+        # rounded (word_bits) lets the layers meet the table the int8 file will hold, from the soup's basin
+        lr = cfg.refine_lr or cfg.lr / 10
+        log(f"refining the soup: {cfg.refine_epochs:g} epochs at lr {lr:g} (seed {cfg.seed + cfg.members})")
+        one = _train(teacher, student, texts, tok, cfg.model_copy(update={
+            "seed": cfg.seed + cfg.members, "epochs": cfg.refine_epochs, "lr": lr}), targets, cache, lengths, log, hook)
+        history += [{"member": "refine", **r} for r in one]
     return history
 
 

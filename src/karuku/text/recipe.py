@@ -229,11 +229,18 @@ def _check_word_bits(path: Path, stages: list[Stage]) -> None:
     """A student distilled against its word table's k-bit rounding (`distill: {word_bits: k}`) gains only if
     the quantize stage after it stores that table at k bits; any other width would round it again."""
     for i, stage in enumerate(stages):
-        bits = stage.config().word_bits if stage.kind == "distill" else None
-        quant = next((s for s in stages[i + 1:] if s.kind == "quantize"), None)
-        if bits is None or quant is None or (stored := word_table_bits(quant.config())) == bits:
+        if stage.kind != "distill":
             continue
-        held = "in float" if stored is None else f"at {stored} bits"
-        raise KarukuError(f"{path}: stages[{i}].distill.word_bits is {bits}, but the quantize stage stores the "
-                          f"word table {held}", f"give quantize layer_bits: {{{EMBEDDING}: {bits}}}, "
-                          "or drop word_bits")
+        cfg = stage.config()
+        quant = next((s for s in stages[i + 1:] if s.kind == "quantize"), None)
+        if quant is None:
+            continue
+        stored = word_table_bits(quant.config())
+        for field, bits in [("word_bits", cfg.word_bits), *[(f"member_word_bits[{m}]", b)
+                                                            for m, b in enumerate(cfg.member_word_bits or [])]]:
+            if bits is None or stored == bits:
+                continue
+            held = "in float" if stored is None else f"at {stored} bits"
+            raise KarukuError(f"{path}: stages[{i}].distill.{field} is {bits}, but the quantize stage stores the "
+                              f"word table {held}", f"give quantize layer_bits: {{{EMBEDDING}: {bits}}}, "
+                              f"or drop {field.split('[')[0]}")

@@ -107,14 +107,15 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
         cfg = stage.config()
         key = key_of(parent, i, stage.kind, cfg.model_dump(mode="json"), recipe.seed)
         if stage.kind in ("prune", "distill"):
-            def make(step_dir: Path, cfg=cfg, kind=stage.kind, src=current) -> dict[str, Any]:
+            def make(step_dir: Path, cfg=cfg, kind=stage.kind, src=current, key=key) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 if kind == "prune":
                     model, info = prune(src, cfg, calib)
                 else:
                     model = drop_layers(src, cfg.layers, cfg.init, cfg.keep)
                     info = {"history": distill(teacher, model, train, tok, cfg, log=run.log,
-                                               cache_dir=run.root / "teacher")}
+                                               cache_dir=run.root / "teacher",
+                                               member_dir=run.root / "members" / key)}
                 path = save_encoder(step_dir / "model.safetensors", model, {"text_stage": kind})
                 return {"kind": kind, "checkpoint": str(path), "params": _params(model), "fidelity": measure(model),
                         "shape": {"heads": list(model.cfg.heads), "ffn": list(model.cfg.intermediate)},
