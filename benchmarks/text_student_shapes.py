@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -65,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", choices=list(CANDIDATES), help="these candidates (none: only checkpoints)")
     ap.add_argument("--checkpoint", nargs="+", default=[], metavar="NAME=PATH", help="trained students to measure")
+    ap.add_argument("--onnx", nargs="+", default=[], metavar="NAME=PATH", help="int8 ONNX files made elsewhere "
+                    "(e.g. text_slope_probe.py --qat) to measure and time beside them")
     ap.add_argument("--held", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="then each file's time at batch 32 x 128 by operator")
@@ -112,6 +115,13 @@ def main() -> None:
               f"MACs/token {info[name]['macs'] / 1e6:.2f} M, float mean cos {f.mean_cosine:.4f} "
               f"(p1 {f.p1_cosine:.4f}, top-10 {f.top10_overlap:.3f}), int8 file {len(raw) / 1e6:.2f} MB "
               f"({len(base) / len(raw):.2f}x smaller)", flush=True)
+    for item in args.onnx:
+        name, _, path = item.partition("=")
+        files[name] = Path(path).read_bytes()
+        q = fidelity(ref, encode(onnx_fn(files[name], 1), held))
+        print(f"{name}: int8 ONNX mean cos {q.mean_cosine:.4f}, p1 {q.p1_cosine:.4f}, top-10 {q.top10_overlap:.3f} "
+              f"on {q.texts} held-out texts, {len(files[name]) / 1e6:.2f} MB "
+              f"({len(base) / len(files[name]):.2f}x smaller)", flush=True)
     fns = {k: onnx_fn(b, 1) for k, b in files.items()}
     big_np, one_np = [t.numpy() for t in big.inputs()], [t.numpy() for t in one.inputs()]
     b32 = {k: [] for k in fns}

@@ -72,6 +72,52 @@ def test_the_static_int8_model_holds_the_integers_qat_trained_with(tok):
         assert (fake(*held.inputs()) - done(*held.inputs())).abs().max() < 1e-3
 
 
+def test_dynamic_qat_of_a_student_from_its_teacher_gives_the_dynamic_int8_model_it_trained(tok):
+    from karuku.text.distill import drop_layers
+
+    teacher = tiny_encoder(layers=4)
+    student = drop_layers(teacher, 2, keep=[1, 3])
+    held, calib = tok(TEXTS), tok(TRAIN[:32])
+    cfg = CFG.model_copy(update={"bits": 4})
+    train = TRAIN_CFG.model_copy(update={"keep": [1, 3], "epochs": 4})
+    logs: list[str] = []
+    qat = quantize(student, cfg, calib, smooth=0.5, texts=TRAIN, tokenizer=tok, train=train, log=logs.append,
+                   qat_activations="dynamic", qat_teacher=teacher)
+    layers = [x for x in qat.modules() if isinstance(x, QLinear)]
+    assert layers and all(not x.static and x.bits == 4 and x.in_scale.numel() for x in layers)
+    assert not any(isinstance(x, torch.nn.Linear) for x in qat.modules())
+    # trained against the teacher: closer to it than dynamic PTQ of the same student, and than the float student
+    ref = encode(teacher, held)
+    ptq = quantize(student, QuantConfig(mode="dynamic", bits=4, target_isa="avx512-vnni",
+                                        layer_bits={"embed.word": "float"}), calib, smooth=0.5)
+    f = {k: fidelity(ref, encode(m, held)).mean_cosine for k, m in [("qat", qat), ("ptq", ptq), ("float", student)]}
+    assert f["qat"] > max(f["ptq"], f["float"]) + 0.005, f
+    # its file quantizes each input on its own range (DynamicQuantizeLinear) and computes the trained integers
+    raw = export_onnx(qat)
+    assert "DynamicQuantizeLinear" in {n.op_type for n in __import__("onnx").load_from_string(raw).graph.node}
+    got = onnx_fn(raw)(held.input_ids.numpy(), held.attention_mask.numpy())
+    with torch.no_grad():
+        want = qat(*held.inputs()).numpy()
+    _same_integers(got, want)
+
+
+def test_dynamic_fake_quantization_is_the_dynamic_qlinear(tok):
+    m = tiny_encoder()
+    held, calib = tok(TEXTS), tok(TRAIN[:32])
+    cfg = CFG.for_target().model_copy(update={"bits": 8})
+    fake = train_qat(m, cfg, calib, TRAIN[:32], tok, TRAIN_CFG.model_copy(update={"epochs": 1}), dynamic=True)
+    layer = fake.layers[0].attn.q
+    assert isinstance(layer, FakeQuantLinear) and layer.dynamic and layer.act_range.numel() == 0
+    fake.eval()
+    done = finish(copy.deepcopy(fake))
+    for name, q in done.named_modules():
+        if isinstance(q, QLinear):
+            assert not q.static and torch.equal(q.w_int.float(),
+                                                weight_qparams(fake.get_submodule(name).weight.detach(), 8)[0])
+    with torch.no_grad():  # float32 fake quantization vs exact integer sums: a rounding tie may move a step
+        assert (fake(*held.inputs()) - done(*held.inputs())).abs().max() < 1e-3
+
+
 def test_qat_bad_settings_are_one_line(tok):
     m = tiny_encoder()
     calib = tok(TEXTS)
@@ -85,6 +131,10 @@ def test_qat_bad_settings_are_one_line(tok):
         quantize(m, CFG.model_copy(update={"finetune": TrainConfig()}), calib, texts=TRAIN, tokenizer=tok)
     with pytest.raises(KarukuError, match="apply to mode qat only"):
         quantize(m, QuantConfig(mode="dynamic"), texts=TRAIN, tokenizer=tok)
+    with pytest.raises(KarukuError, match="qat_activations and qat_teacher apply to mode qat only"):
+        quantize(m, QuantConfig(mode="dynamic"), qat_activations="dynamic")
+    with pytest.raises(KarukuError, match="unknown QAT activations 'per-token'"):
+        quantize(m, CFG, calib, texts=TRAIN, tokenizer=tok, qat_activations="per-token")
 
 
 def test_a_quantized_encoder_is_measured_as_its_int8_file(tok):
@@ -129,6 +179,48 @@ def test_a_text_recipe_runs_qat_and_judges_min_speedup(tmp_path, monkeypatch):
     speed = s["checks"][-1]
     assert speed["limit"] == "min_speedup" and speed["value"] == pytest.approx(
         s["timing"]["result"]["b32_s128_per_s"] / s["timing"][BASELINE]["b32_s128_per_s"], rel=1e-4)
+
+
+def test_a_text_recipe_soups_then_trains_its_dynamic_int8_form_against_the_teacher(tmp_path, monkeypatch):
+    """distill with members of their own word_bits and a refinement, then dynamic QAT from the pretrained teacher
+    with the distill stage's hint targets, on its texts (augmented too), the teacher's outputs cached once."""
+    from helpers.textmodels import register_tiny_pretrained
+    from karuku.text import corpus as corpus_mod
+    from karuku.text.recipe import load_recipe
+    from karuku.text.run import compress_text
+
+    m = tiny_encoder(max_positions=128, layers=4)
+    folder = register_tiny_pretrained(m, tmp_path / "model", monkeypatch)
+    monkeypatch.setattr(corpus_mod, "load_corpus", lambda name="fortunes", source=None, log=print:
+                        corpus_mod.Corpus(TRAIN * 3, TEXTS, "test"))
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "version: 1\nname: tiny-soup-qat\nmodel: {pretrained: tiny}\ndata: {calibration: 32, augment: 32}\n"
+        "budget: {min_fidelity: 0.1}\nstages:\n"
+        "  - distill: {keep: [1, 3], epochs: 0.2, batch_size: 16, max_length: 32, lr: 0.003, members: 2,\n"
+        "              member_word_bits: [null, 4], word_bits: 4, refine_epochs: 0.1, seed: 1}\n"
+        "  - quantize: {mode: qat, target_isa: avx512-vnni, qat_delay: 0, layer_bits: {embed.word: 4},\n"
+        "               qat_activations: dynamic, qat_teacher: pretrained, smooth: 0.5,\n"
+        "               train: {epochs: 0.1, batch_size: 16, max_length: 32, lr: 0.0003}}\n"
+        "  - export: {}\n")
+    s = compress_text(load_recipe(path), tmp_path / "run", model_source=folder, log=lambda *_: None, time_rounds=1)
+    log = (tmp_path / "run" / "run.log").read_text()
+    # 320 texts (288 + 32 augmented) in batches of 16: 20 a pass; members 4 steps each, the refinement and QAT 2
+    assert "soup member 2/2 (seed 2, word table at 4 bits)" in log and "refining the soup: 0.1 epochs" in log
+    assert log.count("distill step 4/4") == 2 and log.count("distill step 2/2") == 2
+    assert len(list((tmp_path / "run" / "members").glob("*/member-*.safetensors"))) == 2
+    assert len(list((tmp_path / "run" / "teacher").glob("teacher-*.safetensors"))) == 1  # one cache for both
+    assert [st["kind"] for st in s["steps"]] == ["pretrained", "distill", "quantize", "export"]
+    assert s["steps"][2]["mode"] == "qat" and s["steps"][3]["fidelity"]["mean_cosine"] > 0.1
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(s["steps"][3]["onnx"]).graph.node}
+    assert "DynamicQuantizeLinear" in ops and "QuantizeLinear" not in ops  # activations on their own range
+    bad = path.read_text().replace("mode: qat, ", "mode: dynamic, ").replace("qat_delay: 0, ", "").replace(
+        "               train: {epochs: 0.1, batch_size: 16, max_length: 32, lr: 0.0003}}", "               }")
+    path.write_text(bad)
+    with pytest.raises(KarukuError, match="qat_activations applies to mode qat only"):
+        load_recipe(path)
 
 
 def test_static_ranges_are_of_the_smoothed_input_that_is_quantized(tok):

@@ -98,12 +98,16 @@ class QLinear(nn.Module):
 
 def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration: Batch | None = None,
              smooth: float | None = None, *, rounding: str = "nearest", texts: list[str] | None = None,
-             tokenizer=None, train=None, log=print) -> SentenceEncoder:
+             tokenizer=None, train=None, log=print, qat_activations: str = "static",
+             qat_teacher: SentenceEncoder | None = None, cache_dir=None) -> SentenceEncoder:
     """A copy of `model` with int8 Linear layers (and the word embedding, weight-only) as `cfg` says.
 
     `cfg.mode`: "dynamic" (activation ranges per call), "ptq" (static ranges calibrated on `calibration`, a
     tokenized Batch) or "qat" (static, ranges calibrated then trained with the weights by distillation from
-    `model` on `texts` tokenized by `tokenizer`, `train` a TextDistillConfig; see "QAT" below). `cfg.target_isa`
+    `model` on `texts` tokenized by `tokenizer`, `train` a TextDistillConfig; see "QAT" below). QAT with
+    `qat_activations="dynamic"` trains against each input's own range and gives the dynamic int8 model;
+    `qat_teacher` (e.g. the pretrained encoder a student was distilled from) is distilled from instead of `model`,
+    its outputs cached in `cache_dir` (karuku.text.teacher_cache). `cfg.target_isa`
     caps the weight bits where its int8 kernels saturate. The word embedding follows `cfg.bits` unless
     `layer_bits` names `embed.word` (8, 4 or "float").
 
@@ -127,9 +131,15 @@ def quantize(model: SentenceEncoder, cfg: QuantConfig | None = None, calibration
     if cfg.mode == "qat" and rounding != "nearest":
         raise KarukuError("GPTQ rounding does not apply to QAT (training sets the weights it rounds)",
                           "use rounding 'nearest' with mode qat, or mode dynamic / ptq with GPTQ")
+    if qat_activations not in ("static", "dynamic"):
+        raise KarukuError(f"unknown QAT activations '{qat_activations}'", "use 'static' or 'dynamic'")
+    if cfg.mode != "qat" and (qat_activations != "static" or qat_teacher is not None):
+        raise KarukuError(f"qat_activations and qat_teacher apply to mode qat only (mode is {cfg.mode})",
+                          "drop them or use mode qat")
     if cfg.mode == "qat":
         scales = smooth_scales(model, calibration, smooth, cfg.calibration_batch, cfg.calibration) if smooth else {}
-        qm = finish(train_qat(model, cfg, calibration, texts, tokenizer, train, scales, log))
+        qm = finish(train_qat(model, cfg, calibration, texts, tokenizer, train, scales, log,
+                              qat_activations == "dynamic", qat_teacher, cache_dir))
         qm.quant_cfg = cfg
         return qm
     if texts is not None or train is not None:
@@ -285,8 +295,9 @@ class FakeQuantLinear(nn.Linear):
     """A Linear trained with its int8 weights and uint8 input simulated; `step` counts training forwards."""
 
     def __init__(self, linear: nn.Linear, bits: int, smooth: torch.Tensor | None, delay: int, freeze: int,
-                 momentum: float):
+                 momentum: float, dynamic: bool = False):
         super().__init__(linear.in_features, linear.out_features)
+        self.dynamic = dynamic  # each input's own range, as the dynamic QLinear (and DynamicQuantizeLinear) take it
         w = linear.weight.detach().float()
         with torch.no_grad():  # SmoothQuant folded as in QLinear: x / s in, W · s trained
             self.weight.copy_(w if smooth is None else w * smooth.float()[None, :])
@@ -299,12 +310,18 @@ class FakeQuantLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_scale.numel():
             x = x * self.in_scale
-        if self.training and self.act_range.numel() == 2:
+        if self.dynamic:
+            if self.training:
+                self.step += 1
+            if not self.training or int(self.step) > self.delay:
+                scale, zp = dynamic_qparams(x.detach())
+                x = _ste(x, uint8_steps(x, scale, zp) * scale)
+        elif self.training and self.act_range.numel() == 2:
             if int(self.step) < self.freeze:
                 seen = torch.stack([x.detach().min(), x.detach().max()])
                 self.act_range.mul_(1 - self.momentum).add_(self.momentum * seen)
             self.step += 1
-        if self.act_range.numel() == 2 and (not self.training or int(self.step) > self.delay):
+        if not self.dynamic and self.act_range.numel() == 2 and (not self.training or int(self.step) > self.delay):
             scale, zp = dynamic_qparams(self.act_range)
             x = _ste(x, uint8_steps(x, scale, zp) * scale)
         w_int, w_scale = weight_qparams(self.weight.detach(), self.bits)
@@ -312,25 +329,29 @@ class FakeQuantLinear(nn.Linear):
         return nn.functional.linear(x, w, self.bias)
 
     def to_qlinear(self) -> QLinear:
-        """The static QLinear of the trained weight and range (the integers the forward pass used)."""
+        """The QLinear of the trained weight (the integers the forward pass used): static with the trained range,
+        or dynamic."""
         q = QLinear(self, self.bits)  # reads weight and bias as of any Linear
         q.in_scale = self.in_scale.clone()
-        q.act_range = self.act_range.detach().clone()
+        if not self.dynamic:
+            q.act_range = self.act_range.detach().clone()
         return q
 
 
 def prepare(model: SentenceEncoder, cfg: QuantConfig, calibration: Batch, total_steps: int,
-            scales: dict[str, torch.Tensor] | None = None) -> SentenceEncoder:
-    """A copy of `model` with FakeQuantLinear layers, ranges calibrated on `calibration` (as static PTQ)."""
+            scales: dict[str, torch.Tensor] | None = None, dynamic: bool = False) -> SentenceEncoder:
+    """A copy of `model` with FakeQuantLinear layers, ranges calibrated on `calibration` (as static PTQ), or
+    each input's own (`dynamic`)."""
     freeze = cfg.qat_freeze_observers if cfg.qat_freeze_observers is not None else (7 * total_steps) // 8
     qm = copy.deepcopy(model).eval()
     for name, module in list(qm.named_modules()):
         bits = layer_bits(name, cfg) if isinstance(module, nn.Linear) else None
         if bits is not None:
             _replace(qm, name, FakeQuantLinear(module, bits, (scales or {}).get(name), min(cfg.qat_delay, total_steps),
-                                               freeze, cfg.qat_momentum))
+                                               freeze, cfg.qat_momentum, dynamic))
     _quantize_embedding(qm, cfg)  # trained with the table it will run with
-    calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)  # sets each act_range
+    if not dynamic:
+        calibrate(qm, calibration, cfg.calibration_batch, limit=cfg.calibration)  # sets each act_range
     return qm
 
 
@@ -344,9 +365,11 @@ def finish(qm: SentenceEncoder) -> SentenceEncoder:
 
 def train_qat(model: SentenceEncoder, cfg: QuantConfig, calibration: Batch, texts: list[str] | None,
               tokenizer: Tokenizer | None, train=None, scales: dict[str, torch.Tensor] | None = None,
-              log=print) -> SentenceEncoder:
-    """QAT of `model` distilled from itself in float on `texts`; `train`: a TextDistillConfig (default: one
-    epoch, lr 2e-5). Returns the fake-quantized encoder, ready for `finish` (int8 layers and embedding)."""
+              log=print, dynamic: bool = False, teacher: SentenceEncoder | None = None,
+              cache_dir=None) -> SentenceEncoder:
+    """QAT of `model` distilled from itself in float (or from `teacher`) on `texts`; `train`: a TextDistillConfig
+    (default: one epoch, lr 2e-5). Returns the fake-quantized encoder, ready for `finish` (int8 layers and
+    embedding); `dynamic`: activations on each input's own range, as the dynamic int8 file quantizes them."""
     from karuku.text.distill import TextDistillConfig, distill
 
     if not texts or tokenizer is None:
@@ -356,6 +379,6 @@ def train_qat(model: SentenceEncoder, cfg: QuantConfig, calibration: Batch, text
                           "give its settings as train=TextDistillConfig(epochs=..., lr=...)")
     train = train or TextDistillConfig(epochs=1, lr=2e-5)
     total = max(1, round(train.epochs * math.ceil(len(texts) / train.batch_size)))
-    qm = prepare(model, cfg, calibration, total, scales)
-    distill(model, qm, texts, tokenizer, train, log=log)
+    qm = prepare(model, cfg, calibration, total, scales, dynamic)
+    distill(teacher or model, qm, texts, tokenizer, train, log=log, cache_dir=cache_dir)
     return qm

@@ -52,11 +52,20 @@ class TextQuantSettings(QuantConfig):
                                                  "or GPTQ against the calibration texts' inputs (dynamic / ptq)")
     train: TextDistillConfig | None = Field(None, description="mode qat: how the fake-quantized encoder is "
                                                            "distilled from the float one (default: 1 epoch, lr 2e-5)")
+    qat_activations: Literal["static", "dynamic"] = Field(
+        "static", description="mode qat: activations on a trained static range (the ptq file), or on each input's "
+                              "own range (the dynamic file)")
+    qat_teacher: Literal["float", "pretrained"] = Field(
+        "float", description="mode qat: distil from the float model of this point, or from the pretrained encoder "
+                             "(a distilled student keeps learning from its teacher, on the distillation texts, "
+                             "with the distill stage's hint targets)")
 
     @model_validator(mode="after")
     def _train_is_qat(self):
-        if self.train is not None and self.mode != "qat":
-            raise ValueError(f"train applies to mode qat only (mode is {self.mode}); drop it or set mode: qat")
+        qat_only = [k for k in ("train", "qat_activations", "qat_teacher") if k in self.model_fields_set]
+        if qat_only and self.mode != "qat":
+            raise ValueError(f"{qat_only[0]} applies to mode qat only (mode is {self.mode}); drop it or set mode: "
+                             "qat")
         if self.rounding != "nearest" and self.mode == "qat":
             raise ValueError("rounding gptq does not apply to mode qat (training sets the weights); drop it")
         return self

@@ -124,11 +124,15 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
             result = run.step(key, f"stage {i + 1} {stage.kind}", make)
             current, parent = load_encoder(result["checkpoint"]), key
         elif stage.kind == "quantize":
-            # QAT distils the float model of this point into its fake-quantized copy on the training texts
-            qat = ({"texts": corpus.train, "tokenizer": tok, "train": cfg.train, "log": run.log}
-                   if cfg.mode == "qat" else {})
-            qm = quantize(current, QuantConfig(**cfg.model_dump(exclude={"smooth", "rounding", "train"})), calib,
-                          smooth=cfg.smooth, rounding=cfg.rounding, **qat)
+            # QAT distils the float model of this point (or the pretrained teacher) into its fake-quantized copy
+            qat = ({"texts": corpus.train, "tokenizer": tok, "train": cfg.train, "log": run.log,
+                    "qat_activations": cfg.qat_activations} if cfg.mode == "qat" else {})
+            if cfg.mode == "qat" and cfg.qat_teacher == "pretrained":
+                qat |= {"texts": train, "qat_teacher": teacher, "cache_dir": run.root / "teacher",
+                        "train": qat_from_teacher(cfg.train, recipe.stages[:i])}
+            qm = quantize(current, QuantConfig(**cfg.model_dump(exclude={"smooth", "rounding", "train",
+                                                                         "qat_activations", "qat_teacher"})),
+                          calib, smooth=cfg.smooth, rounding=cfg.rounding, **qat)
             result = {"kind": "quantize", "fidelity": measure(qm), "mode": cfg.mode}
         else:
             raw = export_onnx(qm if qm is not None else current, cfg.target_isa, cfg.representation)
@@ -139,6 +143,19 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
             f"{result['fidelity']['top10_overlap']:.3f}")
         steps.append({k: v for k, v in result.items() if k != "info"} | {"stage": i + 1})
     return _finish(recipe, run, teacher, tok, corpus, steps, onnx_path, log, time_rounds)
+
+
+def qat_from_teacher(train, before: list) -> Any:
+    """QAT's TextDistillConfig when it distils from the pretrained teacher: the student's hint targets are the last
+    distill stage's (its `keep`, `layers`, `init`) unless `train` names its own."""
+    from karuku.text.distill import TextDistillConfig
+
+    train = train or TextDistillConfig(epochs=1, lr=2e-5)
+    last = next((s.config() for s in reversed(before) if s.kind == "distill"), None)
+    shape = {"keep", "layers", "init"}
+    if last is None or train.model_fields_set & shape:
+        return train
+    return train.model_copy(update={k: getattr(last, k) for k in shape})
 
 
 def _params(model: torch.nn.Module) -> int:
