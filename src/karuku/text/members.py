@@ -12,6 +12,7 @@ from karuku.io.atomic import atomic_path
 
 
 def member_path(folder: str | Path, member: int) -> Path:
+    """Where soup member `member` (1-based) of a stage is stored."""
     return Path(folder) / f"member-{member}.safetensors"
 
 
