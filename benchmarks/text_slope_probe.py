@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--freeze-words", action="store_true", help="keep the teacher's word-embedding table")
     ap.add_argument("--word-bits", type=int, choices=(4, 8), help="freeze the word table at its 4- or 8-bit "
                     "rounding (the table the int8 file holds)")
+    ap.add_argument("--word-qat", action="store_true", help="with --word-bits: train the table through its "
+                    "rounding instead of freezing it")
     ap.add_argument("--extra", help="a second corpus whose training texts join the fortunes' (e.g. python-docs)")
     ap.add_argument("--extra-texts", type=int, default=0, help="how many of its training texts (0: all)")
     ap.add_argument("--augment", type=int, default=0, help="this many texts made from the training fortunes' word "
@@ -135,7 +137,7 @@ def main() -> None:
     cfg = TextDistillConfig(keep=args.keep, epochs=args.steps / ((len(texts) + 31) // 32), lr=args.lr, batch_size=32,
                             max_length=64, hidden_weight=args.hidden_weight, token_weight=args.token_weight,
                             seed=args.seed, cache_teacher=not args.live,
-                            freeze_words=args.freeze_words, word_bits=args.word_bits)
+                            freeze_words=args.freeze_words, word_bits=args.word_bits, word_qat=args.word_qat)
     t0 = time.perf_counter()
     if args.qat:
         qat(args, teacher, student, texts, tok, cfg, fortunes, refs["fortunes"], sets["fortunes"])

@@ -306,6 +306,29 @@ def test_a_soup_is_the_mean_of_its_members_each_on_its_own_shuffle(tok):
         TextDistillConfig(members=0)
 
 
+def test_word_qat_trains_the_table_through_its_rounding_and_keeps_it_on_the_grid(tok):
+    teacher = tiny_encoder(layers=4)
+    cfg = TextDistillConfig(keep=[1, 3], epochs=50, batch_size=6, lr=3e-3, weight_decay=0.1, word_bits=4,
+                            word_qat=True)
+    student = drop_layers(teacher, 2, keep=[1, 3])
+    seen = []
+
+    def hook(step):  # the table the forward pass sees at every logged step: always its own 4-bit rounding
+        w = student.embed.word.weight.detach().clone()
+        seen.append(torch.equal(w, QEmbedding(torch.nn.Embedding.from_pretrained(w), 4).grid()))
+
+    hist = distill(teacher, student, TEXTS[:12], tok, cfg, log=lambda _: None, hook=hook)
+    assert hist[-1]["embedding"] < hist[0]["embedding"] and len(seen) == 2 and all(seen)
+    first = QEmbedding(teacher.embed.word, 4).grid()
+    w = student.embed.word.weight
+    assert w.requires_grad and not torch.equal(w, first)  # trained, unlike word_bits alone
+    assert torch.equal(w, QEmbedding(student.embed.word, 4).grid())  # and on the grid the int8 file stores
+    q = quantize(student, QuantConfig(mode="dynamic", target_isa="avx2", layer_bits={"embed.word": 4}))
+    assert torch.equal(q.embed.word.weight, w.detach().half().float())
+    with pytest.raises(KarukuError, match="give word_bits"):
+        TextDistillConfig(word_qat=True)
+
+
 def test_soup_members_of_their_own_word_bits_then_a_refinement_back_onto_the_grid(tok):
     teacher = tiny_encoder(layers=4)
     cfg = TextDistillConfig(keep=[1, 3], epochs=2, batch_size=6, lr=3e-3, seed=5, word_bits=4)

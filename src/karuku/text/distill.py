@@ -72,6 +72,9 @@ class TextDistillConfig(Config):
     members: int = Field(1, ge=1, description="train this many students from the same start, each on its own "
                                                "shuffle (seed, seed + 1, ...), and keep the mean of their weights "
                                                "(a uniform model soup; costs `members` times the steps)")
+    word_qat: bool = Field(False, description="with word_bits: the table keeps training through its rounding "
+                                              "(the forward pass sees the rounded table, gradients pass straight "
+                                              "through to the float one) and ends rounded, instead of frozen at it")
     member_word_bits: list[Literal[4, 8] | None] | None = Field(
         None, description="each soup member's own word_bits, one per member (default: `word_bits` for all); "
                           "members that differ (a trained table beside one frozen at its rounding) make a more "
@@ -95,6 +98,8 @@ class TextDistillConfig(Config):
         if self.member_word_bits is not None and len(self.member_word_bits) != self.members:
             raise ValueError(f"member_word_bits names {len(self.member_word_bits)} widths for {self.members} "
                              "members; give one per member")
+        if self.word_qat and self.word_bits is None and not any(self.member_word_bits or []):
+            raise ValueError("word_qat trains the table through its word_bits rounding; give word_bits")
         if self.refine_epochs and self.members == 1:
             raise ValueError("refine_epochs refines a soup; give members >= 2 (or train one student longer)")
         return self
@@ -289,11 +294,15 @@ def _train(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str],
     # frozen words: no gradient, and no AdamW step (its decoupled weight decay would still shrink the rows)
     words = student.embed.word.weight
     words_trainable = words.requires_grad
+    # word_qat: a float table (`latent`) is what trains; the student's own table is always its rounding, so the
+    # forward pass and any checkpoint taken on the way hold the int8 file's table (straight-through gradients)
+    latent = words.detach().clone().requires_grad_(True) if cfg.word_qat and cfg.word_bits is not None else None
     if cfg.word_bits is not None:  # the quantized file's table (before its float16 output rounding, ~1e-3 of a
         with torch.no_grad():      # value) and one that quantizes again to the same integers and scales
-            words.copy_(QEmbedding(student.embed.word, cfg.word_bits).grid())
-    words.requires_grad_(words_trainable and not cfg.freeze_words and cfg.word_bits is None)
-    params = [p for p in student.parameters() if p.requires_grad]
+            words.copy_(rounded_table(words, cfg.word_bits))
+    words.requires_grad_(words_trainable and not cfg.freeze_words and (cfg.word_bits is None or latent is not None))
+    params = [p for p in student.parameters() if p.requires_grad and (latent is None or p is not words)]
+    params += [latent] if latent is not None else []
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min((k + 1) / warm, max(0.0, (total - k) / (total - warm
@@ -318,9 +327,14 @@ def _train(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str],
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if latent is not None:
+            latent.grad, words.grad = words.grad, None
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
+        if latent is not None:
+            with torch.no_grad():
+                words.copy_(rounded_table(latent, cfg.word_bits))
         for k, v in terms.items():
             running[k] = running.get(k, 0.0) + float(v.detach())
         if (step + 1) % 50 == 0 or step + 1 == total:
@@ -337,3 +351,8 @@ def _train(teacher: SentenceEncoder, student: SentenceEncoder, texts: list[str],
     words.requires_grad_(words_trainable)
     student.eval()
     return history
+
+
+def rounded_table(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """A word table as the int8 file stores it at `bits` (QEmbedding's grid)."""
+    return QEmbedding(torch.nn.Embedding.from_pretrained(w.detach()), bits).grid()
