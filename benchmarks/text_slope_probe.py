@@ -167,7 +167,7 @@ def qat(args, teacher, student, texts, tok, cfg, fortunes, ref, held) -> None:
     from karuku.text.quantize import quantize
     from karuku.text.task import onnx_fn
 
-    qcfg = QuantConfig(mode="qat", target_isa="auto", layer_bits={"embed.word": 4}, qat_delay=0)
+    qcfg = QuantConfig(mode="qat", target_isa="auto", layer_bits={EMBEDDING: 4}, qat_delay=0)
     qm = quantize(student, qcfg, tok(fortunes.train[:256]), smooth=0.75, texts=texts, tokenizer=tok, train=cfg,
                   log=lambda s: print(s, flush=True), qat_activations="dynamic", qat_teacher=teacher,
                   cache_dir=args.cache)

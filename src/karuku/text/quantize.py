@@ -310,19 +310,14 @@ class FakeQuantLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_scale.numel():
             x = x * self.in_scale
-        if self.dynamic:
-            if self.training:
-                self.step += 1
-            if not self.training or int(self.step) > self.delay:
-                scale, zp = dynamic_qparams(x.detach())
-                x = _ste(x, uint8_steps(x, scale, zp) * scale)
-        elif self.training and self.act_range.numel() == 2:
-            if int(self.step) < self.freeze:
+        ranged = self.dynamic or self.act_range.numel() == 2  # a static range exists once calibrated
+        if self.training and ranged:
+            if not self.dynamic and int(self.step) < self.freeze:
                 seen = torch.stack([x.detach().min(), x.detach().max()])
                 self.act_range.mul_(1 - self.momentum).add_(self.momentum * seen)
             self.step += 1
-        if not self.dynamic and self.act_range.numel() == 2 and (not self.training or int(self.step) > self.delay):
-            scale, zp = dynamic_qparams(self.act_range)
+        if ranged and (not self.training or int(self.step) > self.delay):
+            scale, zp = dynamic_qparams(x.detach() if self.dynamic else self.act_range)
             x = _ste(x, uint8_steps(x, scale, zp) * scale)
         w_int, w_scale = weight_qparams(self.weight.detach(), self.bits)
         w = _ste(self.weight, w_int * w_scale[:, None])
@@ -370,15 +365,22 @@ def train_qat(model: SentenceEncoder, cfg: QuantConfig, calibration: Batch, text
     """QAT of `model` distilled from itself in float (or from `teacher`) on `texts`; `train`: a TextDistillConfig
     (default: one epoch, lr 2e-5). Returns the fake-quantized encoder, ready for `finish` (int8 layers and
     embedding); `dynamic`: activations on each input's own range, as the dynamic int8 file quantizes them."""
-    from karuku.text.distill import TextDistillConfig, distill
+    from karuku.text.distill import distill
 
     if not texts or tokenizer is None:
         raise KarukuError("QAT of a sentence encoder trains on texts", "pass texts=[...] and tokenizer=...")
     if cfg.finetune is not None:
         raise KarukuError("a sentence encoder's QAT is distillation from the float model, not `finetune`",
                           "give its settings as train=TextDistillConfig(epochs=..., lr=...)")
-    train = train or TextDistillConfig(epochs=1, lr=2e-5)
+    train = train or default_qat_train()
     total = max(1, round(train.epochs * math.ceil(len(texts) / train.batch_size)))
     qm = prepare(model, cfg, calibration, total, scales, dynamic)
     distill(teacher or model, qm, texts, tokenizer, train, log=log, cache_dir=cache_dir)
     return qm
+
+
+def default_qat_train():
+    """QAT's training when none is given: one epoch of distillation at lr 2e-5 (a TextDistillConfig)."""
+    from karuku.text.distill import TextDistillConfig
+
+    return TextDistillConfig(epochs=1, lr=2e-5)

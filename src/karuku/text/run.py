@@ -148,9 +148,9 @@ def compress_text(recipe: TextRecipe, run_dir: str | Path | None = None, model_s
 def qat_from_teacher(train, before: list) -> Any:
     """QAT's TextDistillConfig when it distils from the pretrained teacher: the student's hint targets are the last
     distill stage's (its `keep`, `layers`, `init`) unless `train` names its own."""
-    from karuku.text.distill import TextDistillConfig
+    from karuku.text.quantize import default_qat_train
 
-    train = train or TextDistillConfig(epochs=1, lr=2e-5)
+    train = train or default_qat_train()
     last = next((s.config() for s in reversed(before) if s.kind == "distill"), None)
     shape = {"keep", "layers", "init"}
     if last is None or train.model_fields_set & shape:
