@@ -12,7 +12,8 @@ every file, then its batch-1 × 32 runs; the order reversed every other round), 
 
 Forms (dynamic int8; SmoothQuant's Mul, when set, before the quantization):
 - shipped: what karuku writes — x quantized once (DynamicQuantizeLinear), three MatMulIntegerToFloat, the
-  standard Attention (opset 23);
+  standard Attention (opset 23), masked only when some token is padding (an If); the output projection's
+  SmoothQuant Mul folded into V's scales (the other forms keep that Mul);
 - qattention: com.microsoft QAttention over DynamicQuantizeLinear (Q/K/V in one packed int8 matrix), what karuku
   wrote until 2026-12-02;
 - onnx-attention: one packed DynamicQuantizeMatMul 384 → 3·inner with the bias, Split, the standard Attention;
@@ -161,8 +162,17 @@ FORMS = {
 }
 
 
+def _o_scaled(form):
+    """A form with the output projection's SmoothQuant Mul on its result: the export folds it into V's scales
+    (`onnx_export._o_fold`) and so writes no Mul for it; only the shipped form folds."""
+    def build(g, i, attn, mask, x):
+        ctx, scale = form(g, i, attn, mask, x), onnx_export._o_fold(attn)
+        return ctx if scale is None else g.node("Mul", [ctx, g.init(f"layers.{i}.attn.o.in_scale", scale.numpy())])
+    return build
+
+
 def export_form(model, form: str) -> bytes:
-    onnx_export._attention = FORMS[form]
+    onnx_export._attention = FORMS[form] if form == "shipped" else _o_scaled(FORMS[form])
     try:
         return export_onnx(model)
     finally:

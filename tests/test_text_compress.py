@@ -84,15 +84,21 @@ def test_dynamic_int8_onnx_computes_what_the_torch_reference_does(tok, target, r
     assert props["karuku.quantization"] == "dynamic"
     with torch.no_grad():
         ref, fp = q(*b.inputs()).numpy(), m(*b.inputs()).numpy()
-    if exact_on(rep, "auto"):
+    if not exact_on(rep, "auto"):  # u8s8 where ONNX Runtime's u8 x s8 kernels saturate (x86 without VNNI)
+        raw = export_onnx(q, representation="u8u8")  # the same integers, run exactly
+    full = fixed_batch(tok, TEXTS * 3, 3, 10)
+    assert (b.attention_mask == 0).any() and (full.attention_mask == 1).all()
+    with torch.no_grad():
         got = _ort(raw, b)
-        _same_integers(got, ref)
-        assert (got * fp).sum(1).min() > 0.99  # and close to the float model
-    else:  # u8s8 where ONNX Runtime's u8 x s8 kernels saturate (x86 without VNNI): the same integers as u8u8 run
-        _same_integers(_ort(export_onnx(q, representation="u8u8"), b), ref)
-    ops = {n.op_type for n in onnx.load_from_string(raw).graph.node}
-    assert {"Attention", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "GatherBlockQuantized", "Gelu",
+        _same_integers(got, ref)  # padded texts: the masked attention
+        _same_integers(_ort(raw, full), q(*full.inputs()).numpy())  # no padding: the unmasked attention
+    assert (got * fp).sum(1).min() > 0.99  # and close to the float model
+    graph = onnx.load_from_string(raw).graph
+    ops = {n.op_type for n in graph.node}
+    branches = [[n.op_type for n in a.g.node] for x in graph.node if x.op_type == "If" for a in x.attribute]
+    assert {"If", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "GatherBlockQuantized", "Gelu",
             "LayerNormalization"} <= ops
+    assert branches == [["Attention"]] * 4  # per layer: attention with and without the mask
     assert "QAttention" not in ops
 
 
@@ -503,6 +509,8 @@ def test_smoothing_tames_an_outlier_channel(tok):
     assert smoothed.layers[0].attn.q.in_scale.shape == (32,)
     assert torch.equal(smoothed.layers[0].attn.q.in_scale, smoothed.layers[0].attn.v.in_scale)  # shared input
     raw = export_onnx(smoothed)
+    muls = [n for n in onnx.load_from_string(raw).graph.node if n.op_type == "Mul"]
+    assert len(muls) == 2 * 3 + 2  # per layer q/k/v, up, down (o's is folded into v's scales) + pooling's two
     with torch.no_grad():
         _same_integers(_ort(raw, b), smoothed(*b.inputs()).numpy())
         err_plain = 1 - (plain(*b.inputs()).numpy() * ref).sum(1).mean()
@@ -510,6 +518,21 @@ def test_smoothing_tames_an_outlier_channel(tok):
     assert err_smooth < 0.7 * err_plain
     with pytest.raises(KarukuError, match="need calibration texts"):
         quantize(m, cfg, smooth=0.5)
+
+
+def test_the_output_projection_smoothing_folds_into_float_attention_too(tok):
+    """Q/K/V left float (com.microsoft Attention, packed weights), o int8 and smoothed: its 1/s goes into V's
+    float columns, and the file still computes the reference."""
+    m = tiny_encoder()
+    b = tok(TEXTS)
+    cfg = QuantConfig(mode="dynamic", target_isa="avx2", layer_bits={"embed.word": "float", "layers.*.attn.[qkv]":
+                                                                     "float"})
+    q = quantize(m, cfg, calibration=b, smooth=0.5)
+    assert isinstance(q.layers[0].attn.v, torch.nn.Linear) and q.layers[0].attn.o.in_scale.shape == (32,)
+    raw = export_onnx(q)
+    assert not any(t.name.endswith("attn.o.in_scale") for t in onnx.load_from_string(raw).graph.initializer)
+    with torch.no_grad():
+        _same_integers(_ort(raw, b), q(*b.inputs()).numpy())
 
 
 def test_gptq_rounding_keeps_the_grid_and_loses_less_per_layer(tok):

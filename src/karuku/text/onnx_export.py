@@ -2,15 +2,17 @@
 
 Inputs `input_ids` and `attention_mask` (int64, batch × tokens, both axes dynamic); output `embedding`
 (batch × hidden, unit length). Per layer, fp32: com.microsoft `Attention` (Q/K/V packed inside) and MatMul; int8:
-the layer input quantized once (DynamicQuantizeLinear, or QuantizeLinear at the calibrated range when static),
-Q, K and V as three `MatMulIntegerToFloat`, the standard `Attention` (opset 23) in float, and the output projection
-and the FFN as `DynamicQuantizeMatMul` (dynamic) or QuantizeLinear → `MatMulIntegerToFloat` (static); then
-LayerNormalization and `Gelu`. LayerNorm, softmax, GELU and pooling stay float. Measured on all-MiniLM-L6-v2,
-batch 32 × 128, one thread: Add + LayerNormalization and Gelu after a biased matrix product ran faster than
-SkipLayerNormalization / BiasGelu; with the int8 attention above the whole file ran 1.09× as fast as with
-com.microsoft QAttention (1.14× on a 4-layer student), with one packed DynamicQuantizeMatMul + Split before the
-Attention 1.04×, with MultiHeadAttention 0.96×, with MatMul / Softmax (ORT quantize_dynamic's form) 0.93×
-(docs/bench/text.md, "int8 attention forms"). A weight-only int8 or int4 word embedding is
+the layer input quantized once (DynamicQuantizeLinear, or QuantizeLinear at the calibrated range when static), Q, K
+and V as three `MatMulIntegerToFloat`, the standard `Attention` (opset 23) in float — inside an `If`: without the
+mask when no token is padding —, and the output projection and the FFN as `DynamicQuantizeMatMul` (dynamic) or
+QuantizeLinear → `MatMulIntegerToFloat` (static); then LayerNormalization and `Gelu`. SmoothQuant's division is an
+elementwise Mul before each quantized input, except the output projection's, folded into V's scales. LayerNorm,
+softmax, GELU and pooling stay float. Measured on all-MiniLM-L6-v2, batch 32 × 128, one thread: Add +
+LayerNormalization and Gelu after a biased matrix product ran faster than SkipLayerNormalization / BiasGelu; with
+the int8 attention above the whole file ran 1.09× as fast as with com.microsoft QAttention (1.14× on a 4-layer
+student), with one packed DynamicQuantizeMatMul + Split before the Attention 1.04×, with MultiHeadAttention 0.96×,
+with MatMul / Softmax (ORT quantize_dynamic's form) 0.93× (docs/bench/text.md, "int8 attention forms"); leaving out
+the mask when nothing is padded made it 1.037× (VNNI and AVX2 alike). A weight-only int8 or int4 word embedding is
 `GatherBlockQuantized`. These are com.microsoft operators, and the standard Attention needs ONNX Runtime 1.23 or
 later on CPU: the file is for ONNX Runtime (the fp32 file too, so fp32 and int8 are timed with the same fusions).
 
@@ -67,8 +69,9 @@ class _Graph:
         return (self.init(f"{name}.w_int8", w.astype(np.int8)),
                 self.init(f"{name}.w_zero_point", np.zeros(w.shape[1], np.int8)))
 
-    def linear(self, name: str, m: nn.Module, x: str, with_bias: bool = True) -> str:
-        """x @ Wᵀ (+ b): fp32 MatMul, int8 DynamicQuantizeMatMul, or static QuantizeLinear → MatMulIntegerToFloat."""
+    def linear(self, name: str, m: nn.Module, x: str, with_bias: bool = True, smooth: bool = True) -> str:
+        """x @ Wᵀ (+ b): fp32 MatMul, int8 DynamicQuantizeMatMul, or static QuantizeLinear → MatMulIntegerToFloat.
+        `smooth=False`: x arrives already divided by m's SmoothQuant scale (folded upstream, `_o_fold`)."""
         bias = m.bias.detach().float().numpy()
         b = [self.init(f"{name}.b", bias)] if with_bias else []
         if isinstance(m, nn.Linear):
@@ -76,17 +79,20 @@ class _Graph:
             return self.node("Add", [y, b[0]]) if with_bias else y
         if not isinstance(m, QLinear):
             raise KarukuError(f"'{name}' is a {type(m).__name__}, not a Linear", "export encoders built by karuku")
-        x = self.smoothed(name, m, x)
+        x = self.smoothed(name, m, x) if smooth else x
         if m.static:
             return self.int_matmul(name, m, self.quantize_static(name, m, x), b)
         w, wz = self.int_weights(name, m.w_int)
         ws = self.init(f"{name}.w_scale", m.w_scale.float().numpy())
         return self.node("DynamicQuantizeMatMul", [x, w, ws, wz, *b], domain=MS)
 
-    def int_matmul(self, name: str, m: QLinear, xq: tuple[str, str, str], b: list[str]) -> str:
-        """An input already quantized, (values, scale, zero point), times m's int8 weights, to float (+ b)."""
+    def int_matmul(self, name: str, m: QLinear, xq: tuple[str, str, str], b: list[str],
+                   out_scale: torch.Tensor | None = None) -> str:
+        """An input already quantized, (values, scale, zero point), times m's int8 weights, to float (+ b);
+        `out_scale`: each output channel also multiplied by it (folded into the weight scales)."""
         w, wz = self.int_weights(name, m.w_int)
-        ws = self.init(f"{name}.w_scale", m.w_scale.float().numpy())
+        scale = m.w_scale.float() if out_scale is None else m.w_scale.float() * out_scale
+        ws = self.init(f"{name}.w_scale", scale.numpy())
         return self.node("MatMulIntegerToFloat", [xq[0], w, xq[1], ws, xq[2], wz, *b], domain=MS)
 
     def smoothed(self, name: str, m: QLinear, x: str) -> str:
@@ -102,26 +108,62 @@ class _Graph:
         return self.node("QuantizeLinear", [x, xs, xz]), xs, xz
 
 
+def _o_fold(attn) -> torch.Tensor | None:
+    """The output projection's SmoothQuant 1/s when it has one: attention is linear in V, so multiplying V's output
+    channels by it gives the projection its input already divided, and its elementwise Mul (one pass over the
+    context per layer) goes; exact up to float rounding."""
+    return attn.o.in_scale.float() if isinstance(attn.o, QLinear) and attn.o.in_scale.numel() else None
+
+
+def _scaled(bias: torch.Tensor, scale: torch.Tensor | None) -> np.ndarray:
+    b = bias.detach().float()
+    return (b if scale is None else b * scale).numpy()
+
+
 def _attention(g: _Graph, i: int, attn, mask: dict[str, str], x: str) -> str:
-    """Q/K/V projections and attention (the forms: module docstring). `mask`: the attention mask as each form
-    takes it ("int32": batch × tokens; "bool": batch × 1 × tokens × tokens)."""
+    """Q/K/V projections and attention (the forms: module docstring); V's output carries `_o_fold`. `mask`: the
+    attention mask as each form takes it ("int32": batch × tokens; "bool": batch × 1 × tokens × tokens;
+    "unpadded": a bool scalar, True when no token is padding)."""
     name = f"layers.{i}.attn"
     qkv = [attn.q, attn.k, attn.v]
+    fold = _o_fold(attn)
     kinds = {type(m) for m in qkv}
     if len(kinds) != 1 or (QLinear in kinds and len({(m.bits, m.static) for m in qkv}) != 1):
         raise KarukuError(f"{name}: q, k and v are quantized differently",
                           "give them the same bits (layer_bits pattern like 'layers.N.attn.[qkv]')")
     if kinds == {nn.Linear}:
-        bias = g.init(f"{name}.qkv.b", torch.cat([m.bias.detach().float() for m in qkv]).numpy())
-        w = g.init(f"{name}.qkv.w", torch.cat([m.weight.detach().float() for m in qkv]).t().contiguous().numpy())
+        ws = [m.weight.detach().float() for m in qkv]
+        bs = [m.bias.detach().float() for m in qkv]
+        if fold is not None:
+            ws[2], bs[2] = ws[2] * fold[:, None], bs[2] * fold
+        bias = g.init(f"{name}.qkv.b", torch.cat(bs).numpy())
+        w = g.init(f"{name}.qkv.w", torch.cat(ws).t().contiguous().numpy())
         inner = attn.heads * attn.head_dim
         extra = {"qkv_hidden_sizes": [inner] * 3} if inner != attn.q.in_features else {}
         return g.node("Attention", [x, w, bias, mask["int32"]], domain=MS, num_heads=attn.heads, **extra)
     x = g.smoothed(f"{name}.qkv", qkv[0], x)  # Q, K and V share one input, so one SmoothQuant scale
     xq = g.quantize_static(f"{name}.qkv", qkv[0], x) if qkv[0].static else g.node("DynamicQuantizeLinear", [x], 3)
-    q, k, v = (g.int_matmul(f"{name}.{p}", m, xq, [g.init(f"{name}.{p}.b", m.bias.detach().float().numpy())])
+    out_scale = {"v": fold}  # None when o has no SmoothQuant scale
+    q, k, v = (g.int_matmul(f"{name}.{p}", m, xq, [g.init(f"{name}.{p}.b", _scaled(m.bias, out_scale.get(p)))],
+                            out_scale.get(p))
                for p, m in zip("qkv", qkv))
-    return g.node("Attention", [q, k, v, mask["bool"]], q_num_heads=attn.heads, kv_num_heads=attn.heads)
+    return _standard_attention(g, name, [q, k, v], attn.heads, mask)
+
+
+def _standard_attention(g: _Graph, name: str, qkv: list[str], heads: int, mask: dict[str, str]) -> str:
+    """The standard Attention, masked only when some token is padding: ONNX Runtime's masked path cost 3.7 % of
+    the int8 file's time at batch 32 × 128 (VNNI and an AVX2 view alike), and a batch without padding (one text,
+    or texts of one length) needs no mask — the same rule transformers follows before SDPA."""
+    h, tp = g.h, g.tp
+    out = f"{name}.context"
+
+    def branch(label: str, inputs: list[str]):
+        node = h.make_node("Attention", inputs, [f"{out}.{label}"], q_num_heads=heads, kv_num_heads=heads)
+        return h.make_graph([node], f"{name}.{label}", [], [h.make_tensor_value_info(f"{out}.{label}", tp.FLOAT,
+                                                                                        None)])
+
+    return g.node("If", [mask["unpadded"]], [out], then_branch=branch("unmasked", qkv),
+                  else_branch=branch("masked", [*qkv, mask["bool"]]))
 
 
 def _pair_mask(g: _Graph) -> str:
@@ -196,6 +238,7 @@ def export_onnx(model: SentenceEncoder, target_isa: str | None = None, represent
         masks["int32"] = g.node("Cast", ["attention_mask"], to=g.tp.INT32)
     if any(isinstance(layer.attn.q, QLinear) for layer in model.layers):
         masks["bool"] = _pair_mask(g)
+        masks["unpadded"] = g.node("Cast", [g.node("ReduceMin", ["attention_mask"], keepdims=0)], to=g.tp.BOOL)
     word = _word_embedding(g, model.embed.word, "input_ids")
     length = g.node("Gather", [g.node("Shape", ["input_ids"]), g.init("one", np.array(1, np.int64))])
     positions = g.node("Range", [g.init("zero", np.array(0, np.int64)), length, "one"])
@@ -209,7 +252,7 @@ def export_onnx(model: SentenceEncoder, target_isa: str | None = None, represent
     for i, layer in enumerate(model.layers):
         a, f = layer.attn, layer.ffn
         ctx = _attention(g, i, a, masks, x)
-        o = g.linear(f"layers.{i}.attn.o", a.o, ctx)
+        o = g.linear(f"layers.{i}.attn.o", a.o, ctx, smooth=_o_fold(a) is None)
         x = _residual_norm(g, f"layers.{i}.attn.norm", a.norm, o, x, eps)
         up = g.node("Gelu", [_ffn_matrix(g, f"layers.{i}.ffn.up", f.up, x)], domain=MS)
         x = _residual_norm(g, f"layers.{i}.ffn.norm", f.norm, _ffn_matrix(g, f"layers.{i}.ffn.down", f.down, up), x,
