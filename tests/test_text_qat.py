@@ -226,7 +226,7 @@ def test_a_text_recipe_soups_then_trains_its_dynamic_int8_form_against_the_teach
 def test_static_ranges_are_of_the_smoothed_input_that_is_quantized(tok):
     m = tiny_encoder()
     b = tok(TEXTS)
-    q = quantize(m, QuantConfig(mode="ptq", target_isa="avx512-vnni"), b, smooth=0.75)
+    q = quantize(m, QuantConfig(mode="ptq", target_isa="avx2"), b, smooth=0.75)  # 7-bit: exact on every CPU
     seen = {}
     handles = [x.register_forward_pre_hook(lambda mod, a, n=n: seen.__setitem__(n, a[0] * mod.in_scale))
                for n, x in q.named_modules() if isinstance(x, QLinear)]
