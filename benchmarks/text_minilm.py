@@ -189,13 +189,16 @@ def main() -> None:
     files: dict[str, Path] = {}
     calib = tok(corpus.train[:256])
     here, avx2 = QuantConfig(mode="dynamic", target_isa="auto"), QuantConfig(mode="dynamic", target_isa="avx2")
+    static_here, static_avx2 = (QuantConfig(mode="ptq", target_isa=t) for t in ("auto", "avx2"))
     for name, cfg, smooth, rounding in (
             ("karuku fp32 (fused graph)", None, None, "nearest"),
             ("karuku int8 dynamic, for this CPU", here, None, "nearest"),
             ("karuku int8 dynamic + SmoothQuant 0.75, for this CPU", here, 0.75, "nearest"),
             ("karuku int8 dynamic + SmoothQuant 0.75, for AVX2 (7-bit)", avx2, 0.75, "nearest"),
             ("karuku int8 dynamic + SmoothQuant 0.75 + GPTQ, for this CPU", here, 0.75, "gptq"),
-            ("karuku int8 dynamic + SmoothQuant 0.75 + GPTQ, for AVX2 (7-bit)", avx2, 0.75, "gptq")):
+            ("karuku int8 dynamic + SmoothQuant 0.75 + GPTQ, for AVX2 (7-bit)", avx2, 0.75, "gptq"),
+            ("karuku int8 static + SmoothQuant 0.75 + GPTQ, for this CPU", static_here, 0.75, "gptq"),
+            ("karuku int8 static + SmoothQuant 0.75 + GPTQ, for AVX2 (7-bit)", static_avx2, 0.75, "gptq")):
         path = out / f"karuku_{len(files)}.onnx"
         m = model if cfg is None else quantize(model, cfg, calib, smooth=smooth, rounding=rounding)
         path.write_bytes(export_onnx(m))

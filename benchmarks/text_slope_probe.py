@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--qat", action="store_true", help="train the student's int8 form instead (dynamic QAT from the "
                     "teacher, SmoothQuant 0.75, int4 word table; karuku.text.quantize), measure its ONNX file on "
                     "--held and write it to SAVE.onnx")
+    ap.add_argument("--qat-activations", choices=["dynamic", "static"], default="dynamic",
+                    help="with --qat: each input's own range (dynamic), or ranges calibrated and trained (static)")
     ap.add_argument("--save", help="write the trained student here (and here-STEP at every measured step)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -159,8 +161,8 @@ def main() -> None:
 
 
 def qat(args, teacher, student, texts, tok, cfg, fortunes, ref, held) -> None:
-    """Dynamic QAT of `student` from the teacher (the recipe's int8 settings, weights rounded by training instead
-    of GPTQ), its ONNX file measured on the held-out texts and written to SAVE.onnx."""
+    """QAT of `student` from the teacher (the recipe's int8 settings, activations per --qat-activations, weights
+    rounded by training instead of GPTQ), its ONNX file measured on the held-out texts and written to SAVE.onnx."""
     from karuku.io.atomic import write_bytes
     from karuku.quant.config import QuantConfig
     from karuku.text.onnx_export import export_onnx
@@ -169,7 +171,7 @@ def qat(args, teacher, student, texts, tok, cfg, fortunes, ref, held) -> None:
 
     qcfg = QuantConfig(mode="qat", target_isa="auto", layer_bits={EMBEDDING: 4}, qat_delay=0)
     qm = quantize(student, qcfg, tok(fortunes.train[:256]), smooth=0.75, texts=texts, tokenizer=tok, train=cfg,
-                  log=lambda s: print(s, flush=True), qat_activations="dynamic", qat_teacher=teacher,
+                  log=lambda s: print(s, flush=True), qat_activations=args.qat_activations, qat_teacher=teacher,
                   cache_dir=args.cache)
     raw = export_onnx(qm)
     f = fidelity(ref, encode(onnx_fn(raw, 1), held))

@@ -72,6 +72,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="then each file's time at batch 32 x 128 by operator")
     ap.add_argument("--rounding", choices=["nearest", "gptq"], default="nearest", help="int8 weight rounding")
+    ap.add_argument("--modes", nargs="+", choices=["dynamic", "ptq"], default=["dynamic"],
+                    help="int8 activations: dynamic, and / or static ranges calibrated on 256 training texts (ptq; "
+                         "its files are named 'NAME static')")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -84,7 +87,7 @@ def main() -> None:
     one = fixed_batch(tok, corpus.train[len(corpus.train) // 2:], 1, 32)
     base = export_standard(teacher, one)
     files, info = {"fp32 standard": base}, {}
-    qcfg = QuantConfig(mode="dynamic", target_isa="auto", layer_bits={"embed.word": 4})
+    qcfgs = {mode: QuantConfig(mode=mode, target_isa="auto", layer_bits={"embed.word": 4}) for mode in args.modes}
     students = {}
     for name in CANDIDATES if args.only is None else args.only:
         keep, heads, ffn, *rank = CANDIDATES[name]
@@ -98,12 +101,14 @@ def main() -> None:
         students[name] = load_encoder(path)
     for name, student in students.items():
         f = fidelity(ref, encode(student, held))
-        raw = export_onnx(quantize(student, qcfg, calib, smooth=0.75, rounding=args.rounding))
-        if name not in CANDIDATES:
-            q = fidelity(ref, encode(onnx_fn(raw, 1), held))
-            print(f"{name}: int8 ONNX mean cos {q.mean_cosine:.4f}, p1 {q.p1_cosine:.4f}, top-10 "
-                  f"{q.top10_overlap:.3f} on {q.texts} held-out texts", flush=True)
-        files[name] = raw
+        for mode, qcfg in qcfgs.items():
+            raw = export_onnx(quantize(student, qcfg, calib, smooth=0.75, rounding=args.rounding))
+            key = name if mode == "dynamic" else f"{name} static"
+            if name not in CANDIDATES:
+                q = fidelity(ref, encode(onnx_fn(raw, 1), held))
+                print(f"{key}: int8 ONNX mean cos {q.mean_cosine:.4f}, p1 {q.p1_cosine:.4f}, top-10 "
+                      f"{q.top10_overlap:.3f} on {q.texts} held-out texts", flush=True)
+            files[key] = raw
         info[name] = {"heads": list(student.cfg.heads), "ffn": list(student.cfg.intermediate),
                       "rank": list(student.cfg.ffn_rank),
                       "params": sum(p.numel() for p in student.parameters()),
