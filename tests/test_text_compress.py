@@ -128,8 +128,10 @@ def test_static_int8_int4_embedding_and_float_layers(tok):
         ref = q(*b.inputs()).numpy()
     _same_integers(_ort(raw, b), ref)
     assert _props(raw)["karuku.quantization"] == "static"
-    int4 = [t for t in onnx.load_from_string(raw).graph.initializer if t.data_type == onnx.TensorProto.INT4]
-    assert len(int4) == 1 and len(int4[0].raw_data) == q.embed.word.w_int.numel() // 2
+    # two 4-bit values per byte, decoded after the lookup (the rows equal the reference's: above)
+    packed = [t for t in onnx.load_from_string(raw).graph.initializer if t.name == "embed.word.w_int4_packed"]
+    assert packed[0].data_type == onnx.TensorProto.UINT8
+    assert len(packed[0].raw_data) == q.embed.word.w_int.numel() // 2
     # the block scales are stored as float16 (2 bytes per block of 32), the rows cast to float after the lookup
     scales = [t for t in onnx.load_from_string(raw).graph.initializer if t.name == "embed.word.scale"]
     assert scales[0].data_type == onnx.TensorProto.FLOAT16 and len(scales[0].raw_data) == 2 * q.embed.word.scale.numel()
