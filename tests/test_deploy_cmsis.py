@@ -15,11 +15,12 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.edgenets import EdgeNet, integer_engine
 from karuku.deploy.c import toolchain
 from karuku.deploy.c.cmsis import check_cmsis_nn, cmsis_check, generate_cmsis
 from karuku.deploy.tflite.verify import expected, to_tflite
 from karuku.errors import KarukuError
-from karuku.quant import QuantConfig, quantize, to_integer
+from karuku.quant import QuantConfig, quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACES = [Path(p) for p in (os.environ.get("KARUKU_CMSIS_NN"), ROOT.parent / "shared/vendor/CMSIS-NN",
@@ -37,42 +38,14 @@ def cmsis() -> Path:
     pytest.skip(msg)
 
 
-class Net(nn.Module):
-    """Conv (stride 2, padded), depthwise with ReLU6, padded max pool, residual add with ReLU, then either a
-    global average pool or a flatten of 2×2 pixels (weight columns permuted to NHWC) before two linears."""
-
-    def __init__(self, gap: bool):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
-        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8), nn.ReLU6())
-        self.pw = nn.Conv2d(8, 8, 1)
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(3, 2, 1)
-        self.head = nn.Conv2d(8, 6, 1)
-        self.gap = nn.AdaptiveAvgPool2d(1) if gap else nn.Identity()
-        self.fc1 = nn.Linear(6 if gap else 6 * 2 * 2, 12)
-        self.fc2 = nn.Linear(12, 5)
-
-    def forward(self, x):
-        y = self.features(x)
-        y = self.relu(y + self.pw(self.dw(y)))
-        y = self.gap(self.head(self.pool(y)))
-        return self.fc2(self.relu(self.fc1(torch.flatten(y, 1))))
-
-
-def _engine(model, shape, rounding="single"):
-    torch.manual_seed(0)
-    x = torch.randn(96, *shape)
-    return to_integer(quantize(model.eval(), QuantConfig(rounding=rounding), x[:64])), x[64:]
-
 
 @pytest.mark.parametrize("rounding", ["single", "double"])
 def test_cmsis_nn_project_is_the_engine_on_the_host(cmsis, tmp_path, rounding):
-    for i, (model, shape) in enumerate([(Net(True), (3, 8, 8)), (Net(False), (3, 8, 8)),
+    for i, (model, shape) in enumerate([(EdgeNet(True), (3, 8, 8)), (EdgeNet(False), (3, 8, 8)),
                                         (nn.Sequential(nn.ReLU(), nn.Linear(20, 16), nn.ReLU6(), nn.Linear(16, 7)),
                                          (20,)),
                                         (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten()), (2, 5, 5))]):
-        im, x = _engine(model, shape, rounding)
+        im, x = integer_engine(model, shape, rounding=rounding)
         proj = generate_cmsis(im, f"m{i}", cmsis)
         assert cmsis_check(im, proj, x, tmp_path / f"m{i}") == 32
         assert ("CMSIS_NN_USE_SINGLE_ROUNDING" in proj.library.defines) == (rounding == "single")
@@ -83,7 +56,7 @@ def test_cmsis_nn_project_is_the_engine_on_the_host(cmsis, tmp_path, rounding):
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs gcc-arm-none-eabi and qemu-system-arm (see .ci/run)")
 def test_cmsis_nn_project_is_the_engine_on_cortex_m4(cmsis, tmp_path):
-    im, x = _engine(Net(True), (3, 8, 8))
+    im, x = integer_engine(EdgeNet(True), (3, 8, 8))
     proj = generate_cmsis(im, "net", cmsis)
     build = toolchain.build_mcu(proj, tmp_path, gc_sections=True)
     q = im.quantize_input(x)
@@ -103,7 +76,7 @@ def test_a_folder_that_is_not_cmsis_nn_is_one_line(tmp_path):
 def test_grouped_convolution_and_windowed_average_pool(cmsis, tmp_path):
     """arm_convolve_s8 with 2 groups; an average pool over padded windows as a depthwise convolution of ones."""
     model = nn.Sequential(nn.Conv2d(4, 8, 3), nn.Conv2d(8, 8, 3, groups=2), nn.AvgPool2d(3, 2, 1), nn.Flatten())
-    im, x = _engine(model, (4, 7, 7))
+    im, x = integer_engine(model, (4, 7, 7))
     proj = generate_cmsis(im, "g", cmsis)
     assert cmsis_check(im, proj, x, tmp_path) == 32
     assert proj.files["g.c"].count("arm_convolve_wrapper_s8(") == 2 and "op2_ones" in proj.files["g.c"]
@@ -130,7 +103,7 @@ def test_every_new_op_on_cmsis_nn(cmsis, tmp_path):
 
 
 def test_an_op_without_a_kernel_is_named_with_the_layer(cmsis):
-    im, _ = _engine(nn.Sequential(nn.Conv2d(4, 8, 3), nn.MaxPool2d(2)), (4, 7, 7))
+    im, _ = integer_engine(nn.Sequential(nn.Conv2d(4, 8, 3), nn.MaxPool2d(2)), (4, 7, 7))
     im.ops[1] = replace(im.ops[1], kind="softmax")
     with pytest.raises(KarukuError, match=r"no kernel for op 'softmax' \(layer '1'\)"):
         generate_cmsis(im, "g", cmsis)
@@ -140,7 +113,7 @@ def test_onnxruntime_rule_is_refused_before_cmsis_nn_is_built(tmp_path):
     """ONNX Runtime's float32 rule is not CMSIS-NN's fixed point: one line, before the library is looked at."""
     from dataclasses import replace
 
-    im, _ = _engine(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten()), (2, 5, 5))
+    im, _ = integer_engine(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten()), (2, 5, 5))
     with pytest.raises(KarukuError, match=r"CMSIS-NN requantizes in fixed point; this integer model uses rule "
                                           r"'onnxruntime' \(convert it with one of: single, double\)"):
         generate_cmsis(replace(im, rounding="onnxruntime"), "m", tmp_path / "no-cmsis-here")

@@ -7,48 +7,19 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.edgenets import EdgeNet, integer_engine
 from karuku.deploy.tflite.export import export_tflite, to_tflite
 from karuku.deploy.tflite.lower import lower, same_padding, tflite_activation_range
 from karuku.deploy.tflite.verify import agreement, expected, run_litert, run_tflm
 from karuku.deploy.tflite.verify import to_tflite as tflite_input
 from karuku.errors import KarukuError
-from karuku.quant import QuantConfig, quantize, to_integer
+from karuku.quant import QuantConfig, quantize
 from karuku.quant.primitives import mean_multiplier, pool_multiplier, quantize_multiplier, rescale
-
-
-class Net(nn.Module):
-    """Every op the exporter writes: SAME and explicit padding, depthwise with ReLU6, padded max pool (PADV2 with
-    the minimum), residual add with ReLU, global mean or a flatten of 2×2 pixels, linear layers."""
-
-    def __init__(self, gap: bool):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
-        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8), nn.ReLU6())
-        self.pw = nn.Conv2d(8, 8, 1)
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(3, 2, 1)
-        self.head = nn.Conv2d(8, 6, 1)
-        self.gap = nn.AdaptiveAvgPool2d(1) if gap else nn.Identity()
-        self.fc1 = nn.Linear(6 if gap else 6 * 2 * 2, 12)
-        self.fc2 = nn.Linear(12, 5)
-
-    def forward(self, x):
-        y = self.features(x)
-        y = self.relu(y + self.pw(self.dw(y)))
-        y = self.gap(self.head(self.pool(y)))
-        return self.fc2(self.relu(self.fc1(torch.flatten(y, 1))))
-
-
-def _engine(model, shape, n=96, **cfg):
-    torch.manual_seed(0)
-    model.eval()
-    x = torch.randn(n, *shape)
-    return to_integer(quantize(model, QuantConfig(**cfg), x[:64])), x[64:]
 
 
 @pytest.mark.parametrize("gap", [True, False])
 def test_tflite_is_the_engine_in_both_interpreters(gap):
-    im, x = _engine(Net(gap), (3, 8, 8))  # default rounding "single": the export matches the "double" engine
+    im, x = integer_engine(EdgeNet(gap), (3, 8, 8))  # default rounding "single": the export matches the "double" engine
     eng, raw, data = to_tflite(im)
     assert eng.rounding == "double" and im.rounding == "single"
     res = agreement(eng, raw, x)
@@ -64,7 +35,7 @@ def test_equal_quantization_vectors_are_written_once():
     """Every per-channel weight and bias of Net's 8-channel layers has 8 zero points 0: one vector in the file."""
     import tflite
 
-    im, x = _engine(Net(True), (3, 8, 8))
+    im, x = integer_engine(EdgeNet(True), (3, 8, 8))
     eng, raw, _ = to_tflite(im)
     g = tflite.Model.GetRootAsModel(raw, 0).Subgraphs(0)
     places = {}
@@ -79,7 +50,7 @@ def test_equal_quantization_vectors_are_written_once():
 
 def test_the_single_rounding_engine_differs_where_tflite_rounds_twice():
     """The reason the export converts to "double": with one rounding, some outputs move by a step."""
-    im, x = _engine(Net(True), (3, 8, 8), n=192)
+    im, x = integer_engine(EdgeNet(True), (3, 8, 8), n=192)
     _, raw, _ = to_tflite(im)
     q = im.quantize_input(x)
     got = run_tflm(raw, tflite_input(im, q))
@@ -89,7 +60,7 @@ def test_the_single_rounding_engine_differs_where_tflite_rounds_twice():
 
 def test_mlp_input_vector_and_standalone_clamps():
     model = nn.Sequential(nn.ReLU(), nn.Linear(20, 16), nn.ReLU6(), nn.Linear(16, 20))
-    im, x = _engine(model, (20,))
+    im, x = integer_engine(model, (20,))
     assert im.ops[0].kind == "clamp"
     eng, raw, _ = to_tflite(im)
     assert agreement(eng, raw, x) == {"inputs": 32, "litert": 32, "tflm_inputs": 32, "tflm": 32}
@@ -100,7 +71,7 @@ def test_mlp_input_vector_and_standalone_clamps():
 
 
 def test_export_writes_only_a_checked_file(tmp_path):
-    im, x = _engine(Net(True), (3, 8, 8))
+    im, x = integer_engine(EdgeNet(True), (3, 8, 8))
     msg = export_tflite(im, tmp_path / "m.tflite", x)
     assert "identical to the integer engine" in msg and (tmp_path / "m.tflite").stat().st_size > 0
 
@@ -111,7 +82,7 @@ def test_compact_file_leaves_out_what_the_interpreters_do_not_read(gap):
     buffers 4-byte aligned; smaller, and still the engine's bytes in both interpreters."""
     import tflite
 
-    im, x = _engine(Net(gap), (3, 8, 8))
+    im, x = integer_engine(EdgeNet(gap), (3, 8, 8))
     eng, raw, data = to_tflite(im)
     _, small, _ = to_tflite(im, compact=True)
     assert data < len(small) < len(raw)
@@ -134,7 +105,7 @@ def test_grouped_convolution_and_windowed_average_pool():
     """CONV_2D with groups (version 6) and an average pool over windows as a DEPTHWISE_CONV_2D with weights 1."""
     model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.ReLU(),
                           nn.AvgPool2d(3, 2, 1), nn.Flatten(), nn.Linear(8 * 3 * 3, 3))
-    im, x = _engine(model, (4, 6, 6))
+    im, x = integer_engine(model, (4, 6, 6))
     eng, raw, _ = to_tflite(im)
     assert agreement(eng, raw, x) == {"inputs": 32, "litert": 32, "tflm_inputs": 32, "tflm": 32}
     g = lower(eng)
@@ -147,7 +118,7 @@ def test_grouped_convolution_and_windowed_average_pool():
 
 def test_what_tflite_cannot_compute_exactly_is_named_with_the_layer():
     pooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AvgPool2d(3), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
-    im, _ = _engine(pooled, (3, 8, 8))
+    im, _ = integer_engine(pooled, (3, 8, 8))
     op = im.ops[1]
     v_in, v_out = im.values[op.inputs[0]], im.values[op.output]
     m0, shift = mean_multiplier(v_in.scale / v_out.scale, 9)  # what earlier conversions held for every pool
