@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/ort_peak.py --n 1024 --threads 2
     .venv/bin/python benchmarks/ort_peak.py --instructions
     benchmarks/as_avx2 .venv/bin/python benchmarks/ort_peak.py   # the AVX2 kernels, timed (CPUID-faulting CPUs)
+    .venv/bin/python benchmarks/ort_peak.py --transformer --threads 1   # a sentence encoder's products
 
 The "fraction of peak" figures of the quantization benchmarks divide a model's ops per second by
 these (MACHINE.md's were measured on a different CPU). One op = one multiply or one add, so a
@@ -14,6 +15,15 @@ matrix product of N³ multiply-adds is 2·N³ ops. Median of --runs timed runs a
 QLinearMatMul. A model's ops per instruction (benchmarks/quant_compare.py --instructions) over the conv
 ceiling is its fraction of it. Instructions are not cycles: the figure says how much work per instruction
 the kernels reach, not time.
+
+`--transformer` times the float-in, float-out products an int8 transformer file can use, on the shape of
+all-MiniLM-L6-v2's FFN up-projection at batch 32 × 128 (4,096 × 384 by 384 × 1,536): fp32 MatMul, ONNX Runtime's
+DynamicQuantizeMatMul with 8- and 7-bit per-channel weights (what karuku's dynamic file runs), and MatMulNBits
+(block-wise 8- and 4-bit weights, accuracy levels 0 and 4), each with its largest error against the float
+product (relative to the product's largest value). Then a static file's activation quantization of a 4,096 × 384
+input under SmoothQuant: Mul by 1/s then per-tensor QuantizeLinear (karuku's static file), against one per-axis
+QuantizeLinear of scale S·s (the same integers, one node fewer), and per-tensor QuantizeLinear alone. Interleaved
+rounds, medians.
 """
 
 from __future__ import annotations
@@ -146,6 +156,102 @@ def conv_gops(threads: int, runs: int) -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
+def _products(m: int, k: int, n: int) -> tuple[np.ndarray, dict[str, bytes]]:
+    """One-node models y = x @ w of x (m, k) for each product kind; w seeded, ~N(0, 0.05)."""
+    from onnx import TensorProto as T
+
+    w = np.random.default_rng(0).standard_normal((k, n)).astype(np.float32) * 0.05
+
+    def model(node, inits):
+        g = helper.make_graph([node], "p", [helper.make_tensor_value_info("a", T.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [m, n])], inits)
+        mo = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+        mo.ir_version = 10
+        return mo.SerializeToString()
+
+    out = {"fp32 MatMul": model(helper.make_node("MatMul", ["a", "w"], ["y"]), [numpy_helper.from_array(w, "w")])}
+    for bits in (8, 7):
+        scale = (np.abs(w).max(0) / (2 ** (bits - 1) - 1)).astype(np.float32)
+        q = np.round(w / scale).astype(np.int8)
+        out[f"DynamicQuantizeMatMul {bits}-bit"] = model(
+            helper.make_node("DynamicQuantizeMatMul", ["a", "w", "s"], ["y"], domain="com.microsoft"),
+            [numpy_helper.from_array(q, "w"), numpy_helper.from_array(scale, "s")])
+    for bits in (8, 4):
+        for block in (32, 128):
+            blocks = w.T.reshape(n, k // block, block)
+            scale = np.abs(blocks).max(-1) / (2 ** (bits - 1) - 1)
+            # unsigned with the default zero point 2^(bits-1); 4-bit values two to a byte, low nibble first
+            q = (np.round(blocks / scale[..., None]) + 2 ** (bits - 1)).astype(np.uint8)
+            if bits == 4:
+                q = q[..., 0::2] | (q[..., 1::2] << 4)
+            for level in (0, 4):
+                node = helper.make_node("MatMulNBits", ["a", "w", "s"], ["y"], domain="com.microsoft", K=k, N=n,
+                                        bits=bits, block_size=block, accuracy_level=level)
+                out[f"MatMulNBits {bits}-bit, block {block}, accuracy level {level}"] = model(
+                    node, [numpy_helper.from_array(q, "w"), numpy_helper.from_array(
+                        scale.reshape(-1).astype(np.float32), "s")])
+    return w, out
+
+
+def _activation_quantizers(m: int, k: int) -> dict[str, bytes]:
+    """x (m, k) float → uint8 three ways: SmoothQuant's Mul then per-tensor QuantizeLinear, per-axis QuantizeLinear
+    (scale S·s: the same integers but for ties), per-tensor QuantizeLinear alone."""
+    from onnx import TensorProto as T
+
+    s = (np.random.default_rng(2).random(k) + 0.5).astype(np.float32)
+
+    def model(nodes, inits):
+        g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("a", T.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("y", T.UINT8, [m, k])], inits)
+        mo = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+        mo.ir_version = 10
+        return mo.SerializeToString()
+
+    scale, zero = numpy_helper.from_array(np.array(0.05, np.float32), "S"), numpy_helper.from_array(
+        np.array(128, np.uint8), "z")
+    return {
+        "Mul 1/s + QuantizeLinear per tensor": model(
+            [helper.make_node("Mul", ["a", "r"], ["t"]), helper.make_node("QuantizeLinear", ["t", "S", "z"], ["y"])],
+            [numpy_helper.from_array(1 / s, "r"), scale, zero]),
+        "QuantizeLinear per axis (scale S·s)": model(
+            [helper.make_node("QuantizeLinear", ["a", "S", "z"], ["y"], axis=1)],
+            [numpy_helper.from_array((0.05 * s).astype(np.float32), "S"),
+             numpy_helper.from_array(np.full(k, 128, np.uint8), "z")]),
+        "QuantizeLinear per tensor alone": model([helper.make_node("QuantizeLinear", ["a", "S", "z"], ["y"])],
+                                                 [scale, zero]),
+    }
+
+
+def transformer_products(threads: int, rounds: int, m: int = 4096, k: int = 384, n: int = 1536) -> dict:
+    w, models = _products(m, k, n)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sessions = {name: ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"]) for name, raw in models.items()}
+    a = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
+    ref = a @ w
+    err = {name: float(np.abs(s.run(None, {"a": a})[0] - ref).max() / np.abs(ref).max())
+           for name, s in sessions.items()}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, s in sessions.items():
+            t = time.perf_counter()
+            s.run(None, {"a": a})
+            times[name].append(time.perf_counter() - t)
+    base = float(np.median(times["fp32 MatMul"]))
+    products = {name: {"ms": round(float(np.median(t)) * 1e3, 2), "vs fp32": round(base / float(np.median(t)), 2),
+                       "max error": round(err[name], 4)} for name, t in times.items()}
+    quantizers = {name: ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"])
+                  for name, raw in _activation_quantizers(m, k).items()}
+    qtimes: dict[str, list[float]] = {name: [] for name in quantizers}
+    for _ in range(rounds):
+        for name, s in quantizers.items():
+            t = time.perf_counter()
+            s.run(None, {"a": a})
+            qtimes[name].append(time.perf_counter() - t)
+    return {"products": products,
+            "activation quantization": {name: round(float(np.median(t)) * 1e3, 3) for name, t in qtimes.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1024)
@@ -154,6 +260,8 @@ def main() -> None:
     ap.add_argument("--instructions", action="store_true",
                     help="ops per instruction under valgrind (AVX2 kernels) instead of timing")
     ap.add_argument("--only-wide", action="store_true", help="with --instructions: only the many-row convolution")
+    ap.add_argument("--transformer", action="store_true",
+                    help="a sentence encoder's float-in products (fp32, dynamic int8, MatMulNBits) instead")
     args = ap.parse_args()
     try:
         from karuku.cpu import detect
@@ -161,6 +269,11 @@ def main() -> None:
         cpu = detect().summary()
     except ImportError:
         cpu = "unknown (karuku not importable)"
+    if args.transformer:
+        r = {"onnxruntime": ort.__version__, "cpu": cpu, "threads": args.threads, "shape": "4096 x 384 x 1536",
+             **transformer_products(args.threads, args.runs)}
+        print(json.dumps(r, indent=1))
+        return
     if args.instructions:
         r = {"onnxruntime": ort.__version__, "cpu": "valgrind's (AVX2, no AVX-512 / VNNI) on " + cpu,
              "ops per instruction": {k: round(v, 2) for k, v in ops_per_instruction(only_wide=args.only_wide).items()}}
