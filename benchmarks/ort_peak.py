@@ -222,34 +222,35 @@ def _activation_quantizers(m: int, k: int) -> dict[str, bytes]:
     }
 
 
-def transformer_products(threads: int, rounds: int, m: int = 4096, k: int = 384, n: int = 1536) -> dict:
-    w, models = _products(m, k, n)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sessions = {name: ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"]) for name, raw in models.items()}
-    a = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
-    ref = a @ w
-    err = {name: float(np.abs(s.run(None, {"a": a})[0] - ref).max() / np.abs(ref).max())
-           for name, s in sessions.items()}
+def _interleaved_ms(sessions: dict, a: np.ndarray, rounds: int) -> dict[str, float]:
+    """Median ms of each session on input `a`, the sessions run in turn each round."""
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(rounds):
         for name, s in sessions.items():
             t = time.perf_counter()
             s.run(None, {"a": a})
             times[name].append(time.perf_counter() - t)
-    base = float(np.median(times["fp32 MatMul"]))
-    products = {name: {"ms": round(float(np.median(t)) * 1e3, 2), "vs fp32": round(base / float(np.median(t)), 2),
-                       "max error": round(err[name], 4)} for name, t in times.items()}
-    quantizers = {name: ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"])
-                  for name, raw in _activation_quantizers(m, k).items()}
-    qtimes: dict[str, list[float]] = {name: [] for name in quantizers}
-    for _ in range(rounds):
-        for name, s in quantizers.items():
-            t = time.perf_counter()
-            s.run(None, {"a": a})
-            qtimes[name].append(time.perf_counter() - t)
-    return {"products": products,
-            "activation quantization": {name: round(float(np.median(t)) * 1e3, 3) for name, t in qtimes.items()}}
+    return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+
+
+def transformer_products(threads: int, rounds: int, m: int = 4096, k: int = 384, n: int = 1536) -> dict:
+    w, models = _products(m, k, n)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+
+    def sessions(raws: dict[str, bytes]) -> dict:
+        return {name: ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"]) for name, raw in raws.items()}
+
+    products = sessions(models)
+    a = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
+    ref = a @ w
+    err = {name: float(np.abs(s.run(None, {"a": a})[0] - ref).max() / np.abs(ref).max())
+           for name, s in products.items()}
+    ms = _interleaved_ms(products, a, rounds)
+    return {"products": {name: {"ms": round(t, 2), "vs fp32": round(ms["fp32 MatMul"] / t, 2),
+                                "max error": round(err[name], 4)} for name, t in ms.items()},
+            "activation quantization": {name: round(t, 3) for name, t in
+                                        _interleaved_ms(sessions(_activation_quantizers(m, k)), a, rounds).items()}}
 
 
 def main() -> None:
