@@ -148,33 +148,12 @@ def main() -> None:
 
 def profile(raw: bytes, inputs, runs: int = 5) -> str:
     """ONNX Runtime's own profile of `runs` batches: the mean milliseconds per batch of each operator type."""
-    import json
-    import os
+    from onnx_profile import op_times, profiled_session  # a sibling script (benchmarks/ is on the path when run)
 
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.enable_profiling, opts.log_severity_level = True, 3
-    sess = ort.InferenceSession(raw, opts, providers=["CPUExecutionProvider"])
-    feed = dict(zip([i.name for i in sess.get_inputs()], inputs))
-    sess.run(None, feed)  # warm-up (profiled too; dropped below by taking the last `runs` per node)
-    for _ in range(runs):
-        sess.run(None, feed)
-    path = sess.end_profiling()
-    with open(path) as f:
-        events = [e for e in json.load(f) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-    os.unlink(path)
-    per_node: dict[str, list] = {}
-    for e in events:
-        per_node.setdefault(e["name"], []).append((e["args"]["op_name"], e["dur"]))
-    ops: dict[str, float] = {}
-    for spans in per_node.values():
-        for op, us in spans[-runs:]:
-            ops[op] = ops.get(op, 0.0) + us / runs / 1000
-    top = sorted(ops.items(), key=lambda kv: -kv[1])
-    return f"total {sum(ops.values()):.0f}; " + ", ".join(f"{op} {ms:.0f}" for op, ms in top if ms >= 1)
+    sess = profiled_session(raw)
+    r = op_times(sess, dict(zip([i.name for i in sess.get_inputs()], inputs)), runs)
+    return f"total {r['total_ms']:.0f}; " + ", ".join(f"{op} {v['ms']:.0f}" for op, v in r["ops"].items()
+                                                      if v["ms"] >= 1)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,8 @@ def _standard_attention(g: _Graph, name: str, qkv: list[str], heads: int, mask: 
     out = f"{name}.context"
 
     def branch(label: str, inputs: list[str]):
-        node = h.make_node("Attention", inputs, [f"{out}.{label}"], q_num_heads=heads, kv_num_heads=heads)
+        node = h.make_node("Attention", inputs, [f"{out}.{label}"], f"{name}.attention.{label}",  # named: profiles
+                           q_num_heads=heads, kv_num_heads=heads)
         return h.make_graph([node], f"{name}.{label}", [], [h.make_tensor_value_info(f"{out}.{label}", tp.FLOAT,
                                                                                         None)])
 
