@@ -274,8 +274,25 @@ def test_the_compression_loop_measures_a_model_of_token_ids_and_a_mask_on_its_in
     assert float((pred == test.y).float().mean()) == pytest.approx(final["accuracy"])
 
 
+def test_the_loop_removes_a_token_models_neurons_structurally(tmp_path):
+    from karuku.data.batches import feed
+    from karuku.io.checkpoint import load_model
+
+    out = _compress_tokens(tmp_path, [{"prune": {"sparsity": 0.5, "structured": True}}])
+    summary = json.loads((out.run_dir / "summary.json").read_text())
+    base, final = summary["baseline"]["measure"], summary["final"]["measure"]
+    assert base["macs"] == 12 * 8 * 32 + 12 * 32 + 32 * 2  # counted on the data's token ids and mask
+    assert final["macs"] == 12 * 8 * 16 + 12 * 16 + 16 * 2  # the hidden layer halved; embeddings and mask stay
+    assert final["params"] < base["params"] and final["inputs"] == TOKENS
+    model, _ = load_model(out.run_dir / "final.safetensors")  # the channel edits replay on the token model
+    assert model.tokens.out_features == model.mask.out_features == model.head.in_features == 16
+    test = Masked(200, 1)
+    with torch.no_grad():
+        pred = feed(model.eval(), (test.ids, test.mask)).argmax(1)
+    assert float((pred == test.y).float().mean()) == pytest.approx(final["accuracy"])
+
+
 @pytest.mark.parametrize("stages,refusal", [
-    ([{"prune": {"sparsity": 0.5, "structured": True}}], "stage prune: structured pruning takes models of one float"),
     ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "c"}}], "stage export: format c .* one float input"),
     ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "onnx"}}], "stage export: an int8 ONNX file .* one float"),
 ])

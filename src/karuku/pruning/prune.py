@@ -48,23 +48,26 @@ def _val(model: nn.Module, data: DataSplits | None) -> float | None:
 
 
 def prune(model: nn.Module, config: PruneConfig | None = None, data: DataSplits | None = None,
-          mask: Mask | None = None, input_shape: tuple[int, ...] | None = None, verbose: bool = False) -> PruneResult:
+          mask: Mask | None = None, input_shape: tuple[int, ...] | None = None, verbose: bool = False,
+          inputs=None) -> PruneResult:
     """Prune `model` in place as `config` says and return what was done.
 
     `config.finetune` fine-tunes on `data` (iterative and agp schedules need it);
     `mask` is an existing mask (from an earlier pruning) that is only ever tightened;
-    `input_shape` (or `data`) is needed for structured pruning.
+    structured pruning needs what the model takes: `input_shape`, or for a model of several or integer inputs
+    `inputs` (example inputs or a `karuku.measure.inputs.Signature`), else `data`'s.
     """
     cfg = config or PruneConfig()
     _check(cfg, data)
+    what = inputs if inputs is not None else input_shape
     if cfg.finetune is None or cfg.rounds == 1:
-        return _prune(model, cfg, data, mask, input_shape, verbose)
+        return _prune(model, cfg, data, mask, what, verbose)
     # several rounds of fine-tuning: one progress over all of them, so the estimate is the whole schedule's
     with Progress(cfg.rounds * planned_iterations(cfg.finetune, data), "prune", enabled=verbose):
-        return _prune(model, cfg, data, mask, input_shape, verbose)
+        return _prune(model, cfg, data, mask, what, verbose)
 
 
-def _prune(model, cfg, data, mask, input_shape, verbose) -> PruneResult:
+def _prune(model, cfg, data, mask, inputs, verbose) -> PruneResult:
     finetune = cfg.finetune
     teacher = frozen_copy(model) if cfg.distill and finetune is not None else None
 
@@ -72,8 +75,8 @@ def _prune(model, cfg, data, mask, input_shape, verbose) -> PruneResult:
         tune_model(model, data, finetune, hooks=hooks, teacher=teacher, verbose=verbose, label=label)
 
     if cfg.structured:
-        return _structured(model, cfg, data, finetune, mask, input_shape or (data.input_shape if data else None),
-                           tune)
+        return _structured(model, cfg, data, finetune, mask,
+                           inputs if inputs is not None else (data.model_inputs() if data else None), tune)
     result = PruneResult(model, cfg)
     if mask is not None:
         mask.check(model, "the given mask")
@@ -95,16 +98,16 @@ def _prune(model, cfg, data, mask, input_shape, verbose) -> PruneResult:
     return result
 
 
-def _structured(model, cfg, data, finetune, mask, input_shape, tune) -> PruneResult:
+def _structured(model, cfg, data, finetune, mask, inputs, tune) -> PruneResult:
     from karuku.pruning.structured import TRANSFORM, prune_channels
 
-    if input_shape is None:
-        raise KarukuError("structured pruning needs the input shape", "pass input_shape= or data=")
+    if inputs is None:
+        raise KarukuError("structured pruning needs what the model takes", "pass input_shape=, inputs= or data=")
     method = "l1" if cfg.method == "magnitude" else cfg.method
     result = PruneResult(model, cfg)
     step = 1 - (1 - cfg.sparsity) ** (1 / cfg.rounds)  # each round removes the same share of what is left
     for k in range(1, cfg.rounds + 1):
-        plan = prune_channels(model, tuple(input_shape), step, scope=cfg.scope, method=method, target=cfg.target,
+        plan = prune_channels(model, inputs, step, scope=cfg.scope, method=method, target=cfg.target,
                               exclude=cfg.exclude, on_unsupported=cfg.on_unsupported, seed=cfg.seed,
                               round_to=cfg.round_to, allocation=cfg.allocation)
         result.transforms.append({"name": TRANSFORM, "module": "karuku.pruning.structured.rewrite",

@@ -19,9 +19,9 @@ class PruneStage(Stage):
     def apply(self, model: nn.Module, cfg: PruneConfig, run: StageRun) -> StageOutput:
         if cfg.finetune is not None or cfg.kind != "oneshot":
             cfg = cfg.model_copy(update={"finetune": run.train_config(cfg.finetune)})
-        shape = run.one_float_input(model, "stage prune: structured pruning") if cfg.structured else run.input_shape
         previous = load_mask(run.parent, model)
-        res = prune(model, cfg, data=run.splits, mask=previous, input_shape=shape, verbose=run.verbose)
+        res = prune(model, cfg, data=run.splits, mask=previous, input_shape=run.input_shape,
+                    inputs=run.inputs if cfg.structured else None, verbose=run.verbose)
         meta = {"rounds": res.rounds, "structured": cfg.structured}
         if res.mask is not None:
             meta["sparsity"] = res.mask.sparsity

@@ -218,10 +218,11 @@ def macs_after(rows, e: Edits, model: nn.Module) -> int:
     return total
 
 
-def make_plan(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int, ...], amount: float, scope: str,
+def make_plan(model: nn.Module, graph: ChannelGraph, inputs, amount: float, scope: str,
               method: str, target: str, exclude: list[str], seed: int = 0, round_to: int = 1,
               allocation: str = "uniform") -> Plan:
-    """Choose the channels to remove so that `amount` of the channels (or of the MACs) goes."""
+    """Choose the channels to remove so that `amount` of the channels (or of the MACs) goes; `inputs`: what the
+    model takes (`karuku.measure.inputs.signature` reads it), for counting MACs."""
     if allocation not in ("uniform", "budget"):
         raise KarukuError(f"unknown allocation '{allocation}'", "use uniform or budget")
     if allocation == "budget" and target != "macs":
@@ -231,7 +232,7 @@ def make_plan(model: nn.Module, graph: ChannelGraph, input_shape: tuple[int, ...
         raise KarukuError(f"{type(model).__name__} has no channels that structured pruning can remove",
                           "its layers all feed the output or are excluded; try unstructured pruning")
     scores = score(model, graph, prunable, method, seed)
-    rows = layer_counts(model, input_shape)
+    rows = layer_counts(model, inputs)
     before = sum(r.macs for r in rows)
     total = sum(len(s) for s in scores.values())
 
