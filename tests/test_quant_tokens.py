@@ -3,7 +3,6 @@ and the integer path left alone; an untraceable encoder is one line pointing to 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -89,9 +88,6 @@ def test_what_cannot_take_token_models_says_so_in_one_line():
         quantize(nn.Linear(4, 2), QuantConfig(), torch.zeros(8, 4, dtype=torch.uint8))
     with pytest.raises(KarukuError, match="different lengths"):
         quantize(m, QuantConfig(), (tid, feats[:10]))
-    # QAT trains on data of several inputs (tests/test_several_inputs.py); mixed precision's auto mode does not
-    with pytest.raises(KarukuError, match="auto mode measures layers on data of one input.*give bits per layer"):
-        quantize(m, QuantConfig(max_drop=0.01), (tid, feats), splits=SimpleNamespace(input_shape=(4,)))
     qm = quantize(m, QuantConfig(target_isa="avx512-vnni"), (tid, feats))
     with pytest.raises(KarukuError, match="embed"):  # int8 files need every layer quantized; the lookup is not
         export_onnx(qm)

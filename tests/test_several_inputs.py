@@ -145,6 +145,23 @@ def test_qat_trains_a_model_of_two_inputs():
         qm(ids=torch.zeros(1, 4).long(), features=torch.zeros(1, 5))
 
 
+def test_mixed_precision_auto_mode_scores_layers_on_the_models_own_inputs():
+    from karuku.quant import QuantConfig, quantize
+    from karuku.quant.mixed import sensitivity
+
+    splits = _splits()
+    torch.manual_seed(0)
+    m = TokenBag()
+    train(m, splits, FAST, verbose=False)
+    float_acc = score(m, splits.val).accuracy
+    qm = quantize(m, QuantConfig(max_drop=0.05, low_bits=2), splits=splits)
+    bits = {name: layer.bits for name, layer in qm.layers.items() if layer.bits is not None}
+    assert set(bits) == {"tokens", "feat", "head"} and set(bits.values()) == {2, 8}  # a mix: some layers at 2 bits
+    assert score(qm, splits.val).accuracy >= float_acc - 0.05  # the budget, on the validation split it chose by
+    ranking = sensitivity(qm, splits.val, low_bits=2)  # each layer scored on (ids, features) examples
+    assert all(bits[r.layer] == 8 for r in ranking[:1])  # the most sensitive layer kept its 8 bits
+
+
 def test_export_fp32_of_a_token_id_model_passes_parity_and_runs_in_onnx_runtime(tmp_path):
     from karuku.deploy.onnx_fp32 import export_fp32
     from karuku.measure.onnx_runtime import session

@@ -49,9 +49,6 @@ def quantize(model: nn.Module, cfg: QuantConfig | None = None, calibration_data=
     check_shape(xs, input_shape or (tuple(splits.input_shape) if splits is not None else None))
     if cfg.mode == "dynamic":
         return prepare(model, cfg, first(xs)).eval()
-    if len(xs) > 1 and cfg.max_drop is not None:
-        raise KarukuError("mixed precision auto mode measures layers on data of one input; this model takes several",
-                          "give bits per layer (mixed: ...), or quantize it with mode ptq, dynamic or qat")
     x = xs[0] if len(xs) == 1 else xs
     if cfg.mode == "qat":
         if splits is None or cfg.finetune is None:
