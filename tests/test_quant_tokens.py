@@ -3,7 +3,6 @@ and the integer path left alone; an untraceable encoder is one line pointing to 
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
