@@ -135,3 +135,6 @@ def test_prune_takes_token_inputs_as_given():
     assert model.up.out_features == 36 and res.rounds[0]["channels"][1] < res.rounds[0]["channels"][0]
     with pytest.raises(KarukuError, match="structured pruning needs what the model takes"):
         prune(Encoder(attention=False), PruneConfig(sparsity=0.25, structured=True))
+    with pytest.raises(KarukuError, match=r"Encoder does not run on the inputs input \(10,\) float32.*inputs=") as e:
+        prune(Encoder(attention=False), PruneConfig(sparsity=0.25, structured=True), input_shape=(10,))
+    assert "\n" not in str(e.value)  # an input shape means one float input: a token model says so in one line
