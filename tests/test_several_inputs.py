@@ -309,6 +309,29 @@ def test_the_loop_removes_a_token_models_neurons_structurally(tmp_path):
     assert float((pred == test.y).float().mean()) == pytest.approx(final["accuracy"])
 
 
+def test_karuku_prune_on_a_token_checkpoint_measures_it_on_the_datas_inputs(tmp_path):
+    from karuku.data import DataConfig
+    from karuku.io.checkpoint import load_model
+    from karuku.pruning import PruneConfig
+    from karuku.pruning.job import prune_checkpoint
+
+    out = _compress_tokens(tmp_path, [{"prune": {"sparsity": 0.25}}])
+    data = DataConfig(name="helpers.usermodels:masked_data", val_size=100)
+    fig = prune_checkpoint(out.run_dir / "final.safetensors", PruneConfig(sparsity=0.5, structured=True),
+                           tmp_path / "p.safetensors", data, verbose=False)
+    assert fig["before"]["macs"] == 12 * 8 * 32 + 12 * 32 + 32 * 2
+    assert fig["after"]["macs"] == 12 * 8 * 16 + 12 * 16 + 16 * 2
+    macs = {r["layer"]: (r["macs_before"], r["macs"]) for r in fig["layers"]}  # counted on (ids, mask)
+    assert macs == {"embed": (0, 0), "tokens": (96 * 32, 96 * 16), "mask": (12 * 32, 12 * 16), "head": (64, 32)}
+    model, _ = load_model(tmp_path / "p.safetensors")
+    assert model.tokens.out_features == 16 and model.embed.embedding_dim == 8
+    with pytest.raises(KarukuError, match=r"TokenFlat does not run on one input of the shape its checkpoint records "
+                                          r"\(input \(12,\) float32\).*pass --data naming the dataset") as err:
+        prune_checkpoint(out.run_dir / "final.safetensors", PruneConfig(sparsity=0.5, structured=True),
+                         tmp_path / "q.safetensors", verbose=False)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("stages,refusal", [
     ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "c"}}], "stage export: format c .* one float input"),
     ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "onnx"}}], "stage export: an int8 ONNX file .* one float"),

@@ -32,13 +32,15 @@ def prune_checkpoint(path: str | os.PathLike, cfg: PruneConfig, out: str | os.Pa
     mask = load_mask(ckpt, model)
     shape = tuple(ckpt.spec.input_shape)
     splits = for_checkpoint(ckpt, data, required=cfg.finetune is not None)
+    # what the model takes: the data's examples (token ids and a mask), else one input of the recorded shape
+    inputs = splits.model_inputs() if splits is not None else _recorded_inputs(model, shape, path)
     before = copy.deepcopy(model)
-    result = prune(model, cfg, splits, mask=mask, input_shape=shape, verbose=verbose)
+    result = prune(model, cfg, splits, mask=mask, input_shape=shape, inputs=inputs, verbose=verbose)
     model.eval()
-    ev = {k: evaluate(net, splits, shape, engines=measure.engines, runs=measure.runs)
+    ev = {k: evaluate(net, splits, shape, inputs=inputs, engines=measure.engines, runs=measure.runs)
           for k, net in (("before", before), ("after", model))}
     figures: dict[str, Any] = {k: e.as_dict() for k, e in ev.items()}
-    figures["layers"] = layer_rows(before, model, shape)
+    figures["layers"] = layer_rows(before, model, inputs)
     figures["rounds"] = result.rounds
     figures["verdict"] = verdict(ev["before"], ev["after"], cfg.structured)
     meta = {"pruning": {"config": cfg.model_dump(mode="json"), "rounds": result.rounds},
@@ -47,3 +49,25 @@ def prune_checkpoint(path: str | os.PathLike, cfg: PruneConfig, out: str | os.Pa
     if result.mask is not None:
         result.mask.write_summary(out.with_suffix(".mask.json"))
     return figures
+
+
+def _recorded_inputs(model, shape: tuple[int, ...], path) -> tuple[int, ...]:
+    """The checkpoint's input shape, once the model is seen to run on it: a checkpoint records one input's shape,
+    so a model of token ids and a mask needs its data named to be measured."""
+    import torch
+
+    from karuku.errors import KarukuError
+    from karuku.measure.inputs import signature
+
+    sig = signature(model, shape)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            sig.call(model.eval(), sig.fixed(1))
+    except KarukuError:
+        raise KarukuError(f"{path}: {type(model).__name__} does not run on one input of the shape its checkpoint "
+                          f"records ({sig.describe()})", "pass --data naming the dataset whose examples carry its "
+                          "inputs (token ids, a mask)") from None
+    finally:
+        model.train(was_training)
+    return shape

@@ -15,11 +15,12 @@ from karuku.measure.counts import layer_counts
 from karuku.measure.evaluation import Evaluation
 
 
-def layer_rows(before: nn.Module, after: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """One row per layer with parameters: params before/after, nonzeros, sparsity, dense and effective MACs."""
-    old = {r.name: r for r in layer_counts(before, input_shape)}
+def layer_rows(before: nn.Module, after: nn.Module, inputs) -> list[dict[str, Any]]:
+    """One row per layer with parameters: params before/after, nonzeros, sparsity, dense and effective MACs;
+    `inputs`: what the model takes (an input shape, or example inputs: token ids and a mask)."""
+    old = {r.name: r for r in layer_counts(before, inputs)}
     rows = []
-    for r in layer_counts(after, input_shape):
+    for r in layer_counts(after, inputs):
         if not r.params:
             continue
         o = old.get(r.name, r)
