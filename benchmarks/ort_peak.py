@@ -18,9 +18,10 @@ the kernels reach, not time.
 
 `--transformer` times the float-in, float-out products an int8 transformer file can use, on the shape of
 all-MiniLM-L6-v2's FFN up-projection at batch 32 × 128 (4,096 × 384 by 384 × 1,536): fp32 MatMul, ONNX Runtime's
-DynamicQuantizeMatMul with 8- and 7-bit per-channel weights (what karuku's dynamic file runs), and MatMulNBits
-(block-wise 8- and 4-bit weights, accuracy levels 0 and 4), each with its largest error against the float
-product (relative to the product's largest value). Then a static file's activation quantization of a 4,096 × 384
+DynamicQuantizeMatMul with 8- and 7-bit per-channel weights (what karuku's dynamic file runs), MatMulNBits
+(block-wise 8- and 4-bit weights, accuracy levels 0 and 4), and beside them eager torch's fp32 Linear and
+torch.ao's dynamic int8 Linear (fbgemm), each with its largest error against the float product (relative to the
+product's largest value). Then a static file's activation quantization of a 4,096 × 384
 input under SmoothQuant: Mul by 1/s then per-tensor QuantizeLinear (karuku's static file), against one per-axis
 QuantizeLinear of scale S·s (the same integers, one node fewer), and per-tensor QuantizeLinear alone. Interleaved
 rounds, medians.
@@ -222,6 +223,36 @@ def _activation_quantizers(m: int, k: int) -> dict[str, bytes]:
     }
 
 
+class _Eager:
+    """A torch module behind an ONNX Runtime session's `run`, to time it in the same rounds."""
+
+    def __init__(self, module, threads: int):
+        import torch
+
+        self.module, self.threads, self.torch = module.eval(), threads, torch
+
+    def run(self, _outputs, feed: dict) -> list[np.ndarray]:
+        self.torch.set_num_threads(self.threads)
+        with self.torch.inference_mode():
+            return [self.module(self.torch.from_numpy(feed["a"])).numpy()]
+
+
+def _torch_products(w: np.ndarray, threads: int) -> dict:
+    """The same product in eager torch: fp32 Linear, and torch.ao's dynamic int8 Linear (fbgemm: activations
+    quantized per tensor at run time, per-tensor int8 weights) — what torch.ao.quantize_dynamic makes of a model."""
+    import warnings
+
+    import torch
+
+    lin = torch.nn.Linear(*w.shape, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(w.T.copy()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    return {"torch fp32 Linear": _Eager(lin, threads), "torch.ao dynamic int8 Linear (fbgemm)": _Eager(q, threads)}
+
+
 def _interleaved_ms(sessions: dict, a: np.ndarray, rounds: int) -> dict[str, float]:
     """Median ms of each session on input `a`, the sessions run in turn each round."""
     times: dict[str, list[float]] = {name: [] for name in sessions}
@@ -241,7 +272,7 @@ def transformer_products(threads: int, rounds: int, m: int = 4096, k: int = 384,
     def sessions(raws: dict[str, bytes]) -> dict:
         return {name: ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"]) for name, raw in raws.items()}
 
-    products = sessions(models)
+    products = {**sessions(models), **_torch_products(w, threads)}
     a = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
     ref = a @ w
     err = {name: float(np.abs(s.run(None, {"a": a})[0] - ref).max() / np.abs(ref).max())
