@@ -133,6 +133,9 @@ def test_prune_takes_token_inputs_as_given():
     model = Encoder(attention=False).eval()
     res = prune(model, PruneConfig(sparsity=0.25, structured=True), inputs=(ids, mask))
     assert model.up.out_features == 36 and res.rounds[0]["channels"][1] < res.rounds[0]["channels"][0]
+    training = Encoder(attention=False).train()
+    plan_channels(training, (ids, mask), 0.5)  # run once on the inputs to check them, in eval mode, then put back
+    assert training.training and all(m.training for m in training.modules())
     with pytest.raises(KarukuError, match="structured pruning needs what the model takes"):
         prune(Encoder(attention=False), PruneConfig(sparsity=0.25, structured=True))
     with pytest.raises(KarukuError, match=r"Encoder does not run on the inputs input \(10,\) float32.*inputs=") as e:

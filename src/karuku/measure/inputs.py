@@ -142,6 +142,16 @@ class Signature:
                               "give what it takes as inputs=... (example tensors: a tuple or dict of token ids "
                               "and attention mask, or a karuku.measure.inputs.Signature)") from None
 
+    def check(self, model: nn.Module, xs: tuple[torch.Tensor, ...] | None = None) -> None:
+        """Run `model` once on `xs` (default: fixed inputs of batch 1) in eval mode without gradients, its mode
+        restored: a model that cannot take these inputs is `call`'s one-line error before any work starts."""
+        was_training = model.training
+        try:
+            with torch.no_grad():
+                self.call(model.eval(), self.fixed(1) if xs is None else xs)
+        finally:
+            model.train(was_training)
+
     def batch_bytes(self, batch: int) -> int:
         """Bytes one batch of these inputs takes."""
         return sum(batch * math.prod(i.shape) * torch.empty((), dtype=i.dtype).element_size() for i in self.inputs)

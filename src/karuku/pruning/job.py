@@ -54,20 +54,14 @@ def prune_checkpoint(path: str | os.PathLike, cfg: PruneConfig, out: str | os.Pa
 def _recorded_inputs(model, shape: tuple[int, ...], path) -> tuple[int, ...]:
     """The checkpoint's input shape, once the model is seen to run on it: a checkpoint records one input's shape,
     so a model of token ids and a mask needs its data named to be measured."""
-    import torch
-
     from karuku.errors import KarukuError
     from karuku.measure.inputs import signature
 
     sig = signature(model, shape)
-    was_training = model.training
     try:
-        with torch.no_grad():
-            sig.call(model.eval(), sig.fixed(1))
+        sig.check(model)
     except KarukuError:
         raise KarukuError(f"{path}: {type(model).__name__} does not run on one input of the shape its checkpoint "
                           f"records ({sig.describe()})", "pass --data naming the dataset whose examples carry its "
                           "inputs (token ids, a mask)") from None
-    finally:
-        model.train(was_training)
     return shape

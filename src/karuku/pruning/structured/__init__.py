@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from karuku.measure.inputs import signature
@@ -25,12 +24,7 @@ def plan_channels(model: nn.Module, inputs, amount: float, scope: str = "layer",
     `karuku.measure.inputs.Signature`."""
     sig = signature(model, inputs)
     xs = sig.fixed(2)
-    was_training = model.training
-    try:  # a model that cannot take these inputs (floats for token ids) is one line naming them
-        with torch.no_grad():
-            sig.call(model.eval(), xs)
-    finally:
-        model.train(was_training)
+    sig.check(model, xs)  # a model that cannot take these inputs (floats for token ids) is one line naming them
     graph = trace(model, dict(zip(sig.names, xs)) if sig.keywords else xs, on_unsupported)
     return make_plan(model, graph, sig, amount, scope, method, target, list(exclude), seed, round_to, allocation)
 
