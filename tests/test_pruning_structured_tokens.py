@@ -131,7 +131,9 @@ def test_prune_takes_token_inputs_as_given():
     torch.manual_seed(0)
     ids, mask = _batch(40, 3)
     model = Encoder(attention=False).eval()
+    by_name = plan_channels(model, {"attention_mask": mask, "input_ids": ids}, 0.25)  # traced by name
     res = prune(model, PruneConfig(sparsity=0.25, structured=True), inputs=(ids, mask))
+    assert res.transforms[0]["params"]["edits"] == by_name.edits
     assert model.up.out_features == 36 and res.rounds[0]["channels"][1] < res.rounds[0]["channels"][0]
     training = Encoder(attention=False).train()
     plan_channels(training, (ids, mask), 0.5)  # run once on the inputs to check them, in eval mode, then put back

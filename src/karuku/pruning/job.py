@@ -35,7 +35,7 @@ def prune_checkpoint(path: str | os.PathLike, cfg: PruneConfig, out: str | os.Pa
     # what the model takes: the data's examples (token ids and a mask), else one input of the recorded shape
     inputs = splits.model_inputs() if splits is not None else _recorded_inputs(model, shape, path)
     before = copy.deepcopy(model)
-    result = prune(model, cfg, splits, mask=mask, input_shape=shape, inputs=inputs, verbose=verbose)
+    result = prune(model, cfg, splits, mask=mask, inputs=inputs, verbose=verbose)
     model.eval()
     ev = {k: evaluate(net, splits, shape, inputs=inputs, engines=measure.engines, runs=measure.runs)
           for k, net in (("before", before), ("after", model))}

@@ -20,8 +20,7 @@ class PruneStage(Stage):
         if cfg.finetune is not None or cfg.kind != "oneshot":
             cfg = cfg.model_copy(update={"finetune": run.train_config(cfg.finetune)})
         previous = load_mask(run.parent, model)
-        res = prune(model, cfg, data=run.splits, mask=previous, input_shape=run.input_shape,
-                    inputs=run.inputs if cfg.structured else None, verbose=run.verbose)
+        res = prune(model, cfg, data=run.splits, mask=previous, verbose=run.verbose)  # structured: on the data's inputs
         meta = {"rounds": res.rounds, "structured": cfg.structured}
         if res.mask is not None:
             meta["sparsity"] = res.mask.sparsity
