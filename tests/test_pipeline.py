@@ -183,6 +183,20 @@ def test_prune_quantize_export_chain(tmp_path):
     assert [t["name"] for t in ckpt.meta["transforms"]] == ["quantize"] and "mask" in ckpt.sections
 
 
+def test_the_export_stage_writes_a_checked_tflite(tmp_path):
+    doc = json.loads(json.dumps(RECIPE))
+    doc["budget"] = {"max_drop": 10.0}
+    doc["stages"] = [{"quantize": {"mode": "ptq", "calibration": 128}}, {"export": {"format": "tflite"}}]
+    outcome = _run_recipe(tmp_path, doc)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    export = summary["attempts"][-1]
+    assert export["kind"] == "export" and set(export["artifacts"]) == {"tflite"}  # not an ONNX file by that name
+    with open(export["artifacts"]["tflite"], "rb") as f:
+        assert f.read(8)[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    assert export["stage_meta"]["tflite"].startswith("wrote ")
+    assert ".tflite: wrote" in (outcome.run_dir / "report.md").read_text()
+
+
 def test_deep_compression_chain_and_backoff(tmp_path):
     doc = json.loads(json.dumps(RECIPE))
     doc["budget"] = {"max_drop": 0.0}  # nothing lossy can pass: every back-off round is tried

@@ -50,7 +50,7 @@ def test_ptq_calibrates_on_token_batches_and_leaves_the_lookup_alone():
         ref, out = m(ids, feats), qm(ids, feats)
     err = float((out - ref).abs().max())
     assert 0 < err < 0.05  # quantized (not the float model), and close to it
-    assert qm.float_layers == ["embed (Embedding)"]
+    assert qm.float_layers == [] and qm.is_static  # the lookup has an integer form: a table of quantized rows
 
 
 def test_batches_of_token_tuples_and_a_dataset_calibrate_alike():
@@ -87,6 +87,13 @@ def test_what_cannot_take_token_models_says_so_in_one_line():
         quantize(nn.Linear(4, 2), QuantConfig(), torch.zeros(8, 4, dtype=torch.uint8))
     with pytest.raises(KarukuError, match="different lengths"):
         quantize(m, QuantConfig(), (tid, feats[:10]))
-    qm = quantize(m, QuantConfig(target_isa="avx512-vnni"), (tid, feats))
-    with pytest.raises(KarukuError, match="embed"):  # int8 files need every layer quantized; the lookup is not
+    shifted = Shifted().eval()  # a lookup of ids computed in the model has no integer form: it stays float
+    qm = quantize(shifted, QuantConfig(target_isa="avx512-vnni"), (tid, feats))
+    assert qm.float_layers == ["embed (Embedding)"]
+    with pytest.raises(KarukuError, match="embed"):  # int8 files need every layer quantized; that lookup is not
         export_onnx(qm)
+
+
+class Shifted(TokenModel):
+    def forward(self, input_ids, features):
+        return self.head(torch.relu(self.proj(self.embed(input_ids % 20).flatten(1)) + self.feat(features)))

@@ -73,3 +73,18 @@ def _check_shape(shape: tuple[int, ...], name: str, ckpt, source) -> None:
     if tuple(shape) != tuple(ckpt.spec.input_shape):
         raise KarukuError(f"input shapes differ: dataset '{name}' has inputs {tuple(shape)} but {source} "
                           f"expects {tuple(ckpt.spec.input_shape)}", "pass the dataset the model was trained on")
+
+
+def recorded_inputs(model, shape: tuple[int, ...], path) -> tuple[int, ...]:
+    """The checkpoint's input shape, once the model is seen to run on it: a checkpoint records one input's shape,
+    so a model of token ids and a mask needs its data named to be measured."""
+    from karuku.measure.inputs import signature
+
+    sig = signature(model, shape)
+    try:
+        sig.check(model)
+    except KarukuError:
+        raise KarukuError(f"{path}: {type(model).__name__} does not run on one input of the shape its checkpoint "
+                          f"records ({sig.describe()})", "pass --data naming the dataset whose examples carry its "
+                          "inputs (token ids, a mask)") from None
+    return shape

@@ -6,15 +6,19 @@ import os
 from pathlib import Path
 
 from karuku.data.batches import first_inputs
-from karuku.data.checkpoint import for_checkpoint
+from karuku.data.checkpoint import for_checkpoint, recorded_inputs
 from karuku.deploy.config import ExportConfig
 from karuku.errors import KarukuError
 from karuku.io.checkpoint import load_model
 
 
 def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
-                      out: str | os.PathLike | None = None) -> str:
-    """Export and verify; return a one-line description of what was written (default: next to the checkpoint)."""
+                      out: str | os.PathLike | None = None, data=None) -> str:
+    """Export and verify; return a one-line description of what was written (default: next to the checkpoint).
+
+    `data` (a DataConfig, its dict or DataSplits; CLI `--data`): the examples the file is checked on, and what a
+    model of token ids and a mask takes (a checkpoint records one input's shape); default: the checkpoint's own
+    data where it loads here, else random inputs of the recorded shape."""
     cfg = cfg or ExportConfig()
     path = Path(path)
     model, ckpt = load_model(path)
@@ -25,7 +29,9 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
         from karuku.deploy.onnx_fp32 import export_fp32
 
         target = Path(out or path.with_suffix(".onnx"))
-        res = export_fp32(model, tuple(ckpt.spec.input_shape), target)
+        takes = (for_checkpoint(ckpt, data, val_size=0, test_limit=64).model_inputs() if data is not None
+                 else recorded_inputs(model, tuple(ckpt.spec.input_shape), path))
+        res = export_fp32(model, takes, target)
         note = f"; note: {res.note}" if res.note else ""
         return (f"wrote {res.path} ({res.bytes:,} bytes, self-contained fp32 ONNX); parity with PyTorch on "
                 f"{res.checked} inputs: max |diff| {res.max_abs_diff:.1e} ≤ 1e-4{note}")
@@ -36,7 +42,7 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
         from karuku.deploy.export import export_int8_onnx
 
         return export_int8_onnx(model, ckpt.spec.input_shape, Path(out or path.with_suffix(".int8.onnx")),
-                                inputs=reference_inputs(ckpt), target_isa=cfg.target_isa,
+                                inputs=reference_inputs(ckpt, data=data), target_isa=cfg.target_isa,
                                 representation=cfg.representation)
     from karuku.quant import to_integer
 
@@ -45,7 +51,7 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
 
         from karuku.deploy.tflite.export import export_tflite
 
-        inputs = reference_inputs(ckpt)
+        inputs = reference_inputs(ckpt, data=data)
         if inputs is None:  # the same random inputs every run
             inputs = torch.randn(256, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
         return export_tflite(to_integer(model), Path(out or path.with_suffix(".tflite")), inputs,
@@ -56,8 +62,11 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
                     profile=cfg.profile, kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
 
 
-def reference_inputs(ckpt, n: int = 2000):
-    """The first test inputs of the data the checkpoint was trained on, when it says which and it loads here."""
+def reference_inputs(ckpt, n: int = 2000, data=None):
+    """The first test inputs of `data`, else of the data the checkpoint was trained on when it says which and it
+    loads here."""
+    if data is not None:  # named by the user: its errors are theirs to see
+        return first_inputs(for_checkpoint(ckpt, data, val_size=0, test_limit=n).test, n)
     try:
         splits = for_checkpoint(ckpt, required=False, val_size=0, test_limit=n)
     except KarukuError:  # data not available here (not fetched, another machine's path): random inputs instead

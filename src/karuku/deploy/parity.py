@@ -98,17 +98,35 @@ def check(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: 
     checked_as = representation if exact_on(representation, here) else "u8u8"
     raw = export_qdq(im, representation=checked_as)
     im = as_onnxruntime(im)
-    ref = torch.cat([im.run_int(im.quantize_input(inputs[i:i + 256]), fast=True) for i in range(0, len(inputs), 256)])
+    n = _count(im, inputs)
+    ref = torch.cat([im.run_int(im.quantize_input(_rows(im, inputs, i, i + 256)), fast=True) for i in range(0, n, 256)])
     sess = _session(raw, threads)
-    got = sess.run(None, {sess.get_inputs()[0].name: inputs.numpy()})[0]
+    got = sess.run(None, _feeds(im, inputs))[0]
     out = im.values[im.output]
     got_q = np.rint(got / out.scale).astype(np.int64) + out.zero_point
     agree = float(np.mean(ref.numpy().argmax(1) == got_q.argmax(1)))
     steps = int(np.abs(got_q - ref.numpy()).max(initial=0))
-    p = Parity(len(inputs), agree, steps, representation, checked_as, here)
+    p = Parity(n, agree, steps, representation, checked_as, here)
     if not p.ok and explain_misses:
-        p.departure, p.cause = explain(im, checked_as, inputs[:256], threads)
+        p.departure, p.cause = explain(im, checked_as, _rows(im, inputs, 0, 256), threads)
     return p, raw
+
+
+def _count(im: IntegerModel, inputs) -> int:
+    return len(im.split_inputs(inputs)[0])
+
+
+def _rows(im: IntegerModel, inputs, i: int, j: int):
+    """Examples i..j of the inputs (a tensor, or a tuple for a model of several inputs)."""
+    part = tuple(t[i:j] for t in im.split_inputs(inputs))
+    return part if im.several else part[0]
+
+
+def _feeds(im: IntegerModel, inputs) -> dict[str, np.ndarray]:
+    """The int8 file's inputs by name (karuku.quant.onnx_export.input_names)."""
+    from karuku.quant.onnx_export import input_names
+
+    return {name: t.numpy() for name, t in zip(input_names(im), im.split_inputs(inputs))}
 
 
 def _stored(im: IntegerModel, name: str, t: torch.Tensor) -> np.ndarray:
@@ -129,7 +147,7 @@ def debug_values(im: IntegerModel, representation: str, inputs: torch.Tensor, th
 
     sess = _session(export_qdq(im, representation=representation, debug_outputs=True), threads)
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: inputs.numpy()})))
+    return dict(zip(names, sess.run(None, _feeds(im, inputs))))
 
 
 def locate(im: IntegerModel, representation: str, inputs: torch.Tensor, ort: dict[str, np.ndarray]

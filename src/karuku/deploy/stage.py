@@ -23,11 +23,21 @@ class ExportStage(Stage):
             from karuku.deploy.c.project import export_c
 
             folder = run.artifact("c")
-            shape = run.one_float_input(model, "stage export: format c (karuku's integer engine)")
+            shape = run.one_float_input(model, "stage export: format c")
             export_c(to_integer(model), run.parent.spec.name, folder, shape, profile=cfg.profile)
             return StageOutput(model, artifacts={"c": str(folder)}, recover=False)
-        if quantized:
-            run.one_float_input(model, "stage export: an int8 ONNX file (karuku's integer engine)")
+        if cfg.format == "tflite":
+            if not quantized:
+                raise KarukuError("stage export: format tflite needs a quantized model",
+                                  "put a quantize stage before it")
+            from karuku.data.batches import first_inputs
+            from karuku.deploy.tflite.export import export_tflite
+
+            run.one_float_input(model, "stage export: format tflite")
+            path = run.artifact("model.tflite")
+            line = export_tflite(to_integer(model), path, first_inputs(run.splits.test, 256), compact=cfg.compact)
+            return StageOutput(model, artifacts={"tflite": str(path)}, meta={"tflite": line}, recover=False)
+        if quantized:  # token ids and masks too: the int8 file takes them as int64 inputs
             return StageOutput(model, artifacts={"onnx_int8": str(run.artifact("model.int8.onnx"))},
                                meta={"int8_onnx": _int8_onnx(model, cfg, run)}, recover=False)
         if cfg.int8:

@@ -6,7 +6,7 @@ import copy
 import os
 from typing import Any
 
-from karuku.data.checkpoint import for_checkpoint
+from karuku.data.checkpoint import for_checkpoint, recorded_inputs
 from karuku.data.config import DataConfig
 from karuku.io.atomic import ensure_writable_dir
 from karuku.io.checkpoint import load_model
@@ -33,7 +33,7 @@ def prune_checkpoint(path: str | os.PathLike, cfg: PruneConfig, out: str | os.Pa
     shape = tuple(ckpt.spec.input_shape)
     splits = for_checkpoint(ckpt, data, required=cfg.finetune is not None)
     # what the model takes: the data's examples (token ids and a mask), else one input of the recorded shape
-    inputs = splits.model_inputs() if splits is not None else _recorded_inputs(model, shape, path)
+    inputs = splits.model_inputs() if splits is not None else recorded_inputs(model, shape, path)
     before = copy.deepcopy(model)
     result = prune(model, cfg, splits, mask=mask, inputs=inputs, verbose=verbose)
     model.eval()
@@ -49,19 +49,3 @@ def prune_checkpoint(path: str | os.PathLike, cfg: PruneConfig, out: str | os.Pa
     if result.mask is not None:
         result.mask.write_summary(out.with_suffix(".mask.json"))
     return figures
-
-
-def _recorded_inputs(model, shape: tuple[int, ...], path) -> tuple[int, ...]:
-    """The checkpoint's input shape, once the model is seen to run on it: a checkpoint records one input's shape,
-    so a model of token ids and a mask needs its data named to be measured."""
-    from karuku.errors import KarukuError
-    from karuku.measure.inputs import signature
-
-    sig = signature(model, shape)
-    try:
-        sig.check(model)
-    except KarukuError:
-        raise KarukuError(f"{path}: {type(model).__name__} does not run on one input of the shape its checkpoint "
-                          f"records ({sig.describe()})", "pass --data naming the dataset whose examples carry its "
-                          "inputs (token ids, a mask)") from None
-    return shape

@@ -96,6 +96,8 @@ def trace(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) ->
             # not an activation: a parameter read, a size or device, or what only those feed
             aux = n.op == "get_attr" or not tensor or _integer(n) or all(i in aux_values for i in ins)
             attrs = {"kind": _kind(gm, n), **({"from_integer": True} if from_integer and not aux else {})}
+            if from_integer and not aux and _integer_form(gm, n):
+                attrs["integer_form"] = _integer_form(gm, n)
             found = [Node(ctx.label(n), "aux" if aux else "float", ins, attrs, _FxCall(gm, n))]
         local: dict[str, str] = {}  # names inside one group of nodes (a channel shuffle's three)
         for node in found:
@@ -123,6 +125,26 @@ def _integer(n: fx.Node) -> bool:
     """The value is an integer tensor (ShapeProp's dtype): token ids, a mask, an index computed from them."""
     dtype = getattr(n.meta.get("tensor_meta"), "dtype", None)
     return dtype is not None and not dtype.is_floating_point
+
+
+def _integer_form(gm: fx.GraphModule, n: fx.Node) -> str | None:
+    """The integer engine's op for a float call on one of the model's integer inputs, when it has one: an
+    embedding lookup is `gather` (a lookup of the output's quantized rows: exactly the fake-quantized lookup),
+    a cast to float32 is `quantize` (the input's one float step). Anything else computed from integers stays float."""
+    ins = n.all_input_nodes
+    out_dtype = getattr(n.meta.get("tensor_meta"), "dtype", None)
+    if len(ins) != 1 or ins[0].op != "placeholder" or out_dtype != torch.float32:
+        return None
+    if n.op == "call_module":
+        m = gm.get_submodule(n.target)
+        plain = type(m) is nn.Embedding and m.max_norm is None and len(n.args) == 1 and not n.kwargs
+        return "gather" if plain else None
+    if n.op == "call_method" and n.target == "float" and len(n.args) == 1 and not n.kwargs:
+        return "quantize"
+    if n.op == "call_method" and n.target == "to":
+        dtypes = [a for a in [*n.args[1:], *n.kwargs.values()] if isinstance(a, torch.dtype)]
+        return "quantize" if dtypes == [torch.float32] and len(n.args) + len(n.kwargs) == 2 else None
+    return None
 
 
 def _kind(gm: fx.GraphModule, n: fx.Node) -> str:

@@ -21,7 +21,8 @@ OPSET = 17
 
 def export_dynamic(qm: QuantModel, opset: int = OPSET, representation: str = "u8s8",
                    target_isa: str | None = None) -> bytes:
-    """The ONNX bytes of a `mode="dynamic"` QuantModel (input `input`, output `logits`, batch dynamic).
+    """The ONNX bytes of a `mode="dynamic"` QuantModel (input `input`, or forward's names for several inputs or
+    token ids, which stay int64 and feed a float32 embedding lookup; output `logits`, batch dynamic).
 
     `representation` (karuku.quant.representation) stores the weights as int8 (u8s8, u8s7) or as uint8 with
     zero point 128 (u8u8, exact where ONNX Runtime's u8 × s8 kernels saturate); it goes into the metadata.
@@ -53,11 +54,24 @@ def export_dynamic(qm: QuantModel, opset: int = OPSET, representation: str = "u8
 
     env: dict[str, str] = {}
     out_name = None
+    inputs = sorted((n for n in qm.nodes if n.op == "input"), key=lambda n: n.attrs.get("index", 0))
+    several = len(inputs) > 1 or any(n.attrs.get("integer") for n in inputs)
+    graph_inputs = []
+    for n in inputs:  # one float input is `input`, as every export; several keep forward's names
+        env[n.name] = n.name if several else "input"
+        graph_inputs.append(helper.make_tensor_value_info(env[n.name], TensorProto.INT64 if n.attrs.get("integer")
+                                                          else TensorProto.FLOAT, ["batch", *n.shape]))
     for n in qm.nodes:
         ins = [env[i] for i in n.inputs]
         y = f"v:{n.name}"
         if n.op == "input":
-            env[n.name] = "input"
+            continue
+        if n.attrs.get("integer_form") == "gather":  # the embedding stays float32, as in the dynamic model
+            table = qm.floats[key(n.name)].owner.weight.detach().float().numpy()
+            env[n.name] = node("Gather", [init(f"{key(n.name)}.table", table), ins[0]], y, axis=0)
+            continue
+        if n.attrs.get("integer_form") == "quantize":
+            env[n.name] = node("Cast", [ins[0]], y, to=TensorProto.FLOAT)
             continue
         if n.op in ("conv", "linear"):
             layer = qm.layers[key(n.name)]
@@ -109,10 +123,8 @@ def export_dynamic(qm: QuantModel, opset: int = OPSET, representation: str = "u8
         if n.attrs.get("is_output"):
             out_name = y
     nodes.append(helper.make_node("Identity", [out_name], ["logits"], name="output"))
-    in_shape = next(n.shape for n in qm.nodes if n.op == "input")
     out_shape = next(n.shape for n in qm.nodes if n.attrs.get("is_output"))
-    graph = helper.make_graph(nodes, "karuku_dynamic_int8",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *in_shape])],
+    graph = helper.make_graph(nodes, "karuku_dynamic_int8", graph_inputs,
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", *out_shape])],
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="karuku")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from karuku.errors import KarukuError
-from karuku.quant.engine.graph import DTYPES, ONNXRUNTIME, IntegerModel, Op, Value
+from karuku.quant.engine.graph import DTYPES, INTEGER_INPUT, ONNXRUNTIME, IntegerModel, Op, Value
 from karuku.quant.engine.ops import pads4
 from karuku.quant.representation import REPRESENTATIONS
 from karuku.quant.unary import get_unary
@@ -96,7 +96,8 @@ class _Builder:
 
 def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8", target_isa: str | None = None,
                debug_outputs: bool = False) -> bytes:
-    """The QDQ ONNX bytes of `im` (checked with onnx.checker); input `input`, output `logits`, batch dynamic.
+    """The QDQ ONNX bytes of `im` (checked with onnx.checker); input `input` (several: forward's names, token
+    inputs int64), output `logits`, batch dynamic.
 
     `representation` (karuku.quant.representation) says how the integers are stored; it and `target_isa`, the
     CPU the file is made for, are written into the file's metadata. `debug_outputs` also outputs every
@@ -108,12 +109,22 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
         raise KarukuError(f"unknown int8 representation '{representation}'",
                           f"known: {', '.join(REPRESENTATIONS)}")
     b = _Builder(im, representation)
-    vin = im.values[im.input]
-    b.quant("input", im.input)
+    names = input_names(im)
+    for name, graph_input in zip(im.inputs, names):
+        if im.values[name].dtype != INTEGER_INPUT:
+            b.quant(graph_input, name)
     for op in im.ops:
         out, a = im.values[op.output], op.attrs
-        x = b.dequant(op.inputs[0])
         y = f"y:{op.output}"
+        if op.kind == "gather":  # the rows as the file stores them, looked up by the token ids themselves
+            rows = im.arrays[op.arrays["rows"]].numpy().astype(np.int16) + _offset(out)
+            b.on_integers("Gather", [b.init(f"{op.output}.rows", rows.astype(np.uint8)),
+                                     names[im.inputs.index(op.inputs[0])]], op.output, axis=0)
+            continue
+        if op.kind == "quantize":  # integers as float32, then the value's QuantizeLinear (the engine's step)
+            b.quant(b.node("Cast", [names[im.inputs.index(op.inputs[0])]], y, to=b.tp.FLOAT), op.output)
+            continue
+        x = b.dequant(op.inputs[0])
         if op.kind == "linear" and len(im.values[op.inputs[0]].shape) > 1:
             _linear_nd(b, op)  # Gemm takes two dimensions: the rows of every sample, reshaped on the integers
             continue
@@ -176,13 +187,14 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
     b.nodes = [node for node in b.nodes if any(o in used for o in node.output)]
     b.inits = [t for t in b.inits if t.name in used]
     h = b.helper
-    graph = h.make_graph(b.nodes, "karuku_int8",
-                         [h.make_tensor_value_info("input", b.tp.FLOAT, ["batch", *vin.shape])],
+    graph_inputs = [h.make_tensor_value_info(g, b.tp.INT64 if im.values[n].dtype == INTEGER_INPUT else b.tp.FLOAT,
+                                             ["batch", *im.values[n].shape]) for n, g in zip(im.inputs, names)]
+    graph = h.make_graph(b.nodes, "karuku_int8", graph_inputs,
                          [h.make_tensor_value_info("logits", b.tp.FLOAT, ["batch", *im.values[im.output].shape])],
                          b.inits)
     if debug_outputs:
         graph.output.extend(h.make_tensor_value_info(f"q:{name}", b.tp.UINT8, ["batch", *v.shape])
-                            for name, v in im.values.items())
+                            for name, v in im.values.items() if v.dtype != INTEGER_INPUT)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="karuku")
     model.ir_version = 8
     # the file requantizes as its runtime does (ONNX Runtime: float32, karuku.quant.ort_requant), whatever the
@@ -192,6 +204,11 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
     h.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
+
+
+def input_names(im: IntegerModel) -> list[str]:
+    """The file's input names: `input` for one float input (as every fp32 export), else forward's names."""
+    return ["input"] if not im.several else list(im.inputs)
 
 
 def _offset(v: Value) -> int:

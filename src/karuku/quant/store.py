@@ -64,13 +64,17 @@ class QParams:
         return {f"{k}.weight_scale": v for k, v in self.weight_scales.items()}
 
     def weight_bytes(self, qm: QuantModel) -> int:
-        """Bytes of the weights as stored integers (bits rounded up to whole bytes) plus int32 biases."""
+        """Bytes of the weights as stored integers (bits rounded up to whole bytes) plus int32 biases; what float
+        nodes hold (an embedding table) in float32, or as int8 rows where the integer engine looks them up."""
         total = 0
         for n in qm.nodes:
             if n.op in WEIGHTED:
                 layer = qm.layers[key(n.name)]
                 per = 4 if layer.bits is None else 1
                 total += layer.weight.numel() * per + layer.bias.numel() * 4
+            elif n.op == "float" and key(n.name) in qm.floats:
+                per = 1 if n.attrs.get("integer_form") == "gather" and qm.cfg.mode != "dynamic" else 4
+                total += per * sum(p.numel() for p in qm.floats[key(n.name)].parameters())
         return total
 
 

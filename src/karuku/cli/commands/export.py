@@ -9,18 +9,20 @@ import typer
 from karuku.cli.app import app, guard
 from karuku.cli.commands.common import console
 from karuku.cli.options import Section, configs
+from karuku.data.config import DataConfig
 from karuku.deploy.config import ExportConfig
 from karuku.measure.config import MeasureConfig
 
 
 @app.command("export")
 @guard
-@configs(cfg=Section(ExportConfig))
+@configs(cfg=Section(ExportConfig), data=Section(DataConfig, "data", partial=True))
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="a karuku checkpoint"),
     out: Path = typer.Option(None, help="output file, or folder for C (default: next to the checkpoint)"),
     *,
     cfg: ExportConfig,
+    data: dict,
 ) -> None:
     """Export a deployable file, checked for parity on export."""
     from karuku.deploy.job import export_checkpoint
@@ -28,7 +30,7 @@ def export_cmd(
 
     if out is not None:  # a folder for C, a file otherwise: writable before the export and its checks
         ensure_writable_dir(out / "model.c" if cfg.format == "c" else out)
-    console.print(export_checkpoint(checkpoint, cfg, out), soft_wrap=True)
+    console.print(export_checkpoint(checkpoint, cfg, out, data or None), soft_wrap=True)
 
 
 @app.command("bench")

@@ -65,6 +65,7 @@ def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...
     the project on Arm's CMSIS-NN from the folder `cmsis_nn` (karuku.deploy.c.cmsis)."""
     if kernels not in ("karuku", "cmsis-nn"):
         raise KarukuError(f"unknown kernels '{kernels}'", "use karuku or cmsis-nn")
+    im.one_float_input("a C project")
     if kernels == "cmsis-nn":
         if cmsis_nn is None:
             raise KarukuError("--kernels cmsis-nn needs the CMSIS-NN sources", "add --cmsis-nn DIR")

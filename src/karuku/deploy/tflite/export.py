@@ -27,6 +27,7 @@ def to_tflite(im: IntegerModel, compact: bool = False) -> tuple[IntegerModel, by
     own operators where both interpreters compute them exactly (`verify.probe`), else lookups. `compact`:
     without what neither interpreter reads (`flatbuf.serialize`).
     """
+    im.one_float_input("a .tflite")
     im = replace(im, rounding="double")
     graph = lower(im, probe)
     return im, serialize(graph, description(im), **(COMPACT if compact else {})), graph.data_bytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from karuku.errors import KarukuError
-from karuku.quant.engine.graph import DTYPES, IntegerModel, Op, Value
+from karuku.quant.engine.graph import DTYPES, INTEGER_INPUT, IntegerModel, Op, Value
 from karuku.quant.model import QuantModel, key
 from karuku.quant.primitives import (
     INT32_MAX,
@@ -60,16 +60,29 @@ def to_integer(qm: QuantModel) -> IntegerModel:
     values: dict[str, Value] = {}
     ops_: list[Op] = []
     arrays: dict[str, torch.Tensor] = {}
-    inp = out = None
+    inputs: dict[int, str] = {}
+    out = None
     for n in qm.nodes:
-        v = _value(qm, n.name, n.shape)
-        values[n.name] = v
+        if n.op == "input" and n.attrs.get("integer"):  # token ids, a mask: integers as they come
+            values[n.name] = Value(list(n.shape), INTEGER_INPUT, 0, 1.0)
+        else:
+            values[n.name] = _value(qm, n.name, n.shape)
+        v = values[n.name]
         if n.attrs.get("is_output"):
             out = n.name
         if n.op == "input":
-            inp = n.name
+            inputs[n.attrs.get("index", 0)] = n.name
             continue
         vin = values[n.inputs[0]]
+        if n.attrs.get("integer_form") == "gather":  # the lookup of the output's quantized rows
+            k = key(n.name)
+            rows = quantize(qm.floats[k].owner.weight.detach().float(), v.scale, v.zero_point, *DTYPES[v.dtype])
+            arrays[f"{k}.rows"] = rows.to(torch.int8 if v.dtype == "int8" else torch.uint8)
+            ops_.append(Op("gather", [n.inputs[0]], n.name, n.name, {}, {"rows": f"{k}.rows"}))
+            continue
+        if n.attrs.get("integer_form") == "quantize":
+            ops_.append(Op("quantize", [n.inputs[0]], n.name, n.name))
+            continue
         if n.op in ("conv", "linear"):
             layer = qm.layers[key(n.name)]
             w = layer.weight
@@ -147,7 +160,8 @@ def to_integer(qm: QuantModel) -> IntegerModel:
             ops_.append(Op(n.op, [n.inputs[0]], n.name, n.name, attrs))
         else:
             raise KarukuError(f"layer '{n.name}' ({n.op}) has no integer op", "keep the model to supported layers")
-    return IntegerModel(inp, out, values, ops_, arrays, qm.cfg.rounding)
+    order = [inputs[i] for i in sorted(inputs)]
+    return IntegerModel(order[0], out, values, ops_, arrays, qm.cfg.rounding, order)
 
 
 def byte_values(dtype: str) -> torch.Tensor:

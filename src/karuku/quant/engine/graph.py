@@ -22,11 +22,13 @@ from karuku.quant.engine import ops
 from karuku.quant.primitives import ROUNDINGS, quantize
 
 FORMAT = "karuku.int-engine"
-FORMAT_VERSION = 3  # 2 added `rounding` (version-1 files were made with "double"); 3 added the kinds from
-# concat on (tables, asymmetric conv padding, padded average pooling); older files read unchanged
+FORMAT_VERSION = 4  # 2 added `rounding` (version-1 files were made with "double"); 3 added the kinds from
+# concat on (tables, asymmetric conv padding, padded average pooling); 4 several inputs, integer inputs (token
+# ids) and the ops that read them (gather, quantize); older files read unchanged
 KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
-         "transpose", "upsample", "pad")
+         "transpose", "upsample", "pad", "gather", "quantize")
 DTYPES = {"uint8": (0, 255), "int8": (-128, 127)}
+INTEGER_INPUT = "int64"  # an input of integers taken as they are (token ids, a mask): scale 1, zero point 0
 ONNXRUNTIME = "onnxruntime"  # ONNX Runtime's float32 requantization (karuku.quant.ort_requant): what an int8
 RULES = (*ROUNDINGS, ONNXRUNTIME)  # ONNX file computes, for its parity check; the C kernels round in fixed point
 
@@ -75,12 +77,48 @@ class IntegerModel:
     arrays: dict[str, torch.Tensor]
     rounding: str = "single"  # requantization rule: "single" or "double" (karuku.quant.primitives), or
     # "onnxruntime" (karuku.quant.ort_requant: what an int8 ONNX file gives in ONNX Runtime)
+    inputs: list[str] = field(default_factory=list)  # every input in forward's order (default: [input])
+
+    def __post_init__(self):
+        self.inputs = list(self.inputs) or [self.input]
+
+    @property
+    def several(self) -> bool:
+        """Takes more than one float input (token ids, a mask): run and quantize_input take / give tuples."""
+        return len(self.inputs) > 1 or self.values[self.input].dtype == INTEGER_INPUT
+
+    def one_float_input(self, what: str) -> None:
+        """A one-line error for the back-ends that take one float input (C, .tflite) when this model does not."""
+        if self.several:
+            given = ", ".join(f"{i} ({self.values[i].dtype})" for i in self.inputs)
+            raise KarukuError(f"{what} takes one float input; this integer model takes {given}",
+                              "export it as int8 ONNX (karuku export --format onnx), which takes token inputs")
 
     # ---- execution -------------------------------------------------------------------------
-    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The one float step before the integers: q = clamp(round_half_even(x / s) + z)."""
-        v = self.values[self.input]
-        return quantize(x, v.scale, v.zero_point, *DTYPES[v.dtype])
+    def quantize_input(self, x):
+        """The one float step before the integers: q = clamp(round_half_even(x / s) + z). With several inputs
+        (`several`), a tuple in forward's order: float inputs quantized, integer ones as they are."""
+        if not self.several:
+            v = self.values[self.input]
+            return quantize(x, v.scale, v.zero_point, *DTYPES[v.dtype])
+        xs = self.split_inputs(x)
+        return tuple(t if self.values[n].dtype == INTEGER_INPUT else
+                     quantize(t, self.values[n].scale, self.values[n].zero_point, *DTYPES[self.values[n].dtype])
+                     for n, t in zip(self.inputs, xs))
+
+    def split_inputs(self, x) -> tuple[torch.Tensor, ...]:
+        """`x` as one tensor per input (a lone tensor for a model of one input), checked for their number."""
+        if isinstance(x, dict):  # a batch by forward's names
+            missing = [n for n in self.inputs if n not in x]
+            if missing:
+                raise KarukuError(f"the integer model takes {', '.join(self.inputs)}; the batch lacks "
+                                  f"{', '.join(missing)}", "give every input by its name in forward")
+            x = tuple(x[n] for n in self.inputs)
+        xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        if len(xs) != len(self.inputs):
+            raise KarukuError(f"the integer model takes {len(self.inputs)} inputs ({', '.join(self.inputs)}), "
+                              f"given {len(xs)}", "give one tensor per input, in forward's order")
+        return xs
 
     def dequantize_output(self, q: torch.Tensor) -> torch.Tensor:
         v = self.values[self.output]
@@ -98,15 +136,20 @@ class IntegerModel:
     @torch.no_grad()
     def run_all(self, q: torch.Tensor, fast: bool = False) -> dict[str, torch.Tensor]:
         """As `run_int`, but every value the model computes, by name (for layer-by-layer comparisons)."""
-        env = {self.input: q.to(torch.int32)}
+        xs = self.split_inputs(q)
+        env = {n: t if self.values[n].dtype == INTEGER_INPUT else t.to(torch.int32) for n, t in zip(self.inputs, xs)}
         for op in self.ops:
             env[op.output] = self._run_op(op, env, fast)
         return env
 
-    def run(self, x: torch.Tensor, batch_size: int = 256, fast: bool = False) -> torch.Tensor:
-        """Float inputs to float logits through the integer model (in batches)."""
-        outs = [self.dequantize_output(self.run_int(self.quantize_input(x[i : i + batch_size]), fast))
-                for i in range(0, len(x), batch_size)]
+    def run(self, x, batch_size: int = 256, fast: bool = False) -> torch.Tensor:
+        """Float inputs (a tuple with several inputs) to float logits through the integer model (in batches)."""
+        xs = self.split_inputs(x)
+        outs = []
+        for i in range(0, len(xs[0]), batch_size):
+            part = tuple(t[i : i + batch_size] for t in xs)
+            outs.append(self.dequantize_output(self.run_int(self.quantize_input(part if self.several else part[0]),
+                                                            fast)))
         return torch.cat(outs)
 
     def _run_op(self, op: Op, env: dict[str, torch.Tensor], fast: bool = False) -> torch.Tensor:
@@ -152,6 +195,10 @@ class IntegerModel:
             return ops.upsample(x, a["scale"])
         if op.kind == "pad":
             return ops.pad(x, a["pads"], vin.zero_point)
+        if op.kind == "gather":
+            return ops.gather(x, arr["rows"], op.output)
+        if op.kind == "quantize":
+            return quantize(x, vout.scale, vout.zero_point, *DTYPES[vout.dtype])
         raise KarukuError(f"unknown integer op '{op.kind}'", f"known: {', '.join(KINDS)}")
 
     def _onnxruntime_op(self, op: Op, env: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -173,8 +220,8 @@ class IntegerModel:
     # ---- file ------------------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
         """The JSON part: everything but the arrays."""
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "input": self.input, "output": self.output,
-                "rounding": self.rounding,
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "input": self.input, "inputs": self.inputs,
+                "output": self.output, "rounding": self.rounding,
                 "values": {k: asdict(v) for k, v in self.values.items()}, "ops": [asdict(o) for o in self.ops]}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -198,6 +245,7 @@ class IntegerModel:
             values = {k: Value(**v) for k, v in doc["values"].items()}
             op_list = [Op(**o) for o in doc["ops"]]
             rounding = check_rule(doc.get("rounding", "double"))  # version 1 had no field: "double"
+            inputs = [str(i) for i in doc.get("inputs", [doc["input"]])]  # version 4 added it
         except (KeyError, TypeError) as exc:
             raise KarukuError(f"{source}: malformed integer-model document ({exc})") from None
         for o in op_list:
@@ -205,9 +253,15 @@ class IntegerModel:
             tables = [tensors[k] for r, k in o.arrays.items() if r.startswith("table") and k in tensors]
             if any(t.shape != (256,) for t in tables):
                 missing.append("a 256-entry table")
+            rows = tensors.get(o.arrays.get("rows", ""))
+            if o.kind == "gather" and (rows is None or rows.dim() != 2 or o.output not in values
+                                       or list(rows.shape[1:]) != values[o.output].shape[-1:]):
+                missing.append("a table of rows as wide as its output")
             if o.kind not in KINDS or missing or any(i not in values for i in [*o.inputs, o.output]):
                 raise KarukuError(f"{source}: op '{o.name}' ({o.kind}) is malformed or refers to missing data")
-        return cls(doc["input"], doc["output"], values, op_list, dict(tensors), rounding)
+        if doc["input"] not in inputs or any(i not in values for i in inputs) or doc["output"] not in values:
+            raise KarukuError(f"{source}: the integer model's inputs or output are not among its values")
+        return cls(doc["input"], doc["output"], values, op_list, dict(tensors), rounding, inputs)
 
     def summary(self) -> dict[str, Any]:
         """Counts and bytes, for reports."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from karuku.errors import KarukuError
 from karuku.quant import ort_requant
 from karuku.quant.primitives import requantize, rescale
 
@@ -148,3 +149,14 @@ def upsample(x: torch.Tensor, scale: list[int]) -> torch.Tensor:
 def pad(x: torch.Tensor, pads: list[int], value: int) -> torch.Tensor:
     """NCHW padded [top, left, bottom, right] with the integer `value` (the zero point: real 0)."""
     return F.pad(x.to(torch.int32), _torch_pad(pads), value=value)
+
+
+def gather(ids: torch.Tensor, rows: torch.Tensor, name: str = "gather") -> torch.Tensor:
+    """An embedding lookup: y[..., :] = rows[ids[...]] (the rows already on the output's grid); a token id
+    outside the table is an error, as it is in the float model."""
+    ids = ids.to(torch.int64)
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(rows)):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise KarukuError(f"'{name}': token id {bad} is outside its table of {len(rows)} rows",
+                          "give ids the model's vocabulary holds (0 .. rows - 1)")
+    return rows.to(torch.int32)[ids]

@@ -1,0 +1,203 @@
+"""The integer engine on models of token ids: an embedding lookup is a table of the output's quantized rows
+(`gather`), a cast of an integer input is its one float step (`quantize`); the model takes several inputs in
+forward's order, its file and its int8 ONNX (int64 inputs by forward's names) compute what it computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers.usermodels import token_flat
+from karuku.errors import KarukuError
+from karuku.quant import IntegerModel, QuantConfig, export_onnx, quantize, to_integer
+from karuku.quant.primitives import quantize as q8
+
+
+class Tokens(nn.Module):
+    """Token ids through an embedding and a per-token Linear, a float feature vector, a head."""
+
+    def __init__(self, vocab=20, dim=8, tokens=4, features=5):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.per_token = nn.Linear(dim, 6)
+        self.feat = nn.Linear(features, 6 * tokens)
+        self.head = nn.Linear(6 * tokens, 3)
+
+    def forward(self, input_ids, features):
+        y = torch.relu(self.per_token(self.embed(input_ids))).flatten(1) + self.feat(features)
+        return self.head(y)
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 20, (n, 4), generator=g), torch.randn(n, 5, generator=g)
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    torch.manual_seed(0)
+    m = Tokens().eval()
+    return m, quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni"), _data())
+
+
+def test_the_lookup_is_a_table_of_the_outputs_quantized_rows(quantized):
+    m, qm = quantized
+    im = to_integer(qm)
+    assert im.inputs == ["input_ids", "features"] and im.values["input_ids"].dtype == "int64"
+    assert [o.kind for o in im.ops][:1] == ["gather"]
+    ids, feats = _data(32, seed=1)
+    got = im.run_all(im.quantize_input((ids, feats)), fast=True)["embed"]
+    v = im.values["embed"]
+    with torch.no_grad():
+        want = q8(m.embed(ids), v.scale, v.zero_point, 0 if v.dtype == "uint8" else -128, 255 if v.dtype == "uint8"
+                  else 127)
+    assert torch.equal(got, want)  # bit for bit the fake-quantized lookup
+    with torch.no_grad():
+        ref = qm(ids, feats)
+    out = im.values[im.output]
+    assert float((im.run((ids, feats)) - ref).abs().max()) <= out.scale * 1.001  # within one output step
+    assert float((im.run({"features": feats, "input_ids": ids}) - im.run((ids, feats))).abs().max()) == 0
+
+
+def test_the_integer_model_file_keeps_its_inputs(quantized, tmp_path):
+    _, qm = quantized
+    im = to_integer(qm)
+    back = IntegerModel.load(im.save(tmp_path / "m.safetensors"))
+    ids, feats = _data(16, seed=2)
+    assert back.inputs == im.inputs and torch.equal(back.run((ids, feats)), im.run((ids, feats)))
+
+
+def test_int8_onnx_takes_token_ids_and_agrees_with_the_engine(quantized, tmp_path):
+    from karuku.deploy.export import export_int8_onnx
+    from karuku.deploy.parity import as_onnxruntime
+    from karuku.measure.onnx_runtime import session
+
+    _, qm = quantized
+    ids, feats = _data(200, seed=3)
+    line = export_int8_onnx(qm, None, tmp_path / "m.onnx", inputs=(ids, feats))
+    assert "top-1 agreement with the integer engine on 200 inputs: 100.00 %" in line
+    sess = session((tmp_path / "m.onnx").read_bytes())
+    assert [(i.name, i.type) for i in sess.get_inputs()] == [("input_ids", "tensor(int64)"),
+                                                            ("features", "tensor(float)")]
+    got = sess.run(None, {"input_ids": ids.numpy(), "features": feats.numpy()})[0]
+    ref = as_onnxruntime(to_integer(qm)).run((ids, feats))
+    assert np.abs(got - ref.numpy()).max() == 0  # the file computes the engine's integers exactly
+    with pytest.raises(KarukuError, match="needs examples of them"):
+        export_int8_onnx(qm, None, tmp_path / "n.onnx")
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_a_cast_of_an_integer_input_is_its_quantize_step():
+    m = token_flat().eval()
+    g = torch.Generator().manual_seed(0)
+    ids, mask = torch.randint(0, 32, (64, 12), generator=g), (torch.rand(64, 12, generator=g) > 0.3).long()
+    qm = quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni"), (ids, mask))
+    im = to_integer(qm)
+    assert {o.output: o.kind for o in im.ops if o.kind in ("gather", "quantize")} == {"embed": "gather",
+                                                                                      "float_1": "quantize"}
+    v = im.values["float_1"]
+    got = im.run_all(im.quantize_input((ids, mask)))["float_1"]
+    assert torch.equal(got, q8(mask.float(), v.scale, v.zero_point, 0, 255))
+
+
+def test_dynamic_int8_onnx_of_a_token_model_runs_its_lookup_in_float(quantized):
+    from karuku.measure.onnx_runtime import session
+
+    m, _ = quantized
+    ids, feats = _data(64)
+    qd = quantize(m, QuantConfig(mode="dynamic", target_isa="avx512-vnni"), (ids, feats))
+    sess = session(export_onnx(qd))
+    got = sess.run(None, {"input_ids": ids.numpy(), "features": feats.numpy()})[0]
+    with torch.no_grad():
+        ref = qd(ids, feats).numpy()
+    assert np.abs(got - ref).max() < 1e-5
+
+
+def test_what_the_engine_cannot_take_is_one_line(quantized, tmp_path):
+    from karuku.deploy.c.project import export_c
+    from karuku.deploy.tflite.export import to_tflite
+    from karuku.io import safefile
+
+    _, qm = quantized
+    im = to_integer(qm)
+    ids, feats = _data(8)
+    with pytest.raises(KarukuError, match="'embed': token id 20 is outside its table of 20 rows") as err:
+        im.run((ids.clamp(max=19) + (ids == ids.max()).long(), feats))
+    assert "\n" not in str(err.value)
+    with pytest.raises(KarukuError, match="takes 2 inputs \\(input_ids, features\\), given 1"):
+        im.run(ids)
+    for make in (lambda: to_tflite(im), lambda: export_c(im, "m", tmp_path / "c", (4,))):
+        with pytest.raises(KarukuError, match="takes one float input; this integer model takes input_ids "
+                                              "\\(int64\\), features \\(u?int8\\).*int8 ONNX"):
+            make()
+    # a damaged file: a lookup table narrower than its output, an input that is not among the values
+    tensors, doc = safefile.read(im.save(tmp_path / "m.safetensors"), "integer model")
+    narrow = {**tensors, "embed.rows": tensors["embed.rows"][:, :3].contiguous()}
+    with pytest.raises(KarukuError, match="op 'embed' \\(gather\\) is malformed"):
+        IntegerModel.from_parts(narrow, doc, "m")
+    with pytest.raises(KarukuError, match="inputs or output are not among its values"):
+        IntegerModel.from_parts(tensors, {**doc, "inputs": ["input_ids", "nothing"]}, "m")
+
+
+def test_the_loop_exports_a_token_models_int8_onnx(tmp_path):
+    import json
+
+    from test_several_inputs import TOKENS, _compress_tokens
+
+    out = _compress_tokens(tmp_path, [{"quantize": {"mode": "ptq"}}, {"export": {"format": "onnx"}}])
+    summary = json.loads((out.run_dir / "summary.json").read_text())
+    final = summary["final"]["measure"]
+    assert final["inputs"] == TOKENS and final["deploy_kind"] == "int8"
+    # Linear weights int8 + int32 biases, and the embedding's 32 x 8 rows at one byte each
+    assert final["sizes"]["int8"] == (96 * 32 + 12 * 32 + 32 * 2) + 4 * (32 + 32 + 2) + 32 * 8
+    assert final["latency"]["onnxruntime"]["b1_median_ms"] > 0  # the int8 file timed on the data's inputs
+    files = sorted(out.run_dir.rglob("model.int8.onnx"))
+    assert files
+    report = (out.run_dir / "report.md").read_text()
+    assert "int8 ONNX: wrote" in report and "top-1 agreement with the integer engine on 200 inputs: 100.00 %" in report
+
+
+def test_evaluate_reports_a_token_models_integer_engine_accuracy():
+    from helpers.usermodels import masked_data
+    from karuku.data import from_torch
+    from karuku.measure import evaluate
+    from karuku.training import TrainConfig, train
+
+    splits = from_torch(masked_data(True), masked_data(False), val_size=50)
+    torch.manual_seed(0)
+    model = token_flat()
+    train(model, splits, TrainConfig(epochs=4, lr=0.01, optimizer="adam", batch_size=32), verbose=False)
+    x = splits.calibration(128)
+    qm = quantize(model, QuantConfig(observer="minmax", target_isa="avx512-vnni"), x)
+    ev = evaluate(qm, splits, engines=("onnxruntime",), runs=3, details=True)
+    engine = float(ev.extra["int8 test accuracy (integer engine)"].rstrip(" %"))
+    assert abs(engine - 100 * ev.accuracy) <= 1.0  # the engine classifies as the fake-quant model does
+    assert ev.extra["int8 ONNX bytes"] > 0 and ev.latency["onnxruntime"]["b1_median_ms"] > 0
+
+
+def test_karuku_export_of_a_token_checkpoint_checks_the_file_on_the_datas_inputs(tmp_path):
+    from karuku.data import DataConfig
+    from karuku.deploy.config import ExportConfig
+    from karuku.deploy.job import export_checkpoint
+    from karuku.measure.onnx_runtime import session
+    from test_several_inputs import _compress_tokens
+
+    data = DataConfig(name="helpers.usermodels:masked_data", val_size=100)
+    quantized = _compress_tokens(tmp_path / "q", [{"quantize": {"mode": "ptq"}}]).run_dir / "final.safetensors"
+    line = export_checkpoint(quantized, ExportConfig(int8=True), tmp_path / "m.int8.onnx", data)
+    # checked on the named data's test examples (the factory's 600, a fifth of them held out)
+    assert "int8 QDQ ONNX" in line and "top-1 agreement with the integer engine on 120 inputs: 100.00 %" in line
+    names = [i.name for i in session((tmp_path / "m.int8.onnx").read_bytes()).get_inputs()]
+    assert names == ["input_ids", "attention_mask"]
+    with pytest.raises(KarukuError, match="needs examples of them"):  # its data is not recorded: random will not do
+        export_checkpoint(quantized, ExportConfig(int8=True), tmp_path / "n.int8.onnx")
+    with pytest.raises(KarukuError, match="a .tflite takes one float input; this integer model takes input_ids"):
+        export_checkpoint(quantized, ExportConfig(format="tflite"), tmp_path / "m.tflite", data)
+    float_ckpt = _compress_tokens(tmp_path / "f", [{"prune": {"sparsity": 0.25}}]).run_dir / "final.safetensors"
+    line = export_checkpoint(float_ckpt, ExportConfig(), tmp_path / "m.onnx", data)
+    assert "self-contained fp32 ONNX" in line
+    with pytest.raises(KarukuError, match="does not run on one input of the shape its checkpoint records"):
+        export_checkpoint(float_ckpt, ExportConfig(), tmp_path / "n.onnx")
+    assert not (tmp_path / "n.onnx").exists() and not (tmp_path / "n.int8.onnx").exists()
