@@ -117,7 +117,6 @@ def test_dynamic_int8_onnx_of_a_token_model_runs_its_lookup_in_float(quantized):
 
 def test_what_the_engine_cannot_take_is_one_line(quantized, tmp_path):
     from karuku.deploy.c.project import export_c
-    from karuku.deploy.tflite.export import to_tflite
     from karuku.io import safefile
 
     _, qm = quantized
@@ -128,10 +127,9 @@ def test_what_the_engine_cannot_take_is_one_line(quantized, tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(KarukuError, match="takes 2 inputs \\(input_ids, features\\), given 1"):
         im.run(ids)
-    for make in (lambda: to_tflite(im), lambda: export_c(im, "m", tmp_path / "c", (4,))):
-        with pytest.raises(KarukuError, match="takes one float input; this integer model takes input_ids "
-                                              "\\(int64\\), features \\(u?int8\\).*int8 ONNX"):
-            make()
+    with pytest.raises(KarukuError, match="a C project takes one float input; this integer model takes input_ids "
+                                          "\\(int64\\), features \\(u?int8\\).*int8 ONNX"):
+        export_c(im, "m", tmp_path / "c", (4,))
     # a damaged file: a lookup table narrower than its output, an input that is not among the values
     tensors, doc = safefile.read(im.save(tmp_path / "m.safetensors"), "integer model")
     narrow = {**tensors, "embed.rows": tensors["embed.rows"][:, :3].contiguous()}
@@ -193,11 +191,49 @@ def test_karuku_export_of_a_token_checkpoint_checks_the_file_on_the_datas_inputs
     assert names == ["input_ids", "attention_mask"]
     with pytest.raises(KarukuError, match="needs examples of them"):  # its data is not recorded: random will not do
         export_checkpoint(quantized, ExportConfig(int8=True), tmp_path / "n.int8.onnx")
-    with pytest.raises(KarukuError, match="a .tflite takes one float input; this integer model takes input_ids"):
-        export_checkpoint(quantized, ExportConfig(format="tflite"), tmp_path / "m.tflite", data)
+    line = export_checkpoint(quantized, ExportConfig(format="tflite"), tmp_path / "m.tflite", data)
+    assert "outputs identical to the integer engine (rounding double) on 120 inputs in LiteRT" in line
+    with pytest.raises(KarukuError, match="checking a .tflite of inputs input_ids, attention_mask needs examples"):
+        export_checkpoint(quantized, ExportConfig(format="tflite"), tmp_path / "n.tflite")
     float_ckpt = _compress_tokens(tmp_path / "f", [{"prune": {"sparsity": 0.25}}]).run_dir / "final.safetensors"
     line = export_checkpoint(float_ckpt, ExportConfig(), tmp_path / "m.onnx", data)
     assert "self-contained fp32 ONNX" in line
     with pytest.raises(KarukuError, match="does not run on one input of the shape its checkpoint records"):
         export_checkpoint(float_ckpt, ExportConfig(), tmp_path / "n.onnx")
-    assert not (tmp_path / "n.onnx").exists() and not (tmp_path / "n.int8.onnx").exists()
+    assert not any((tmp_path / f"n.{ext}").exists() for ext in ("onnx", "int8.onnx", "tflite"))
+
+
+@pytest.mark.parametrize("rounding", ["single", "double"])
+def test_a_tflite_takes_token_ids_as_int32_and_matches_the_engine_in_both_interpreters(quantized, rounding, tmp_path):
+    from karuku.deploy.tflite.export import export_tflite, to_tflite
+    from karuku.deploy.tflite.lower import lower
+    from karuku.deploy.tflite.verify import expected, run_litert, run_tflm
+    from karuku.deploy.tflite.verify import to_tflite as tflite_inputs
+
+    m, _ = quantized
+    qm = quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni", rounding=rounding), _data())
+    ids, feats = _data(160, seed=4)
+    line = export_tflite(to_integer(qm), tmp_path / "m.tflite", (ids, feats))
+    assert "outputs identical to the integer engine (rounding double) on 160 inputs" in line
+    eng, raw, _ = to_tflite(to_integer(qm))
+    graph = lower(eng)
+    assert [graph.tensors[i].dtype for i in graph.inputs] == ["int32", "int8"]  # ids as they are, features int8
+    assert "GATHER" in [o.op for o in graph.operators]
+    q = eng.quantize_input((ids, feats))
+    x = tflite_inputs(eng, q)
+    assert x[0].dtype == np.int32 and np.array_equal(x[0], ids.numpy())
+    ref = expected(eng, q)
+    assert np.array_equal(run_litert(raw, x), ref) and np.array_equal(run_tflm(raw, [a[:40] for a in x]), ref[:40])
+
+
+def test_a_tflite_of_a_masks_cast_quantizes_it_inside(tmp_path):
+    from karuku.deploy.tflite.export import export_tflite, to_tflite
+    from karuku.deploy.tflite.lower import lower
+
+    m = token_flat().eval()
+    g = torch.Generator().manual_seed(0)
+    ids, mask = torch.randint(0, 32, (200, 12), generator=g), (torch.rand(200, 12, generator=g) > 0.3).long()
+    im = to_integer(quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni"), (ids, mask)))
+    assert "on 200 inputs in LiteRT" in export_tflite(im, tmp_path / "t.tflite", (ids, mask), check=200)
+    ops = [o.op for o in lower(to_tflite(im)[0]).operators]
+    assert {"GATHER", "CAST", "QUANTIZE"} <= set(ops)  # the lookup, and the mask's int32 -> float32 -> int8

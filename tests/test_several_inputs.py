@@ -334,7 +334,6 @@ def test_karuku_prune_on_a_token_checkpoint_measures_it_on_the_datas_inputs(tmp_
 
 @pytest.mark.parametrize("stages,refusal", [
     ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "c"}}], "stage export: format c .* one float input"),
-    ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "tflite"}}], "stage export: format tflite .* one float"),
 ])
 def test_loop_stages_that_take_one_float_input_refuse_token_models_in_one_line(tmp_path, stages, refusal):
     with pytest.raises(KarukuError, match=refusal) as err:

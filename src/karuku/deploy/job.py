@@ -51,11 +51,10 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
 
         from karuku.deploy.tflite.export import export_tflite
 
-        inputs = reference_inputs(ckpt, data=data)
-        if inputs is None:  # the same random inputs every run
+        im, inputs = to_integer(model), reference_inputs(ckpt, data=data)
+        if inputs is None and not im.several:  # the same random inputs every run (token ids: --data is asked for)
             inputs = torch.randn(256, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
-        return export_tflite(to_integer(model), Path(out or path.with_suffix(".tflite")), inputs,
-                             compact=cfg.compact)
+        return export_tflite(im, Path(out or path.with_suffix(".tflite")), inputs, compact=cfg.compact)
     from karuku.deploy.c.project import export_c
 
     return export_c(to_integer(model), ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,

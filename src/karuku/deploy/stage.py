@@ -33,7 +33,6 @@ class ExportStage(Stage):
             from karuku.data.batches import first_inputs
             from karuku.deploy.tflite.export import export_tflite
 
-            run.one_float_input(model, "stage export: format tflite")
             path = run.artifact("model.tflite")
             line = export_tflite(to_integer(model), path, first_inputs(run.splits.test, 256), compact=cfg.compact)
             return StageOutput(model, artifacts={"tflite": str(path)}, meta={"tflite": line}, recover=False)

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from karuku.deploy.tflite.flatbuf import COMPACT, serialize
 from karuku.deploy.tflite.lower import lower
-from karuku.deploy.tflite.verify import agreement, probe
+from karuku.deploy.tflite.verify import agreement, count, probe, rows
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
 
@@ -27,20 +25,23 @@ def to_tflite(im: IntegerModel, compact: bool = False) -> tuple[IntegerModel, by
     own operators where both interpreters compute them exactly (`verify.probe`), else lookups. `compact`:
     without what neither interpreter reads (`flatbuf.serialize`).
     """
-    im.one_float_input("a .tflite")
     im = replace(im, rounding="double")
     graph = lower(im, probe)
     return im, serialize(graph, description(im), **(COMPACT if compact else {})), graph.data_bytes()
 
 
-def export_tflite(im: IntegerModel, out: Path, inputs: torch.Tensor, check: int = 256, compact: bool = False) -> str:
-    """Write `out` after checking every output byte in both interpreters on `check` of `inputs`."""
+def export_tflite(im: IntegerModel, out: Path, inputs, check: int = 256, compact: bool = False) -> str:
+    """Write `out` after checking every output byte in both interpreters on `check` of `inputs` (a tensor, or a
+    tuple / dict of the inputs of a model of token ids: the file takes those as int32)."""
     from karuku.io.atomic import write_bytes
 
+    if inputs is None:
+        raise KarukuError(f"checking a .tflite of inputs {', '.join(im.inputs)} needs examples of them",
+                          "pass --data naming the dataset whose examples carry them (Python: inputs=...)")
     im, raw, data = to_tflite(im, compact)
-    x = inputs[:check]
+    x = rows(im, inputs, 0, check)
     res = agreement(im, raw, x)
-    n = len(x)
+    n = count(im, x)
     if res["litert"] != n or res["tflm"] != n:
         raise KarukuError(f"the .tflite differs from the integer engine: identical outputs on {res['litert']} of {n} "
                           f"inputs in LiteRT, {res['tflm']} of {n} in TFLite Micro",

@@ -23,12 +23,12 @@ from karuku.deploy.tflite.graph import ACTIVATIONS, PADDING, Graph, Tensor
 from karuku.deploy.tflite.placement import Placement, Rep, offset
 from karuku.deploy.tflite.tables import Probe, emit_table, stored_table
 from karuku.errors import KarukuError
-from karuku.quant.engine.graph import IntegerModel, Op, Value
+from karuku.quant.engine.graph import INTEGER_INPUT, IntegerModel, Op, Value
 from karuku.quant.engine.ops import pads4
 from karuku.quant.primitives import mean_multiplier, pool_multiplier, quantize_multiplier
 
 SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
-             "transpose", "upsample", "pad")
+             "transpose", "upsample", "pad", "gather", "quantize")
 NHWC = lay.canonical(4)
 __all__ = ["lower", "offset", "same_padding", "tflite_activation_range"]
 
@@ -307,19 +307,46 @@ class _Lowering(Placement):
                                                             dtype=np.int32))
         self.g.emit("PAD", [x, pads], [self.out(op, NHWC)], op.name)
 
+    # ---- token inputs ----------------------------------------------------------------------------
+    def gather(self, op: Op, vout: Value) -> None:
+        """GATHER of the output's int8 rows by the int32 token ids: the engine's lookup, byte for byte."""
+        rows = self.im.arrays[op.arrays["rows"]].numpy().astype(np.int16) - offset(vout)
+        scale, zp = self.quant(vout)
+        params = self.g.const(f"{op.name}/rows", rows.astype(np.int8), scale=scale, zero_point=zp)
+        ids = self.rep[op.inputs[0]].tensor
+        self.g.emit("GATHER", [params, ids], [self.out(op, lay.identity(len(vout.shape) + 1))], op.name, Axis=0,
+                    BatchDims=0)
+
+    def quantize(self, op: Op, vout: Value) -> None:
+        """CAST of the int32 integers to float32, then QUANTIZE on the value's scale: the engine's input step
+        (TFLite rounds halves away from zero, the engine to even: the export's byte check catches a tie)."""
+        ids = self.rep[op.inputs[0]].tensor
+        wide = self.g.add(Tensor(f"{op.name}/float", list(self.g.tensors[ids].shape), "float32"))
+        self.g.emit("CAST", [ids], [wide], op.name)
+        self.g.emit("QUANTIZE", [wide], [self.out(op, lay.identity(len(vout.shape) + 1))], op.name)
+
     # ---- the graph -------------------------------------------------------------------------------
     def run(self) -> Graph:
         im = self.im
-        rank = len(im.values[im.input].shape) + 1
-        t = self.tensor(im.input, im.input, lay.canonical(rank))
-        self.rep[im.input] = Rep(t, lay.canonical(rank))
-        self.g.inputs = [t]
+        for name in im.inputs:  # int8 (quantized) inputs, and token ids as int32
+            rank = len(im.values[name].shape) + 1
+            if im.values[name].dtype == INTEGER_INPUT:
+                t = self.g.add(Tensor(name, self.batched(name), "int32"))
+                self.rep[name] = Rep(t, lay.identity(rank))
+            else:
+                t = self.tensor(name, name, lay.canonical(rank))
+                self.rep[name] = Rep(t, lay.canonical(rank))
+            self.g.inputs.append(t)
         for op in im.ops:
             if op.kind not in SUPPORTED:
                 raise KarukuError(f"layer '{op.name}': op '{op.kind}' has no TFLite equivalent in this exporter",
                                   f"supported: {', '.join(SUPPORTED)}")
             vin, vout = im.values[op.inputs[0]], im.values[op.output]
-            if op.kind == "conv2d":
+            if op.kind == "gather":
+                self.gather(op, vout)
+            elif op.kind == "quantize":
+                self.quantize(op, vout)
+            elif op.kind == "conv2d":
                 self.conv2d(op, vin, vout)
             elif op.kind == "linear":
                 self.linear(op, vin, vout)

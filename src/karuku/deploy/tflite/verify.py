@@ -16,26 +16,44 @@ import torch
 
 from karuku.deploy.tflite.lower import offset
 from karuku.errors import KarukuError
-from karuku.quant.engine.graph import IntegerModel
+from karuku.quant.engine.graph import INTEGER_INPUT, IntegerModel, Value
 
 INSTALL = "pip install 'karuku[tflite]'"
 
 
-def to_tflite(im: IntegerModel, q: torch.Tensor) -> np.ndarray:
-    """The engine's input integers (N, C, H, W or N, K) as the .tflite's int8 input (N, H, W, C or N, K)."""
-    x = (q.to(torch.int32) - offset(im.values[im.input])).numpy().astype(np.int8)
+def to_tflite(im: IntegerModel, q) -> np.ndarray | list[np.ndarray]:
+    """The engine's input integers (N, C, H, W or N, K) as the .tflite's int8 input (N, H, W, C or N, K); for a
+    model of several inputs (`im.several`) a list in the file's order, token ids as int32."""
+    if im.several:
+        return [t.numpy().astype(np.int32) if im.values[n].dtype == INTEGER_INPUT else
+                _int8_input(im.values[n], t) for n, t in zip(im.inputs, im.split_inputs(q))]
+    return _int8_input(im.values[im.input], q)
+
+
+def _int8_input(v: Value, q: torch.Tensor) -> np.ndarray:
+    x = (q.to(torch.int32) - offset(v)).numpy().astype(np.int8)
     return x.transpose(0, 2, 3, 1).copy() if x.ndim == 4 else x.reshape(len(x), -1)
 
 
-def expected(im: IntegerModel, q: torch.Tensor, batch: int = 256) -> np.ndarray:
+def rows(im: IntegerModel, x, i: int, j: int):
+    """Examples i..j of engine inputs `x` (a tensor, or a tuple with several inputs)."""
+    part = tuple(t[i:j] for t in im.split_inputs(x))
+    return part if im.several else part[0]
+
+
+def count(im: IntegerModel, x) -> int:
+    return len(im.split_inputs(x)[0])
+
+
+def expected(im: IntegerModel, q, batch: int = 256) -> np.ndarray:
     """The engine's output integers for input integers `q`, in the .tflite's int8 layout, one row per input
     (in batches: the engine's exact float64 convolutions hold every window of a batch)."""
-    rows = []
-    for i in range(0, len(q), batch):
-        y = im.run_int(q[i:i + batch], fast=True).to(torch.int32) - offset(im.values[im.output])
+    rows_ = []
+    for i in range(0, count(im, q), batch):
+        y = im.run_int(rows(im, q, i, i + batch), fast=True).to(torch.int32) - offset(im.values[im.output])
         y = y.numpy().astype(np.int8)
-        rows.append((y.transpose(0, 2, 3, 1) if y.ndim == 4 else y).reshape(len(y), -1))
-    return np.concatenate(rows)
+        rows_.append((y.transpose(0, 2, 3, 1) if y.ndim == 4 else y).reshape(len(y), -1))
+    return np.concatenate(rows_)
 
 
 KERNELS = {"reference": "BUILTIN_REF", "optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "xnnpack": "AUTO"}
@@ -50,52 +68,62 @@ def litert(model: bytes, batch: int = 1, kernels: str = "reference", threads: in
         raise KarukuError("running a .tflite needs LiteRT (ai-edge-litert)", INSTALL) from None
     resolver = getattr(OpResolverType, KERNELS[kernels])
     interp = Interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=resolver)
-    shape = list(interp.get_input_details()[0]["shape"])
-    if shape[0] != batch:
-        interp.resize_tensor_input(interp.get_input_details()[0]["index"], [batch, *shape[1:]])
+    for detail in interp.get_input_details():
+        shape = list(detail["shape"])
+        if shape[0] != batch:
+            interp.resize_tensor_input(detail["index"], [batch, *shape[1:]])
     interp.allocate_tensors()
     return interp
 
 
-def run_litert(model: bytes, x: np.ndarray, kernels: str = "reference", batch: int = 256) -> np.ndarray:
-    """Outputs (one row per input) of LiteRT on int8 inputs `x`, in batches."""
+def run_litert(model: bytes, x: np.ndarray | list[np.ndarray], kernels: str = "reference",
+               batch: int = 256) -> np.ndarray:
+    """Outputs (one row per input) of LiteRT on int8 inputs `x` (a list of arrays for several inputs), in batches."""
+    xs = x if isinstance(x, list) else [x]
     outs, interp, size = [], None, 0
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        if interp is None or len(chunk) != size:
-            interp, size = litert(model, len(chunk), kernels), len(chunk)
-        detail = interp.get_input_details()[0]
-        interp.set_tensor(detail["index"], chunk.reshape(len(chunk), *detail["shape"][1:]))
+    for i in range(0, len(xs[0]), batch):
+        chunks = [a[i:i + batch] for a in xs]
+        n = len(chunks[0])
+        if interp is None or n != size:
+            interp, size = litert(model, n, kernels), n
+        for detail, chunk in zip(interp.get_input_details(), chunks):
+            interp.set_tensor(detail["index"], chunk.reshape(n, *detail["shape"][1:]))
         interp.invoke()
         outs.append(interp.get_tensor(interp.get_output_details()[0]["index"]).reshape(len(chunk), -1))
     return np.concatenate(outs)
 
 
-def run_tflm(model: bytes, x: np.ndarray, arena: int | None = None) -> np.ndarray:
-    """Outputs of TensorFlow Lite Micro's Python interpreter on int8 inputs `x`, one inference at a time."""
+def run_tflm(model: bytes, x: np.ndarray | list[np.ndarray], arena: int | None = None) -> np.ndarray:
+    """Outputs of TensorFlow Lite Micro's Python interpreter on int8 inputs `x` (a list of arrays for several
+    inputs), one inference at a time."""
     try:
         from tflite_micro import runtime
     except ImportError:
         raise KarukuError("running a .tflite on TensorFlow Lite Micro needs tflite-micro", INSTALL) from None
     interp = runtime.Interpreter.from_bytes(model, arena_size=arena or max(1 << 20, 10 * len(model)))
-    shape = interp.get_input_details(0)["shape"]
+    xs = x if isinstance(x, list) else [x]
+    shapes = [interp.get_input_details(k)["shape"] for k in range(len(xs))]
     outs = []
-    for row in x:
-        interp.set_input(row.reshape(shape), 0)
+    for i in range(len(xs[0])):
+        for k, (a, shape) in enumerate(zip(xs, shapes)):
+            interp.set_input(a[i].reshape(shape), k)
         interp.invoke()
         outs.append(interp.get_output(0).reshape(-1).copy())
     return np.stack(outs)
 
 
-def agreement(im: IntegerModel, model: bytes, inputs: torch.Tensor, tflm_limit: int | None = None) -> dict[str, int]:
-    """Identical output rows in each interpreter (LiteRT reference kernels, TFLite Micro) of `len(inputs)`."""
+def agreement(im: IntegerModel, model: bytes, inputs, tflm_limit: int | None = None) -> dict[str, int]:
+    """Identical output rows in each interpreter (LiteRT reference kernels, TFLite Micro) of the inputs (a tensor,
+    or a tuple for a model of several)."""
     q = im.quantize_input(inputs)
     x, ref = to_tflite(im, q), expected(im, q)
-    n_tflm = len(x) if tflm_limit is None else min(tflm_limit, len(x))
-    return {"inputs": len(x),
+    n = count(im, q)
+    n_tflm = n if tflm_limit is None else min(tflm_limit, n)
+    head = [a[:n_tflm] for a in x] if isinstance(x, list) else x[:n_tflm]
+    return {"inputs": n,
             "litert": int((run_litert(model, x) == ref).all(1).sum()),
             "tflm_inputs": n_tflm,
-            "tflm": int((run_tflm(model, x[:n_tflm]) == ref[:n_tflm]).all(1).sum())}
+            "tflm": int((run_tflm(model, head) == ref[:n_tflm]).all(1).sum())}
 
 
 @functools.lru_cache(maxsize=256)
