@@ -127,9 +127,12 @@ def test_what_the_engine_cannot_take_is_one_line(quantized, tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(KarukuError, match="takes 2 inputs \\(input_ids, features\\), given 1"):
         im.run(ids)
-    with pytest.raises(KarukuError, match="a C project takes one float input; this integer model takes input_ids "
-                                          "\\(int64\\), features \\(u?int8\\).*int8 ONNX"):
-        export_c(im, "m", tmp_path / "c", (4,))
+    with pytest.raises(KarukuError, match="a C project on CMSIS-NN kernels takes one float input; this integer "
+                                          "model takes input_ids \\(int64\\), features \\(u?int8\\)"):
+        export_c(im, "m", tmp_path / "c", None, kernels="cmsis-nn", cmsis_nn="unused", inputs=(ids, feats))
+    with pytest.raises(KarukuError, match="checking a C project of inputs input_ids, features needs examples"):
+        export_c(im, "m", tmp_path / "c", None)
+    assert not (tmp_path / "c").exists()
     # a damaged file: a lookup table narrower than its output, an input that is not among the values
     tensors, doc = safefile.read(im.save(tmp_path / "m.safetensors"), "integer model")
     narrow = {**tensors, "embed.rows": tensors["embed.rows"][:, :3].contiguous()}
@@ -237,3 +240,43 @@ def test_a_tflite_of_a_masks_cast_quantizes_it_inside(tmp_path):
     assert "on 200 inputs in LiteRT" in export_tflite(im, tmp_path / "t.tflite", (ids, mask), check=200)
     ops = [o.op for o in lower(to_tflite(im)[0]).operators]
     assert {"GATHER", "CAST", "QUANTIZE"} <= set(ops)  # the lookup, and the mask's int32 -> float32 -> int8
+
+
+def test_c_takes_token_ids_as_int32_and_is_byte_identical_on_the_host_and_a_cortex_m4(quantized, tmp_path):
+    from karuku.deploy.c import toolchain
+    from karuku.deploy.c.codegen import generate
+    from karuku.deploy.c.project import export_c, records, to_bytes
+
+    _, qm = quantized
+    im = to_integer(qm)
+    ids, feats = _data(64, seed=5)
+    line = export_c(im, "tokens", tmp_path / "c", None, inputs=(ids, feats))
+    assert "identical to the integer engine on 64 inputs" in line
+    header = (tmp_path / "c" / "tokens.h").read_text()
+    assert "int karuku_tokens_run(const int32_t *in_input_ids, const int8_t *in_features, int8_t *out);" in header
+    assert "token ids, each in 0 .. 19" in header and "KARUKU_TOKENS_INPUT_INPUT_IDS_SIZE 4" in header
+    proj = generate(im, "tokens")
+    q = im.quantize_input((ids[:8], feats[:8]))
+    m4, _ = toolchain.run(toolchain.build_mcu(proj, tmp_path / "m4"), records(im, q))
+    assert np.array_equal(m4, to_bytes(im.run_int(q)))  # the same bytes on the microcontroller (QEMU)
+    fout, _ = toolchain.run(toolchain.build_host(proj, tmp_path / "f", float_build=True),
+                            records(im, (ids, feats), float_build=True))
+    assert (fout.argmax(1) == im.run((ids, feats)).argmax(1).numpy()).mean() >= 0.9  # the float twin reads ids too
+    bad = ids.clone()
+    bad[3, 1] = 20  # outside the 20-row table: the C run refuses, as the engine does
+    with pytest.raises(KarukuError, match="refused input 3"):
+        toolchain.run(toolchain.build_host(proj, tmp_path / "h"), records(im, im.quantize_input((bad, feats))))
+
+
+def test_the_loop_exports_a_token_model_as_c(tmp_path):
+    import json
+
+    from test_several_inputs import _compress_tokens
+
+    out = _compress_tokens(tmp_path, [{"quantize": {"mode": "ptq"}}, {"export": {"format": "c"}}])
+    summary = json.loads((out.run_dir / "summary.json").read_text())
+    folder = summary["attempts"][-1]["artifacts"]["c"]
+    source = open(f"{folder}/helpers_usermodels_token_flat.c").read()  # named for the model's factory
+    assert ("int karuku_helpers_usermodels_token_flat_run(const int32_t *in_input_ids, "
+            "const int32_t *in_attention_mask, int8_t *out)") in source
+    assert "kk_gather_rows(in_input_ids" in source and "kk_quantize_i32(in_attention_mask" in source

@@ -332,15 +332,6 @@ def test_karuku_prune_on_a_token_checkpoint_measures_it_on_the_datas_inputs(tmp_
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("stages,refusal", [
-    ([{"quantize": {"mode": "ptq"}}, {"export": {"format": "c"}}], "stage export: format c .* one float input"),
-])
-def test_loop_stages_that_take_one_float_input_refuse_token_models_in_one_line(tmp_path, stages, refusal):
-    with pytest.raises(KarukuError, match=refusal) as err:
-        _compress_tokens(tmp_path, stages)
-    assert TOKENS in err.value.message and "\n" not in str(err.value)
-
-
 def test_an_unlabelled_models_output_size_is_probed_on_its_own_inputs():
     from karuku.models.spec import spec_for
 

@@ -57,8 +57,10 @@ def export_checkpoint(path: str | os.PathLike, cfg: ExportConfig | None = None,
         return export_tflite(im, Path(out or path.with_suffix(".tflite")), inputs, compact=cfg.compact)
     from karuku.deploy.c.project import export_c
 
-    return export_c(to_integer(model), ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,
-                    profile=cfg.profile, kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn)
+    im = to_integer(model)
+    return export_c(im, ckpt.spec.name, Path(out or path.with_suffix("")), ckpt.spec.input_shape,
+                    profile=cfg.profile, kernels=cfg.kernels, cmsis_nn=cfg.cmsis_nn,
+                    inputs=reference_inputs(ckpt, data=data) if im.several else None)  # token ids: the data's
 
 
 def reference_inputs(ckpt, n: int = 2000, data=None):

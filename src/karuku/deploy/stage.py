@@ -20,11 +20,13 @@ class ExportStage(Stage):
         if cfg.format == "c":
             if not quantized:
                 raise KarukuError("stage export: format c needs a quantized model", "put a quantize stage before it")
+            from karuku.data.batches import first_inputs
             from karuku.deploy.c.project import export_c
 
-            folder = run.artifact("c")
-            shape = run.one_float_input(model, "stage export: format c")
-            export_c(to_integer(model), run.parent.spec.name, folder, shape, profile=cfg.profile)
+            folder, im = run.artifact("c"), to_integer(model)
+            # token ids are checked on the run's own test examples; one float input on random ones, as always
+            export_c(im, run.parent.spec.name, folder, run.input_shape, profile=cfg.profile,
+                     inputs=first_inputs(run.splits.test, 64) if im.several else None)
             return StageOutput(model, artifacts={"c": str(folder)}, recover=False)
         if cfg.format == "tflite":
             if not quantized:

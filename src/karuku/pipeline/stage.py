@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from karuku.config import Config
-from karuku.errors import KarukuError
 from karuku.registry import Registry
 
 
@@ -66,18 +65,6 @@ class StageRun:
         """What the model takes, for `karuku.measure.inputs.signature`: the data's input shape, or its first test
         examples' inputs when they are several (token ids and a mask); read once per stage."""
         return self.splits.model_inputs()
-
-    def one_float_input(self, model: nn.Module, what: str) -> tuple[int, ...]:
-        """The input shape, for what only takes one float input (the integer engine, C); a model of several or
-        integer inputs is refused in one line naming it."""
-        from karuku.measure.inputs import signature
-
-        sig = signature(model, self.inputs)
-        if sig.input_shape is None:
-            raise KarukuError(f"{what} takes models of one float input; this one takes {sig.describe()}",
-                              "drop that stage; docs/DATA.md, 'Models of several inputs', lists the stages that "
-                              "take such inputs")
-        return sig.input_shape
 
     def artifact(self, name: str) -> Path:
         return self.folder / name

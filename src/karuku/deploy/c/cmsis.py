@@ -20,7 +20,8 @@ import numpy as np
 
 from karuku import __version__
 from karuku.deploy.c.cmsis_ops import Gen
-from karuku.deploy.c.codegen import CProject, c_name
+from karuku.deploy.c.codegen import CProject
+from karuku.deploy.c.signature import c_name
 from karuku.deploy.c.toolchain import Library
 from karuku.deploy.tflite.lower import offset
 from karuku.errors import KarukuError

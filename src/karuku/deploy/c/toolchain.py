@@ -35,7 +35,7 @@ static uint32_t now(void) {{ return TIMER[1]; }}
 #else
 static uint32_t now(void) {{ return 0; }}
 #endif
-static {itype} inbuf[{isize}];
+{inbufs}
 static {otype} outbuf[{osize}];
 #ifdef KARUKU_MCU
 int main(void) {{ /* called by the start-up code without arguments; files by semihosting */
@@ -51,9 +51,9 @@ int main(int argc, char **argv) {{
 #ifdef KARUKU_MCU
     TIMER[2] = 0xFFFFFFFFu; TIMER[1] = 0xFFFFFFFFu; TIMER[0] = 1u;
 #endif
-    while (fread(inbuf, sizeof inbuf[0], {isize}, fi) == {isize}) {{
+    while ({reads}) {{
         uint32_t t0 = now(), t1;
-        {run}(inbuf, outbuf);
+        if ({run}({args}, outbuf) != 0) {{ printf("karuku: the model refused input %lu\n", n); return 3; }}
         t1 = now();
         ticks += (uint32_t)(t0 - t1);
         fwrite(outbuf, sizeof outbuf[0], {osize}, fo);
@@ -91,9 +91,13 @@ def write_project(proj: CProject, folder: Path, float_build: bool = False) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     for fname, text in proj.files.items():
         (folder / fname).write_text(text)
-    size_in = proj.input_size
-    harness = HARNESS.format(name=proj.name, isize=size_in, osize=proj.output_size,
-                             itype="float" if float_build else "int8_t", otype="float" if float_build else "int8_t",
+    # one record an inference: each input's elements in turn (token ids as int32, the rest int8 / float)
+    inputs = [(n, ("float" if float_build else "int8_t") if t == "int8_t" else t, k) for n, t, k in proj.inputs] or \
+        [("in", "float" if float_build else "int8_t", proj.input_size)]
+    harness = HARNESS.format(name=proj.name, osize=proj.output_size, otype="float" if float_build else "int8_t",
+                             inbufs="\n".join(f"static {t} {n}[{k}];" for n, t, k in inputs),
+                             reads=" && ".join(f"fread({n}, sizeof {n}[0], {k}, fi) == {k}" for n, _, k in inputs),
+                             args=", ".join(n for n, _, _ in inputs),
                              run=f"karuku_{proj.name}_run_float" if float_build else f"karuku_{proj.name}_run")
     (folder / ("main_float.c" if float_build else "main.c")).write_text(harness)
     return folder

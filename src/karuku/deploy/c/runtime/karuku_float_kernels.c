@@ -346,6 +346,20 @@ void kf_map(const float *x, long n, float a, float (*f)(float, float), float *y)
     for (i = 0; i < n; i++) y[i] = f(x[i], a);
 }
 
+int kf_gather_rows(const int32_t *ids, long n, const float *rows, long vocab, long dim, float *y) {
+    long t, i;
+    for (t = 0; t < n; t++, y += dim) {
+        if (ids[t] < 0 || (long)ids[t] >= vocab) return 1;
+        for (i = 0; i < dim; i++) y[i] = rows[(long)ids[t] * dim + i];
+    }
+    return 0;
+}
+
+void kf_cast(const int32_t *x, long n, float *y) {
+    long i;
+    for (i = 0; i < n; i++) y[i] = (float)x[i];
+}
+
 void kf_concat_part(const float *x, long rows, long len, long stride, float *y) {
     long r, i;
     for (r = 0; r < rows; r++, x += len, y += stride)

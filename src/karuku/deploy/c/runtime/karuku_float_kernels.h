@@ -1,6 +1,7 @@
 /* karuku float kernels: the same graph as the integer kernels in single precision, for comparison builds. */
 #ifndef KARUKU_FLOAT_KERNELS_H
 #define KARUKU_FLOAT_KERNELS_H
+#include <stdint.h>
 
 /* The convolution gathers each window into `scratch` (im2col) like the integer kernel does. */
 void kf_conv2d(const float *x, int C, int H, int W, const float *w, const float *bias, float lo, float hi, float *y,
@@ -22,6 +23,10 @@ void kf_clamp(const float *x, int n, float lo, float hi, float *y);
 void kf_map(const float *x, long n, float a, float (*f)(float, float), float *y);
 /* one input of a concatenation: `rows` runs of `len` floats, run r written at y + r * stride */
 void kf_concat_part(const float *x, long rows, long len, long stride, float *y);
+/* y[t, :] = rows[ids[t], :]; returns 1 at the first id outside 0 .. vocab - 1, else 0 */
+int kf_gather_rows(const int32_t *ids, long n, const float *rows, long vocab, long dim, float *y);
+/* y = (float)x */
+void kf_cast(const int32_t *x, long n, float *y);
 /* data movement as the integer kernels do it, on floats */
 void kf_transpose(const float *x, int rank, const int *dims, const int *perm, float *y);
 void kf_upsample(const float *x, int C, int H, int W, int SH, int SW, float *y);

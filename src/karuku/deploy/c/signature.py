@@ -1,0 +1,48 @@
+"""The C run functions' inputs: one `in` for a model of one float input, else one pointer per input in forward's
+order (token ids as int32, quantized inputs as int8 bytes, floats in the float build); what the arena holds."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from karuku.quant.engine.graph import INTEGER_INPUT, IntegerModel
+
+
+def c_name(name: str) -> str:
+    """A C identifier made from a layer or model name."""
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return ident if ident and not ident[0].isdigit() else f"m_{ident}"
+
+
+def arena_inputs(im: IntegerModel) -> list[str]:
+    """The inputs copied into the arena: the quantized ones (token ids are read where the caller keeps them)."""
+    return [i for i in im.inputs if im.values[i].dtype != INTEGER_INPUT]
+
+
+def c_inputs(im: IntegerModel, float_build: bool = False) -> list[tuple[str, str, int]]:
+    """(C parameter `in_<name>`, element type, count) of each input in forward's order: token ids int32, the
+    others int8 bytes (float in the float build)."""
+    quantized = "float" if float_build else "int8_t"
+    return [(f"in_{c_name(i)}", "int32_t" if im.values[i].dtype == INTEGER_INPUT else quantized,
+             math.prod(im.values[i].shape)) for i in im.inputs]
+
+
+def run_params(im: IntegerModel, float_build: bool = False) -> str:
+    """The run function's input parameters: `in` for one float input, else one pointer per input."""
+    if not im.several:
+        return f"const {'float' if float_build else 'int8_t'} *in"
+    return ", ".join(f"const {t} *{n}" for n, t, _ in c_inputs(im, float_build))
+
+
+def param(im: IntegerModel, value: str) -> str:
+    """The run function's parameter that holds input `value`."""
+    return f"in_{c_name(value)}" if im.several else "in"
+
+
+def integer_use(im: IntegerModel, value: str) -> str:
+    """What an integer input holds, from the ops that read it: token ids (their table's size) or plain numbers."""
+    vocab = [im.arrays[o.arrays["rows"]].shape[0] for o in im.ops if o.kind == "gather" and value in o.inputs]
+    if vocab:
+        return f"token ids, each in 0 .. {min(vocab) - 1}"
+    return "integers (a mask, counts) taken as numbers and quantized inside"
