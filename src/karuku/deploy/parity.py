@@ -98,8 +98,9 @@ def check(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: 
     checked_as = representation if exact_on(representation, here) else "u8u8"
     raw = export_qdq(im, representation=checked_as)
     im = as_onnxruntime(im)
-    n = _count(im, inputs)
-    ref = torch.cat([im.run_int(im.quantize_input(_rows(im, inputs, i, i + 256)), fast=True) for i in range(0, n, 256)])
+    n = im.n_examples(inputs)
+    ref = torch.cat([im.run_int(im.quantize_input(im.slice_inputs(inputs, i, i + 256)), fast=True)
+                     for i in range(0, n, 256)])
     sess = _session(raw, threads)
     got = sess.run(None, _feeds(im, inputs))[0]
     out = im.values[im.output]
@@ -108,18 +109,8 @@ def check(im: IntegerModel, representation: str, inputs: torch.Tensor, threads: 
     steps = int(np.abs(got_q - ref.numpy()).max(initial=0))
     p = Parity(n, agree, steps, representation, checked_as, here)
     if not p.ok and explain_misses:
-        p.departure, p.cause = explain(im, checked_as, _rows(im, inputs, 0, 256), threads)
+        p.departure, p.cause = explain(im, checked_as, im.slice_inputs(inputs, 0, 256), threads)
     return p, raw
-
-
-def _count(im: IntegerModel, inputs) -> int:
-    return len(im.split_inputs(inputs)[0])
-
-
-def _rows(im: IntegerModel, inputs, i: int, j: int):
-    """Examples i..j of the inputs (a tensor, or a tuple for a model of several inputs)."""
-    part = tuple(t[i:j] for t in im.split_inputs(inputs))
-    return part if im.several else part[0]
 
 
 def _feeds(im: IntegerModel, inputs) -> dict[str, np.ndarray]:

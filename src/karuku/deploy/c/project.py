@@ -112,8 +112,8 @@ def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...
     if profile:
         check_profile(proj, profile)
     with tempfile.TemporaryDirectory(prefix="karuku-c-") as tmp:
-        x = (tuple(t[:check] for t in im.split_inputs(inputs)) if im.several else inputs[:check]) \
-            if inputs is not None else torch.randn(check, *input_shape, generator=torch.Generator().manual_seed(0))
+        x = im.slice_inputs(inputs, 0, check) if inputs is not None else \
+            torch.randn(check, *input_shape, generator=torch.Generator().manual_seed(0))
         n = host_check(im, proj, x, Path(tmp))
     for fname, text in proj.files.items():  # each file atomically: a crash never leaves half a source file
         write_text(out / fname, text)

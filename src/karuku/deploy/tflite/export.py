@@ -7,7 +7,7 @@ from pathlib import Path
 
 from karuku.deploy.tflite.flatbuf import COMPACT, serialize
 from karuku.deploy.tflite.lower import lower
-from karuku.deploy.tflite.verify import agreement, count, probe, rows
+from karuku.deploy.tflite.verify import agreement, probe
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel
 
@@ -39,9 +39,9 @@ def export_tflite(im: IntegerModel, out: Path, inputs, check: int = 256, compact
         raise KarukuError(f"checking a .tflite of inputs {', '.join(im.inputs)} needs examples of them",
                           "pass --data naming the dataset whose examples carry them (Python: inputs=...)")
     im, raw, data = to_tflite(im, compact)
-    x = rows(im, inputs, 0, check)
+    x = im.slice_inputs(inputs, 0, check)
     res = agreement(im, raw, x)
-    n = count(im, x)
+    n = im.n_examples(x)
     if res["litert"] != n or res["tflm"] != n:
         raise KarukuError(f"the .tflite differs from the integer engine: identical outputs on {res['litert']} of {n} "
                           f"inputs in LiteRT, {res['tflm']} of {n} in TFLite Micro",

@@ -35,22 +35,12 @@ def _int8_input(v: Value, q: torch.Tensor) -> np.ndarray:
     return x.transpose(0, 2, 3, 1).copy() if x.ndim == 4 else x.reshape(len(x), -1)
 
 
-def rows(im: IntegerModel, x, i: int, j: int):
-    """Examples i..j of engine inputs `x` (a tensor, or a tuple with several inputs)."""
-    part = tuple(t[i:j] for t in im.split_inputs(x))
-    return part if im.several else part[0]
-
-
-def count(im: IntegerModel, x) -> int:
-    return len(im.split_inputs(x)[0])
-
-
 def expected(im: IntegerModel, q, batch: int = 256) -> np.ndarray:
     """The engine's output integers for input integers `q`, in the .tflite's int8 layout, one row per input
     (in batches: the engine's exact float64 convolutions hold every window of a batch)."""
     rows_ = []
-    for i in range(0, count(im, q), batch):
-        y = im.run_int(rows(im, q, i, i + batch), fast=True).to(torch.int32) - offset(im.values[im.output])
+    for i in range(0, im.n_examples(q), batch):
+        y = im.run_int(im.slice_inputs(q, i, i + batch), fast=True).to(torch.int32) - offset(im.values[im.output])
         y = y.numpy().astype(np.int8)
         rows_.append((y.transpose(0, 2, 3, 1) if y.ndim == 4 else y).reshape(len(y), -1))
     return np.concatenate(rows_)
@@ -117,7 +107,7 @@ def agreement(im: IntegerModel, model: bytes, inputs, tflm_limit: int | None = N
     or a tuple for a model of several)."""
     q = im.quantize_input(inputs)
     x, ref = to_tflite(im, q), expected(im, q)
-    n = count(im, q)
+    n = im.n_examples(q)
     n_tflm = n if tflm_limit is None else min(tflm_limit, n)
     head = [a[:n_tflm] for a in x] if isinstance(x, list) else x[:n_tflm]
     return {"inputs": n,

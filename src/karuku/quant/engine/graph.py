@@ -94,6 +94,15 @@ class IntegerModel:
             raise KarukuError(f"{what} takes one float input; this integer model takes {given}",
                               "export it as int8 ONNX (karuku export --format onnx), which takes token inputs")
 
+    def n_examples(self, x) -> int:
+        """How many examples inputs `x` hold (a tensor, or a tuple / dict for a model of several inputs)."""
+        return len(self.split_inputs(x)[0])
+
+    def slice_inputs(self, x, i: int, j: int):
+        """Examples i..j of inputs `x`: a tensor, or a tuple in forward's order for a model of several inputs."""
+        part = tuple(t[i:j] for t in self.split_inputs(x))
+        return part if self.several else part[0]
+
     # ---- execution -------------------------------------------------------------------------
     def quantize_input(self, x):
         """The one float step before the integers: q = clamp(round_half_even(x / s) + z). With several inputs
@@ -144,12 +153,8 @@ class IntegerModel:
 
     def run(self, x, batch_size: int = 256, fast: bool = False) -> torch.Tensor:
         """Float inputs (a tuple with several inputs) to float logits through the integer model (in batches)."""
-        xs = self.split_inputs(x)
-        outs = []
-        for i in range(0, len(xs[0]), batch_size):
-            part = tuple(t[i : i + batch_size] for t in xs)
-            outs.append(self.dequantize_output(self.run_int(self.quantize_input(part if self.several else part[0]),
-                                                            fast)))
+        outs = [self.dequantize_output(self.run_int(self.quantize_input(self.slice_inputs(x, i, i + batch_size)), fast))
+                for i in range(0, self.n_examples(x), batch_size)]
         return torch.cat(outs)
 
     def _run_op(self, op: Op, env: dict[str, torch.Tensor], fast: bool = False) -> torch.Tensor:
