@@ -20,7 +20,7 @@ from karuku.deploy.c import toolchain
 from karuku.deploy.c.cmsis import check_cmsis_nn, cmsis_check, generate_cmsis
 from karuku.deploy.tflite.verify import expected, to_tflite
 from karuku.errors import KarukuError
-from karuku.quant import QuantConfig, quantize
+from karuku.quant import QuantConfig, quantize, to_integer
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACES = [Path(p) for p in (os.environ.get("KARUKU_CMSIS_NN"), ROOT.parent / "shared/vendor/CMSIS-NN",
@@ -50,6 +50,20 @@ def test_cmsis_nn_project_is_the_engine_on_the_host(cmsis, tmp_path, rounding):
         assert cmsis_check(im, proj, x, tmp_path / f"m{i}") == 32
         assert ("CMSIS_NN_USE_SINGLE_ROUNDING" in proj.library.defines) == (rounding == "single")
     assert "arm_transpose_s8" in proj.files["m3.c"]  # a flatten that is the output reorders at run time
+
+
+def test_cmsis_nn_project_takes_token_ids_as_int32(cmsis, tmp_path):
+    from helpers.usermodels import token_flat
+
+    g = torch.Generator().manual_seed(0)
+    ids, mask = torch.randint(0, 32, (64, 12), generator=g), (torch.rand(64, 12, generator=g) > 0.3).long()
+    im = to_integer(quantize(token_flat().eval(), QuantConfig(observer="minmax", target_isa="avx512-vnni"),
+                             (ids, mask)))
+    proj = generate_cmsis(im, "tokens", cmsis)
+    assert cmsis_check(im, proj, (ids, mask), tmp_path) == 64  # every byte, as the .tflite computes them
+    assert ("int karuku_tokens_run(const int32_t *in_input_ids, const int32_t *in_attention_mask, int8_t *out);"
+            in proj.files["tokens.h"])
+    assert "kk_gather_rows(in_input_ids" in proj.files["tokens.c"] and "kk_tokens.inc" in proj.files
 
 
 @pytest.mark.slow
@@ -137,8 +151,8 @@ def test_cli_export_c_on_cmsis_nn(cmsis, tmp_path):
                               "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "identical to the integer engine" in res.output
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "karuku_cmsis.c", "karuku_cmsis.h", "lenet300.c",
-                                                     "lenet300.h"]  # nothing of CMSIS-NN is copied
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "karuku_cmsis.c", "karuku_cmsis.h", "kk_tokens.h",
+                                                     "kk_tokens.inc", "lenet300.c", "lenet300.h"]  # no CMSIS-NN
     res = runner.invoke(app, ["export", str(q), "--format", "c", "--kernels", "cmsis-nn", "--cmsis-nn", str(tmp_path)])
     assert res.exit_code == 1 and "is not CMSIS-NN" in res.output
     res = runner.invoke(app, ["export", str(q), "--format", "c", "--kernels", "cmsis-nn"])

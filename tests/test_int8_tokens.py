@@ -127,9 +127,6 @@ def test_what_the_engine_cannot_take_is_one_line(quantized, tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(KarukuError, match="takes 2 inputs \\(input_ids, features\\), given 1"):
         im.run(ids)
-    with pytest.raises(KarukuError, match="a C project on CMSIS-NN kernels takes one float input; this integer "
-                                          "model takes input_ids \\(int64\\), features \\(u?int8\\)"):
-        export_c(im, "m", tmp_path / "c", None, kernels="cmsis-nn", cmsis_nn="unused", inputs=(ids, feats))
     with pytest.raises(KarukuError, match="checking a C project of inputs input_ids, features needs examples"):
         export_c(im, "m", tmp_path / "c", None)
     assert not (tmp_path / "c").exists()

@@ -6,7 +6,8 @@ engine's order (`karuku.deploy.layout.canonical`). CMSIS-NN: convolutions (group
 depthwise convolutions, linear layers (rows of [..., K] as batches), residual adds, max pools, an average pool over
 windows as a depthwise convolution with weights 1 and the engine's multiplier, zero padding, transposes, and the
 inputs of a concatenation on its scale. karuku's loops: the global average pool (CMSIS-NN's keeps the input's
-scale), tables (activations, a concatenation input on another scale), nearest upsampling and standalone clamps.
+scale), tables (activations, a concatenation input on another scale), nearest upsampling and standalone clamps;
+and from `kk_tokens.inc`, shared with karuku's own kernels, the lookup of token ids and an integer input's quantize.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from karuku.deploy import layout as lay
 from karuku.deploy.c.arena import plan
 from karuku.deploy.c.csyntax import c_array as _array
+from karuku.deploy.c.csyntax import c_float
 from karuku.deploy.c.geometry import geometry
+from karuku.deploy.c.signature import arena_inputs, param
 from karuku.deploy.tflite.placement import offset
 from karuku.deploy.tflite.tables import stored_table
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import IntegerModel, Op
 
 SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
-             "transpose", "upsample", "pad")
+             "transpose", "upsample", "pad", "gather", "quantize")
 
 
 def _dims(n=1, h=1, w=1, c=1) -> str:
@@ -253,10 +257,24 @@ class Gen:
                 f"post = {_dims(0, bottom, right, 0)};\n      st |= arm_pad_s8({x}, {y}, "
                 f"{self.zp(op.inputs[0])}, &id, &pre, &post); }}")
 
+    # ---- token inputs (karuku's kk_tokens.inc: CMSIS-NN has no lookup of this form) -------------------
+    def gather(self, i: int, op: Op, x: str, y: str) -> str:
+        """Each id's int8 row (stored as the .tflite stores it), from the caller's int32 ids."""
+        vout, rows = self.im.values[op.output], self.im.arrays[op.arrays["rows"]]
+        stored = (rows.to(torch.int16) - offset(vout)).reshape(-1).tolist()
+        self.decls.append(_array("int8_t", f"op{i}_rows", stored))
+        return (f"if (kk_gather_rows({param(self.im, op.inputs[0])}, {math.prod(self.im.values[op.inputs[0]].shape)}"
+                f"L, (const uint8_t *)op{i}_rows, {rows.shape[0]}L, {rows.shape[1]}L, (uint8_t *)({y}))) return 1;")
+
+    def quantize(self, i: int, op: Op, x: str, y: str) -> str:
+        vout = self.im.values[op.output]
+        return (f"kk_quantize_i32({param(self.im, op.inputs[0])}, {geometry(self.im, op).n}L, {c_float(vout.scale)}, "
+                f"{self.zp(op.output)}, -128, 127, (uint8_t *)({y}));")
+
     def source(self) -> tuple[str, int]:
         """(the C source of the model, its arena bytes)."""
         im = self.im
-        order = [im.input] + [op.output for op in im.ops]
+        order = arena_inputs(im) + [op.output for op in im.ops]
         sizes = {v: math.prod(im.values[v].shape) for v in order}
         reads: dict[str, list[int]] = {}
         for i, op in enumerate(im.ops):
@@ -268,7 +286,7 @@ class Gen:
             if op.kind not in SUPPORTED:
                 raise KarukuError(f"the CMSIS-NN back-end has no kernel for op '{op.kind}' (layer '{op.name}')",
                                   f"supported: {', '.join(SUPPORTED)}; or --kernels karuku")
-            x, y = f"A + {self.off[op.inputs[0]]}", f"A + {self.off[op.output]}"
+            x, y = f"A + {self.off.get(op.inputs[0], 0)}", f"A + {self.off[op.output]}"  # token ids: not in A
             call = (emit[op.kind] if op.kind in emit else getattr(self, op.kind))(i, op, x, y)
             self.calls.append(f"/* {op.name} */\n    {call}")
         return "\n    ".join(self.calls), arena

@@ -97,12 +97,12 @@ def generate(im: IntegerModel, name: str) -> CProject:
 
 # the parts karuku_kernels.c includes (one translation unit: the compiler inlines across them)
 KERNEL_PARTS = ("kk_requant.inc", "kk_dot.inc", "kk_conv_im2col.inc", "kk_direct_blocks.inc", "kk_conv_direct.inc",
-                "kk_linear_pool.inc")
+                "kk_linear_pool.inc", "kk_tokens.inc")
 
 
 def runtime_files(rounding: str) -> dict[str, str]:
     """The kernel sources every project carries; the int8 kernels requantize by the model's rounding rule."""
-    files = {f: _runtime(f) for f in ("karuku_kernels.h", "karuku_kernels.c", *KERNEL_PARTS,
+    files = {f: _runtime(f) for f in ("karuku_kernels.h", "karuku_kernels.c", *KERNEL_PARTS, "kk_tokens.h",
                                       "karuku_float_kernels.h", "karuku_float_kernels.c")}
     if rounding == "double":
         files["karuku_kernels.c"] = "#define KK_DOUBLE_ROUNDING 1\n" + files["karuku_kernels.c"]

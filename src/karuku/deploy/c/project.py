@@ -98,16 +98,15 @@ def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...
     CMSIS-NN from the folder `cmsis_nn` (karuku.deploy.c.cmsis)."""
     if kernels not in ("karuku", "cmsis-nn"):
         raise KarukuError(f"unknown kernels '{kernels}'", "use karuku or cmsis-nn")
-    if kernels == "cmsis-nn":
-        im.one_float_input("a C project on CMSIS-NN kernels")
-        if cmsis_nn is None:
-            raise KarukuError("--kernels cmsis-nn needs the CMSIS-NN sources", "add --cmsis-nn DIR")
-        return _export_cmsis(im, name, out, input_shape, cmsis_nn, check, profile)
-    if cmsis_nn is not None:
+    if kernels == "cmsis-nn" and cmsis_nn is None:
+        raise KarukuError("--kernels cmsis-nn needs the CMSIS-NN sources", "add --cmsis-nn DIR")
+    if kernels != "cmsis-nn" and cmsis_nn is not None:
         raise KarukuError("--cmsis-nn is for --kernels cmsis-nn", "add --kernels cmsis-nn")
     if im.several and inputs is None:
         raise KarukuError(f"checking a C project of inputs {', '.join(im.inputs)} needs examples of them",
                           "pass --data naming the dataset whose examples carry them (Python: inputs=...)")
+    if kernels == "cmsis-nn":
+        return _export_cmsis(im, name, out, input_shape, cmsis_nn, check, profile, inputs)
     proj = generate(im, name)
     if profile:
         check_profile(proj, profile)
@@ -123,7 +122,7 @@ def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...
 
 
 def _export_cmsis(im: IntegerModel, name: str, out: Path, input_shape, cmsis_nn, check: int,
-                  profile: str | None) -> str:
+                  profile: str | None, inputs=None) -> str:
     """The project on CMSIS-NN's kernels (karuku.deploy.c.cmsis), checked on the host before it is written."""
     from karuku.deploy.c.cmsis import cmsis_check, generate_cmsis, readme
 
@@ -131,7 +130,8 @@ def _export_cmsis(im: IntegerModel, name: str, out: Path, input_shape, cmsis_nn,
     if profile:
         check_profile(proj, profile)
     with tempfile.TemporaryDirectory(prefix="karuku-cmsis-") as tmp:
-        x = torch.randn(check, *input_shape, generator=torch.Generator().manual_seed(0))
+        x = im.slice_inputs(inputs, 0, check) if inputs is not None else \
+            torch.randn(check, *input_shape, generator=torch.Generator().manual_seed(0))
         n = cmsis_check(im, proj, x, Path(tmp))
     for fname, text in proj.files.items():  # each file atomically, as the portable project's
         write_text(out / fname, text)

@@ -87,13 +87,6 @@ class IntegerModel:
         """Takes more than one float input (token ids, a mask): run and quantize_input take / give tuples."""
         return len(self.inputs) > 1 or self.values[self.input].dtype == INTEGER_INPUT
 
-    def one_float_input(self, what: str) -> None:
-        """A one-line error for the back-ends that take one float input (C, .tflite) when this model does not."""
-        if self.several:
-            given = ", ".join(f"{i} ({self.values[i].dtype})" for i in self.inputs)
-            raise KarukuError(f"{what} takes one float input; this integer model takes {given}",
-                              "export it as int8 ONNX (karuku export --format onnx), which takes token inputs")
-
     def n_examples(self, x) -> int:
         """How many examples inputs `x` hold (a tensor, or a tuple / dict for a model of several inputs)."""
         return len(self.split_inputs(x)[0])

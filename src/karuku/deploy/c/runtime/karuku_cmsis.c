@@ -2,6 +2,7 @@
 #include <string.h>
 #include "arm_nnsupportfunctions.h"
 #include "karuku_cmsis.h"
+#include "kk_tokens.inc"
 
 void kc_mean_s8(const int8_t *x, int P, int C, int32_t zx, int32_t m0, int32_t shift, int32_t zy, int8_t *y) {
     int c, p;

@@ -3,6 +3,7 @@
 #ifndef KARUKU_CMSIS_H
 #define KARUKU_CMSIS_H
 #include <stdint.h>
+#include "kk_tokens.h"
 
 /* global average pool: y[c] = clamp(zy + requantize(sum_p (x[p][c] - zx), m0, shift)) over P pixels */
 void kc_mean_s8(const int8_t *x, int P, int C, int32_t zx, int32_t m0, int32_t shift, int32_t zy, int8_t *y);

@@ -8,6 +8,7 @@
 #include "kk_direct_blocks.inc"
 #include "kk_conv_direct.inc"
 #include "kk_linear_pool.inc"
+#include "kk_tokens.inc"
 
 static int32_t kk_load(const uint8_t *p, int is_signed) {
     return is_signed ? (int32_t)(int8_t)*p : (int32_t)*p;
@@ -56,35 +57,6 @@ void kk_concat_part(const uint8_t *x, const uint8_t *table, long rows, long len,
             kk_lut(x, table, len, y);
         else
             memcpy(y, x, (size_t)len);
-    }
-}
-
-int kk_gather_rows(const int32_t *ids, long n, const uint8_t *rows, long vocab, long dim, uint8_t *y) {
-    long t;
-    for (t = 0; t < n; t++, y += dim) {
-        if (ids[t] < 0 || (long)ids[t] >= vocab) return 1;
-        memcpy(y, rows + (long)ids[t] * dim, (size_t)dim);
-    }
-    return 0;
-}
-
-/* round half to even without libm: exact for |q| < 2^23 (larger floats are whole numbers already) */
-static int32_t kk_round_half_even(float q) {
-    int32_t t;
-    float frac;
-    if (q >= 8388608.0f || q <= -8388608.0f) return q > 0 ? 2147483647 : (-2147483647 - 1);
-    t = (int32_t)q; /* toward zero */
-    frac = q - (float)t; /* exact: both are within 2^23 */
-    if (frac > 0.5f || (frac == 0.5f && (t & 1))) t += 1;
-    else if (frac < -0.5f || (frac == -0.5f && (t & 1))) t -= 1;
-    return t;
-}
-
-void kk_quantize_i32(const int32_t *x, long n, float scale, int32_t zy, int32_t lo, int32_t hi, uint8_t *y) {
-    long i;
-    for (i = 0; i < n; i++) {
-        int64_t v = (int64_t)kk_round_half_even((float)x[i] / scale) + zy;
-        KK_STORE(y + i, v < lo ? lo : (v > hi ? hi : (int32_t)v));
     }
 }
 

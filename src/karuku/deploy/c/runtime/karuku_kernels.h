@@ -62,12 +62,7 @@ void kk_lut(const uint8_t *x, const uint8_t *table, long n, uint8_t *y);
  * (NULL: copied as they are) */
 void kk_concat_part(const uint8_t *x, const uint8_t *table, long rows, long len, long stride, uint8_t *y);
 
-/* Token inputs. y[t, :] = rows[ids[t], :] for the n ids (`dim` bytes a row); returns 1, writing nothing more,
- * at the first id outside 0 .. vocab - 1, else 0. */
-int kk_gather_rows(const int32_t *ids, long n, const uint8_t *rows, long vocab, long dim, uint8_t *y);
-/* y = clamp(round_half_even((float)x / scale) + zy, lo, hi): a cast of integers to float, then quantized (the
- * engine's input step, in single precision as the engine computes it) */
-void kk_quantize_i32(const int32_t *x, long n, float scale, int32_t zy, int32_t lo, int32_t hi, uint8_t *y);
+#include "kk_tokens.h"
 
 /* Data movement, on elements of `size` bytes (1 for the integers, 4 for the float build). */
 /* y = x with its `rank` dimensions (sizes `dims`) permuted: output dimension k is input dimension perm[k] */
