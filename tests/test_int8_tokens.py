@@ -135,6 +135,9 @@ def test_what_the_engine_cannot_take_is_one_line(quantized, tmp_path):
     narrow = {**tensors, "embed.rows": tensors["embed.rows"][:, :3].contiguous()}
     with pytest.raises(KarukuError, match="op 'embed' \\(gather\\) is malformed"):
         IntegerModel.from_parts(narrow, doc, "m")
+    wrong = {**doc, "ops": [{**o, "inputs": ["features"]} if o["kind"] == "gather" else o for o in doc["ops"]]}
+    with pytest.raises(KarukuError, match="op 'embed' \\(gather\\) is malformed"):  # a lookup of a quantized value
+        IntegerModel.from_parts(tensors, wrong, "m")
     with pytest.raises(KarukuError, match="inputs or output are not among its values"):
         IntegerModel.from_parts(tensors, {**doc, "inputs": ["input_ids", "nothing"]}, "m")
 

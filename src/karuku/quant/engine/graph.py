@@ -84,7 +84,7 @@ class IntegerModel:
 
     @property
     def several(self) -> bool:
-        """Takes more than one float input (token ids, a mask): run and quantize_input take / give tuples."""
+        """Takes several inputs or an integer one (token ids, a mask): run and quantize_input take / give tuples."""
         return len(self.inputs) > 1 or self.values[self.input].dtype == INTEGER_INPUT
 
     def n_examples(self, x) -> int:
@@ -255,6 +255,9 @@ class IntegerModel:
             if o.kind == "gather" and (rows is None or rows.dim() != 2 or o.output not in values
                                        or list(rows.shape[1:]) != values[o.output].shape[-1:]):
                 missing.append("a table of rows as wide as its output")
+            if o.kind in ("gather", "quantize") and (len(o.inputs) != 1 or o.inputs[0] not in values
+                                                     or values[o.inputs[0]].dtype != INTEGER_INPUT):
+                missing.append("an integer input to read")
             if o.kind not in KINDS or missing or any(i not in values for i in [*o.inputs, o.output]):
                 raise KarukuError(f"{source}: op '{o.name}' ({o.kind}) is malformed or refers to missing data")
         if doc["input"] not in inputs or any(i not in values for i in inputs) or doc["output"] not in values:
