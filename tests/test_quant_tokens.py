@@ -51,6 +51,9 @@ def test_ptq_calibrates_on_token_batches_and_leaves_the_lookup_alone():
     err = float((out - ref).abs().max())
     assert 0 < err < 0.05  # quantized (not the float model), and close to it
     assert qm.float_layers == [] and qm.is_static  # the lookup has an integer form: a table of quantized rows
+    kept = quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni", layer_bits={"embed": "float"}),
+                    (ids, feats))
+    assert kept.float_layers == ["embed (Embedding)"] and not kept.is_static  # unless kept float on purpose
 
 
 def test_batches_of_token_tuples_and_a_dataset_calibrate_alike():

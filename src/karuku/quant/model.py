@@ -64,7 +64,8 @@ class QuantModel(nn.Module):
                 self.layers[key(n.name)] = QLayer(n.module, n.op, n.attrs, bits, cfg.per_channel,
                                                   cfg.weight_observer, (bns or {}).get(n.name))
             elif n.op in ("float", "aux"):
-                if n.op == "float" and not n.attrs.get("integer_form"):  # a lookup or cast has one
+                # a lookup or cast has an integer form, unless layer_bits keeps it float on purpose
+                if n.op == "float" and not (n.attrs.get("integer_form") and layer_bits(n.name, cfg) is not None):
                     floats.append(f"{n.name} ({n.attrs.get('kind')})")
                 if isinstance(n.module, nn.Module):
                     self.floats[key(n.name)] = n.module
