@@ -280,3 +280,32 @@ def test_the_loop_exports_a_token_model_as_c(tmp_path):
     assert ("int karuku_helpers_usermodels_token_flat_run(const int32_t *in_input_ids, "
             "const int32_t *in_attention_mask, int8_t *out)") in source
     assert "kk_gather_rows(in_input_ids" in source and "kk_quantize_i32(in_attention_mask" in source
+
+
+def test_karuku_quantize_then_evaluate_a_token_checkpoint(tmp_path):
+    from karuku.api import evaluate_checkpoint
+    from karuku.data import DataConfig
+    from karuku.io.checkpoint import load_model
+    from karuku.measure.config import MeasureConfig
+    from karuku.quant import QuantModel
+    from karuku.quant.job import quantize_checkpoint
+    from test_several_inputs import TOKENS, _compress_tokens
+
+    data = DataConfig(name="helpers.usermodels:masked_data", val_size=100)
+    float_ckpt = _compress_tokens(tmp_path / "f", [{"prune": {"sparsity": 0.25}}]).run_dir / "final.safetensors"
+    quantize_checkpoint(float_ckpt, QuantConfig(target_isa="avx512-vnni"), tmp_path / "q.safetensors", data,
+                        verbose=False)
+    qm, _ = load_model(tmp_path / "q.safetensors")  # recorded the token inputs: traced on them again
+    assert isinstance(qm, QuantModel) and qm.is_static and qm.input_names == ["input_ids", "attention_mask"]
+    for path in (float_ckpt, tmp_path / "q.safetensors"):  # measured on the data's inputs, not one float input
+        ev = evaluate_checkpoint(path, data, MeasureConfig(runs=3))
+        assert ev.inputs == TOKENS and ev.accuracy > 0.5 and ev.latency["onnxruntime"]["b1_median_ms"] > 0
+    assert "int8 test accuracy (integer engine)" in ev.extra
+
+
+def test_inputs_a_model_cannot_take_are_one_line_without_torchs_traceback(capsys):
+    m = Tokens().eval()
+    ids, feats = _data(8)
+    with pytest.raises(KarukuError, match="do not fit Tokens") as err:
+        quantize(m, QuantConfig(target_isa="avx512-vnni"), (ids, feats[:, :3]))  # 3 features where it takes 5
+    assert "\n" not in str(err.value) and "Traceback" not in capsys.readouterr().err  # ShapeProp prints one

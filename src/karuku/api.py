@@ -63,6 +63,7 @@ def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, An
     A fidelity task compares with `task.baseline`, the uncompressed checkpoint.
     """
     from karuku.codec.krk import is_packed, load_packed
+    from karuku.data.checkpoint import recorded_inputs
     from karuku.io.checkpoint import load_model
     from karuku.measure.profiles import get_profile
     from karuku.tasks.checkpoint import task_for
@@ -79,8 +80,11 @@ def evaluate_checkpoint(path: str | os.PathLike, data: DataConfig | dict[str, An
     splits = for_checkpoint(ckpt, data, required=False, val_size=0)
     tcfg = task_for(ckpt, task, splits.targets if splits is not None else "classes")
     reference = load_model(tcfg.baseline)[0] if tcfg is not None and tcfg.baseline else None
-    ev = evaluate(model, splits, ckpt.spec.input_shape, engines=measure.engines,
-                  runs=measure.runs, sizes=sizes, profile=profile, details=True, task=tcfg, reference=reference)
+    # what the model takes: the data's examples (token ids and a mask), else one input of the recorded shape
+    shape = tuple(ckpt.spec.input_shape)
+    inputs = splits.model_inputs() if splits is not None else recorded_inputs(model, shape, path)
+    ev = evaluate(model, splits, shape, engines=measure.engines, runs=measure.runs, sizes=sizes, profile=profile,
+                  details=True, task=tcfg, reference=reference, inputs=inputs)
     if packed is not None:
         ev.extra.update(packed.extra())
     return ev

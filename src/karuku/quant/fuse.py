@@ -16,6 +16,7 @@ import torch
 from torch import fx, nn
 
 from karuku.errors import KarukuError
+from karuku.fxshapes import propagate_shapes
 from karuku.quant.nodes import PASS_THROUGH, WEIGHTED, Alias, Ctx, Node
 from karuku.quant.recognise import function_node, method_node, module_node
 
@@ -52,10 +53,8 @@ def trace(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) ->
                 if integer or len(examples) > 1 else "quantization needs a model without data-dependent control flow")
         raise KarukuError(f"cannot trace {type(model).__name__} with torch.fx ({str(exc).splitlines()[0][:200]})",
                           hint) from None
-    from torch.fx.passes.shape_prop import ShapeProp
-
     try:  # a batch of two tells batched tensors (first dimension 2) from everything else
-        ShapeProp(gm).propagate(*[torch.cat([e[:1], e[:1]]) for e in examples])
+        propagate_shapes(gm, *[torch.cat([e[:1], e[:1]]) for e in examples])
     except Exception as exc:
         shapes = ", ".join(str(tuple(e.shape[1:])) for e in examples)
         raise KarukuError(f"calibration inputs of shape {shapes} do not fit "

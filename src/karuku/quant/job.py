@@ -11,6 +11,7 @@ from karuku.data.checkpoint import for_checkpoint
 from karuku.data.config import DataConfig
 from karuku.io.atomic import ensure_writable_dir, write_bytes
 from karuku.io.checkpoint import load_checkpoint
+from karuku.measure.inputs import signature
 from karuku.quant import QuantConfig, export_onnx, quantize, to_integer
 from karuku.quant.store import save_quantized
 from karuku.training import distributed
@@ -46,7 +47,8 @@ def quantize_checkpoint(path: str | os.PathLike, cfg: QuantConfig, out: str | os
             "quantization": qm.cfg.model_dump(mode="json")}  # as used: target resolved, bits fitted to it
     if cfg.mode == "qat":
         meta["training"] = cfg.finetune.model_dump(mode="json")
-    save_quantized(out, qm, ckpt.spec, meta, transforms=ckpt.meta.get("transforms", []))
+    save_quantized(out, qm, ckpt.spec, meta, transforms=ckpt.meta.get("transforms", []),
+                   inputs=signature(model, splits.model_inputs()), model=model)  # token ids: the data's
     if engine_out:
         to_integer(qm).save(engine_out)
     if onnx_out and cfg.mode != "dynamic":  # checked like `karuku export --int8`: one path for int8 ONNX

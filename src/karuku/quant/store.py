@@ -121,12 +121,15 @@ def rebuild(model: nn.Module, params: dict[str, Any]) -> QuantModel:
 
 
 def save_quantized(path: str | os.PathLike, qm: QuantModel, spec: ModelSpec, meta: dict[str, Any] | None = None,
-                   transforms: list[dict[str, Any]] | None = None) -> Path:
-    """Write a quantized checkpoint (atomically); `transforms` are the float model's own, replayed first."""
+                   transforms: list[dict[str, Any]] | None = None, inputs: Signature | None = None,
+                   model: nn.Module | None = None) -> Path:
+    """Write a quantized checkpoint (atomically); `transforms` are the float model's own, replayed first.
+    `inputs`: what the model was traced on when it is not one input of `spec.input_shape` (a `Signature` of token
+    ids and a mask, recorded one by one so that loading traces them again; `model`: the float model)."""
     qp = QParams.from_model(qm)
     meta = dict(meta or {})
-    meta["transforms"] = list(transforms or []) + [{"name": TRANSFORM, "module": MODULE,
-                                                    "params": transform_params(qm, spec.input_shape)}]
+    traced = transform_params(qm, inputs if inputs is not None else spec.input_shape, model)
+    meta["transforms"] = list(transforms or []) + [{"name": TRANSFORM, "module": MODULE, "params": traced}]
     meta["quant"] = {**qp.meta(), "mode": qm.cfg.mode, "float_layers": qm.float_layers,
                      "int_weight_bytes": qp.weight_bytes(qm)}
     return save_checkpoint(path, qm, spec, meta, sections={"qparams": qp.tensors()})

@@ -27,9 +27,9 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from karuku.errors import KarukuError
+from karuku.fxshapes import propagate_shapes
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def trace(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...] | d
     gm.eval()
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(*_positional(gm, example))
+            propagate_shapes(gm, *_positional(gm, example))
     finally:
         model.train(was_training)
     return _Walker(gm, on_unsupported).run()
