@@ -280,6 +280,7 @@ def test_the_loop_exports_a_token_model_as_c(tmp_path):
     assert ("int karuku_helpers_usermodels_token_flat_run(const int32_t *in_input_ids, "
             "const int32_t *in_attention_mask, int8_t *out)") in source
     assert "kk_gather_rows(in_input_ids" in source and "kk_quantize_i32(in_attention_mask" in source
+    assert "C: wrote C project" in (out.run_dir / "report.md").read_text()  # the report says how it was checked
 
 
 def test_karuku_quantize_then_evaluate_a_token_checkpoint(tmp_path):

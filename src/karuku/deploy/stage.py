@@ -25,9 +25,9 @@ class ExportStage(Stage):
 
             folder, im = run.artifact("c"), to_integer(model)
             # token ids are checked on the run's own test examples; one float input on random ones, as always
-            export_c(im, run.parent.spec.name, folder, run.input_shape, profile=cfg.profile,
-                     inputs=first_inputs(run.splits.test, 64) if im.several else None)
-            return StageOutput(model, artifacts={"c": str(folder)}, recover=False)
+            line = export_c(im, run.parent.spec.name, folder, run.input_shape, profile=cfg.profile,
+                            inputs=first_inputs(run.splits.test, 64) if im.several else None)
+            return StageOutput(model, artifacts={"c": str(folder)}, meta={"c": line}, recover=False)
         if cfg.format == "tflite":
             if not quantized:
                 raise KarukuError("stage export: format tflite needs a quantized model",

@@ -241,8 +241,9 @@ def edge(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
             blocks.append(("p", f"{t['int8_onnx']}: {onnx['result']}"))
             if onnx.get("fallback"):
                 blocks.append(("p", f"{t['fallback']}: {onnx['fallback']}"))
-        if (a.get("stage_meta") or {}).get("tflite"):
-            blocks.append(("p", f"{t['tflite']}: {a['stage_meta']['tflite']}"))
+        for kind in ("tflite", "c"):  # what the export stage wrote and how it was checked
+            if (a.get("stage_meta") or {}).get(kind):
+                blocks.append(("p", f"{t[kind]}: {a['stage_meta'][kind]}"))
     rows = []
     for p in summary["profiles"]:
         what = f"{p['profile']}: {name(lang, 'profile', p['profile'], p['description'])}"

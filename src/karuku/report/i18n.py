@@ -41,7 +41,7 @@ TEXT = {
         "no_speed": "Unstructured sparsity does not make dense kernels faster; its gain shows in the packed size.",
         "new_arch": "The result has another architecture than the baseline (a distilled student): its layers are "
                     "compared with themselves.",
-        "cpu": "Measured on", "int8_onnx": "int8 ONNX", "tflite": ".tflite",
+        "cpu": "Measured on", "int8_onnx": "int8 ONNX", "tflite": ".tflite", "c": "C",
         "fallback": "Fallback (ONNX Runtime on this CPU missed the integer engine's answers)",
         "stage_label": "stage {n} {kind}", "backoff_label": " (back-off {round})",
         "memory": "flash {flash}, RAM {ram}",
@@ -83,7 +83,7 @@ TEXT = {
                         "計測した中央値です。各試行の数値はその試行の実行時に計測したものです。"),
         "no_speed": "非構造化スパース性は密なカーネルを速くしません。その効果は圧縮ファイルのサイズに現れます。",
         "new_arch": "結果はベースラインと異なる構造（蒸留した生徒モデル）のため、各層はそれ自身と比較しています。",
-        "cpu": "計測した CPU", "int8_onnx": "int8 ONNX", "tflite": ".tflite",
+        "cpu": "計測した CPU", "int8_onnx": "int8 ONNX", "tflite": ".tflite", "c": "C",
         "fallback": "代替表現（この CPU の ONNX Runtime が整数エンジンと一致しなかったため）",
         "stage_label": "段階 {n} {kind}", "backoff_label": "（後退 {round}）",
         "memory": "フラッシュ {flash}、RAM {ram}",
