@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from karuku.quant.engine.graph import INTEGER_INPUT, IntegerModel
 
@@ -46,3 +47,17 @@ def integer_use(im: IntegerModel, value: str) -> str:
     if vocab:
         return f"token ids, each in 0 .. {min(vocab) - 1}"
     return "integers (a mask, counts) taken as numbers and quantized inside"
+
+
+def header_inputs(im: IntegerModel, up: str, quantized: Callable[[str], str]) -> tuple[str, str]:
+    """(the input-size #defines, the input comments) of a generated header; `quantized(value)` describes a
+    quantized input's bytes (layout, scale and zero point), which the two C back-ends store differently."""
+    if not im.several:
+        return (f"#define KARUKU_{up}_INPUT_SIZE {math.prod(im.values[im.input].shape)}\n",
+                f"/* Input: {quantized(im.input)}. */\n")
+    sizes = "".join(f"#define KARUKU_{up}_INPUT_{c_name(i).upper()}_SIZE {n}\n"
+                    for i, (_, _, n) in zip(im.inputs, c_inputs(im)))
+    about = "".join(f"/* Input {c}: {n} int32, shape {im.values[i].shape}: {integer_use(im, i)}. */\n"
+                    if t == "int32_t" else f"/* Input {c}: {quantized(i)}. */\n"
+                    for i, (c, t, n) in zip(im.inputs, c_inputs(im)))
+    return sizes, about
