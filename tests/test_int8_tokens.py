@@ -310,3 +310,84 @@ def test_inputs_a_model_cannot_take_are_one_line_without_torchs_traceback(capsys
     with pytest.raises(KarukuError, match="do not fit Tokens") as err:
         quantize(m, QuantConfig(target_isa="avx512-vnni"), (ids, feats[:, :3]))  # 3 features where it takes 5
     assert "\n" not in str(err.value) and "Traceback" not in capsys.readouterr().err  # ShapeProp prints one
+
+
+class Bag(nn.Module):
+    """A bag-of-embeddings text classifier: the mean (or sum) of the ids' rows, pads left out, then an MLP."""
+
+    def __init__(self, mode="mean", pad=0):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(40, 8, mode=mode, padding_idx=pad)
+        self.fc, self.head = nn.Linear(8, 16), nn.Linear(16, 3)
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.fc(self.bag(ids))))
+
+
+def _bag_ids(n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 40, (n, 10), generator=g)
+    ids[:, 6:] = 0  # padded after six tokens
+    ids[5] = 0  # a text of pads alone: a bag of nothing
+    return ids
+
+
+@pytest.mark.parametrize("mode,pad", [("mean", 0), ("sum", 0), ("mean", None)])
+def test_a_bag_of_embeddings_sums_int8_rows_and_requantizes_by_their_count(mode, pad, tmp_path):
+    from karuku.deploy.c.project import export_c
+    from karuku.deploy.export import export_int8_onnx
+    from karuku.deploy.parity import as_onnxruntime
+    from karuku.measure.onnx_runtime import session
+    from karuku.quant.bag import fake_forward
+
+    torch.manual_seed(0)
+    m = Bag(mode, pad).eval()
+    ids = _bag_ids()
+    qm = quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni"), ids)
+    assert qm.is_static and qm.float_layers == []
+    im = to_integer(qm)
+    assert [o.kind for o in im.ops] == ["gather_mean", "linear", "linear"]
+    v = im.values["bag"]
+    values = im.run_all(ids)
+    if pad is not None:
+        assert values["bag"][5].tolist() == [v.zero_point] * 8  # nothing in the bag: real 0
+    with torch.no_grad():
+        bag_fq = qm.act("bag")(fake_forward(qm.floats["bag"].owner, ids))
+    steps = (values["bag"] - torch.round(bag_fq / v.scale).to(torch.int32) - v.zero_point).abs().max()
+    assert int(steps) <= 1  # the engine's bag is the fake-quantized one to within one step
+    out = im.values[im.output]
+    with torch.no_grad():
+        assert float((im.run(ids) - qm(ids)).abs().max()) <= 2.001 * out.scale
+    line = export_int8_onnx(qm, None, tmp_path / "bag.onnx", inputs=ids)
+    assert "100.00 % (outputs at most 0 steps apart)" in line
+    got = session((tmp_path / "bag.onnx").read_bytes()).run(None, {"ids": ids.numpy()})[0]
+    assert np.abs(got - as_onnxruntime(im).run(ids).numpy()).max() == 0  # the file computes the engine's ORT rule
+    assert "identical to the integer engine on 64 inputs" in export_c(im, "bag", tmp_path / "c", None, inputs=ids)
+
+
+def test_what_cannot_take_a_bag_says_so_in_one_line(tmp_path, capfd):
+    from karuku.deploy.tflite.export import to_tflite
+    from karuku.io import safefile
+    from karuku.measure.onnx_runtime import export_bytes
+
+    m = Bag().eval()
+    ids = _bag_ids()
+    im = to_integer(quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni"), ids))
+    with pytest.raises(KarukuError, match="layer 'bag': op 'gather_mean' has no TFLite equivalent") as err:
+        to_tflite(im)
+    assert "\n" not in str(err.value)
+    with pytest.raises(KarukuError, match="'bag' \\(EmbeddingBag\\) has no ONNX form"):  # dynamic: the bag is float
+        export_onnx(quantize(m, QuantConfig(mode="dynamic", target_isa="avx512-vnni"), ids))
+    bad = ids.clone()
+    bad[0, 0] = 40
+    with pytest.raises(KarukuError, match="'bag': token id 40 is outside its table of 40 rows"):
+        im.run(bad)
+    tensors, doc = safefile.read(im.save(tmp_path / "b.safetensors"), "integer model")
+    assert torch.equal(IntegerModel.load(tmp_path / "b.safetensors").run(ids), im.run(ids))
+    capfd.readouterr()
+    with pytest.raises(KarukuError, match="ONNX export failed: embedding_bag with padding_idx"):  # torch.onnx's limit
+        export_bytes(m, (ids,))
+    assert "Torch IR graph" not in "".join(capfd.readouterr())  # printed from C++; silenced
+    short = {**tensors, "bag.m0": tensors["bag.m0"][:5].contiguous()}
+    with pytest.raises(KarukuError, match="op 'bag' \\(gather_mean\\) is malformed"):
+        IntegerModel.from_parts(short, doc, "b")

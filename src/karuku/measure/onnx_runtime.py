@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from karuku.errors import KarukuError
+from karuku.fxshapes import native_output_silenced
 from karuku.measure import inputs
 
 # What the tracer says when Python control flow reads a tensor's values: the exported graph keeps only the
@@ -41,9 +42,10 @@ def export_bytes(model: nn.Module, input_shape, opset: int = 17,
             # by name: the last element of args is read as keyword arguments; the file's inputs follow forward's order
             args = tuple(example) if not sig.keywords else (dict(zip(sig.names, example)),)
             names = sig.names if not sig.keywords else inputs.forward_order(model, sig.names)
-            torch.onnx.export(model, args, buf, dynamo=False, opset_version=opset,
-                              input_names=names, output_names=["logits"],
-                              dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}})
+            with native_output_silenced():  # a failing export prints its IR graph from C++
+                torch.onnx.export(model, args, buf, dynamo=False, opset_version=opset,
+                                  input_names=names, output_names=["logits"],
+                                  dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}})
     except Exception as exc:
         raise KarukuError(f"ONNX export failed: {str(exc).splitlines()[0][:300]}") from None
     finally:

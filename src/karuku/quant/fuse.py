@@ -17,6 +17,7 @@ from torch import fx, nn
 
 from karuku.errors import KarukuError
 from karuku.fxshapes import propagate_shapes
+from karuku.quant import bag
 from karuku.quant.nodes import PASS_THROUGH, WEIGHTED, Alias, Ctx, Node
 from karuku.quant.recognise import function_node, method_node, module_node
 
@@ -129,15 +130,20 @@ def _integer(n: fx.Node) -> bool:
 def _integer_form(gm: fx.GraphModule, n: fx.Node) -> str | None:
     """The integer engine's op for a float call on one of the model's integer inputs, when it has one: an
     embedding lookup is `gather` (a lookup of the output's quantized rows: exactly the fake-quantized lookup),
-    a cast to float32 is `quantize` (the input's one float step). Anything else computed from integers stays float."""
+    an EmbeddingBag `bag` (karuku.quant.bag), a cast to float32 is `quantize` (the input's one float step).
+    Anything else computed from integers stays float."""
     ins = n.all_input_nodes
     out_dtype = getattr(n.meta.get("tensor_meta"), "dtype", None)
     if len(ins) != 1 or ins[0].op != "placeholder" or out_dtype != torch.float32:
         return None
     if n.op == "call_module":
         m = gm.get_submodule(n.target)
-        plain = type(m) is nn.Embedding and m.max_norm is None and len(n.args) == 1 and not n.kwargs
-        return "gather" if plain else None
+        if len(n.args) != 1 or n.kwargs:
+            return None
+        if type(m) is nn.Embedding and m.max_norm is None:
+            return "gather"
+        shape = getattr(ins[0].meta.get("tensor_meta"), "shape", ())
+        return "bag" if bag.plain(m) and len(shape) == 2 else None  # [batch, tokens]: one bag a text
     if n.op == "call_method" and n.target == "float" and len(n.args) == 1 and not n.kwargs:
         return "quantize"
     if n.op == "call_method" and n.target == "to":

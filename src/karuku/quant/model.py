@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from karuku.errors import KarukuError
+from karuku.quant import bag
 from karuku.quant.config import QuantConfig
 from karuku.quant.fakequant import ActQuant, QLayer
 from karuku.quant.nodes import PASS_THROUGH, WEIGHTED, Node
@@ -82,6 +83,9 @@ class QuantModel(nn.Module):
                 if n.name in self.quantizer:
                     self.act(n.name).dynamic = self.act(n.name).dynamic or n.name in linear_inputs
         self.float_layers = [] if dynamic else floats
+        # EmbeddingBags computed on their int8 table (not in dynamic mode, nor when layer_bits keeps them float)
+        self.bags = {n.name for n in nodes if n.attrs.get("integer_form") == "bag" and not dynamic
+                     and layer_bits(n.name, cfg) is not None}
         if check:
             _check_supported(nodes, cfg)
 
@@ -148,6 +152,8 @@ class QuantModel(nn.Module):
             elif n.op == "pad":
                 top, left, bottom, right = n.attrs["pads"]
                 y = F.pad(ins[0], (left, right, top, bottom))
+            elif n.name in self.bags:
+                y = bag.fake_forward(self.floats[key(n.name)].owner, ins[0])  # the table rounded like a weight
             else:  # float fallback, or an aux value
                 y = self.floats[key(n.name)](*ins)
             if n.op != "aux" and n.op not in EXACT:  # those stay on their input's grid exactly

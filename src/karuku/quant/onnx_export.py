@@ -121,6 +121,9 @@ def export_qdq(im: IntegerModel, opset: int = OPSET, representation: str = "u8s8
             b.on_integers("Gather", [b.init(f"{op.output}.rows", rows.astype(np.uint8)),
                                      names[im.inputs.index(op.inputs[0])]], op.output, axis=0)
             continue
+        if op.kind == "gather_mean":
+            _bag(b, op, names[im.inputs.index(op.inputs[0])])
+            continue
         if op.kind == "quantize":  # integers as float32, then the value's QuantizeLinear (the engine's step)
             b.quant(b.node("Cast", [names[im.inputs.index(op.inputs[0])]], y, to=b.tp.FLOAT), op.output)
             continue
@@ -224,6 +227,27 @@ def _table_lookup(b: _Builder, op: Op) -> None:
     table = (b.im.arrays[op.arrays["table"]].numpy()[stored & 0xFF] + _offset(out)).astype(np.uint8)
     idx = b.node("Cast", [f"q:{op.inputs[0]}"], f"{op.output}:index", to=b.tp.INT32)
     b.on_integers("Gather", [b.init(f"{op.output}.table", table), idx], op.output, axis=0)
+
+
+def _bag(b: _Builder, op: Op, ids: str) -> None:
+    """A bag of int8 rows: Gather, Cast to int32, times the mask of the ids that are not pads, ReduceSum over the
+    tokens (exact), then in float32 times s_w, divided by the count (at least 1), and the value's QuantizeLinear:
+    what the engine's rule "onnxruntime" computes (ONNX Runtime has no integer op for it)."""
+    arr, a, y = b.im.arrays, op.attrs, op.output
+    rows = b.node("Gather", [b.init(f"{y}.rows", arr[op.arrays["rows"]].numpy()), ids], f"{y}:rows", axis=0)
+    wide = b.node("Cast", [rows], f"{y}:rows32", to=b.tp.INT32)
+    kept = b.node("Cast", [b.node("Not", [b.node("Equal", [ids, b.ints(f"{y}.pad", a["pad"])], f"{y}:is_pad")],
+                                  f"{y}:kept_bool")], f"{y}:kept", to=b.tp.INT32)
+    masked = b.node("Mul", [wide, b.node("Unsqueeze", [kept, b.ints(f"{y}.last", [2])], f"{y}:kept3")], f"{y}:masked")
+    acc = b.node("ReduceSum", [masked, b.ints(f"{y}.tokens", [1])], f"{y}:acc", keepdims=0)
+    scale = np.asarray(arr[op.arrays["weight_scale"]].numpy(), np.float32).reshape(())
+    v = b.node("Mul", [b.node("Cast", [acc], f"{y}:accf", to=b.tp.FLOAT), b.init(f"{y}.w_scale", scale)], f"{y}:v")
+    if not a["sum"]:
+        n = b.node("ReduceSum", [kept, b.ints(f"{y}.tokens_n", [1])], f"{y}:n", keepdims=1)
+        n = b.node("Cast", [b.node("Max", [n, b.init(f"{y}.one", np.array(1, np.int32))], f"{y}:n1")], f"{y}:nf",
+                   to=b.tp.FLOAT)
+        v = b.node("Div", [v, n], f"{y}:mean")
+    b.quant(v, y)
 
 
 def _linear_nd(b: _Builder, op: Op) -> None:

@@ -20,13 +20,13 @@ from karuku.deploy.c.csyntax import c_array as _array
 from karuku.deploy.c.csyntax import c_float as _float
 from karuku.deploy.c.geometry import geometry
 from karuku.deploy.c.movement import concat_parts, movement_call
-from karuku.deploy.c.signature import arena_inputs, c_inputs, c_name, header_inputs, param, run_params
+from karuku.deploy.c.signature import arena_inputs, c_inputs, c_name, header_inputs, param, run_params, unused_inputs
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import DTYPES, IntegerModel
 from karuku.quant.primitives import ROUNDINGS
 
 SUPPORTED = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
-             "transpose", "upsample", "pad", "gather", "quantize")
+             "transpose", "upsample", "pad", "gather", "quantize", "gather_mean")
 
 
 @dataclass
@@ -171,6 +171,16 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
             calls.append(f"if (kk_gather_rows({param(im, op.inputs[0])}, {math.prod(vin.shape)}L, op{i}_rows, "
                          f"{rows.shape[0]}L, {rows.shape[1]}L, {y})) return 1;")
             continue
+        if op.kind == "gather_mean":  # a bag of token embeddings, from the caller's ids
+            arr = {r: im.arrays[k] for r, k in op.arrays.items()}
+            decls += [_array("int8_t", f"op{i}_rows", arr["rows"].flatten().tolist()),
+                      _array("int32_t", f"op{i}_m0", arr["m0"].tolist()),
+                      _array("int32_t", f"op{i}_shift", arr["shift"].tolist())]
+            lo, hi = DTYPES[vout.dtype]
+            calls.append(f"if (kk_gather_mean({param(im, op.inputs[0])}, {vin.shape[-1]}L, op{i}_rows, "
+                         f"{arr['rows'].shape[0]}L, {arr['rows'].shape[1]}L, {a['pad']}, op{i}_m0, op{i}_shift, "
+                         f"{vout.zero_point}, {lo}, {hi}, {y})) return 1;")
+            continue
         if op.kind == "quantize":
             lo, hi = DTYPES[vout.dtype]
             calls.append(f"kk_quantize_i32({param(im, op.inputs[0])}, {g.n}L, {_float(vout.scale)}, "
@@ -233,8 +243,8 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
             decls.append(decl)
             calls.append(call)
     body = "\n    ".join(f"{c}  /* {op.name} */" for c, op in zip(calls, im.ops))
-    copies = "\n    ".join(f"memcpy(A + {off[i]}, {param(im, i)}, {math.prod(im.values[i].shape)});"
-                            for i in arena_inputs(im))
+    copies = unused_inputs(im) + "\n    ".join(f"memcpy(A + {off[i]}, {param(im, i)}, "
+                                                 f"{math.prod(im.values[i].shape)});" for i in arena_inputs(im))
     return _INT_TEMPLATE.format(version=__version__, name=name, decls="".join(decls), arena=max(arena, 4),
                                 scratch=scratch, params=run_params(im), copies=copies, body=body,
                                 out_off=off[im.output], out_n=math.prod(im.values[im.output].shape)), scratch

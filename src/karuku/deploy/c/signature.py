@@ -43,7 +43,8 @@ def param(im: IntegerModel, value: str) -> str:
 
 def integer_use(im: IntegerModel, value: str) -> str:
     """What an integer input holds, from the ops that read it: token ids (their table's size) or plain numbers."""
-    vocab = [im.arrays[o.arrays["rows"]].shape[0] for o in im.ops if o.kind == "gather" and value in o.inputs]
+    vocab = [im.arrays[o.arrays["rows"]].shape[0] for o in im.ops
+             if o.kind in ("gather", "gather_mean") and value in o.inputs]
     if vocab:
         return f"token ids, each in 0 .. {min(vocab) - 1}"
     return "integers (a mask, counts) taken as numbers and quantized inside"
@@ -61,3 +62,9 @@ def header_inputs(im: IntegerModel, up: str, quantized: Callable[[str], str]) ->
                     if t == "int32_t" else f"/* Input {c}: {quantized(i)}. */\n"
                     for i, (c, t, n) in zip(im.inputs, c_inputs(im)))
     return sizes, about
+
+
+def unused_inputs(im: IntegerModel) -> str:
+    """`(void)in_<name>;` for each input no op reads (a mask the model ignores): -Wunused-parameter stays quiet."""
+    read = {i for o in im.ops for i in o.inputs}
+    return "".join(f"(void){param(im, i)}; " for i in im.inputs if im.several and i not in read)

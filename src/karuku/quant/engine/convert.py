@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from karuku.errors import KarukuError
+from karuku.quant import bag
 from karuku.quant.engine.graph import DTYPES, INTEGER_INPUT, IntegerModel, Op, Value
 from karuku.quant.model import QuantModel, key
 from karuku.quant.primitives import (
@@ -79,6 +80,16 @@ def to_integer(qm: QuantModel) -> IntegerModel:
             rows = quantize(qm.floats[k].owner.weight.detach().float(), v.scale, v.zero_point, *DTYPES[v.dtype])
             arrays[f"{k}.rows"] = rows.to(torch.int8 if v.dtype == "int8" else torch.uint8)
             ops_.append(Op("gather", [n.inputs[0]], n.name, n.name, {}, {"rows": f"{k}.rows"}))
+            continue
+        if n.attrs.get("integer_form") == "bag":  # the int8 table's rows summed, requantized by their count
+            k, owner = key(n.name), qm.floats[key(n.name)].owner
+            s_w = bag.table_scale(owner.weight)
+            m0, shift = bag.count_multipliers(float(s_w), v.scale, vin.shape[-1], owner.mode == "mean")
+            arrays.update({f"{k}.rows": bag.int_table(owner.weight), f"{k}.m0": m0, f"{k}.shift": shift,
+                           f"{k}.weight_scale": s_w.reshape(1)})
+            pad = -1 if owner.padding_idx is None else int(owner.padding_idx)
+            ops_.append(Op("gather_mean", [n.inputs[0]], n.name, n.name, {"pad": pad, "sum": int(owner.mode == "sum")},
+                           {r: f"{k}.{r}" for r in ("rows", "m0", "shift", "weight_scale")}))
             continue
         if n.attrs.get("integer_form") == "quantize":
             ops_.append(Op("quantize", [n.inputs[0]], n.name, n.name))

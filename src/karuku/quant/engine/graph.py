@@ -24,9 +24,9 @@ from karuku.quant.primitives import ROUNDINGS, quantize
 FORMAT = "karuku.int-engine"
 FORMAT_VERSION = 4  # 2 added `rounding` (version-1 files were made with "double"); 3 added the kinds from
 # concat on (tables, asymmetric conv padding, padded average pooling); 4 several inputs, integer inputs (token
-# ids) and the ops that read them (gather, quantize); older files read unchanged
+# ids) and the ops that read them (gather, quantize, gather_mean); older files read unchanged
 KINDS = ("conv2d", "linear", "maxpool2d", "avgpool2d", "add", "flatten", "clamp", "concat", "lut", "reshape",
-         "transpose", "upsample", "pad", "gather", "quantize")
+         "transpose", "upsample", "pad", "gather", "quantize", "gather_mean")
 DTYPES = {"uint8": (0, 255), "int8": (-128, 127)}
 INTEGER_INPUT = "int64"  # an input of integers taken as they are (token ids, a mask): scale 1, zero point 0
 ONNXRUNTIME = "onnxruntime"  # ONNX Runtime's float32 requantization (karuku.quant.ort_requant): what an int8
@@ -197,6 +197,11 @@ class IntegerModel:
             return ops.gather(x, arr["rows"], op.output)
         if op.kind == "quantize":
             return quantize(x, vout.scale, vout.zero_point, *DTYPES[vout.dtype])
+        if op.kind == "gather_mean":
+            lo, hi = DTYPES[vout.dtype]
+            return ops.gather_mean(x, arr["rows"], arr["m0"], arr["shift"], a["pad"], vout.zero_point, lo, hi,
+                                   self.rounding, arr["weight_scale"] if ort else None, vout.scale, op.output,
+                                   bool(a["sum"]))
         raise KarukuError(f"unknown integer op '{op.kind}'", f"known: {', '.join(KINDS)}")
 
     def _onnxruntime_op(self, op: Op, env: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -252,10 +257,14 @@ class IntegerModel:
             if any(t.shape != (256,) for t in tables):
                 missing.append("a 256-entry table")
             rows = tensors.get(o.arrays.get("rows", ""))
-            if o.kind == "gather" and (rows is None or rows.dim() != 2 or o.output not in values
+            if o.kind in ("gather", "gather_mean") and (rows is None or rows.dim() != 2 or o.output not in values
                                        or list(rows.shape[1:]) != values[o.output].shape[-1:]):
                 missing.append("a table of rows as wide as its output")
-            if o.kind in ("gather", "quantize") and (len(o.inputs) != 1 or o.inputs[0] not in values
+            counts = [tensors.get(o.arrays.get(r, "")) for r in ("m0", "shift")]
+            if o.kind == "gather_mean" and o.inputs and o.inputs[0] in values and any(
+                    c is None or c.shape != (values[o.inputs[0]].shape[-1] + 1,) for c in counts):
+                missing.append("a multiplier for every count of tokens")
+            if o.kind in ("gather", "quantize", "gather_mean") and (len(o.inputs) != 1 or o.inputs[0] not in values
                                                      or values[o.inputs[0]].dtype != INTEGER_INPUT):
                 missing.append("an integer input to read")
             if o.kind not in KINDS or missing or any(i not in values for i in [*o.inputs, o.output]):

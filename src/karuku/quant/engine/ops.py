@@ -160,3 +160,23 @@ def gather(ids: torch.Tensor, rows: torch.Tensor, name: str = "gather") -> torch
         raise KarukuError(f"'{name}': token id {bad} is outside its table of {len(rows)} rows",
                           "give ids the model's vocabulary holds (0 .. rows - 1)")
     return rows.to(torch.int32)[ids]
+
+
+def gather_mean(ids: torch.Tensor, rows: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor, pad: int, zy: int,
+                lo: int, hi: int, rounding: str = "single", weight_scale: torch.Tensor | None = None,
+                sy: float = 1.0, name: str = "bag", total: bool = False) -> torch.Tensor:
+    """A bag of token embeddings [N, L] -> [N, D] (karuku.quant.bag): acc = the sum of the int8 rows of the ids
+    that are not `pad` (-1: none is), y = requantize(acc) by the multiplier of their count n; n = 0 gives zy.
+    `weight_scale`: ONNX Runtime's float32 rule instead (the file's Cast, Mul by s_w, Div by n unless `total`
+    — a bag's sum —, QuantizeLinear)."""
+    kept = ids != pad
+    acc = (gather(ids, rows, name) * kept.unsqueeze(-1)).sum(1, dtype=torch.int32)
+    n = kept.sum(1).to(torch.int64)
+    if weight_scale is not None:
+        f32 = torch.float32
+        v = acc.to(f32) * weight_scale.to(f32)
+        v = v if total else v / n.clamp(min=1).to(f32).unsqueeze(1)
+        y = torch.round(v / torch.tensor(sy, dtype=f32)).clamp(-(1 << 24), 1 << 24).to(torch.int32) + zy
+        return torch.clamp(y, lo, hi)
+    y = requantize(acc, m0[n].unsqueeze(1), shift[n].unsqueeze(1), zy, lo, hi, rounding)
+    return torch.where(n.unsqueeze(1) > 0, y, torch.clamp(torch.tensor(zy, dtype=torch.int32), lo, hi))

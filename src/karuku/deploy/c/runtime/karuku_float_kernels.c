@@ -355,6 +355,22 @@ int kf_gather_rows(const int32_t *ids, long n, const float *rows, long vocab, lo
     return 0;
 }
 
+int kf_gather_mean(const int32_t *ids, long n, const float *rows, long vocab, long dim, int32_t pad, int mean,
+                   float *y) {
+    long t, d, count = 0;
+    for (t = 0; t < n; t++) {
+        if (ids[t] < 0 || (long)ids[t] >= vocab) return 1;
+        count += ids[t] != pad;
+    }
+    for (d = 0; d < dim; d++) {
+        float acc = 0.0f;
+        for (t = 0; t < n; t++)
+            if (ids[t] != pad) acc += rows[(long)ids[t] * dim + d];
+        y[d] = mean && count > 1 ? acc / (float)count : acc;
+    }
+    return 0;
+}
+
 void kf_cast(const int32_t *x, long n, float *y) {
     long i;
     for (i = 0; i < n; i++) y[i] = (float)x[i];

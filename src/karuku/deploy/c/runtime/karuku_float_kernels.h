@@ -25,6 +25,9 @@ void kf_map(const float *x, long n, float a, float (*f)(float, float), float *y)
 void kf_concat_part(const float *x, long rows, long len, long stride, float *y);
 /* y[t, :] = rows[ids[t], :]; returns 1 at the first id outside 0 .. vocab - 1, else 0 */
 int kf_gather_rows(const int32_t *ids, long n, const float *rows, long vocab, long dim, float *y);
+/* y[d] = the sum (mean: divided by their count, at least 1) of rows[id][d] over the ids that are not `pad` */
+int kf_gather_mean(const int32_t *ids, long n, const float *rows, long vocab, long dim, int32_t pad, int mean,
+                   float *y);
 /* y = (float)x */
 void kf_cast(const int32_t *x, long n, float *y);
 /* data movement as the integer kernels do it, on floats */

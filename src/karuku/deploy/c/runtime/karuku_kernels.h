@@ -63,6 +63,10 @@ void kk_lut(const uint8_t *x, const uint8_t *table, long n, uint8_t *y);
 void kk_concat_part(const uint8_t *x, const uint8_t *table, long rows, long len, long stride, uint8_t *y);
 
 #include "kk_tokens.h"
+/* A bag of token embeddings: y[d] = requantize(sum of the int8 rows[id][d] of the ids that are not `pad` (-1: none
+ * is), by m0[n], shift[n] for their count n), zy for a bag of nothing; returns 1 at an id outside the table. */
+int kk_gather_mean(const int32_t *ids, long n, const int8_t *rows, long vocab, long dim, int32_t pad,
+                   const int32_t *m0, const int32_t *shift, int32_t zy, int32_t lo, int32_t hi, uint8_t *y);
 
 /* Data movement, on elements of `size` bytes (1 for the integers, 4 for the float build). */
 /* y = x with its `rank` dimensions (sizes `dims`) permuted: output dimension k is input dimension perm[k] */
