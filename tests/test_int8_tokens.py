@@ -391,3 +391,20 @@ def test_what_cannot_take_a_bag_says_so_in_one_line(tmp_path, capfd):
     short = {**tensors, "bag.m0": tensors["bag.m0"][:5].contiguous()}
     with pytest.raises(KarukuError, match="op 'bag' \\(gather_mean\\) is malformed"):
         IntegerModel.from_parts(short, doc, "b")
+
+
+class BagIgnoringMask(Bag):
+    def forward(self, ids, attention_mask):  # the pads say it all: the mask is taken and left unread
+        return super().forward(ids)
+
+
+def test_c_of_a_model_that_ignores_an_input_still_compiles_without_warnings(tmp_path):
+    from karuku.deploy.c.project import export_c
+
+    ids = _bag_ids()
+    mask = (ids != 0).long()
+    im = to_integer(quantize(BagIgnoringMask().eval(), QuantConfig(observer="minmax", target_isa="avx512-vnni"),
+                             (ids, mask)))
+    assert im.inputs == ["ids", "attention_mask"] and all("attention_mask" not in o.inputs for o in im.ops)
+    assert "identical" in export_c(im, "bag", tmp_path / "c", None, inputs=(ids, mask))  # -Wall -Wextra -Werror
+    assert "(void)in_attention_mask;" in (tmp_path / "c" / "bag.c").read_text()
