@@ -408,3 +408,46 @@ def test_c_of_a_model_that_ignores_an_input_still_compiles_without_warnings(tmp_
     assert im.inputs == ["ids", "attention_mask"] and all("attention_mask" not in o.inputs for o in im.ops)
     assert "identical" in export_c(im, "bag", tmp_path / "c", None, inputs=(ids, mask))  # -Wall -Wextra -Werror
     assert "(void)in_attention_mask;" in (tmp_path / "c" / "bag.c").read_text()
+
+
+class MaskedBag(nn.Module):
+    """A user's bag-of-embeddings classifier of the tests' token data (ids, mask): the mean of the real tokens."""
+
+    def __init__(self, vocab: int = 32, num_classes: int = 2):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(vocab, 8, mode="mean", padding_idx=0)
+        self.fc, self.head = nn.Linear(8, 16), nn.Linear(16, num_classes)
+
+    def forward(self, input_ids, attention_mask):
+        return self.head(torch.relu(self.fc(self.bag(input_ids))))
+
+
+def masked_bag(num_classes: int = 2):
+    return MaskedBag(num_classes=num_classes)
+
+
+def test_the_loop_runs_a_model_torch_onnx_cannot_export_and_says_what_it_did_not_time(tmp_path):
+    import json
+
+    from helpers.usermodels import Masked
+    from karuku.data import from_torch
+    from karuku.pipeline import compress
+    from karuku.pipeline.recipe import parse_recipe
+
+    recipe, problems = parse_recipe({
+        "version": 1, "name": "bag", "model": {"name": "test_int8_tokens:masked_bag", "train": {
+            "epochs": 6, "lr": 0.01, "optimizer": "adam", "batch_size": 32}},
+        "budget": {"max_drop": 5}, "recovery": {"epochs": 0, "max_rounds": 0},
+        "stages": [{"quantize": {"mode": "ptq"}}, {"export": {"format": "onnx"}}]})
+    assert not problems, problems
+    out = compress(recipe, tmp_path / "run", verbose=False, threads=1,
+                   data=from_torch(Masked(600, 0), Masked(200, 1), val_size=100))
+    summary = json.loads((out.run_dir / "summary.json").read_text())
+    base, final = summary["baseline"]["measure"], summary["final"]["measure"]
+    # the float bag has no ONNX export (torch.onnx's limit): not timed, and said; karuku's int8 file is timed
+    assert base["latency"] == {} and "embedding_bag with padding_idx" in base["extra"]["onnxruntime"]
+    assert final["latency"]["onnxruntime"]["b1_median_ms"] > 0 and summary["side_by_side"] is False
+    assert final["deploy_kind"] == "int8" and final["accuracy"] > 0.7
+    report = (out.run_dir / "report.md").read_text()
+    assert "top-1 agreement with the integer engine" in report  # the int8 file, checked
+    assert "not timed: ONNX export failed: embedding_bag with padding_idx" in report  # why the baseline shows "—"

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from karuku.errors import KarukuError
 from karuku.measure import counts, energy, forms, memory
 from karuku.measure.inputs import signature
 from karuku.measure.profiles import Fit, Profile, check_fit, get_profile
@@ -217,7 +218,16 @@ def evaluate(model: nn.Module, data=None, input_shape: tuple[int, ...] | None = 
 
         ev.cpu = detect().summary()
         reference, onnx = _deployed(model, all_forms, "onnxruntime" in engines)
-        ev.latency = {k: s.as_dict() for k, s in latency(reference, sig, threads, engines, runs, onnx).items()}
+        if "onnxruntime" in engines and onnx is None:
+            from karuku.measure.onnx_runtime import export_bytes
+
+            try:
+                onnx = export_bytes(reference, sig)
+            except KarukuError as exc:  # torch.onnx cannot export every model: time the rest, say why not this
+                engines = tuple(e for e in engines if e != "onnxruntime")
+                ev.extra["onnxruntime"] = f"not timed: {exc.message}"
+        if engines:
+            ev.latency = {k: s.as_dict() for k, s in latency(reference, sig, threads, engines, runs, onnx).items()}
     if details:
         for f in all_forms:
             if f.details is not None:

@@ -48,6 +48,9 @@ def judge(m: Evaluation, baseline: Evaluation, budget, metric: Metric) -> list[d
     if budget.max_size_kb is not None:
         checks.append(limit_check("max_size_kb", budget.max_size_kb, round(m.deploy_bytes / 1000, 2), "KB"))
     if budget.max_latency_ms is not None:
+        if m.latency_ms is None:
+            raise KarukuError("budget.max_latency_ms needs the result timed",
+                              "measure speed (an ONNX file or torch) or drop max_latency_ms")
         checks.append(limit_check("max_latency_ms", budget.max_latency_ms, round(m.latency_ms, 4), "ms"))
     if budget.min_speedup is not None:
         checks.append(speedup_check(budget.min_speedup, m.throughput_b64, baseline.throughput_b64, "batch 64"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from karuku.errors import KarukuError
 from karuku.pipeline.attempt import Attempt
 from karuku.pipeline.recipe import Recipe
 from karuku.pipeline.run import Run
@@ -72,16 +73,24 @@ def finish(run: Run, final: Attempt, attempts: list[Attempt], lang: str) -> Outc
     steps = {"baseline": copy.deepcopy(run.baseline), "final": copy.deepcopy(final)}
     models = {k: load_model(a.checkpoint)[0] for k, a in steps.items()}
     inputs = signature(models["baseline"], run.inputs)  # both files take the data's inputs, by the same names
-    files = {k: deployed_onnx(m, inputs) for k, m in models.items()}
-    for k, speed in side_by_side(files, inputs).items():
-        steps[k].measure.latency["onnxruntime"] = speed.as_dict()
+    files, untimed = {}, {}
+    for k, m in models.items():
+        try:
+            files[k] = deployed_onnx(m, inputs)
+        except KarukuError as exc:  # torch.onnx cannot export every float model (its step said so too)
+            untimed[k] = exc.message
+    if untimed:
+        run.folder.log(f"not timed side by side: {'; '.join(f'{k}: {v}' for k, v in untimed.items())}")
+    else:
+        for k, speed in side_by_side(files, inputs).items():
+            steps[k].measure.latency["onnxruntime"] = speed.as_dict()
     base, final = steps["baseline"], steps["final"]
     checks = judge(final.measure, base.measure, run.recipe.budget, run.metric)
     with atomic_path(run.folder.root / "final.safetensors") as tmp:
         shutil.copyfile(final.checkpoint, tmp)
     summary = {"recipe": run.recipe.model_dump(mode="json"), "baseline": base.as_dict(), "final": final.as_dict(),
                "attempts": [a.as_dict() for a in attempts], "checks": checks, "ok": all(c["ok"] for c in checks),
-               "profiles": profile_fits(final.measure), "side_by_side": True, "threads": run.threads,
+               "profiles": profile_fits(final.measure), "side_by_side": not untimed, "threads": run.threads,
                "quality": quality_info(run), "peak_rss_bytes": peak_rss_bytes(),
                # threads in the line the report shows: results (float sums) and timings depend on them
                "cpu": {**detect().as_dict(), "summary": f"{detect().summary()}; {run.threads} thread(s)"}}

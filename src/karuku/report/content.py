@@ -25,8 +25,17 @@ def _settings(s: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (s or {}).items() if v not in (None, {}, [])) or "—"
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}×" if b else "—"
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}×" if a is not None and b else "—"
+
+
+def _ms(v: float | None) -> str:
+    """A latency, or a dash when the model was not timed (torch.onnx could not export it: the step says why)."""
+    return f"{v:.3f} ms" if v is not None else "—"
+
+
+def _per_s(v: float | None) -> str:
+    return f"{v:,.0f}/s" if v is not None else "—"
 
 
 def accuracy(m: dict[str, Any], t: dict[str, str]) -> str:
@@ -133,7 +142,7 @@ def background(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
         [quality_label(q, t), show_quality(base, q, t, errors=True)],
         *([[t["inputs"], base["inputs"]]] if base.get("inputs") else []),  # measured on these, not one float input
         [t["params"], f"{base['params']:,}"], [t["size"], f"{size(base['deploy_bytes'])} ({base['deploy_kind']})"],
-        [t["macs"], f"{base['macs']:,}"], [t["latency"], f"{base['latency_ms']:.3f} ms"],
+        [t["macs"], f"{base['macs']:,}"], [t["latency"], _ms(base["latency_ms"])],
         [t["energy"], f"{base['energy_uj']:.3f} µJ"]])]
 
 
@@ -168,9 +177,9 @@ def effects(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
         [t["macs"], f"{base['macs']:,}", f"{final['macs']:,}", _ratio(base["macs"], final["macs"])],
         [t["eff_macs"], f"{base['effective_macs']:,}", f"{final['effective_macs']:,}",
          _ratio(base["effective_macs"], final["effective_macs"])],
-        [t["latency"], f"{base['latency_ms']:.3f} ms", f"{final['latency_ms']:.3f} ms",
+        [t["latency"], _ms(base["latency_ms"]), _ms(final["latency_ms"]),
          _ratio(base["latency_ms"], final["latency_ms"])],
-        [t["throughput"], f"{base['throughput_b64']:,.0f}/s", f"{final['throughput_b64']:,.0f}/s",
+        [t["throughput"], _per_s(base["throughput_b64"]), _per_s(final["throughput_b64"]),
          _ratio(final["throughput_b64"], base["throughput_b64"])],
         [t["peak"], size(base["peak_activation_bytes"]), size(final["peak_activation_bytes"]),
          _ratio(base["peak_activation_bytes"], final["peak_activation_bytes"])],
@@ -182,6 +191,9 @@ def effects(summary: dict[str, Any], t: dict[str, str]) -> list[Block]:
         blocks.append(("p", t["no_speed"]))
     if summary.get("side_by_side"):
         blocks.append(("p", t["timing_note"]))
+    for label, m in ((t["baseline"], base), (t["result"], final)):  # a file torch.onnx could not write: why "—"
+        if (m.get("extra") or {}).get("onnxruntime"):
+            blocks.append(("p", f"{label}: {m['extra']['onnxruntime']}"))
     blocks.append(("p", f"{t['energy_note']}: {energy_text(final['energy'], t)}"))
     return blocks + layers(base, final, t)
 

@@ -39,8 +39,9 @@ def print_outcome(outcome) -> None:
     from karuku.measure.units import size
 
     m = outcome.final["measure"]
+    timed = f"{m['latency_ms']:.3f} ms batch-1 latency" if m["latency_ms"] is not None else "not timed (see the report)"
     console.print(f"result: {100 * m['accuracy']:.2f} % test accuracy, {size(m['deploy_bytes'])} "
-                  f"({m['deploy_kind']}), {m['latency_ms']:.3f} ms batch-1 latency", soft_wrap=True)
+                  f"({m['deploy_kind']}), {timed}", soft_wrap=True)
     console.print(f"report: {outcome.report}", soft_wrap=True)
     from karuku.io.checkpoint import load_checkpoint, trust_note
 
