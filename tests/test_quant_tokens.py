@@ -54,6 +54,10 @@ def test_ptq_calibrates_on_token_batches_and_leaves_the_lookup_alone():
     kept = quantize(m, QuantConfig(observer="minmax", target_isa="avx512-vnni", layer_bits={"embed": "float"}),
                     (ids, feats))
     assert kept.float_layers == ["embed (Embedding)"] and not kept.is_static  # unless kept float on purpose
+    from karuku.quant import QParams
+
+    table = m.embed.weight.numel()  # stored as int8 rows, or kept float: 4 bytes an entry
+    assert QParams.from_model(kept).weight_bytes(kept) - QParams.from_model(qm).weight_bytes(qm) == 3 * table
 
 
 def test_batches_of_token_tuples_and_a_dataset_calibrate_alike():

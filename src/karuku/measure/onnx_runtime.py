@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from karuku.errors import KarukuError
-from karuku.fxshapes import native_output_silenced
 from karuku.measure import inputs
+from karuku.quiet import native_output_silenced
 
 # What the tracer says when Python control flow reads a tensor's values: the exported graph keeps only the
 # branch the example input took (`if x.mean() > 0:`, `for _ in range(int(x.max()))`).

@@ -16,10 +16,10 @@ import torch
 from torch import fx, nn
 
 from karuku.errors import KarukuError
-from karuku.fxshapes import propagate_shapes
 from karuku.quant import bag
 from karuku.quant.nodes import PASS_THROUGH, WEIGHTED, Alias, Ctx, Node
 from karuku.quant.recognise import function_node, method_node, module_node
+from karuku.quiet import propagate_shapes
 
 __all__ = ["PASS_THROUGH", "WEIGHTED", "Node", "fold_bn", "trace"]
 
@@ -96,8 +96,9 @@ def trace(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) ->
             # not an activation: a parameter read, a size or device, or what only those feed
             aux = n.op == "get_attr" or not tensor or _integer(n) or all(i in aux_values for i in ins)
             attrs = {"kind": _kind(gm, n), **({"from_integer": True} if from_integer and not aux else {})}
-            if from_integer and not aux and _integer_form(gm, n):
-                attrs["integer_form"] = _integer_form(gm, n)
+            form = _integer_form(gm, n) if from_integer and not aux else None
+            if form:
+                attrs["integer_form"] = form
             found = [Node(ctx.label(n), "aux" if aux else "float", ins, attrs, _FxCall(gm, n))]
         local: dict[str, str] = {}  # names inside one group of nodes (a channel shuffle's three)
         for node in found:

@@ -56,6 +56,11 @@ class QuantModel(nn.Module):
         signed = cfg.act_dtype == "int8"
         floats = []
         dynamic = cfg.mode == "dynamic"
+        # the float calls on token inputs that run in their integer form (a lookup, a bag, a cast): all of them
+        # but in dynamic mode, where only Linear layers are quantized, and those layer_bits keeps float on purpose
+        self.integer_forms: dict[str, str] = {
+            n.name: n.attrs["integer_form"] for n in nodes
+            if n.attrs.get("integer_form") and not dynamic and layer_bits(n.name, cfg) is not None}
         for n in nodes:
             if n.op in WEIGHTED:
                 # dynamic quantization covers Linear layers only (convs gain nothing from it on CPUs)
@@ -65,8 +70,7 @@ class QuantModel(nn.Module):
                 self.layers[key(n.name)] = QLayer(n.module, n.op, n.attrs, bits, cfg.per_channel,
                                                   cfg.weight_observer, (bns or {}).get(n.name))
             elif n.op in ("float", "aux"):
-                # a lookup or cast has an integer form, unless layer_bits keeps it float on purpose
-                if n.op == "float" and not (n.attrs.get("integer_form") and layer_bits(n.name, cfg) is not None):
+                if n.op == "float" and n.name not in self.integer_forms:
                     floats.append(f"{n.name} ({n.attrs.get('kind')})")
                 if isinstance(n.module, nn.Module):
                     self.floats[key(n.name)] = n.module
@@ -83,9 +87,6 @@ class QuantModel(nn.Module):
                 if n.name in self.quantizer:
                     self.act(n.name).dynamic = self.act(n.name).dynamic or n.name in linear_inputs
         self.float_layers = [] if dynamic else floats
-        # EmbeddingBags computed on their int8 table (not in dynamic mode, nor when layer_bits keeps them float)
-        self.bags = {n.name for n in nodes if n.attrs.get("integer_form") == "bag" and not dynamic
-                     and layer_bits(n.name, cfg) is not None}
         if check:
             _check_supported(nodes, cfg)
 
@@ -152,7 +153,7 @@ class QuantModel(nn.Module):
             elif n.op == "pad":
                 top, left, bottom, right = n.attrs["pads"]
                 y = F.pad(ins[0], (left, right, top, bottom))
-            elif n.name in self.bags:
+            elif self.integer_forms.get(n.name) == "bag":
                 y = bag.fake_forward(self.floats[key(n.name)].owner, ins[0])  # the table rounded like a weight
             else:  # float fallback, or an aux value
                 y = self.floats[key(n.name)](*ins)

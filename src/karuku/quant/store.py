@@ -73,7 +73,7 @@ class QParams:
                 per = 4 if layer.bits is None else 1
                 total += layer.weight.numel() * per + layer.bias.numel() * 4
             elif n.op == "float" and key(n.name) in qm.floats:
-                per = 1 if n.attrs.get("integer_form") in ("gather", "bag") and qm.cfg.mode != "dynamic" else 4
+                per = 1 if qm.integer_forms.get(n.name) in ("gather", "bag") else 4  # int8 rows, else float32
                 total += per * sum(p.numel() for p in qm.floats[key(n.name)].parameters())
         return total
 

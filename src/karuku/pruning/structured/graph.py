@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from karuku.errors import KarukuError
-from karuku.fxshapes import propagate_shapes
+from karuku.quiet import propagate_shapes
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from karuku.errors import KarukuError
 from karuku.quant import ort_requant
-from karuku.quant.primitives import requantize, rescale
+from karuku.quant.primitives import quantize, requantize, rescale
 
 
 def _per_channel(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -176,7 +176,6 @@ def gather_mean(ids: torch.Tensor, rows: torch.Tensor, m0: torch.Tensor, shift: 
         f32 = torch.float32
         v = acc.to(f32) * weight_scale.to(f32)
         v = v if total else v / n.clamp(min=1).to(f32).unsqueeze(1)
-        y = torch.round(v / torch.tensor(sy, dtype=f32)).clamp(-(1 << 24), 1 << 24).to(torch.int32) + zy
-        return torch.clamp(y, lo, hi)
+        return quantize(v, sy, zy, lo, hi)  # QuantizeLinear: the engine's own input step
     y = requantize(acc, m0[n].unsqueeze(1), shift[n].unsqueeze(1), zy, lo, hi, rounding)
     return torch.where(n.unsqueeze(1) > 0, y, torch.clamp(torch.tensor(zy, dtype=torch.int32), lo, hi))
