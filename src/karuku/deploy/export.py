@@ -27,9 +27,7 @@ def export_int8_onnx(model, input_shape: tuple[int, ...], out: Path, n: int = 10
     if not exact_on(rep, target):
         raise KarukuError(f"representation {rep} is not computed exactly on target {target} (its u8 x s8 kernels "
                           "saturate int16 pairs)", "leave --representation unset, or use u8u8")
-    if inputs is None and im.several:
-        raise KarukuError(f"checking an int8 ONNX of inputs {', '.join(im.inputs)} needs examples of them",
-                          "pass --data naming the dataset whose examples carry them (Python: inputs=...)")
+    im.need_examples(inputs, "an int8 ONNX")
     x = inputs if inputs is not None else torch.randn(n, *input_shape, generator=torch.Generator().manual_seed(0))
     parity, _ = check(im, rep, x)
     require(parity)

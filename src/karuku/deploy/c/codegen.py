@@ -20,7 +20,7 @@ from karuku.deploy.c.csyntax import c_array as _array
 from karuku.deploy.c.csyntax import c_float as _float
 from karuku.deploy.c.geometry import geometry
 from karuku.deploy.c.movement import concat_parts, movement_call
-from karuku.deploy.c.signature import arena_inputs, c_inputs, c_name, header_inputs, param, run_params, unused_inputs
+from karuku.deploy.c.signature import arena_inputs, c_inputs, c_name, copy_inputs, header_inputs, param, run_params
 from karuku.errors import KarukuError
 from karuku.quant.engine.graph import DTYPES, IntegerModel
 from karuku.quant.primitives import ROUNDINGS
@@ -243,8 +243,7 @@ def _int_source(im: IntegerModel, name: str, off: dict[str, int], arena: int) ->
             decls.append(decl)
             calls.append(call)
     body = "\n    ".join(f"{c}  /* {op.name} */" for c, op in zip(calls, im.ops))
-    copies = unused_inputs(im) + "\n    ".join(f"memcpy(A + {off[i]}, {param(im, i)}, "
-                                                 f"{math.prod(im.values[i].shape)});" for i in arena_inputs(im))
+    copies = copy_inputs(im, "A", off)
     return _INT_TEMPLATE.format(version=__version__, name=name, decls="".join(decls), arena=max(arena, 4),
                                 scratch=scratch, params=run_params(im), copies=copies, body=body,
                                 out_off=off[im.output], out_n=math.prod(im.values[im.output].shape)), scratch

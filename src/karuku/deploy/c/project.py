@@ -56,13 +56,9 @@ def records(im: IntegerModel, q, float_build: bool = False) -> np.ndarray:
     little-endian int32, the other inputs' integers as bytes (`float_build`: `q` holds float inputs, as float32)."""
     if not im.several:
         return q.numpy().astype("<f4") if float_build else to_bytes(q)
-
-    def raw(t: torch.Tensor, dtype: str) -> np.ndarray:
-        return np.ascontiguousarray(t.numpy().astype(dtype).reshape(len(t), -1)).view(np.uint8)
-
-    return np.concatenate([raw(t, "<i4") if im.values[n].dtype == INTEGER_INPUT else
-                           raw(t, "<f4") if float_build else to_bytes(t)
-                           for n, t in zip(im.inputs, im.split_inputs(q))], axis=1)
+    return toolchain.pack([t.numpy().astype("<i4") if im.values[n].dtype == INTEGER_INPUT else
+                           t.numpy().astype("<f4") if float_build else to_bytes(t)
+                           for n, t in zip(im.inputs, im.split_inputs(q))])
 
 
 def host_check(im: IntegerModel, proj, inputs, folder: Path) -> int:
@@ -102,9 +98,7 @@ def export_c(im: IntegerModel, name: str, out: Path, input_shape: tuple[int, ...
         raise KarukuError("--kernels cmsis-nn needs the CMSIS-NN sources", "add --cmsis-nn DIR")
     if kernels != "cmsis-nn" and cmsis_nn is not None:
         raise KarukuError("--cmsis-nn is for --kernels cmsis-nn", "add --kernels cmsis-nn")
-    if im.several and inputs is None:
-        raise KarukuError(f"checking a C project of inputs {', '.join(im.inputs)} needs examples of them",
-                          "pass --data naming the dataset whose examples carry them (Python: inputs=...)")
+    im.need_examples(inputs, "a C project")
     if kernels == "cmsis-nn":
         return _export_cmsis(im, name, out, input_shape, cmsis_nn, check, profile, inputs)
     proj = generate(im, name)

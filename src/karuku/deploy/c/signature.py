@@ -64,7 +64,11 @@ def header_inputs(im: IntegerModel, up: str, quantized: Callable[[str], str]) ->
     return sizes, about
 
 
-def unused_inputs(im: IntegerModel) -> str:
-    """`(void)in_<name>;` for each input no op reads (a mask the model ignores): -Wunused-parameter stays quiet."""
+def copy_inputs(im: IntegerModel, arena: str, off: dict[str, int], elem: int = 1) -> str:
+    """The run function's first statements: each quantized input copied into the arena (`arena` + `off`, in
+    elements of `elem` bytes), and `(void)in_<name>;` for an input no op reads (a mask the model ignores), so
+    -Wunused-parameter stays quiet."""
     read = {i for o in im.ops for i in o.inputs}
-    return "".join(f"(void){param(im, i)}; " for i in im.inputs if im.several and i not in read)
+    unused = "".join(f"(void){param(im, i)}; " for i in im.inputs if im.several and i not in read)
+    return unused + "\n    ".join(f"memcpy({arena} + {off[i] // elem}, {param(im, i)}, "
+                                  f"{elem * math.prod(im.values[i].shape)});" for i in arena_inputs(im))

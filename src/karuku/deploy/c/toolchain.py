@@ -190,6 +190,11 @@ def build_mcu(proj: CProject, folder: Path, float_build: bool = False, extra_fla
     return Build(out, map_file, float_build)
 
 
+def pack(arrays: list[np.ndarray]) -> np.ndarray:
+    """The harness's records: each example's inputs one after the other, as their bytes (N × record bytes)."""
+    return np.concatenate([np.ascontiguousarray(a.reshape(len(a), -1)).view(np.uint8) for a in arrays], axis=1)
+
+
 def run(build: Build, inputs: np.ndarray, timeout: float = 600) -> tuple[np.ndarray, int]:
     """Run the build on `inputs` (N × input bytes, or floats); return (outputs, timer ticks)."""
     folder = build.binary.parent

@@ -35,9 +35,7 @@ def export_tflite(im: IntegerModel, out: Path, inputs, check: int = 256, compact
     tuple / dict of the inputs of a model of token ids: the file takes those as int32)."""
     from karuku.io.atomic import write_bytes
 
-    if inputs is None:
-        raise KarukuError(f"checking a .tflite of inputs {', '.join(im.inputs)} needs examples of them",
-                          "pass --data naming the dataset whose examples carry them (Python: inputs=...)")
+    im.need_examples(inputs, "a .tflite")
     im, raw, data = to_tflite(im, compact)
     x = im.slice_inputs(inputs, 0, check)
     res = agreement(im, raw, x)

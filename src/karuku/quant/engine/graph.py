@@ -87,6 +87,13 @@ class IntegerModel:
         """Takes several inputs or an integer one (token ids, a mask): run and quantize_input take / give tuples."""
         return len(self.inputs) > 1 or self.values[self.input].dtype == INTEGER_INPUT
 
+    def need_examples(self, inputs, what: str) -> None:
+        """A one-line error when a check of `what` has no `inputs` for a model random ones will not do for (token
+        ids must be the model's own)."""
+        if inputs is None and self.several:
+            raise KarukuError(f"checking {what} of inputs {', '.join(self.inputs)} needs examples of them",
+                              "pass --data naming the dataset whose examples carry them (Python: inputs=...)")
+
     def n_examples(self, x) -> int:
         """How many examples inputs `x` hold (a tensor, or a tuple / dict for a model of several inputs)."""
         return len(self.split_inputs(x)[0])
